@@ -1,0 +1,221 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import PanListCore
+import _NIOFileSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The Local storage's settings (`addition`), with Alist's names.
+struct LocalAddition: Decodable {
+    var rootFolderPath: String = ""
+    enum CodingKeys: String, CodingKey { case rootFolderPath = "root_folder_path" }
+    init() {}
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        rootFolderPath = try c.decodeIfPresent(String.self, forKey: .rootFolderPath) ?? ""
+    }
+}
+
+/// A folder on this machine's disk. Every path is confined to the root: `..` never reaches the driver
+/// (the core refuses it), and symbolic links whose target lies outside the root are neither listed nor followed.
+public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
+    RemoveCapable, PutCapable, DetailsCapable
+{
+    public static let name = "Local"
+    public static let factory = DriverFactory(
+        config: DriverConfig(name: name, localSort: true, onlyProxy: true, noCache: true, defaultRoot: "/"),
+        additional: [
+            DriverItem(name: "root_folder_path", type: "string", required: true,
+                       help: "absolute path of the folder on this machine to serve"),
+        ],
+        make: { record, _ in try LocalDriver(record: record) }
+    )
+
+    public let config: DriverConfig
+    let configuredRoot: String
+    /// The root with symbolic links resolved; set by `initialize`.
+    private let rootBox = NIOLockedValueBox<String>("")
+    var root: String { rootBox.withLockedValue { $0 } }
+
+    public init(record: StorageRecord) throws {
+        self.config = Self.factory.config
+        let addition = try decodeAddition(LocalAddition.self, from: record.addition)
+        self.configuredRoot = addition.rootFolderPath
+    }
+
+    public func initialize() async throws {
+        guard !configuredRoot.isEmpty else { throw FSError.badRequest("root_folder_path is required") }
+        guard configuredRoot.hasPrefix("/") else {
+            throw FSError.badRequest("root_folder_path must be an absolute path, got '\(configuredRoot)'")
+        }
+        let configured = configuredRoot
+        let real = try await blocking { () throws(FSError) -> String in
+            guard let r = Posix.realpath(configured) else { throw .notFound("root folder \(configured) does not exist") }
+            guard Posix.isDirectory(r) else { throw .badRequest("root folder \(configured) is not a folder") }
+            return r
+        }
+        rootBox.withLockedValue { $0 = real }
+    }
+
+    public func drop() async {}
+
+    // MARK: paths
+
+    /// The on-disk path of a storage-relative path, without following anything.
+    func diskPath(_ rel: String) -> String {
+        rel == "/" ? root : (root == "/" ? rel : root + rel)
+    }
+
+    /// The on-disk path of an existing object, checked to resolve inside the root.
+    func confined(_ rel: String) async throws -> String {
+        let path = diskPath(rel), root = self.root
+        return try await blocking { () throws(FSError) -> String in
+            guard let real = Posix.realpath(path) else { throw FSError.objectNotFound(rel) }
+            guard VirtualPath.isWithin(real, root) else {
+                throw .permissionDenied("\(rel) points outside the storage's root folder")
+            }
+            return real
+        }
+    }
+
+    /// The on-disk path of an existing entry itself (a symbolic link is not followed), its folder confined to the root.
+    func entry(_ rel: String) async throws -> String {
+        guard rel != "/" else { return try await confined("/") }
+        let parent = try await confined(VirtualPath.parent(rel))
+        let path = parent == "/" ? "/" + VirtualPath.base(rel) : parent + "/" + VirtualPath.base(rel)
+        guard try await blocking({ Posix.exists(path) }) else { throw FSError.objectNotFound(rel) }
+        return path
+    }
+
+    /// The on-disk path for a new entry `name` inside the existing folder `dir`.
+    func newEntry(in dir: Obj, _ name: String) async throws -> (disk: String, rel: String) {
+        try VirtualPath.validateName(name)
+        let parent = try await confined(dir.path)
+        return (parent == "/" ? "/" + name : parent + "/" + name, VirtualPath.join(dir.path, name))
+    }
+
+    func obj(rel: String, name: String, stat st: Posix.Stat) -> Obj {
+        Obj(id: rel, path: rel, name: name, size: st.isDir ? 0 : st.size, modified: st.modified, isDir: st.isDir)
+    }
+
+    // MARK: reading
+
+    public func root() async throws -> Obj {
+        let path = try await confined("/")
+        let st = try await blocking { () throws(FSError) -> Posix.Stat in
+            guard let st = Posix.stat(path) else { throw FSError.objectNotFound("/") }
+            return st
+        }
+        return obj(rel: "/", name: "root", stat: st)
+    }
+
+    public func get(path rel: String) async throws -> Obj {
+        let disk = try await confined(rel)
+        let st = try await blocking { () throws(FSError) -> Posix.Stat in
+            guard let st = Posix.stat(disk) else { throw FSError.objectNotFound(rel) }
+            return st
+        }
+        return obj(rel: rel, name: VirtualPath.base(rel), stat: st)
+    }
+
+    public func list(dir: Obj) async throws -> [Obj] {
+        let disk = try await confined(dir.path), root = self.root, base = dir.path
+        let entries = try await blocking { () throws(FSError) -> [(String, Posix.Stat)] in
+            guard let entries = Posix.listDirectory(disk, root: root) else {
+                throw .notFound("\(base): cannot read this folder")
+            }
+            return entries
+        }
+        return entries.map { name, st in obj(rel: VirtualPath.join(base, name), name: name, stat: st) }
+    }
+
+    public func link(file: Obj, args: LinkArgs) async throws -> Link {
+        .localFile(path: try await confined(file.path))
+    }
+
+    public func details() async throws -> StorageDetails {
+        let root = self.root
+        return try await blocking { () throws(FSError) -> StorageDetails in
+            guard let d = Posix.space(root) else { throw .internalError("cannot read the free space of \(root)") }
+            return d
+        }
+    }
+
+    // MARK: writing
+
+    public func makeDir(parent: Obj, name: String) async throws -> Obj {
+        let (disk, rel) = try await newEntry(in: parent, name)
+        try await blocking { () throws(FSError) in
+            if mkdir(disk, 0o755) != 0 {
+                if errno == EEXIST { throw FSError.alreadyExists("\(rel) already exists") }
+                throw Posix.error("cannot create folder \(rel)")
+            }
+        }
+        return try await get(path: rel)
+    }
+
+    public func rename(_ obj: Obj, to newName: String) async throws -> Obj {
+        let src = try await entry(obj.path)
+        let parentRel = VirtualPath.parent(obj.path)
+        let parent = try await get(path: parentRel)
+        let (dst, rel) = try await newEntry(in: parent, newName)
+        try await blocking { () throws(FSError) in
+            if Posix.exists(dst) { throw FSError.alreadyExists("\(rel) already exists") }
+            if Glibc.rename(src, dst) != 0 { throw Posix.error("cannot rename \(obj.path)") }
+        }
+        return try await get(path: rel)
+    }
+
+    public func move(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        let src = try await entry(obj.path)
+        let (dst, rel) = try await newEntry(in: dstDir, obj.name)
+        if await (try? blocking { Posix.exists(dst) }) == true { throw FSError.alreadyExists("\(rel) already exists") }
+        do {
+            try await _NIOFileSystem.FileSystem.shared.moveItem(at: FilePath(src), to: FilePath(dst))
+        } catch {
+            throw FSError.internalError("cannot move \(obj.path): \(Posix.describe(error))")
+        }
+        return try await get(path: rel)
+    }
+
+    public func copy(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        let src = try await entry(obj.path)
+        let (dst, rel) = try await newEntry(in: dstDir, obj.name)
+        do {
+            try await _NIOFileSystem.FileSystem.shared.copyItem(at: FilePath(src), to: FilePath(dst))
+        } catch {
+            // Leave nothing half-copied behind.
+            _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(dst), recursively: true)
+            throw FSError.internalError("cannot copy \(obj.path): \(Posix.describe(error))")
+        }
+        return try await get(path: rel)
+    }
+
+    public func remove(_ obj: Obj) async throws {
+        // A symbolic link is removed itself; its target is never touched.
+        let target = try await entry(obj.path)
+        do {
+            try await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(target), recursively: true)
+        } catch {
+            throw FSError.internalError("cannot delete \(obj.path): \(Posix.describe(error))")
+        }
+    }
+
+    public func put(dir: Obj, stream: UploadStream, replacing existing: Obj?) async throws -> Obj {
+        let (disk, rel) = try await newEntry(in: dir, stream.name)
+        try await AtomicFileWriter.write(stream, to: disk)
+        if let modified = stream.modified {
+            try? await blocking { Posix.setModified(disk, modified) }
+        }
+        return try await get(path: rel)
+    }
+}
+
+/// Runs blocking system calls on NIO's thread pool, never on the cooperative pool or an event loop.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(FSError) -> T) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive { () throws -> T in try body() }
+}
+
+import NIOConcurrencyHelpers

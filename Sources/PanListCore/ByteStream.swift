@@ -1,0 +1,85 @@
+import NIOCore
+import NIOConcurrencyHelpers
+
+/// A type-erased, single-pass stream of bytes: an upload body, a file being read, a copy in flight.
+/// Iterating pulls one buffer at a time, so a slow consumer slows the producer (backpressure).
+public struct ByteStream: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    private let makeNext: @Sendable () -> Next
+
+    final class Next: @unchecked Sendable {
+        // Only ever used by the one task iterating the stream.
+        let next: () async throws -> ByteBuffer?
+        init(_ next: @escaping () async throws -> ByteBuffer?) { self.next = next }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let box: Next
+        public mutating func next() async throws -> ByteBuffer? { try await box.next() }
+    }
+
+    public init<S: AsyncSequence & Sendable>(_ sequence: S) where S.Element == ByteBuffer {
+        self.makeNext = {
+            let holder = IteratorHolder(sequence.makeAsyncIterator())
+            return Next { try await holder.next() }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(box: makeNext()) }
+
+    /// An empty stream (a zero-byte upload).
+    public static var empty: ByteStream { ByteStream(EmptyBytes()) }
+
+    /// A stream of the given buffers, for tests and small in-memory bodies.
+    public static func buffers(_ buffers: [ByteBuffer]) -> ByteStream { ByteStream(BufferList(buffers: buffers)) }
+}
+
+private final class IteratorHolder<I: AsyncIteratorProtocol>: @unchecked Sendable where I.Element == ByteBuffer {
+    var iterator: I
+    init(_ iterator: I) { self.iterator = iterator }
+    func next() async throws -> ByteBuffer? { try await iterator.next() }
+}
+
+private struct EmptyBytes: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    struct AsyncIterator: AsyncIteratorProtocol { mutating func next() async throws -> ByteBuffer? { nil } }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+}
+
+private struct BufferList: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let buffers: [ByteBuffer]
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ArraySlice<ByteBuffer>
+        mutating func next() async throws -> ByteBuffer? { rest.popFirst() }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: buffers[...]) }
+}
+
+/// A file to be written by a driver's `put`.
+public struct UploadStream: Sendable {
+    public var name: String
+    /// The declared size (Content-Length); nil when the client streams without one.
+    public var size: Int64?
+    public var modified: Date?
+    public var mimeType: String?
+    /// Hashes the client declared (`X-File-Md5`, …), lower-case hex. The writer verifies the ones it computes.
+    public var md5: String?
+    public var sha1: String?
+    public var sha256: String?
+    public var body: ByteStream
+
+    public init(name: String, size: Int64?, modified: Date? = nil, mimeType: String? = nil,
+                md5: String? = nil, sha1: String? = nil, sha256: String? = nil, body: ByteStream) {
+        self.name = name
+        self.size = size
+        self.modified = modified
+        self.mimeType = mimeType
+        self.md5 = md5?.lowercased()
+        self.sha1 = sha1?.lowercased()
+        self.sha256 = sha256?.lowercased()
+        self.body = body
+    }
+}
+
+import Foundation

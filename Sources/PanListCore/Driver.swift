@@ -1,0 +1,126 @@
+import Foundation
+import Logging
+
+/// One form item of a driver's settings, in Alist's `driver.Item` shape.
+public struct DriverItem: Codable, Sendable, Equatable {
+    public var name: String
+    public var type: String   // string, select, bool, text, number
+    public var `default`: String
+    public var options: String
+    public var required: Bool
+    public var help: String
+    public init(name: String, type: String, default: String = "", options: String = "", required: Bool = false, help: String = "") {
+        self.name = name; self.type = type; self.default = `default`; self.options = options; self.required = required; self.help = help
+    }
+}
+
+/// Static description of a driver (Alist's `driver.Config`).
+public struct DriverConfig: Codable, Sendable {
+    public var name: String
+    public var localSort: Bool
+    public var onlyProxy: Bool
+    public var noCache: Bool
+    public var noUpload: Bool
+    public var defaultRoot: String
+    public var alert: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, alert
+        case localSort = "local_sort", onlyProxy = "only_proxy", noCache = "no_cache"
+        case noUpload = "no_upload", defaultRoot = "default_root"
+        case onlyLocal = "only_local", needMs = "need_ms"
+    }
+
+    public init(name: String, localSort: Bool = false, onlyProxy: Bool = false, noCache: Bool = false,
+                noUpload: Bool = false, defaultRoot: String = "", alert: String = "") {
+        self.name = name; self.localSort = localSort; self.onlyProxy = onlyProxy; self.noCache = noCache
+        self.noUpload = noUpload; self.defaultRoot = defaultRoot; self.alert = alert
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        localSort = try c.decodeIfPresent(Bool.self, forKey: .localSort) ?? false
+        onlyProxy = try c.decodeIfPresent(Bool.self, forKey: .onlyProxy) ?? false
+        noCache = try c.decodeIfPresent(Bool.self, forKey: .noCache) ?? false
+        noUpload = try c.decodeIfPresent(Bool.self, forKey: .noUpload) ?? false
+        defaultRoot = try c.decodeIfPresent(String.self, forKey: .defaultRoot) ?? ""
+        alert = try c.decodeIfPresent(String.self, forKey: .alert) ?? ""
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(localSort, forKey: .localSort)
+        try c.encode(onlyProxy, forKey: .onlyLocal)   // Alist v3 field, read by its UI
+        try c.encode(onlyProxy, forKey: .onlyProxy)
+        try c.encode(noCache, forKey: .noCache)
+        try c.encode(noUpload, forKey: .noUpload)
+        try c.encode(false, forKey: .needMs)
+        try c.encode(defaultRoot, forKey: .defaultRoot)
+        try c.encode(alert, forKey: .alert)
+    }
+}
+
+/// Everything a driver gets from the server when it is created.
+public struct DriverEnvironment: Sendable {
+    public var logger: Logger
+    /// Where drivers may spool uploads; swept at start-up.
+    public var tempDir: String
+    public init(logger: Logger, tempDir: String) {
+        self.logger = logger
+        self.tempDir = tempDir
+    }
+}
+
+/// The base protocol every storage driver implements. Everything else is an optional capability.
+public protocol Driver: AnyObject, Sendable {
+    var config: DriverConfig { get }
+    /// Logs in, checks settings and the root. Throws an FSError whose message becomes the storage's status.
+    func initialize() async throws
+    func drop() async
+    /// The object at the storage's root.
+    func root() async throws -> Obj
+    func list(dir: Obj) async throws -> [Obj]
+    func link(file: Obj, args: LinkArgs) async throws -> Link
+}
+
+/// A driver that can look an object up by its storage-relative path without listing the parent.
+public protocol GetCapable: Driver { func get(path: String) async throws -> Obj }
+public protocol MakeDirCapable: Driver { func makeDir(parent: Obj, name: String) async throws -> Obj }
+public protocol RenameCapable: Driver { func rename(_ obj: Obj, to newName: String) async throws -> Obj }
+public protocol MoveCapable: Driver { func move(_ obj: Obj, to dstDir: Obj) async throws -> Obj }
+public protocol CopyCapable: Driver { func copy(_ obj: Obj, to dstDir: Obj) async throws -> Obj }
+public protocol RemoveCapable: Driver { func remove(_ obj: Obj) async throws }
+public protocol PutCapable: Driver {
+    /// Writes `stream` into `dir` under `stream.name`, replacing `existing` if given. Nothing partial may remain on failure.
+    func put(dir: Obj, stream: UploadStream, replacing existing: Obj?) async throws -> Obj
+}
+public struct StorageDetails: Sendable, Codable, Equatable {
+    public var totalSpace: Int64
+    public var freeSpace: Int64
+    public init(totalSpace: Int64, freeSpace: Int64) { self.totalSpace = totalSpace; self.freeSpace = freeSpace }
+    enum CodingKeys: String, CodingKey { case totalSpace = "total_space", freeSpace = "free_space" }
+}
+public protocol DetailsCapable: Driver { func details() async throws -> StorageDetails }
+
+/// A driver type known to the registry.
+public struct DriverFactory: Sendable {
+    public var config: DriverConfig
+    public var additional: [DriverItem]
+    public var make: @Sendable (_ storage: StorageRecord, _ env: DriverEnvironment) throws -> any Driver
+    public init(config: DriverConfig, additional: [DriverItem],
+                make: @escaping @Sendable (StorageRecord, DriverEnvironment) throws -> any Driver) {
+        self.config = config; self.additional = additional; self.make = make
+    }
+}
+
+/// Decodes a storage's `addition` JSON string; an empty string means all defaults.
+public func decodeAddition<T: Decodable>(_ type: T.Type, from addition: String) throws -> T {
+    let text = addition.trimmingCharacters(in: .whitespacesAndNewlines)
+    do {
+        return try JSONDecoder().decode(T.self, from: Data((text.isEmpty ? "{}" : text).utf8))
+    } catch {
+        throw FSError.badRequest("the storage's addition is not valid JSON for this driver: \(error)")
+    }
+}

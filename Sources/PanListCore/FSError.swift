@@ -1,0 +1,47 @@
+/// The one error type of the PanList core. Front ends map it exactly once:
+/// to the `/api` envelope (`APIError.swift`) and, later, to WebDAV status codes.
+public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Nothing at this path. The message keeps Alist's wording ("object not found"), which clients test for.
+    case notFound(String)
+    case alreadyExists(String)
+    case notSupported(String)
+    case permissionDenied(String)
+    /// A path or name that can never be valid (`..`, NUL, `/` in a name, …).
+    case invalidPath(String)
+    case badRequest(String)
+    case unauthorized(String)
+    case tooLarge(String)
+    /// A storage exists but could not be initialised, or is disabled.
+    case storageUnavailable(String)
+    /// The upstream service answered with an error of its own.
+    case upstream(code: Int, message: String)
+    case rateLimited(String)
+    /// A destination that conflicts with the request, such as a parent that is a file.
+    case conflict(String)
+    case internalError(String)
+    /// An admin record (storage id, user, driver name, setting) that does not exist.
+    case noSuchRecord(String)
+
+    public var message: String {
+        switch self {
+        case .notFound(let m), .alreadyExists(let m), .notSupported(let m), .permissionDenied(let m),
+             .invalidPath(let m), .badRequest(let m), .unauthorized(let m), .tooLarge(let m),
+             .storageUnavailable(let m), .rateLimited(let m), .conflict(let m), .internalError(let m),
+             .noSuchRecord(let m):
+            return m
+        case .upstream(let code, let message):
+            return "upstream error \(code): \(message)"
+        }
+    }
+
+    public var description: String { message }
+
+    /// Wraps any error as an FSError, keeping FSErrors as they are.
+    public static func from(_ error: any Error) -> FSError {
+        if let e = error as? FSError { return e }
+        if error is CancellationError { return .internalError("request cancelled") }
+        return .internalError("\(error)")
+    }
+
+    public static func objectNotFound(_ path: String) -> FSError { .notFound("\(path): object not found") }
+}

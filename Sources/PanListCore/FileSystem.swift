@@ -1,0 +1,362 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// The virtual file system: a mount table of storages, virtual folders for mount paths, the list cache,
+/// and every read and write operation on virtual paths. Front ends authorise with `Access` first,
+/// then call here with absolute virtual paths.
+public final class FileSystem: Sendable {
+    public let registry: DriverRegistry
+    public let environment: DriverEnvironment
+    /// Sorted deepest mount path first, so the first match is the longest prefix.
+    private let table = NIOLockedValueBox<[MountedStorage]>([])
+    let cache = ListCache()
+
+    public init(registry: DriverRegistry, environment: DriverEnvironment) {
+        self.registry = registry
+        self.environment = environment
+    }
+
+    var logger: Logger { environment.logger }
+
+    // MARK: - Mount table
+
+    /// Every storage in the table, in display order.
+    public var storages: [MountedStorage] {
+        table.withLockedValue { $0 }.sorted { ($0.record.order, $0.mountPath) < ($1.record.order, $1.mountPath) }
+    }
+
+    public func storage(id: Int) -> MountedStorage? { table.withLockedValue { $0.first { $0.id == id } } }
+
+    /// Creates and initialises the driver of `record` and puts it in the table (replacing one with the same id).
+    /// Never throws: a failed init is kept as the storage's status, and everything else keeps working.
+    @discardableResult
+    public func load(_ record: StorageRecord) async -> MountedStorage {
+        await unload(id: record.id)
+        var record = record
+        record.mountPath = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
+        guard !record.disabled else {
+            record.status = StorageStatus.disabled
+            return MountedStorage(record: record, driver: nil)
+        }
+        var driver: (any Driver)?
+        do {
+            guard let factory = registry.factory(named: record.driver) else {
+                throw FSError.noSuchRecord("driver '\(record.driver)' does not exist")
+            }
+            let d = try factory.make(record, environment)
+            try await d.initialize()
+            driver = d
+            record.status = StorageStatus.work
+        } catch {
+            record.status = FSError.from(error).message
+            logger.warning("storage \(record.mountPath) failed to initialise: \(record.status)")
+        }
+        let mounted = MountedStorage(record: record, driver: driver)
+        table.withLockedValue { list in
+            list.removeAll { $0.id == record.id }
+            list.append(mounted)
+            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
+        }
+        return mounted
+    }
+
+    /// Drops a storage's driver and removes it from the table.
+    public func unload(id: Int) async {
+        let removed = table.withLockedValue { list -> MountedStorage? in
+            guard let i = list.firstIndex(where: { $0.id == id }) else { return nil }
+            return list.remove(at: i)
+        }
+        if let removed {
+            await removed.driver?.drop()
+            await cache.clear(storageID: id)
+        }
+    }
+
+    public func unloadAll() async {
+        for s in storages { await unload(id: s.id) }
+    }
+
+    /// The storage owning `path` (longest mount path on segment boundaries) and the path inside it.
+    public func resolve(_ path: String) -> (MountedStorage, String)? {
+        let list = table.withLockedValue { $0 }
+        for m in list where VirtualPath.isWithin(path, m.mountPath) {
+            return (m, VirtualPath.relative(path, to: m.mountPath))
+        }
+        return nil
+    }
+
+    /// Folders that exist only because a storage is mounted deeper than `dir`.
+    func virtualFolders(in dir: String) -> [Obj] {
+        var seen = Set<String>()
+        var result: [Obj] = []
+        for m in storages where m.mountPath != dir && VirtualPath.isWithin(m.mountPath, dir) {
+            let rest = VirtualPath.relative(m.mountPath, to: dir)
+            guard let name = rest.split(separator: "/").first.map(String.init), seen.insert(name).inserted else { continue }
+            result.append(Obj(id: "", path: VirtualPath.join(dir, name), name: name, size: 0,
+                              modified: m.record.modified, isDir: true))
+        }
+        return result
+    }
+
+    // MARK: - Reading
+
+    /// The result of a listing: the objects and the storage that owns the folder (nil for purely virtual folders).
+    public struct Listing: Sendable {
+        public var objects: [Obj]
+        public var storage: MountedStorage?
+    }
+
+    public func list(_ path: String, refresh: Bool = false) async throws -> Listing {
+        let virtual = virtualFolders(in: path)
+        guard let (m, actual) = resolve(path) else {
+            if virtual.isEmpty && path != "/" { throw FSError.objectNotFound(path) }
+            return Listing(objects: virtual, storage: nil)
+        }
+        var objs: [Obj]
+        do {
+            let dir = try await object(in: m, at: actual)
+            guard dir.isDir else { throw FSError.badRequest("\(path) is not a folder") }
+            objs = try await children(of: dir, in: m, at: actual, refresh: refresh)
+        } catch let e as FSError where !virtual.isEmpty {
+            // A storage that is down still shows the folders mounted below it.
+            if case .notFound = e { objs = [] } else if case .storageUnavailable = e { objs = [] } else { throw e }
+        }
+        if !virtual.isEmpty {
+            let names = Set(objs.map(\.name))
+            objs += virtual.filter { !names.contains($0.name) }
+        }
+        return Listing(objects: objs, storage: m)
+    }
+
+    /// The object at a virtual path, and its storage (nil for virtual folders).
+    public func get(_ path: String) async throws -> (Obj, MountedStorage?) {
+        guard let (m, actual) = resolve(path) else {
+            if path == "/" { return (Obj(id: "", path: "/", name: "root", size: 0, modified: Date(timeIntervalSince1970: 0), isDir: true), nil) }
+            if let v = virtualFolders(in: VirtualPath.parent(path)).first(where: { $0.name == VirtualPath.base(path) }) {
+                return (v, nil)
+            }
+            throw FSError.objectNotFound(path)
+        }
+        do {
+            var obj = try await object(in: m, at: actual)
+            if actual == "/" { obj.name = path == "/" ? "root" : VirtualPath.base(path) }
+            return (obj, m)
+        } catch let e as FSError {
+            if case .notFound = e,
+               let v = virtualFolders(in: VirtualPath.parent(path)).first(where: { $0.name == VirtualPath.base(path) }) {
+                return (v, nil)
+            }
+            throw e
+        }
+    }
+
+    /// A link to the bytes of the file at `path`.
+    public func link(_ path: String, args: LinkArgs = LinkArgs()) async throws -> (Link, Obj, MountedStorage) {
+        let (obj, storage) = try await get(path)
+        guard let m = storage else { throw FSError.badRequest("\(path) is a folder") }
+        guard !obj.isDir else { throw FSError.badRequest("\(path) is a folder") }
+        let link = try await m.ready().link(file: obj, args: args)
+        return (link, obj, m)
+    }
+
+    /// Free and total space of the storage owning `path`, when its driver reports them.
+    public func details(_ path: String) async throws -> StorageDetails? {
+        guard let (m, _) = resolve(path), let d = try m.ready() as? any DetailsCapable else { return nil }
+        return try await d.details()
+    }
+
+    /// The object at a storage-relative path: the root, a Getter lookup, or a search in the parent's listing.
+    func object(in m: MountedStorage, at actual: String) async throws -> Obj {
+        let driver = try m.ready()
+        if actual == "/" { return try await driver.root() }
+        if let getter = driver as? any GetCapable { return try await getter.get(path: actual) }
+        let parentPath = VirtualPath.parent(actual)
+        let parent = try await object(in: m, at: parentPath)
+        guard parent.isDir else { throw FSError.objectNotFound(VirtualPath.join(m.mountPath, actual)) }
+        let name = VirtualPath.base(actual)
+        guard let obj = try await children(of: parent, in: m, at: parentPath, refresh: false).first(where: { $0.name == name }) else {
+            throw FSError.objectNotFound(m.mountPath == "/" ? actual : m.mountPath + actual)
+        }
+        return obj
+    }
+
+    /// The children of a folder, through the cache, sorted as the storage asks.
+    func children(of dir: Obj, in m: MountedStorage, at actual: String, refresh: Bool) async throws -> [Obj] {
+        let driver = try m.ready()
+        let config = driver.config
+        let ttl: Duration? = config.noCache || m.record.cacheExpiration <= 0 ? nil : .seconds(m.record.cacheExpiration * 60)
+        var objs = try await cache.list(.init(storageID: m.id, path: actual), ttl: ttl, refresh: refresh) {
+            try await driver.list(dir: dir)
+        }
+        if config.localSort { Self.sort(&objs, by: m.record.orderBy, direction: m.record.orderDirection) }
+        switch m.record.extractFolder {
+        case "front": objs = objs.filter(\.isDir) + objs.filter { !$0.isDir }
+        case "back": objs = objs.filter { !$0.isDir } + objs.filter(\.isDir)
+        default: break
+        }
+        return objs
+    }
+
+    static func sort(_ objs: inout [Obj], by key: String, direction: String) {
+        let desc = direction == "desc"
+        switch key {
+        case "size": objs.sort { desc ? $0.size > $1.size : $0.size < $1.size }
+        case "modified": objs.sort { desc ? $0.modified > $1.modified : $0.modified < $1.modified }
+        default: objs.sort { desc ? $0.name > $1.name : $0.name < $1.name }
+        }
+    }
+
+    // MARK: - Writing
+
+    /// The storage that owns `path` for a write, refusing purely virtual areas.
+    private func writable(_ path: String) throws -> (MountedStorage, String) {
+        guard let r = resolve(path) else {
+            throw FSError.notSupported("no storage is mounted at \(path); add a storage first")
+        }
+        return r
+    }
+
+    private func capability<T>(_ m: MountedStorage, _ type: T.Type, _ what: String) throws -> T {
+        guard let c = try m.ready() as? T else {
+            throw FSError.notSupported("the \(m.record.driver) storage at \(m.mountPath) cannot \(what)")
+        }
+        return c
+    }
+
+    /// Creates the folder at `path` and any missing parents. An existing folder is success.
+    @discardableResult
+    public func makeDir(_ path: String) async throws -> Obj {
+        let (m, actual) = try writable(path)
+        if let existing = try? await object(in: m, at: actual) {
+            guard existing.isDir else { throw FSError.alreadyExists("\(path) already exists and is a file") }
+            return existing
+        }
+        guard actual != "/" else { return try await object(in: m, at: actual) }
+        try VirtualPath.validateName(VirtualPath.base(actual))
+        let parent = try await makeDir(VirtualPath.parent(path))
+        let mk = try capability(m, (any MakeDirCapable).self, "create folders")
+        do {
+            let obj = try await mk.makeDir(parent: parent, name: VirtualPath.base(actual))
+            await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            return obj
+        } catch let e as FSError {
+            if case .alreadyExists = e, let existing = try? await object(in: m, at: actual), existing.isDir { return existing }
+            throw e
+        }
+    }
+
+    public func rename(_ path: String, to newName: String) async throws {
+        try VirtualPath.validateName(newName)
+        let (m, actual) = try writable(path)
+        guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be renamed; change its mount path instead") }
+        let obj = try await object(in: m, at: actual)
+        if newName == obj.name { return }
+        let parent = VirtualPath.parent(actual)
+        if (try? await object(in: m, at: VirtualPath.join(parent, newName))) != nil {
+            throw FSError.alreadyExists("\(VirtualPath.join(VirtualPath.parent(path), newName)) already exists")
+        }
+        let rn = try capability(m, (any RenameCapable).self, "rename")
+        _ = try await rn.rename(obj, to: newName)
+        await cache.invalidate(storageID: m.id, path: parent)
+        if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+    }
+
+    /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
+    public func move(_ srcPath: String, toDir dstDir: String) async throws {
+        let (sm, sActual) = try writable(srcPath)
+        let (dm, dActual) = try writable(dstDir)
+        guard sActual != "/" else { throw FSError.notSupported("a storage's root cannot be moved") }
+        guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot move \(srcPath) into itself") }
+        if VirtualPath.parent(srcPath) == dstDir { return }
+        let obj = try await object(in: sm, at: sActual)
+        let dst = try await object(in: dm, at: dActual)
+        guard dst.isDir else { throw FSError.conflict("\(dstDir) is not a folder") }
+        if (try? await object(in: dm, at: VirtualPath.join(dActual, obj.name))) != nil {
+            throw FSError.alreadyExists("\(VirtualPath.join(dstDir, obj.name)) already exists")
+        }
+        if sm.id == dm.id {
+            let mv = try capability(sm, (any MoveCapable).self, "move")
+            _ = try await mv.move(obj, to: dst)
+        } else {
+            try await copyAcross(obj, from: sm, to: dst, in: dm, dstActual: dActual)
+            let rm = try capability(sm, (any RemoveCapable).self, "delete")
+            try await rm.remove(obj)
+        }
+        await cache.invalidate(storageID: sm.id, path: VirtualPath.parent(sActual))
+        if obj.isDir { await cache.invalidate(storageID: sm.id, path: sActual, recursive: true) }
+        await cache.invalidate(storageID: dm.id, path: dActual)
+    }
+
+    /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
+    public func copy(_ srcPath: String, toDir dstDir: String) async throws {
+        let (sm, sActual) = try writable(srcPath)
+        let (dm, dActual) = try writable(dstDir)
+        guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot copy \(srcPath) into itself") }
+        let obj = try await object(in: sm, at: sActual)
+        let dst = try await object(in: dm, at: dActual)
+        guard dst.isDir else { throw FSError.conflict("\(dstDir) is not a folder") }
+        let name = sActual == "/" ? VirtualPath.base(srcPath) : obj.name
+        if (try? await object(in: dm, at: VirtualPath.join(dActual, name))) != nil {
+            throw FSError.alreadyExists("\(VirtualPath.join(dstDir, name)) already exists")
+        }
+        if sm.id == dm.id, sActual != "/", let cp = sm.driver as? any CopyCapable {
+            _ = try await cp.copy(obj, to: dst)
+        } else {
+            var named = obj
+            named.name = name
+            try await copyAcross(named, from: sm, to: dst, in: dm, dstActual: dActual)
+        }
+        await cache.invalidate(storageID: dm.id, path: dActual)
+    }
+
+    /// Copies through the file system layer: folders are created, files streamed from a link into `put`.
+    private func copyAcross(_ obj: Obj, from sm: MountedStorage, to dstDir: Obj, in dm: MountedStorage, dstActual: String) async throws {
+        if obj.isDir {
+            let mk = try capability(dm, (any MakeDirCapable).self, "create folders")
+            let newDir = try await mk.makeDir(parent: dstDir, name: obj.name)
+            let childActual = VirtualPath.join(dstActual, obj.name)
+            for child in try await sm.ready().list(dir: obj) {
+                try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual)
+            }
+            await cache.invalidate(storageID: dm.id, path: childActual)
+            return
+        }
+        let put = try capability(dm, (any PutCapable).self, "upload")
+        let link = try await sm.ready().link(file: obj, args: LinkArgs())
+        try await LinkReader.withStream(link, size: obj.size) { stream in
+            _ = try await put.put(dir: dstDir, stream: UploadStream(name: obj.name, size: obj.size, modified: obj.modified,
+                                                                    md5: obj.hashes["md5"], body: stream), replacing: nil)
+        }
+    }
+
+    public func remove(_ path: String) async throws {
+        let (m, actual) = try writable(path)
+        guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be deleted; remove the storage instead") }
+        let obj = try await object(in: m, at: actual)
+        let rm = try capability(m, (any RemoveCapable).self, "delete")
+        try await rm.remove(obj)
+        await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+        if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+    }
+
+    /// Writes an uploaded file into the folder `dirPath` (created when missing).
+    /// With `overwrite` false an existing file is refused; a folder of the same name is always refused.
+    @discardableResult
+    public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
+        try VirtualPath.validateName(stream.name)
+        let (m, _) = try writable(dirPath)
+        if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
+        let put = try capability(m, (any PutCapable).self, "upload")
+        let dir = try await makeDir(dirPath)
+        let (_, dActual) = try writable(dirPath)
+        let existing = try? await object(in: m, at: VirtualPath.join(dActual, stream.name))
+        if let existing {
+            if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }
+            if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
+        }
+        let obj = try await put.put(dir: dir, stream: stream, replacing: existing)
+        await cache.invalidate(storageID: m.id, path: dActual)
+        return obj
+    }
+}

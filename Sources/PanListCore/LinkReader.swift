@@ -1,0 +1,16 @@
+import _NIOFileSystem
+import NIOCore
+
+/// Reads the bytes behind a Link as a stream, for copies between storages.
+public enum LinkReader {
+    public static func withStream<R: Sendable>(_ link: Link, size: Int64, _ body: (ByteStream) async throws -> R) async throws -> R {
+        switch link {
+        case .localFile(let path):
+            return try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+                try await body(ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+            }
+        case .url:
+            throw FSError.notSupported("copying from a remote link is not supported yet")
+        }
+    }
+}

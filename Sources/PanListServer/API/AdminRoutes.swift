@@ -1,0 +1,209 @@
+import Foundation
+import Hummingbird
+import PanListCore
+import PanListStore
+
+struct PageJSON<T: Encodable>: Encodable { var content: [T]; var total: Int }
+
+struct StorageJSON: Encodable {
+    var r: StorageRecord
+    func encode(to encoder: any Encoder) throws {
+        enum K: String, CodingKey {
+            case id, mount_path, order, driver, cache_expiration, status, addition, remark, modified, disabled
+            case enable_sign, order_by, order_direction, extract_folder, web_proxy, webdav_policy, down_proxy_url
+        }
+        var c = encoder.container(keyedBy: K.self)
+        try c.encode(r.id, forKey: .id); try c.encode(r.mountPath, forKey: .mount_path); try c.encode(r.order, forKey: .order)
+        try c.encode(r.driver, forKey: .driver); try c.encode(r.cacheExpiration, forKey: .cache_expiration)
+        try c.encode(r.status, forKey: .status); try c.encode(r.addition, forKey: .addition); try c.encode(r.remark, forKey: .remark)
+        try c.encode(TimeFormat.rfc3339(r.modified), forKey: .modified); try c.encode(r.disabled, forKey: .disabled)
+        try c.encode(r.enableSign, forKey: .enable_sign); try c.encode(r.orderBy, forKey: .order_by)
+        try c.encode(r.orderDirection, forKey: .order_direction); try c.encode(r.extractFolder, forKey: .extract_folder)
+        try c.encode(r.webProxy, forKey: .web_proxy); try c.encode(r.webdavPolicy, forKey: .webdav_policy)
+        try c.encode(r.downProxyURL, forKey: .down_proxy_url)
+    }
+}
+
+struct DriverInfoJSON: Encodable {
+    var common: [DriverItem]
+    var additional: [DriverItem]
+    var config: DriverConfig
+
+    /// Alist's common items, in its order, shaped by the driver's flags.
+    init(_ f: DriverFactory) {
+        var items = [
+            DriverItem(name: "mount_path", type: "string", required: true, help: "where the storage appears in the tree, e.g. /local"),
+            DriverItem(name: "order", type: "number", help: "sort order of storages"),
+            DriverItem(name: "remark", type: "text"),
+        ]
+        if !f.config.noCache {
+            items.append(DriverItem(name: "cache_expiration", type: "number", default: "30", required: true,
+                                    help: "minutes a folder listing stays cached"))
+        }
+        if f.config.onlyProxy {
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "native_proxy", options: "use_proxy_url,native_proxy", required: true))
+        } else {
+            items.append(DriverItem(name: "web_proxy", type: "bool"))
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "302_redirect", options: "302_redirect,use_proxy_url,native_proxy", required: true))
+        }
+        items.append(DriverItem(name: "down_proxy_url", type: "text"))
+        if f.config.localSort {
+            items.append(DriverItem(name: "order_by", type: "select", options: "name,size,modified"))
+            items.append(DriverItem(name: "order_direction", type: "select", options: "asc,desc"))
+        }
+        items.append(DriverItem(name: "extract_folder", type: "select", options: "front,back"))
+        items.append(DriverItem(name: "enable_sign", type: "bool", default: "false", required: true))
+        common = items
+        additional = f.additional
+        config = f.config
+    }
+}
+
+extension APIRoutes {
+    func addAdminRoutes(to api: RouterGroup<AppContext>) {
+        let admin = api.group("admin").add(middleware: AdminOnlyMiddleware(state: state))
+
+        // Storages
+        admin.get("storage/list") { req, _ in
+            let all = try await state.store.storages().map { StorageJSON(r: state.liveRecord($0)) }
+            let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
+            let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
+            var content = all
+            if page >= 1, perPage >= 1 {
+                let start = min((page - 1) * perPage, all.count)
+                content = Array(all[start..<min(start + perPage, all.count)])
+            }
+            return APIResponse.ok(PageJSON(content: content, total: all.count))
+        }
+        admin.get("storage/get") { req, _ in APIResponse.ok(StorageJSON(r: state.liveRecord(try await storage(req)))) }
+        admin.post("storage/create") { req, _ in
+            var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
+            try validate(&record)
+            record.modified = Date()
+            record.id = try await state.store.createStorage(record)
+            return try await mountAndAnswer(record)
+        }
+        admin.post("storage/update") { req, _ in
+            var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
+            guard let old = try await state.store.storage(id: record.id) else { throw FSError.noSuchRecord("storage \(record.id) does not exist") }
+            guard old.driver == record.driver else { throw FSError.badRequest("a storage's driver cannot be changed") }
+            try validate(&record)
+            record.modified = Date()
+            try await state.store.updateStorage(record)
+            return try await mountAndAnswer(record)
+        }
+        admin.on("storage/delete", method: .post) { req, _ in try await deleteStorage(req) }
+        admin.on("storage/delete", method: .get) { req, _ in try await deleteStorage(req) }
+        for (route, disabled) in [("storage/enable", false), ("storage/disable", true)] {
+            for method in [HTTPRequest.Method.post, .get] {
+                admin.on(RouterPath(route), method: method) { req, _ in
+                    var record = try await storage(req)
+                    record.disabled = disabled
+                    try await state.store.updateStorage(record)
+                    if disabled {
+                        await state.fs.unload(id: record.id)
+                        try await state.store.setStorageStatus(id: record.id, status: StorageStatus.disabled)
+                        return APIResponse.ok()
+                    }
+                    return try await mountAndAnswer(record)
+                }
+            }
+        }
+
+        // Drivers
+        admin.get("driver/list") { _, _ in
+            var map: [String: DriverInfoJSON] = [:]
+            for f in state.fs.registry.all { map[f.config.name] = DriverInfoJSON(f) }
+            return APIResponse.ok(map)
+        }
+        admin.get("driver/names") { _, _ in APIResponse.ok(state.fs.registry.names) }
+        admin.get("driver/info") { req, _ in
+            let name = req.uri.queryParameters.get("driver") ?? ""
+            guard let f = state.fs.registry.factory(named: name) else { throw FSError.noSuchRecord("driver '\(name)' does not exist") }
+            return APIResponse.ok(DriverInfoJSON(f))
+        }
+
+        // Settings
+        admin.get("setting/list") { req, _ in
+            var items = try await state.store.settings()
+            if let g = req.uri.queryParameters.get("group", as: Int.self) { items = items.filter { $0.group == g } }
+            if let gs = req.uri.queryParameters.get("groups") {
+                let set = Set(gs.split(separator: ",").compactMap { Int($0) })
+                items = items.filter { set.contains($0.group) }
+            }
+            return APIResponse.ok(items)
+        }
+        admin.get("setting/get") { req, _ in
+            if let keys = req.uri.queryParameters.get("keys") {
+                let wanted = Set(keys.split(separator: ",").map(String.init))
+                return APIResponse.ok(try await state.store.settings().filter { wanted.contains($0.key) })
+            }
+            let key = req.uri.queryParameters.get("key") ?? ""
+            guard let item = try await state.store.setting(key) else { throw FSError.noSuchRecord("setting '\(key)' does not exist") }
+            return APIResponse.ok(item)
+        }
+        admin.post("setting/save") { req, _ in
+            let items = try await req.json([SettingItem].self, limit: state.config.maxRequestBody)
+            var merged: [SettingItem] = []
+            for item in items {
+                guard var existing = try await state.store.setting(item.key) else {
+                    throw FSError.noSuchRecord("setting '\(item.key)' does not exist")
+                }
+                if existing.flag == SettingItem.readonly { throw FSError.permissionDenied("setting '\(item.key)' is read-only") }
+                existing.value = item.value
+                merged.append(existing)
+            }
+            try await state.saveSettings(merged)
+            return APIResponse.ok()
+        }
+        admin.post("setting/reset_token") { _, _ in
+            guard var item = try await state.store.setting(SettingKey.token) else { throw FSError.noSuchRecord("no token setting") }
+            item.value = RandomString.make(64)
+            try await state.saveSettings([item])
+            return APIResponse.ok(item.value)
+        }
+    }
+
+    func storage(_ req: Request) async throws -> StorageRecord {
+        guard let id = req.uri.queryParameters.get("id", as: Int.self) else { throw FSError.badRequest("the id parameter is required") }
+        guard let r = try await state.store.storage(id: id) else { throw FSError.noSuchRecord("storage \(id) does not exist") }
+        return r
+    }
+
+    func validate(_ record: inout StorageRecord) throws {
+        guard !record.mountPath.isEmpty else { throw FSError.badRequest("mount_path is required") }
+        record.mountPath = try VirtualPath.normalize(record.mountPath)
+        guard state.fs.registry.factory(named: record.driver) != nil else {
+            throw FSError.badRequest("driver '\(record.driver)' does not exist; see /api/admin/driver/names")
+        }
+        if !["", "302_redirect", "use_proxy_url", "native_proxy"].contains(record.webdavPolicy) {
+            throw FSError.badRequest("webdav_policy must be 302_redirect, use_proxy_url or native_proxy")
+        }
+        guard record.cacheExpiration >= 0 else { throw FSError.badRequest("cache_expiration cannot be negative") }
+    }
+
+    /// Mounts the storage; a failed init answers 500 with the storage's id and its status as the message.
+    func mountAndAnswer(_ record: StorageRecord) async throws -> Response {
+        struct ID: Encodable { var id: Int }
+        let mounted = await state.mount(record)
+        if record.disabled || mounted.isWorking { return APIResponse.ok(ID(id: record.id)) }
+        return APIResponse.json(Envelope(code: 500, message: mounted.record.status, data: ID(id: record.id)))
+    }
+
+    func deleteStorage(_ req: Request) async throws -> Response {
+        let record = try await storage(req)
+        await state.fs.unload(id: record.id)
+        try await state.store.deleteStorage(id: record.id)
+        return APIResponse.ok()
+    }
+}
+
+/// Every /api/admin route requires the admin.
+struct AdminOnlyMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    let state: ServerState
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        _ = try await state.authenticateAdmin(request)
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,312 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import MultipartKit
+import NIOCore
+import PanListCore
+import _NIOFileSystem
+
+struct PathRequest: Decodable {
+    var path: String?
+    var password: String?
+    var page: Int?
+    var perPage: Int?
+    var refresh: Bool?
+    var forceRoot: Bool?
+    enum CodingKeys: String, CodingKey {
+        case path, password, page, refresh
+        case perPage = "per_page", forceRoot = "force_root"
+    }
+}
+
+struct RenameRequest: Decodable { var path: String; var name: String }
+struct MkdirRequest: Decodable { var path: String }
+struct BatchRequest: Decodable {
+    var srcDir: String
+    var dstDir: String
+    var names: [String]
+    enum CodingKeys: String, CodingKey { case names, srcDir = "src_dir", dstDir = "dst_dir" }
+}
+struct RemoveRequest: Decodable { var dir: String; var names: [String] }
+
+struct ListJSON: Encodable {
+    var content: [ObjJSON]
+    var total: Int
+    var readme = ""
+    var header = ""
+    var write: Bool
+    var provider: String
+}
+
+struct GetJSON: Encodable {
+    var obj: ObjJSON
+    var rawURL: String
+    var readme = ""
+    var header = ""
+    var provider: String
+    var related: [ObjJSON]
+    enum CodingKeys: String, CodingKey { case rawURL = "raw_url", readme, header, provider, related }
+    func encode(to encoder: any Encoder) throws {
+        try obj.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rawURL, forKey: .rawURL)
+        try c.encode(readme, forKey: .readme)
+        try c.encode(header, forKey: .header)
+        try c.encode(provider, forKey: .provider)
+        try c.encode(related, forKey: .related)
+    }
+}
+
+extension HTTPField.Name {
+    static let filePath = Self("File-Path")!
+    static let asTask = Self("As-Task")!
+    static let overwrite = Self("Overwrite")!
+    static let fileMD5 = Self("X-File-Md5")!
+    static let fileSHA1 = Self("X-File-Sha1")!
+    static let fileSHA256 = Self("X-File-Sha256")!
+    static let fileSize = Self("X-File-Size")!
+}
+
+extension APIRoutes {
+    func addFSRoutes(to api: RouterGroup<AppContext>) {
+        for method in [HTTPRequest.Method.get, .post] {
+            api.on("fs/list", method: method) { req, _ in try await list(req) }
+            api.on("fs/get", method: method) { req, _ in try await get(req) }
+            api.on("fs/dirs", method: method) { req, _ in try await dirs(req) }
+        }
+        api.post("fs/mkdir") { req, _ in
+            let (user, body) = try await decode(req, MkdirRequest.self)
+            let path = try Access.resolve(body.path, for: user)
+            try Access.check(user, .write, path)
+            try await state.fs.makeDir(path)
+            return APIResponse.ok()
+        }
+        api.post("fs/rename") { req, _ in
+            let (user, body) = try await decode(req, RenameRequest.self)
+            let path = try Access.resolve(body.path, for: user)
+            try Access.check(user, .rename, path)
+            try await state.fs.rename(path, to: body.name)
+            return APIResponse.ok()
+        }
+        api.post("fs/move") { req, _ in
+            let (user, body) = try await decode(req, BatchRequest.self)
+            let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
+            try Access.check(user, .move, src)
+            try Access.check(user, .move, dst)
+            for name in body.names {
+                try VirtualPath.validateName(name)
+                try await state.fs.move(VirtualPath.join(src, name), toDir: dst)
+            }
+            return APIResponse.ok()
+        }
+        api.post("fs/copy") { req, _ in
+            let (user, body) = try await decode(req, BatchRequest.self)
+            let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
+            try Access.check(user, .copy, src)
+            try Access.check(user, .copy, dst)
+            for name in body.names {
+                try VirtualPath.validateName(name)
+                try await state.fs.copy(VirtualPath.join(src, name), toDir: dst)
+            }
+            struct Tasks: Encodable { var tasks: [String] = [] }
+            return APIResponse.ok(Tasks())
+        }
+        api.post("fs/remove") { req, _ in
+            let (user, body) = try await decode(req, RemoveRequest.self)
+            let dir = try Access.resolve(body.dir, for: user)
+            try Access.check(user, .remove, dir)
+            for name in body.names {
+                try VirtualPath.validateName(name)
+                try await state.fs.remove(VirtualPath.join(dir, name))
+            }
+            return APIResponse.ok()
+        }
+        api.put("fs/put") { req, _ in try await put(req) }
+        api.put("fs/form") { req, _ in try await form(req) }
+        api.post("fs/form") { req, _ in try await form(req) }
+    }
+
+    func decode<T: Decodable>(_ req: Request, _ type: T.Type) async throws -> (User, T) {
+        let user = try await state.authenticate(req)
+        return (user, try await req.json(T.self, limit: state.config.maxRequestBody))
+    }
+
+    func canWrite(_ user: User, _ path: String) -> Bool { (try? Access.check(user, .write, path)) != nil }
+
+    func list(_ req: Request) async throws -> Response {
+        let (user, body) = try await decode(req, PathRequest.self)
+        let path = try Access.resolve(body.path ?? "/", for: user)
+        try Access.check(user, .read, path)
+        if body.refresh == true { try Access.check(user, .refresh, path) }
+        let listing = try await state.fs.list(path, refresh: body.refresh == true)
+        let types = FileTypes(state)
+        let signs = state.signRequired(listing.storage)
+        var objs = listing.objects
+        let total = objs.count
+        if let page = body.page, let perPage = body.perPage, page >= 1, perPage >= 1 {
+            let start = min((page - 1) * perPage, objs.count)
+            objs = Array(objs[start..<min(start + perPage, objs.count)])
+        }
+        let content = objs.map { o in
+            ObjJSON(o, sign: signs && !o.isDir ? state.sign(VirtualPath.join(path, o.name)) : "", types: types)
+        }
+        return APIResponse.ok(ListJSON(content: content, total: total, write: canWrite(user, path),
+                                       provider: listing.storage?.record.driver ?? "unknown"))
+    }
+
+    func get(_ req: Request) async throws -> Response {
+        let (user, body) = try await decode(req, PathRequest.self)
+        let path = try Access.resolve(body.path ?? "/", for: user)
+        try Access.check(user, .read, path)
+        let (obj, storage) = try await state.fs.get(path)
+        let types = FileTypes(state)
+        let signs = state.signRequired(storage)
+        var named = obj
+        if path == "/" { named.name = "root" }
+        let sign = signs && !obj.isDir ? state.sign(path) : ""
+        var rawURL = ""
+        var related: [ObjJSON] = []
+        if !obj.isDir, let storage {
+            let proxied = storage.driver?.config.onlyProxy == true || storage.record.webProxy
+            rawURL = state.baseURL(req) + (proxied ? "/p" : "/d") + URLPath.encode(path) + (sign.isEmpty ? "" : "?sign=" + sign)
+            let stem = obj.name.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
+            if !stem.isEmpty, let siblings = try? await state.fs.list(VirtualPath.parent(path)).objects {
+                let parent = VirtualPath.parent(path)
+                related = siblings.filter { !$0.isDir && $0.name != obj.name && $0.name.hasPrefix(stem) }.map {
+                    ObjJSON($0, sign: signs ? state.sign(VirtualPath.join(parent, $0.name)) : "", types: types)
+                }
+            }
+        }
+        return APIResponse.ok(GetJSON(obj: ObjJSON(named, sign: sign, types: types), rawURL: rawURL,
+                                      provider: storage?.record.driver ?? "unknown", related: related))
+    }
+
+    func dirs(_ req: Request) async throws -> Response {
+        var (user, body) = try await decode(req, PathRequest.self)
+        if body.forceRoot == true {
+            guard user.isAdmin else { throw FSError.permissionDenied("force_root is for admins only") }
+            user.basePath = "/"
+        }
+        let path = try Access.resolve(body.path ?? "/", for: user)
+        try Access.check(user, .read, path)
+        struct Dir: Encodable { var name: String; var modified: String }
+        let dirs = try await state.fs.list(path).objects.filter(\.isDir).map {
+            Dir(name: $0.name, modified: TimeFormat.rfc3339($0.modified))
+        }
+        return APIResponse.ok(dirs)
+    }
+
+    /// The upload target from `File-Path` (percent-decoded once), authorised for writing.
+    func uploadTarget(_ req: Request, _ user: User) throws -> (dir: String, name: String) {
+        guard let raw = req.headers[.filePath], !raw.isEmpty else { throw FSError.badRequest("the File-Path header is required") }
+        guard let decoded = URLPath.decode(raw) else { throw FSError.badRequest("the File-Path header is not valid percent-encoded UTF-8") }
+        let path = try Access.resolve(decoded, for: user)
+        guard path != "/" else { throw FSError.badRequest("File-Path must name a file") }
+        let dir = VirtualPath.parent(path)
+        try Access.check(user, .write, dir)
+        return (dir, VirtualPath.base(path))
+    }
+
+    /// `Last-Modified` in milliseconds (most clients) or seconds (some), told apart by magnitude.
+    func uploadModified(_ req: Request) -> Date? {
+        guard let raw = req.headers[.lastModified], let n = Double(raw.trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
+        return Date(timeIntervalSince1970: n > 1e11 ? n / 1000 : n)
+    }
+
+    func uploadStream(_ req: Request, name: String, size: Int64?, body: ByteStream) throws -> UploadStream {
+        func hash(_ field: HTTPField.Name, length: Int) throws -> String? {
+            guard let v = req.headers[field]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            guard v.count == length, v.allSatisfy(\.isHexDigit) else { throw FSError.badRequest("\(field) must be \(length) hex digits") }
+            return v
+        }
+        return UploadStream(name: name, size: size, modified: uploadModified(req), mimeType: req.headers[.contentType],
+                            md5: try hash(.fileMD5, length: 32), sha1: try hash(.fileSHA1, length: 40),
+                            sha256: try hash(.fileSHA256, length: 64), body: body)
+    }
+
+    func put(_ req: Request) async throws -> Response {
+        let user = try await state.authenticate(req)
+        let (dir, name) = try uploadTarget(req, user)
+        var size: Int64?
+        if let cl = req.headers[.contentLength] {
+            guard let n = Int64(cl), n >= 0 else { throw FSError.badRequest("invalid Content-Length") }
+            size = n
+        } else if let xs = req.headers[.fileSize], let n = Int64(xs), n >= 0 {
+            size = n
+        }
+        let stream = try uploadStream(req, name: name, size: size, body: ByteStream(req.body))
+        try await state.fs.put(stream, into: dir, overwrite: req.headers[.overwrite]?.lowercased() != "false")
+        return APIResponse.ok()
+    }
+
+    /// `multipart/form-data` upload: the part named `file` is streamed to a spool file in temp_dir, then stored.
+    func form(_ req: Request) async throws -> Response {
+        let user = try await state.authenticate(req)
+        let (dir, name) = try uploadTarget(req, user)
+        guard let contentType = req.headers[.contentType], contentType.lowercased().hasPrefix("multipart/form-data"),
+              let boundary = Self.boundary(contentType)
+        else { throw FSError.badRequest("the body must be multipart/form-data with a boundary") }
+        let spool = state.config.tempDir + "/form-" + RandomString.make(20)
+        defer { Task { _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(spool), recursively: false) } }
+        let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: spool)
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(spool)) { handle in
+            let stream = try uploadStream(req, name: name, size: size, body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+            try await state.fs.put(stream, into: dir, overwrite: req.headers[.overwrite]?.lowercased() != "false")
+        }
+        return APIResponse.ok()
+    }
+
+    static func boundary(_ contentType: String) -> String? {
+        for param in contentType.split(separator: ";").dropFirst() {
+            let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2, kv[0].lowercased() == "boundary" {
+                let v = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                return v.isEmpty ? nil : v
+            }
+        }
+        return nil
+    }
+
+    /// Parses the multipart body as it arrives and writes the `file` part's bytes to `path`; returns their count.
+    static func spoolFilePart(_ body: RequestBody, boundary: String, to path: String) async throws -> Int64 {
+        final class PartState {
+            var headers: [(String, String)] = []
+            var isFile = false
+            var sawFile = false
+            var fileDone = false
+            var pending: [ByteBuffer] = []
+        }
+        let parser = MultipartParser(boundary: boundary)
+        let st = PartState()
+        parser.onHeader = { name, value in
+            st.headers.append((name, value))
+            if name.lowercased() == "content-disposition", !st.fileDone,
+               value.range(of: #"(^|;)\s*name="?file"?(;|$)"#, options: .regularExpression) != nil {
+                st.isFile = true
+                st.sawFile = true
+            }
+        }
+        parser.onBody = { buffer in if st.isFile { st.pending.append(buffer) } }
+        parser.onPartComplete = {
+            if st.isFile { st.fileDone = true }
+            st.isFile = false
+            st.headers = []
+        }
+        var written: Int64 = 0
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { handle in
+            try await handle.withBufferedWriter(capacity: .mebibytes(1)) { writer in
+                for try await chunk in body {
+                    do { try parser.execute(chunk) } catch { throw FSError.badRequest("malformed multipart body") }
+                    for b in st.pending {
+                        written += Int64(b.readableBytes)
+                        _ = try await writer.write(contentsOf: b)
+                    }
+                    st.pending.removeAll(keepingCapacity: true)
+                }
+            }
+            guard st.sawFile else { throw FSError.badRequest("the multipart body has no part named 'file'") }
+            guard st.fileDone else { throw FSError.badRequest("the multipart body was cut off") }
+        }
+        return written
+    }
+}

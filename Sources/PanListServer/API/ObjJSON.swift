@@ -1,0 +1,81 @@
+import Foundation
+import PanListCore
+
+/// RFC 3339 with milliseconds in UTC, the shape Alist clients parse (`2024-05-17T05:47:55.417Z`).
+enum TimeFormat {
+    static func rfc3339(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        let ms = Int((date.timeIntervalSince1970 - Double(t)) * 1000)
+        func pad(_ v: Int32, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
+        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(max(0, min(999, ms))), 3))Z"
+    }
+}
+
+/// Alist's file type codes, decided by extension lists in the settings.
+struct FileTypes {
+    let video: Set<String>, audio: Set<String>, text: Set<String>, image: Set<String>
+
+    init(_ state: ServerState) {
+        func set(_ key: String) -> Set<String> {
+            Set((state.setting(key) ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        }
+        video = set(SettingKey.videoTypes); audio = set(SettingKey.audioTypes)
+        text = set(SettingKey.textTypes); image = set(SettingKey.imageTypes)
+    }
+
+    func type(of obj: Obj) -> Int {
+        if obj.isDir { return 1 }
+        guard let dot = obj.name.lastIndex(of: ".") else { return 0 }
+        let ext = obj.name[obj.name.index(after: dot)...].lowercased()
+        if video.contains(ext) { return 2 }
+        if audio.contains(ext) { return 3 }
+        if text.contains(ext) { return 4 }
+        if image.contains(ext) { return 5 }
+        return 0
+    }
+}
+
+/// An object as Alist's API shows it.
+struct ObjJSON: Encodable {
+    var name: String
+    var size: Int64
+    var isDir: Bool
+    var modified: Date
+    var created: Date
+    var sign: String
+    var thumb: String
+    var type: Int
+    var hashes: [String: String]
+
+    init(_ obj: Obj, sign: String, types: FileTypes) {
+        name = obj.name; size = obj.size; isDir = obj.isDir; modified = obj.modified; created = obj.created
+        self.sign = sign; thumb = obj.thumb; type = types.type(of: obj); hashes = obj.hashes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, size, modified, created, sign, thumb, type, hashinfo
+        case isDir = "is_dir", hashInfo = "hash_info"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(size, forKey: .size)
+        try c.encode(isDir, forKey: .isDir)
+        try c.encode(TimeFormat.rfc3339(modified), forKey: .modified)
+        try c.encode(TimeFormat.rfc3339(created), forKey: .created)
+        try c.encode(sign, forKey: .sign)
+        try c.encode(thumb, forKey: .thumb)
+        try c.encode(type, forKey: .type)
+        if hashes.isEmpty {
+            try c.encode("null", forKey: .hashinfo)
+            try c.encodeNil(forKey: .hashInfo)
+        } else {
+            let text = (try? String(decoding: JSONEncoder().encode(hashes), as: UTF8.self)) ?? "null"
+            try c.encode(text, forKey: .hashinfo)
+            try c.encode(hashes, forKey: .hashInfo)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import PanListCore
+
+/// `data/config.json`, with Alist's field names. Missing fields take defaults, and the file is rewritten
+/// on every start so that new fields appear.
+public struct PanListConfig: Codable, Sendable {
+    public struct Database: Codable, Sendable {
+        public var type = "sqlite3"
+        public var host = ""
+        public var port = 0
+        public var user = ""
+        public var password = ""
+        public var name = ""
+        public var dbFile = "data/panlist.db"
+        public var tablePrefix = "x_"
+        public var sslMode = ""
+        public var dsn = ""
+        enum CodingKeys: String, CodingKey {
+            case type, host, port, user, password, name, dsn
+            case dbFile = "db_file", tablePrefix = "table_prefix", sslMode = "ssl_mode"
+        }
+        public init() {}
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Database()
+            type = try c.decodeIfPresent(String.self, forKey: .type) ?? d.type
+            host = try c.decodeIfPresent(String.self, forKey: .host) ?? d.host
+            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? d.port
+            user = try c.decodeIfPresent(String.self, forKey: .user) ?? d.user
+            password = try c.decodeIfPresent(String.self, forKey: .password) ?? d.password
+            name = try c.decodeIfPresent(String.self, forKey: .name) ?? d.name
+            dbFile = try c.decodeIfPresent(String.self, forKey: .dbFile) ?? d.dbFile
+            tablePrefix = try c.decodeIfPresent(String.self, forKey: .tablePrefix) ?? d.tablePrefix
+            sslMode = try c.decodeIfPresent(String.self, forKey: .sslMode) ?? d.sslMode
+            dsn = try c.decodeIfPresent(String.self, forKey: .dsn) ?? d.dsn
+        }
+    }
+
+    public struct Scheme: Codable, Sendable {
+        public var address = "127.0.0.1"
+        public var httpPort = 5244
+        public var httpsPort = -1
+        public var forceHTTPS = false
+        public var certFile = ""
+        public var keyFile = ""
+        public var unixFile = ""
+        enum CodingKeys: String, CodingKey {
+            case address
+            case httpPort = "http_port", httpsPort = "https_port", forceHTTPS = "force_https"
+            case certFile = "cert_file", keyFile = "key_file", unixFile = "unix_file"
+        }
+        public init() {}
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let d = Scheme()
+            address = try c.decodeIfPresent(String.self, forKey: .address) ?? d.address
+            httpPort = try c.decodeIfPresent(Int.self, forKey: .httpPort) ?? d.httpPort
+            httpsPort = try c.decodeIfPresent(Int.self, forKey: .httpsPort) ?? d.httpsPort
+            forceHTTPS = try c.decodeIfPresent(Bool.self, forKey: .forceHTTPS) ?? d.forceHTTPS
+            certFile = try c.decodeIfPresent(String.self, forKey: .certFile) ?? d.certFile
+            keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile) ?? d.keyFile
+            unixFile = try c.decodeIfPresent(String.self, forKey: .unixFile) ?? d.unixFile
+        }
+    }
+
+    public var force = false
+    public var siteURL = ""
+    public var jwtSecret = ""
+    /// Hours a login token stays valid.
+    public var tokenExpiresIn = 48
+    public var database = Database()
+    public var scheme = Scheme()
+    public var tempDir = "data/temp"
+    /// Largest JSON request body accepted by /api, in bytes.
+    public var maxRequestBody = 1 << 20
+
+    enum CodingKeys: String, CodingKey {
+        case force, database, scheme
+        case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
+        case tempDir = "temp_dir", maxRequestBody = "max_request_body"
+    }
+
+    public init() {}
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = PanListConfig()
+        force = try c.decodeIfPresent(Bool.self, forKey: .force) ?? d.force
+        siteURL = try c.decodeIfPresent(String.self, forKey: .siteURL) ?? d.siteURL
+        jwtSecret = try c.decodeIfPresent(String.self, forKey: .jwtSecret) ?? d.jwtSecret
+        tokenExpiresIn = try c.decodeIfPresent(Int.self, forKey: .tokenExpiresIn) ?? d.tokenExpiresIn
+        database = try c.decodeIfPresent(Database.self, forKey: .database) ?? d.database
+        scheme = try c.decodeIfPresent(Scheme.self, forKey: .scheme) ?? d.scheme
+        tempDir = try c.decodeIfPresent(String.self, forKey: .tempDir) ?? d.tempDir
+        maxRequestBody = try c.decodeIfPresent(Int.self, forKey: .maxRequestBody) ?? d.maxRequestBody
+    }
+
+    /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
+    public static func defaults(dataDir: String) -> PanListConfig {
+        var c = PanListConfig()
+        c.jwtSecret = RandomString.make(64)
+        c.database.dbFile = dataDir + "/panlist.db"
+        c.tempDir = dataDir + "/temp"
+        return c
+    }
+
+    /// Reads `dataDir/config.json`, creating it with defaults when missing, and writes it back with every field.
+    public static func loadOrCreate(dataDir: String) throws -> (PanListConfig, created: Bool) {
+        let path = dataDir + "/config.json"
+        var created = false
+        var config: PanListConfig
+        if let data = FileManager.default.contents(atPath: path) {
+            do {
+                config = try JSONDecoder().decode(PanListConfig.self, from: data)
+            } catch {
+                throw FSError.badRequest("\(path) is not valid JSON: \(error)")
+            }
+        } else {
+            config = .defaults(dataDir: dataDir)
+            created = true
+        }
+        if config.jwtSecret.isEmpty { config.jwtSecret = RandomString.make(64) }
+        if !config.force { config.applyEnvironment(ProcessInfo.processInfo.environment) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try encoder.encode(config).write(to: URL(fileURLWithPath: path), options: .atomic)
+        _ = chmod(path, 0o600)
+        return (config, created)
+    }
+
+    /// `PANLIST_*` environment variables override the file unless `force` is set.
+    mutating func applyEnvironment(_ env: [String: String]) {
+        if let v = env["PANLIST_ADDRESS"] { scheme.address = v }
+        if let v = env["PANLIST_HTTP_PORT"].flatMap(Int.init) { scheme.httpPort = v }
+        if let v = env["PANLIST_SITE_URL"] { siteURL = v }
+        if let v = env["PANLIST_JWT_SECRET"] { jwtSecret = v }
+        if let v = env["PANLIST_TEMP_DIR"] { tempDir = v }
+        if let v = env["PANLIST_DB_FILE"] { database.dbFile = v }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PanListCore
+import _NIOFileSystem
+
+/// `/d/<path>` (direct: redirect when the storage allows, else stream) and `/p/<path>` (always stream).
+/// Both answer with real HTTP statuses and a JSON envelope body on errors.
+struct DownloadRoutes: Sendable {
+    let state: ServerState
+
+    func register(on router: Router<AppContext>) {
+        for (prefix, proxy) in [("d", false), ("p", true)] {
+            for method in [HTTPRequest.Method.get, .head] {
+                router.on(RouterPath("\(prefix)/**"), method: method) { req, ctx in
+                    do {
+                        return try await serve(req, ctx, prefix: prefix, proxy: proxy)
+                    } catch {
+                        let e = fsError(error)
+                        var r = APIResponse.json(Envelope<Null>(code: e.apiCode, message: e.message, data: nil), status: e.httpStatus)
+                        if req.method == .head { r.body = .init() }
+                        return r
+                    }
+                }
+            }
+        }
+    }
+
+    /// The virtual path of a download URL: percent-decoded once, then normalised (so `%2e%2e` is refused too).
+    func virtualPath(_ req: Request, prefix: String) throws -> String {
+        let raw = req.uri.path.dropFirst(prefix.count + 1)
+        guard let decoded = URLPath.decode(raw) else { throw FSError.badRequest("the path is not valid percent-encoded UTF-8") }
+        return try VirtualPath.normalize(decoded)
+    }
+
+    /// A download is allowed with a valid sign for the path, or for a user (login token or the guest) who may read it.
+    func authorize(_ req: Request, path: String, storage: MountedStorage?) async throws {
+        if let sign = req.uri.queryParameters.get("sign"), !sign.isEmpty {
+            try state.signer.verify(path: path, sign: sign)
+            return
+        }
+        let hasCredentials = !(req.headers[.authorization] ?? "").isEmpty
+        if state.signRequired(storage) && !hasCredentials { throw FSError.unauthorized("sign missing: this link needs a valid sign") }
+        let user = try await state.authenticate(req)
+        try Access.check(user, .read, path)
+    }
+
+    func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
+        let path = try virtualPath(req, prefix: prefix)
+        try await authorize(req, path: path, storage: state.fs.resolve(path)?.0)
+        let (link, obj, storage) = try await state.fs.link(path, args: LinkArgs(clientIP: ctx.clientIP, headers: [:]))
+        switch link {
+        case .localFile(let disk):
+            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name)
+        case .url(let url, _, _):
+            let mayRedirect = !proxy && !(storage.driver?.config.onlyProxy ?? false) && !storage.record.webProxy
+            guard mayRedirect else { throw FSError.notSupported("proxying remote links is not supported yet") }
+            var headers = HTTPFields()
+            headers[.location] = url
+            headers[.referrerPolicy] = "no-referrer"
+            headers[.cacheControl] = "max-age=0, no-cache, no-store, must-revalidate"
+            return Response(status: .found, headers: headers)
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let referrerPolicy = Self("Referrer-Policy")!
+    static let contentTypeOptions = Self("X-Content-Type-Options")!
+}

@@ -1,0 +1,185 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PanListCore
+import _NIOFileSystem
+
+/// Serves a file from disk with Range (206, 416), HEAD, ETag/Last-Modified and the conditional headers,
+/// streaming it in chunks: the client's pace sets the read pace, and nothing holds the whole file.
+enum LocalFileResponder {
+    static let chunk = 512 * 1024
+
+    static func respond(_ req: Request, diskPath: String, name: String) async throws -> Response {
+        guard let info = try await _NIOFileSystem.FileSystem.shared.info(forFileAt: FilePath(diskPath), infoAboutSymbolicLink: false),
+              info.type == .regular
+        else { throw FSError.objectNotFound(name) }
+        let size = Int64(info.size)
+        let mtime = info.lastDataModificationTime
+        let modified = Date(timeIntervalSince1970: Double(mtime.seconds) + Double(mtime.nanoseconds) / 1e9)
+        let mtimeNs = Int64(mtime.seconds) * 1_000_000_000 + Int64(mtime.nanoseconds)
+        let etag = "\"\(String(mtimeNs, radix: 16))-\(String(size, radix: 16))\""
+
+        var headers = HTTPFields()
+        headers[.acceptRanges] = "bytes"
+        headers[.eTag] = etag
+        headers[.lastModified] = HTTPDate.format(modified)
+        headers[.contentTypeOptions] = "nosniff"
+        let mime = ContentTypes.forName(name)
+        headers[.contentType] = mime
+        headers[.contentDisposition] = ContentTypes.disposition(name: name, inline: ContentTypes.isSafeInline(mime))
+
+        switch Conditional.evaluate(req.headers, etag: etag, modified: modified) {
+        case .notModified: return Response(status: .notModified, headers: headers)
+        case .preconditionFailed: return Response(status: .preconditionFailed, headers: headers)
+        case .proceed: break
+        }
+
+        var range: ClosedRange<Int64>? = nil
+        if let header = req.headers[.range], Conditional.ifRangeAllows(req.headers, etag: etag, modified: modified) {
+            switch ByteRange.parse(header, size: size) {
+            case .full: break
+            case .partial(let r): range = r
+            case .unsatisfiable:
+                headers[.contentRange] = "bytes */\(size)"
+                headers[.contentType] = nil
+                headers[.contentLength] = "0"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            }
+        }
+        let status: HTTPResponse.Status = range == nil ? .ok : .partialContent
+        let span = range ?? (size > 0 ? 0...(size - 1) : nil)
+        if let range { headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound)/\(size)" }
+        let length = span.map { $0.upperBound - $0.lowerBound + 1 } ?? 0
+        headers[.contentLength] = String(length)
+        if req.method == .head || length == 0 {
+            return Response(status: status, headers: headers, body: .init())
+        }
+        let body = ResponseBody(contentLength: Int(length)) { writer in
+            try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(diskPath)) { handle in
+                for try await chunk in handle.readChunks(in: span!, chunkLength: .bytes(Int64(chunk))) {
+                    try await writer.write(chunk)
+                }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+}
+
+/// Parsing of a single `Range: bytes=…` header. Several ranges, or an invalid header, are ignored (RFC 9110).
+enum ByteRange: Equatable {
+    case full
+    case partial(ClosedRange<Int64>)
+    case unsatisfiable
+
+    static func parse(_ header: String, size: Int64) -> ByteRange {
+        let h = header.trimmingCharacters(in: .whitespaces)
+        guard h.lowercased().hasPrefix("bytes="), size > 0 else { return .full }
+        let spec = h.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return .full }
+        let a = spec[..<dash].trimmingCharacters(in: .whitespaces), b = spec[spec.index(after: dash)...].trimmingCharacters(in: .whitespaces)
+        func num(_ s: String) -> Int64? { s.isEmpty || !s.allSatisfy(\.isASCII) || !s.allSatisfy(\.isNumber) ? nil : Int64(s) }
+        if a.isEmpty {
+            guard let n = num(b) else { return .full }
+            if n == 0 { return .unsatisfiable }
+            return .partial(max(0, size - n)...(size - 1))
+        }
+        guard let start = num(a) else { return .full }
+        var end = size - 1
+        if !b.isEmpty {
+            guard let e = num(b), e >= start else { return .full }
+            end = min(e, size - 1)
+        }
+        if start >= size { return .unsatisfiable }
+        return .partial(start...end)
+    }
+}
+
+/// RFC 9110 conditional requests for a representation with a strong ETag and a modification time.
+enum Conditional {
+    enum Outcome { case proceed, notModified, preconditionFailed }
+
+    static func matches(_ list: String, _ etag: String) -> Bool {
+        list.split(separator: ",").contains { item in
+            let t = item.trimmingCharacters(in: .whitespaces)
+            return t == "*" || t == etag || t == "W/" + etag
+        }
+    }
+
+    static func evaluate(_ h: HTTPFields, etag: String, modified: Date) -> Outcome {
+        let seconds = modified.timeIntervalSince1970.rounded(.down)
+        if let im = h[.ifMatch] {
+            if !matches(im, etag) { return .preconditionFailed }
+        } else if let ius = h[.ifUnmodifiedSince], let d = HTTPDate.parse(ius), seconds > d.timeIntervalSince1970 {
+            return .preconditionFailed
+        }
+        if let inm = h[.ifNoneMatch] {
+            if matches(inm, etag) { return .notModified }
+        } else if let ims = h[.ifModifiedSince], let d = HTTPDate.parse(ims), seconds <= d.timeIntervalSince1970 {
+            return .notModified
+        }
+        return .proceed
+    }
+
+    /// With `If-Range`, a Range applies only if the validator still matches; otherwise the whole file is sent.
+    static func ifRangeAllows(_ h: HTTPFields, etag: String, modified: Date) -> Bool {
+        guard let ir = h[.ifRange]?.trimmingCharacters(in: .whitespaces) else { return true }
+        if ir.hasPrefix("\"") || ir.hasPrefix("W/") { return ir == etag }
+        guard let d = HTTPDate.parse(ir) else { return false }
+        return modified.timeIntervalSince1970.rounded(.down) == d.timeIntervalSince1970
+    }
+}
+
+enum HTTPDate {
+    static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static func format(_ date: Date) -> String {
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func p(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(days[Int(tm.tm_wday)]), \(p(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) \(p(tm.tm_hour)):\(p(tm.tm_min)):\(p(tm.tm_sec)) GMT"
+    }
+
+    /// Parses the IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`).
+    static func parse(_ s: String) -> Date? {
+        let parts = s.split(separator: " ")
+        guard parts.count == 6, let day = Int(parts[1]), let month = months.firstIndex(of: String(parts[2])),
+              let year = Int(parts[3]) else { return nil }
+        let hms = parts[4].split(separator: ":").compactMap { Int($0) }
+        guard hms.count == 3 else { return nil }
+        var tm = tm()
+        tm.tm_year = Int32(year - 1900); tm.tm_mon = Int32(month); tm.tm_mday = Int32(day)
+        tm.tm_hour = Int32(hms[0]); tm.tm_min = Int32(hms[1]); tm.tm_sec = Int32(hms[2])
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))
+    }
+}
+
+enum ContentTypes {
+    static func forName(_ name: String) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
+        let ext = name[name.index(after: dot)...].lowercased()
+        if let extra = extras[ext] { return extra }
+        return MediaType.getMediaType(forExtension: ext)?.description ?? "application/octet-stream"
+    }
+
+    static let extras = ["mkv": "video/x-matroska", "flac": "audio/flac", "m4a": "audio/mp4", "srt": "text/plain",
+                         "ass": "text/plain", "vtt": "text/vtt", "lrc": "text/plain", "md": "text/markdown",
+                         "heic": "image/heic", "avif": "image/avif", "webp": "image/webp", "opus": "audio/opus"]
+
+    /// Types a browser shows without running anything: never HTML, SVG, XML or scripts.
+    static func isSafeInline(_ mime: String) -> Bool {
+        let m = mime.lowercased()
+        if m.contains("svg") || m.contains("html") || m.contains("xml") || m.contains("javascript") { return false }
+        return m.hasPrefix("image/") || m.hasPrefix("video/") || m.hasPrefix("audio/") || m.hasPrefix("text/plain")
+            || m == "application/pdf"
+    }
+
+    /// `Content-Disposition` with an ASCII fallback and the RFC 5987 `filename*` for any name.
+    static func disposition(name: String, inline: Bool) -> String {
+        let ascii = String(name.unicodeScalars.map { $0.isASCII && $0 != "\"" && $0 != "\\" && $0.value >= 0x20 ? Character($0) : "_" })
+        return "\(inline ? "inline" : "attachment"); filename=\"\(ascii)\"; filename*=UTF-8''\(URLPath.encode(name).replacingOccurrences(of: "/", with: "%2F"))"
+    }
+}

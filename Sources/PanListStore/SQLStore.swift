@@ -1,0 +1,290 @@
+import Foundation
+import Logging
+import PanListCore
+import SQLKit
+import SQLiteKit
+
+/// The one Store implementation, written against SQLKit's builder so the same queries serve SQLite
+/// (embedded default) and, later, PostgreSQL.
+public final class SQLStore: Store, @unchecked Sendable {
+    let db: any SQLDatabase
+    private let onClose: @Sendable () async -> Void
+
+    public init(database: any SQLDatabase, onClose: @escaping @Sendable () async -> Void = {}) {
+        self.db = database
+        self.onClose = onClose
+    }
+
+    /// Opens (creating if needed) an SQLite database file, or an in-memory one for `:memory:`.
+    public static func sqlite(path: String, logger: Logger = Logger(label: "panlist.store")) async throws -> SQLStore {
+        let storage: SQLiteConnection.Storage = path == ":memory:" ? .memory : .file(path: path)
+        let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
+        let sql = conn.sql()
+        if path != ":memory:" {
+            try await sql.raw("PRAGMA journal_mode=WAL").run()
+        }
+        try await sql.raw("PRAGMA foreign_keys=ON").run()
+        try await sql.raw("PRAGMA busy_timeout=5000").run()
+        return SQLStore(database: sql, onClose: { try? await conn.close() })
+    }
+
+    public func close() async { await onClose() }
+
+    // MARK: migrations
+
+    /// Versioned migrations; each runs once, in order.
+    static let migrations: [(version: Int, run: @Sendable (any SQLDatabase) async throws -> Void)] = [
+        (1, { db in
+            try await db.create(table: "storages").ifNotExists()
+                .column("id", type: .bigint, .primaryKey(autoIncrement: true))
+                .column("mount_path", type: .text, .notNull, .unique)
+                .column("order", type: .bigint, .notNull, .default(0))
+                .column("driver", type: .text, .notNull)
+                .column("cache_expiration", type: .bigint, .notNull, .default(30))
+                .column("status", type: .text, .notNull, .default(""))
+                .column("addition", type: .text, .notNull, .default("{}"))
+                .column("remark", type: .text, .notNull, .default(""))
+                .column("modified_ms", type: .bigint, .notNull, .default(0))
+                .column("disabled", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("enable_sign", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("order_by", type: .text, .notNull, .default(""))
+                .column("order_direction", type: .text, .notNull, .default(""))
+                .column("extract_folder", type: .text, .notNull, .default(""))
+                .column("web_proxy", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("webdav_policy", type: .text, .notNull, .default(""))
+                .column("down_proxy_url", type: .text, .notNull, .default(""))
+                .run()
+            try await db.create(table: "users").ifNotExists()
+                .column("id", type: .bigint, .primaryKey(autoIncrement: true))
+                .column("username", type: .text, .notNull, .unique)
+                .column("pwd_hash", type: .text, .notNull)
+                .column("salt", type: .text, .notNull)
+                .column("pwd_ts", type: .bigint, .notNull, .default(0))
+                .column("base_path", type: .text, .notNull, .default("/"))
+                .column("role", type: .bigint, .notNull, .default(0))
+                .column("disabled", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("permission", type: .bigint, .notNull, .default(0))
+                .run()
+            try await db.create(table: "settings").ifNotExists()
+                .column("key", type: .text, .primaryKey(autoIncrement: false))
+                .column("value", type: .text, .notNull)
+                .column("help", type: .text, .notNull, .default(""))
+                .column("type", type: .text, .notNull, .default("string"))
+                .column("options", type: .text, .notNull, .default(""))
+                .column("group", type: .bigint, .notNull, .default(0))
+                .column("flag", type: .bigint, .notNull, .default(0))
+                .column("index", type: .bigint, .notNull, .default(0))
+                .run()
+            try await db.create(table: "driver_state").ifNotExists()
+                .column("key", type: .text, .primaryKey(autoIncrement: false))
+                .column("value", type: .text, .notNull)
+                .run()
+        }),
+    ]
+
+    public func migrate() async throws {
+        try await db.create(table: "schema_migrations").ifNotExists()
+            .column("version", type: .bigint, .primaryKey(autoIncrement: false))
+            .column("applied_ms", type: .bigint, .notNull)
+            .run()
+        let done = Set(try await db.select().column("version").from("schema_migrations")
+            .all(decodingColumn: "version", as: Int.self))
+        for m in Self.migrations where !done.contains(m.version) {
+            try await m.run(db)
+            try await db.insert(into: "schema_migrations")
+                .columns("version", "applied_ms")
+                .values(SQLBind(m.version), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
+                .run()
+        }
+    }
+
+    // MARK: storages
+
+    struct StorageRow: Codable {
+        var id: Int?
+        var mount_path: String
+        var order: Int
+        var driver: String
+        var cache_expiration: Int
+        var status: String
+        var addition: String
+        var remark: String
+        var modified_ms: Int64
+        var disabled: Bool
+        var enable_sign: Bool
+        var order_by: String
+        var order_direction: String
+        var extract_folder: String
+        var web_proxy: Bool
+        var webdav_policy: String
+        var down_proxy_url: String
+
+        init(_ r: StorageRecord, withID: Bool) {
+            id = withID ? r.id : nil
+            mount_path = r.mountPath; order = r.order; driver = r.driver; cache_expiration = r.cacheExpiration
+            status = r.status; addition = r.addition; remark = r.remark
+            modified_ms = Int64(r.modified.timeIntervalSince1970 * 1000); disabled = r.disabled
+            enable_sign = r.enableSign; order_by = r.orderBy; order_direction = r.orderDirection
+            extract_folder = r.extractFolder; web_proxy = r.webProxy; webdav_policy = r.webdavPolicy
+            down_proxy_url = r.downProxyURL
+        }
+
+        var record: StorageRecord {
+            StorageRecord(id: id ?? 0, mountPath: mount_path, order: order, driver: driver, cacheExpiration: cache_expiration,
+                          status: status, addition: addition, remark: remark,
+                          modified: Date(timeIntervalSince1970: Double(modified_ms) / 1000), disabled: disabled,
+                          enableSign: enable_sign, orderBy: order_by, orderDirection: order_direction,
+                          extractFolder: extract_folder, webProxy: web_proxy, webdavPolicy: webdav_policy,
+                          downProxyURL: down_proxy_url)
+        }
+    }
+
+    public func storages() async throws -> [StorageRecord] {
+        try await db.select().column("*").from("storages").orderBy("order").orderBy("id")
+            .all(decoding: StorageRow.self).map(\.record)
+    }
+
+    public func storage(id: Int) async throws -> StorageRecord? {
+        try await db.select().column("*").from("storages").where("id", .equal, id)
+            .first(decoding: StorageRow.self)?.record
+    }
+
+    private func mountPathTaken(_ path: String, except id: Int?) async throws -> Bool {
+        var q = db.select().column("id").from("storages").where("mount_path", .equal, path)
+        if let id { q = q.where("id", .notEqual, id) }
+        return try await q.first() != nil
+    }
+
+    public func createStorage(_ record: StorageRecord) async throws -> Int {
+        if try await mountPathTaken(record.mountPath, except: nil) {
+            throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
+        }
+        guard let id = try await db.insert(into: "storages").model(StorageRow(record, withID: false))
+            .returning("id").first(decodingColumn: "id", as: Int.self)
+        else { throw FSError.internalError("the database did not return the new storage's id") }
+        return id
+    }
+
+    public func updateStorage(_ record: StorageRecord) async throws {
+        if try await mountPathTaken(record.mountPath, except: record.id) {
+            throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
+        }
+        try await db.update("storages").set(model: StorageRow(record, withID: false))
+            .where("id", .equal, record.id).run()
+    }
+
+    public func setStorageStatus(id: Int, status: String) async throws {
+        try await db.update("storages").set("status", to: status).where("id", .equal, id).run()
+    }
+
+    public func deleteStorage(id: Int) async throws {
+        try await db.delete(from: "storages").where("id", .equal, id).run()
+    }
+
+    // MARK: users
+
+    struct UserRow: Codable {
+        var id: Int?
+        var username: String
+        var pwd_hash: String
+        var salt: String
+        var pwd_ts: Int64
+        var base_path: String
+        var role: Int
+        var disabled: Bool
+        var permission: Int64
+
+        init(_ u: StoredUser, withID: Bool) {
+            id = withID ? u.user.id : nil
+            username = u.user.username; pwd_hash = u.passwordHash; salt = u.salt; pwd_ts = u.user.passwordTimestamp
+            base_path = u.user.basePath; role = u.user.role.rawValue; disabled = u.user.disabled
+            permission = Int64(u.user.permission.rawValue)
+        }
+
+        var stored: StoredUser {
+            StoredUser(user: User(id: id ?? 0, username: username, basePath: base_path,
+                                  role: UserRole(rawValue: role) ?? .general, disabled: disabled,
+                                  permission: Permission(rawValue: Int32(truncatingIfNeeded: permission)),
+                                  passwordTimestamp: pwd_ts),
+                       passwordHash: pwd_hash, salt: salt)
+        }
+    }
+
+    public func users() async throws -> [StoredUser] {
+        try await db.select().column("*").from("users").orderBy("id").all(decoding: UserRow.self).map(\.stored)
+    }
+
+    public func user(named username: String) async throws -> StoredUser? {
+        try await db.select().column("*").from("users").where("username", .equal, username)
+            .first(decoding: UserRow.self)?.stored
+    }
+
+    public func user(id: Int) async throws -> StoredUser? {
+        try await db.select().column("*").from("users").where("id", .equal, id).first(decoding: UserRow.self)?.stored
+    }
+
+    public func createUser(_ user: StoredUser) async throws -> Int {
+        if try await self.user(named: user.user.username) != nil {
+            throw FSError.alreadyExists("user \(user.user.username) already exists")
+        }
+        guard let id = try await db.insert(into: "users").model(UserRow(user, withID: false))
+            .returning("id").first(decodingColumn: "id", as: Int.self)
+        else { throw FSError.internalError("the database did not return the new user's id") }
+        return id
+    }
+
+    public func updateUser(_ user: StoredUser) async throws {
+        try await db.update("users").set(model: UserRow(user, withID: false)).where("id", .equal, user.user.id).run()
+    }
+
+    public func deleteUser(id: Int) async throws {
+        try await db.delete(from: "users").where("id", .equal, id).run()
+    }
+
+    // MARK: settings
+
+    public func settings() async throws -> [SettingItem] {
+        try await db.select().column("*").from("settings").orderBy("group").orderBy("index").orderBy("key")
+            .all(decoding: SettingItem.self)
+    }
+
+    public func setting(_ key: String) async throws -> SettingItem? {
+        try await db.select().column("*").from("settings").where("key", .equal, key).first(decoding: SettingItem.self)
+    }
+
+    public func saveSettings(_ items: [SettingItem]) async throws {
+        for item in items {
+            try await db.insert(into: "settings").model(item)
+                .onConflict(with: ["key"]) { try $0.set(excludedContentOf: item) }
+                .run()
+        }
+    }
+
+    public func addMissingSettings(_ items: [SettingItem]) async throws {
+        for item in items {
+            try await db.insert(into: "settings").model(item).ignoringConflicts(with: ["key"]).run()
+        }
+    }
+
+    public func deleteSetting(_ key: String) async throws {
+        try await db.delete(from: "settings").where("key", .equal, key).run()
+    }
+
+    // MARK: driver state
+
+    public func driverState(_ key: String) async throws -> String? {
+        try await db.select().column("value").from("driver_state").where("key", .equal, key)
+            .first(decodingColumn: "value", as: String.self)
+    }
+
+    public func setDriverState(_ key: String, _ value: String?) async throws {
+        guard let value else {
+            try await db.delete(from: "driver_state").where("key", .equal, key).run()
+            return
+        }
+        struct Row: Codable { var key: String; var value: String }
+        let row = Row(key: key, value: value)
+        try await db.insert(into: "driver_state").model(row)
+            .onConflict(with: ["key"]) { try $0.set(excludedContentOf: row) }.run()
+    }
+}

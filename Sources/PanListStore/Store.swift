@@ -1,0 +1,46 @@
+import Foundation
+import PanListCore
+
+/// A user with the secrets that only the store and the login code see.
+public struct StoredUser: Sendable, Equatable {
+    public var user: User
+    /// Alist's `pwd_hash`: sha256hex(staticHash + "-" + salt).
+    public var passwordHash: String
+    public var salt: String
+    public init(user: User, passwordHash: String, salt: String) {
+        self.user = user; self.passwordHash = passwordHash; self.salt = salt
+    }
+}
+
+/// Everything PanList persists. One implementation (`SQLStore`) serves every SQL engine.
+public protocol Store: Sendable {
+    func migrate() async throws
+    func close() async
+
+    func storages() async throws -> [StorageRecord]
+    func storage(id: Int) async throws -> StorageRecord?
+    /// Creates a storage and returns its id; refuses a mount path already used.
+    func createStorage(_ record: StorageRecord) async throws -> Int
+    func updateStorage(_ record: StorageRecord) async throws
+    func setStorageStatus(id: Int, status: String) async throws
+    func deleteStorage(id: Int) async throws
+
+    func users() async throws -> [StoredUser]
+    func user(named username: String) async throws -> StoredUser?
+    func user(id: Int) async throws -> StoredUser?
+    func createUser(_ user: StoredUser) async throws -> Int
+    func updateUser(_ user: StoredUser) async throws
+    func deleteUser(id: Int) async throws
+
+    func settings() async throws -> [SettingItem]
+    func setting(_ key: String) async throws -> SettingItem?
+    /// Inserts or replaces each item by key.
+    func saveSettings(_ items: [SettingItem]) async throws
+    /// Inserts the items whose keys are missing; keeps stored values.
+    func addMissingSettings(_ items: [SettingItem]) async throws
+    func deleteSetting(_ key: String) async throws
+
+    /// Small per-driver state (such as access tokens) that must survive restarts.
+    func driverState(_ key: String) async throws -> String?
+    func setDriverState(_ key: String, _ value: String?) async throws
+}

@@ -1,0 +1,203 @@
+import ArgumentParser
+import DriverLocal
+import Foundation
+import Hummingbird
+import Logging
+import PanListCore
+import PanListServer
+import PanListStore
+
+@main
+struct PanList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "panlist",
+        abstract: "A self-hosted file-list server with an Alist-compatible API.",
+        version: DefaultSettings.version,
+        subcommands: [Server.self, Admin.self, StorageCommand.self],
+        defaultSubcommand: Server.self
+    )
+}
+
+struct DataOption: ParsableArguments {
+    @Option(name: .long, help: "The data folder (config.json, panlist.db, files/, temp/).")
+    var data: String = "data"
+}
+
+/// Prints a line at once (stdout may be a pipe; scripts wait for these lines).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Every driver this build ships.
+func makeRegistry() -> DriverRegistry {
+    let registry = DriverRegistry()
+    registry.register(LocalDriver.factory)
+    return registry
+}
+
+func makeLogger(_ label: String = "panlist") -> Logger {
+    var logger = Logger(label: label)
+    let level = ProcessInfo.processInfo.environment["PANLIST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    logger.logLevel = level
+    return logger
+}
+
+/// Opens the store of a data folder without starting the server (for the offline CLI commands).
+func openStore(_ dataDir: String) async throws -> SQLStore {
+    let configPath = dataDir + "/config.json"
+    guard FileManager.default.fileExists(atPath: configPath) else {
+        throw ValidationError("\(configPath) does not exist; run `panlist server --data \(dataDir)` once first")
+    }
+    let (config, _) = try PanListConfig.loadOrCreate(dataDir: dataDir)
+    let store = try await SQLStore.sqlite(path: config.database.dbFile)
+    try await store.migrate()
+    return store
+}
+
+struct Server: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the server in the foreground.")
+    @OptionGroup var options: DataOption
+    @Option(help: "Address to listen on (default from config.json: 127.0.0.1).") var address: String?
+    @Option(help: "Port to listen on (default from config.json: 5244).") var port: Int?
+
+    func run() async throws {
+        let logger = makeLogger()
+        let boot = try await Bootstrap.open(dataDir: options.data, registry: makeRegistry(), logger: logger,
+                                            address: address, port: port)
+        let state = boot.state
+        if let pw = boot.createdAdminPassword {
+            say("Successfully created the admin user and the initial password is: \(pw)")
+        }
+        for s in state.fs.storages where !s.isWorking && !s.record.disabled {
+            say("warning: storage \(s.mountPath) (\(s.record.driver)) is not working: \(s.record.status)")
+        }
+        let address = state.config.scheme.address
+        let app = PanListApp.application(state: state, address: address, port: state.config.scheme.httpPort) { bound in
+            let host = address.contains(":") ? "[\(address)]" : address
+            say("PanList server listening on http://\(host):\(bound)")
+        }
+        do {
+            try await app.runService()
+        } catch {
+            await state.fs.unloadAll()
+            await state.store.close()
+            throw error
+        }
+        await state.fs.unloadAll()
+        await state.store.close()
+    }
+}
+
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or change the admin account (works offline, on the data folder).",
+        subcommands: [Show.self, Set.self, Random.self], defaultSubcommand: Show.self)
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the admin's username and how to change the password.")
+        @OptionGroup var options: DataOption
+        func run() async throws {
+            let store = try await openStore(options.data)
+            defer { Task { await store.close() } }
+            let admin = try await store.users().first { $0.user.isAdmin }
+            await store.close()
+            guard let admin else { throw ValidationError("there is no admin user yet; start the server once") }
+            print("admin username: \(admin.user.username)")
+            print("The password is stored hashed and cannot be shown. Use `panlist admin set NEW_PASSWORD` or `panlist admin random`.")
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set the admin's password.")
+        @OptionGroup var options: DataOption
+        @Argument(help: "The new password.") var password: String
+        func run() async throws {
+            guard !password.isEmpty else { throw ValidationError("the password cannot be empty") }
+            let store = try await openStore(options.data)
+            do { try await Bootstrap.setAdminPassword(store, password) } catch { await store.close(); throw error }
+            await store.close()
+            print("admin password updated; a running server accepts it at once and old tokens stop working")
+        }
+    }
+
+    struct Random: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a new random admin password and print it.")
+        @OptionGroup var options: DataOption
+        func run() async throws {
+            let password = RandomString.make(12)
+            let store = try await openStore(options.data)
+            do { try await Bootstrap.setAdminPassword(store, password) } catch { await store.close(); throw error }
+            await store.close()
+            print("admin password: \(password)")
+        }
+    }
+}
+
+struct StorageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storage", abstract: "List, add or remove storages (works offline, on the data folder).",
+        subcommands: [List.self, Add.self, Remove.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List storages.")
+        @OptionGroup var options: DataOption
+        func run() async throws {
+            let store = try await openStore(options.data)
+            let all: [StorageRecord]
+            do { all = try await store.storages() } catch { await store.close(); throw error }
+            await store.close()
+            print("ID\tMOUNT PATH\tDRIVER\tDISABLED\tSTATUS")
+            for s in all { print("\(s.id)\t\(s.mountPath)\t\(s.driver)\t\(s.disabled)\t\(s.status)") }
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a storage; a running server picks it up on restart.")
+        @OptionGroup var options: DataOption
+        @Option(help: "Driver name, e.g. Local.") var driver: String
+        @Option(help: "Mount path, e.g. /media.") var mount: String
+        @Option(help: "The driver's settings as a JSON object, e.g. '{\"root_folder_path\":\"/srv/media\"}'.")
+        var addition: String = "{}"
+
+        func run() async throws {
+            let registry = makeRegistry()
+            guard registry.factory(named: driver) != nil else {
+                throw ValidationError("unknown driver '\(driver)'; known drivers: \(registry.names.joined(separator: ", "))")
+            }
+            guard (try? JSONSerialization.jsonObject(with: Data(addition.utf8))) is [String: Any] else {
+                throw ValidationError("--addition must be a JSON object")
+            }
+            let mountPath = try VirtualPath.normalize(mount)
+            let store = try await openStore(options.data)
+            do {
+                let id = try await store.createStorage(StorageRecord(mountPath: mountPath, driver: driver, addition: addition))
+                await store.close()
+                print("added storage \(id) at \(mountPath)")
+            } catch {
+                await store.close()
+                throw error
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a storage by mount path or id.")
+        @OptionGroup var options: DataOption
+        @Argument(help: "The mount path or id of the storage.") var storage: String
+        func run() async throws {
+            let store = try await openStore(options.data)
+            do {
+                let all = try await store.storages()
+                guard let s = all.first(where: { String($0.id) == storage || $0.mountPath == storage }) else {
+                    throw ValidationError("no storage with mount path or id '\(storage)'")
+                }
+                try await store.deleteStorage(id: s.id)
+                await store.close()
+                print("removed storage \(s.id) at \(s.mountPath)")
+            } catch {
+                await store.close()
+                throw error
+            }
+        }
+    }
+}
