@@ -1,0 +1,203 @@
+import AsyncHTTPClient
+import DriverLocal
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+@testable import PanListCore
+@testable import PanListServer
+import PanListStore
+
+/// A scratch folder removed at the end of a test.
+final class TempDir: @unchecked Sendable {
+    let path: String
+    init() {
+        let p = NSTemporaryDirectory() + "panlist-test-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: p, withIntermediateDirectories: true)
+        path = (p as NSString).resolvingSymlinksInPath
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+    func file(_ rel: String) -> String { path + "/" + rel }
+    func write(_ rel: String, _ text: String) throws {
+        let p = file(rel)
+        try FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
+    }
+    func read(_ rel: String) -> String? {
+        FileManager.default.contents(atPath: file(rel)).map { String(decoding: $0, as: UTF8.self) }
+    }
+    func exists(_ rel: String) -> Bool { FileManager.default.fileExists(atPath: file(rel)) }
+    /// Every entry below `rel`, hidden ones included.
+    func allEntries(_ rel: String = "") -> [String] {
+        (FileManager.default.enumerator(atPath: file(rel))?.allObjects as? [String] ?? []).sorted()
+    }
+}
+
+struct HTTPResult: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: Data
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
+    /// The envelope's `code`.
+    var code: Int { json["code"] as? Int ?? -1 }
+    var message: String { json["message"] as? String ?? "" }
+    var data: [String: Any] { json["data"] as? [String: Any] ?? [:] }
+    func header(_ name: String) -> String? { headers.first(name: name) }
+}
+
+func testRegistry() -> DriverRegistry {
+    let r = DriverRegistry()
+    r.register(LocalDriver.factory)
+    r.register(CountingDriver.factory)
+    return r
+}
+
+/// A real PanList server on 127.0.0.1 and a free port, over a fresh data folder, with an HTTP client.
+final class TestServer: @unchecked Sendable {
+    let dir: TempDir
+    let state: ServerState
+    let port: Int
+    let adminPassword: String
+    let client: HTTPClient
+    private let runTask: Task<Void, any Error>
+
+    var base: String { "http://127.0.0.1:\(port)" }
+    var files: String { dir.path + "/data/files" }
+
+    static func start() async throws -> TestServer {
+        let dir = TempDir()
+        var logger = Logger(label: "panlist-test")
+        logger.logLevel = .error
+        let boot = try await Bootstrap.open(dataDir: dir.path + "/data", registry: testRegistry(), logger: logger,
+                                            address: "127.0.0.1", port: 0)
+        let (stream, cont) = AsyncStream<Int>.makeStream()
+        let app = PanListApp.application(state: boot.state, address: "127.0.0.1", port: 0) { port in cont.yield(port) }
+        let task = Task { try await app.run() }
+        var port = 0
+        for await p in stream { port = p; break }
+        var config = HTTPClient.Configuration()
+        config.redirectConfiguration = .disallow
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        return TestServer(dir: dir, state: boot.state, port: port, adminPassword: boot.createdAdminPassword ?? "",
+                          client: client, runTask: task)
+    }
+
+    private init(dir: TempDir, state: ServerState, port: Int, adminPassword: String, client: HTTPClient, runTask: Task<Void, any Error>) {
+        self.dir = dir; self.state = state; self.port = port; self.adminPassword = adminPassword
+        self.client = client; self.runTask = runTask
+    }
+
+    func stop() async {
+        try? await client.shutdown()
+        runTask.cancel()
+        _ = try? await runTask.value
+        await state.fs.unloadAll()
+        await state.store.close()
+        dir.remove()
+    }
+
+    func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: Data? = nil) async throws -> HTTPResult {
+        var req = HTTPClientRequest(url: base + path)
+        req.method = method
+        for (k, v) in headers { req.headers.add(name: k, value: v) }
+        if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+        let res = try await client.execute(req, timeout: .seconds(60))
+        let buf = try await res.body.collect(upTo: 1 << 30)
+        return HTTPResult(status: Int(res.status.code), headers: res.headers, body: Data(buf.readableBytesView))
+    }
+
+    /// POSTs a JSON body to /api/…, with a token when given.
+    func api(_ path: String, _ body: Any = [String: Any](), token: String? = nil, method: HTTPMethod = .POST) async throws -> HTTPResult {
+        var headers = [("Content-Type", "application/json")]
+        if let token { headers.append(("Authorization", token)) }
+        let data = try JSONSerialization.data(withJSONObject: body)
+        return try await request(method, "/api" + path, headers: headers, body: method == .GET ? nil : data)
+    }
+
+    func login(_ username: String = "admin", _ password: String? = nil) async throws -> String {
+        let r = try await api("/auth/login", ["username": username, "password": password ?? adminPassword])
+        guard let token = (r.json["data"] as? [String: Any])?["token"] as? String else {
+            throw FSError.unauthorized("login failed: \(r.text)")
+        }
+        return token
+    }
+
+    func put(_ path: String, _ content: Data, token: String, extra: [(String, String)] = []) async throws -> HTTPResult {
+        try await request(.PUT, "/api/fs/put",
+                          headers: [("Authorization", token), ("File-Path", URLPath.encode(path))] + extra, body: content)
+    }
+
+    /// Adds a user directly in the store (user management API comes later) and returns it.
+    func addUser(_ name: String, password: String, basePath: String = "/", permission: Permission) async throws -> User {
+        let (hash, salt) = Passwords.make(password)
+        let id = try await state.store.createUser(StoredUser(
+            user: User(id: 0, username: name, basePath: basePath, role: .general, permission: permission,
+                       passwordTimestamp: 1), passwordHash: hash, salt: salt))
+        state.forgetUsers()
+        return User(id: id, username: name, basePath: basePath, role: .general, permission: permission, passwordTimestamp: 1)
+    }
+
+    func setGuest(enabled: Bool, permission: Permission) async throws {
+        guard var guest = try await state.store.user(named: "guest") else { return }
+        guest.user.disabled = !enabled
+        guest.user.permission = permission
+        try await state.store.updateUser(guest)
+        state.forgetUsers()
+    }
+
+    func setSetting(_ key: String, _ value: String) async throws {
+        guard var item = try await state.store.setting(key) else { return }
+        item.value = value
+        try await state.saveSettings([item])
+    }
+}
+
+/// Runs `body` with a fresh server and always stops it.
+func withServer(_ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer.start()
+    do {
+        try await body(server)
+    } catch {
+        await server.stop()
+        throw error
+    }
+    await server.stop()
+}
+
+/// A driver that counts its `list` calls, to observe the list cache. Its tree lives in memory.
+final class CountingDriver: Driver, @unchecked Sendable {
+    static let factory = DriverFactory(
+        config: DriverConfig(name: "Counting", localSort: true), additional: [],
+        make: { record, _ in
+            if record.addition.contains("fail") { return FailingDriver() }
+            return CountingDriver(delay: record.addition.contains("slow"))
+        })
+    let config = DriverConfig(name: "Counting", localSort: true)
+    let lock = NSLock()
+    var _calls = 0
+    var calls: Int { lock.withLock { _calls } }
+    var names = ["b.txt", "a.txt"]
+    let delay: Bool
+    init(delay: Bool) { self.delay = delay }
+    func initialize() async throws {}
+    func drop() async {}
+    func root() async throws -> Obj { Obj(id: "/", path: "/", name: "root", size: 0, modified: Date(), isDir: true) }
+    func list(dir: Obj) async throws -> [Obj] {
+        lock.withLock { _calls += 1 }
+        if delay { try await Task.sleep(for: .milliseconds(200)) }
+        let names = lock.withLock { self.names }
+        return names.map { Obj(id: $0, path: VirtualPath.join(dir.path, $0), name: $0, size: 1, modified: Date(), isDir: false) }
+    }
+    func link(file: Obj, args: LinkArgs) async throws -> Link { .url("https://example.invalid/" + file.name, headers: [:], expiresAt: nil) }
+}
+
+final class FailingDriver: Driver, @unchecked Sendable {
+    let config = DriverConfig(name: "Counting")
+    func initialize() async throws { throw FSError.upstream(code: 401, message: "invalid client credentials") }
+    func drop() async {}
+    func root() async throws -> Obj { throw FSError.internalError("unreachable") }
+    func list(dir: Obj) async throws -> [Obj] { [] }
+    func link(file: Obj, args: LinkArgs) async throws -> Link { throw FSError.internalError("unreachable") }
+}
