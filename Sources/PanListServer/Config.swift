@@ -120,11 +120,12 @@ public struct PanListConfig: Codable, Sendable {
             created = true
         }
         if config.jwtSecret.isEmpty { config.jwtSecret = RandomString.make(64) }
-        if !config.force { config.applyEnvironment(ProcessInfo.processInfo.environment) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(config).write(to: URL(fileURLWithPath: path), options: .atomic)
         _ = chmod(path, 0o600)
+        // Environment overrides apply to this run only; they are not written into the file.
+        if !config.force { config.applyEnvironment(ProcessInfo.processInfo.environment) }
         return (config, created)
     }
 

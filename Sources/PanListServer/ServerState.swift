@@ -16,7 +16,9 @@ public final class ServerState: Sendable {
     let tokens: TokenService
     let loginLimiter = LoginLimiter()
     private let settingsBox = NIOLockedValueBox<[String: SettingItem]>([:])
-    private let usersBox = NIOLockedValueBox<[String: StoredUser]>([:])
+    /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
+    /// (`panlist admin set`) reach a running server at once in practice.
+    private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])
 
     public init(config: PanListConfig, store: any Store, fs: FileSystem, logger: Logger) async throws {
         self.config = config
@@ -25,6 +27,14 @@ public final class ServerState: Sendable {
         self.logger = logger
         self.tokens = await TokenService(secret: config.jwtSecret, lifetimeHours: config.tokenExpiresIn)
         try await reloadSettings()
+        for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
+    }
+
+    /// Ends a login token for good (kept in the store until it would have expired).
+    func revoke(_ token: String, until: Date) async throws {
+        let hash = TokenService.hash(token)
+        tokens.revoke(hash: hash, until: until)
+        try await store.revokeToken(hash: hash, expires: until)
     }
 
     // MARK: settings
@@ -47,19 +57,24 @@ public final class ServerState: Sendable {
     // MARK: users
 
     func storedUser(named name: String) async throws -> StoredUser? {
-        if let u = usersBox.withLockedValue({ $0[name] }) { return u }
+        if let hit = usersBox.withLockedValue({ $0[name] }), hit.until > .now { return hit.user }
         guard let u = try await store.user(named: name) else { return nil }
-        usersBox.withLockedValue { $0[name] = u }
+        usersBox.withLockedValue { $0[name] = (u, .now + .seconds(2)) }
         return u
     }
 
     func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
 
     /// The user behind a request's `Authorization` header: a login token, the admin token, or the guest when absent.
-    func authenticate(_ request: Request) async throws -> User {
-        let header = request.headers[.authorization]?.trimmingCharacters(in: .whitespaces) ?? ""
-        var token = header
+    /// The token in `Authorization`: raw as Alist sends it, or after "Bearer ".
+    static func token(_ request: Request) -> String {
+        var token = request.headers[.authorization]?.trimmingCharacters(in: .whitespaces) ?? ""
         if token.lowercased().hasPrefix("bearer ") { token = String(token.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+        return token
+    }
+
+    func authenticate(_ request: Request) async throws -> User {
+        let token = Self.token(request)
         if token.isEmpty {
             guard let guest = try await storedUser(named: "guest"), !guest.user.disabled else {
                 throw FSError.unauthorized("Guest user is disabled, login please")

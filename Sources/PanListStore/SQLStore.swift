@@ -80,6 +80,12 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("value", type: .text, .notNull)
                 .run()
         }),
+        (2, { db in
+            try await db.create(table: "revoked_tokens").ifNotExists()
+                .column("hash", type: .text, .primaryKey(autoIncrement: false))
+                .column("expires_ms", type: .bigint, .notNull)
+                .run()
+        }),
     ]
 
     public func migrate() async throws {
@@ -268,6 +274,22 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public func deleteSetting(_ key: String) async throws {
         try await db.delete(from: "settings").where("key", .equal, key).run()
+    }
+
+    // MARK: revoked tokens
+
+    public func revokeToken(hash: String, expires: Date) async throws {
+        struct Row: Codable { var hash: String; var expires_ms: Int64 }
+        let row = Row(hash: hash, expires_ms: Int64(expires.timeIntervalSince1970 * 1000))
+        try await db.insert(into: "revoked_tokens").model(row).ignoringConflicts(with: ["hash"]).run()
+    }
+
+    public func revokedTokens() async throws -> [(hash: String, expires: Date)] {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try await db.delete(from: "revoked_tokens").where("expires_ms", .lessThan, now).run()
+        struct Row: Codable { var hash: String; var expires_ms: Int64 }
+        return try await db.select().columns("hash", "expires_ms").from("revoked_tokens").all(decoding: Row.self)
+            .map { ($0.hash, Date(timeIntervalSince1970: Double($0.expires_ms) / 1000)) }
     }
 
     // MARK: driver state

@@ -40,6 +40,11 @@ public protocol Store: Sendable {
     func addMissingSettings(_ items: [SettingItem]) async throws
     func deleteSetting(_ key: String) async throws
 
+    /// Logged-out login tokens (by hash) until they expire, so a logout survives restarts.
+    func revokeToken(hash: String, expires: Date) async throws
+    /// The revoked token hashes still unexpired (expired ones are purged).
+    func revokedTokens() async throws -> [(hash: String, expires: Date)]
+
     /// Small per-driver state (such as access tokens) that must survive restarts.
     func driverState(_ key: String) async throws -> String?
     func setDriverState(_ key: String, _ value: String?) async throws

@@ -98,9 +98,10 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         func run() async throws {
             let store = try await openStore(options.data)
-            defer { Task { await store.close() } }
-            let admin = try await store.users().first { $0.user.isAdmin }
+            let users: [StoredUser]
+            do { users = try await store.users() } catch { await store.close(); throw error }
             await store.close()
+            let admin = users.first { $0.user.isAdmin }
             guard let admin else { throw ValidationError("there is no admin user yet; start the server once") }
             print("admin username: \(admin.user.username)")
             print("The password is stored hashed and cannot be shown. Use `panlist admin set NEW_PASSWORD` or `panlist admin random`.")
@@ -116,7 +117,7 @@ struct Admin: AsyncParsableCommand {
             let store = try await openStore(options.data)
             do { try await Bootstrap.setAdminPassword(store, password) } catch { await store.close(); throw error }
             await store.close()
-            print("admin password updated; a running server accepts it at once and old tokens stop working")
+            print("admin password updated; a running server uses it within 2 seconds, and tokens issued before stop working")
         }
     }
 

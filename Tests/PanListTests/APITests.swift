@@ -60,9 +60,11 @@ struct AuthAPITests {
             let viaHash = try await s.api("/auth/login/hash", ["username": "admin", "password": staticHash])
             #expect(viaHash.code == 200 && (viaHash.data["token"] as? String)?.isEmpty == false)
 
-            #expect(try await s.api("/auth/logout", token: token, method: .GET).code == 200)
+            #expect(try await s.api("/auth/logout", token: "Bearer " + token, method: .GET).code == 200)
             let after = try await s.api("/me", token: token, method: .GET)
             #expect(after.code == 401)
+            // The logout is stored, so it survives a restart.
+            #expect(try await s.state.store.revokedTokens().map(\.hash) == [TokenService.hash(token)])
         }
     }
 
@@ -104,11 +106,23 @@ struct AuthAPITests {
     @Test func passwordChangeEndsOldTokens() async throws {
         try await withServer { s in
             let token = try await s.login()
-            try await Bootstrap.setAdminPassword(s.state.store, "a-new-password")
-            s.state.forgetUsers()
+            _ = try await s.api("/me", token: token, method: .GET)  // the user is now cached
+            try await Bootstrap.setAdminPassword(s.state.store, "a-new-password")  // as `panlist admin set` does
+            try await Task.sleep(for: .milliseconds(2100))
             let old = try await s.api("/me", token: token, method: .GET)
             #expect(old.code == 401 && old.message.contains("Password has been changed"))
             #expect(try await s.api("/me", token: try await s.login("admin", "a-new-password"), method: .GET).code == 200)
+        }
+    }
+
+    @Test func unknownRoutesAndQueryParameters() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let r = try await s.api("/fs/nonexistent", token: t)
+            #expect(r.status == 200 && r.code == 404 && r.message.contains("no API route"))
+            try s.dir.write("data/files/q/x.txt", "x")
+            let viaQuery = try await s.request(.GET, "/api/fs/list?path=%2Fq", headers: [("Authorization", t)])
+            #expect((viaQuery.data["content"] as? [[String: Any]])?.first?["name"] as? String == "x.txt")
         }
     }
 

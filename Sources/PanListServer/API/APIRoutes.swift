@@ -11,6 +11,12 @@ struct APIRoutes: Sendable {
         addAuthRoutes(to: api)
         addFSRoutes(to: api)
         addAdminRoutes(to: api)
+        // Anything else under /api answers with the envelope too.
+        for method in [HTTPRequest.Method.get, .post, .put, .delete] {
+            api.on("**", method: method) { req, _ -> Response in
+                throw FSError.noSuchRecord("no API route \(req.method) \(req.uri.path)")
+            }
+        }
     }
 }
 

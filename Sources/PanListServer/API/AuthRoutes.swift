@@ -59,9 +59,9 @@ extension APIRoutes {
     }
 
     func logout(_ req: Request) async throws -> Response {
-        let token = req.headers[.authorization] ?? ""
+        let token = ServerState.token(req)
         if !token.isEmpty, let claims = try? await state.tokens.verify(token) {
-            state.tokens.revoke(token, until: claims.exp.value)
+            try await state.revoke(token, until: claims.exp.value)
         }
         return APIResponse.ok()
     }

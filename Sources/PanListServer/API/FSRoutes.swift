@@ -131,10 +131,22 @@ extension APIRoutes {
         return (user, try await req.json(T.self, limit: state.config.maxRequestBody))
     }
 
+    /// The read routes accept a JSON body (any method, as Alist) or, for GET, query parameters.
+    func pathRequest(_ req: Request) async throws -> (User, PathRequest) {
+        var (user, body) = try await decode(req, PathRequest.self)
+        let q = req.uri.queryParameters
+        if body.path == nil, let p = q.get("path") { body.path = p }
+        if body.page == nil { body.page = q.get("page", as: Int.self) }
+        if body.perPage == nil { body.perPage = q.get("per_page", as: Int.self) }
+        if body.refresh == nil { body.refresh = q.get("refresh").map { $0 == "true" } }
+        if body.password == nil { body.password = q.get("password") }
+        return (user, body)
+    }
+
     func canWrite(_ user: User, _ path: String) -> Bool { (try? Access.check(user, .write, path)) != nil }
 
     func list(_ req: Request) async throws -> Response {
-        let (user, body) = try await decode(req, PathRequest.self)
+        let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
         try Access.check(user, .read, path)
         if body.refresh == true { try Access.check(user, .refresh, path) }
@@ -155,7 +167,7 @@ extension APIRoutes {
     }
 
     func get(_ req: Request) async throws -> Response {
-        let (user, body) = try await decode(req, PathRequest.self)
+        let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
         try Access.check(user, .read, path)
         let (obj, storage) = try await state.fs.get(path)
@@ -182,7 +194,7 @@ extension APIRoutes {
     }
 
     func dirs(_ req: Request) async throws -> Response {
-        var (user, body) = try await decode(req, PathRequest.self)
+        var (user, body) = try await pathRequest(req)
         if body.forceRoot == true {
             guard user.isAdmin else { throw FSError.permissionDenied("force_root is for admins only") }
             user.basePath = "/"

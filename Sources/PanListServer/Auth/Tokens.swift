@@ -18,7 +18,7 @@ struct TokenClaims: JWTPayload {
     }
 }
 
-/// Issues and checks HS256 login tokens; keeps the tokens revoked by logout until they expire.
+/// Issues and checks HS256 login tokens; keeps the tokens revoked by logout (by SHA-256) until they expire.
 final class TokenService: Sendable {
     private let keys: JWTKeyCollection
     private let lifetime: TimeInterval
@@ -41,7 +41,8 @@ final class TokenService: Sendable {
     }
 
     func verify(_ token: String) async throws(FSError) -> TokenClaims {
-        if revoked.withLockedValue({ $0[token] != nil }) { throw .unauthorized("this token was logged out, login please") }
+        let hash = Self.hash(token)
+        if revoked.withLockedValue({ $0[hash] != nil }) { throw .unauthorized("this token was logged out, login please") }
         do {
             return try await keys.verify(token, as: TokenClaims.self)
         } catch let e as JWTError where e.errorType == .claimVerificationFailure {
@@ -51,11 +52,13 @@ final class TokenService: Sendable {
         }
     }
 
-    func revoke(_ token: String, until: Date) {
+    static func hash(_ token: String) -> String { Passwords.sha256Hex(token) }
+
+    func revoke(hash: String, until: Date) {
         revoked.withLockedValue { map in
             let now = Date()
             map = map.filter { $0.value > now }
-            map[token] = until
+            map[hash] = until
         }
     }
 }
