@@ -259,12 +259,17 @@ extension APIRoutes {
               let boundary = Self.boundary(contentType)
         else { throw FSError.badRequest("the body must be multipart/form-data with a boundary") }
         let spool = state.config.tempDir + "/form-" + RandomString.make(20)
-        defer { Task { _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(spool), recursively: false) } }
-        let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: spool)
-        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(spool)) { handle in
-            let stream = try uploadStream(req, name: name, size: size, body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
-            try await state.fs.put(stream, into: dir, overwrite: req.headers[.overwrite]?.lowercased() != "false")
+        do {
+            let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: spool)
+            try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(spool)) { handle in
+                let stream = try uploadStream(req, name: name, size: size, body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+                try await state.fs.put(stream, into: dir, overwrite: req.headers[.overwrite]?.lowercased() != "false")
+            }
+        } catch {
+            _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(spool), recursively: false)
+            throw error
         }
+        _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(spool), recursively: false)
         return APIResponse.ok()
     }
 
