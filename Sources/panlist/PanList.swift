@@ -23,6 +23,12 @@ struct DataOption: ParsableArguments {
     var data: String = "data"
 }
 
+/// A failure of a CLI command that is not a usage mistake (ArgumentParser then prints no usage text).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Prints a line at once (stdout may be a pipe; scripts wait for these lines).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
@@ -42,16 +48,24 @@ func makeLogger(_ label: String = "panlist") -> Logger {
     return logger
 }
 
-/// Opens the store of a data folder without starting the server (for the offline CLI commands).
-func openStore(_ dataDir: String) async throws -> SQLStore {
+/// Runs `body` on the store of a data folder without starting the server (the offline CLI commands),
+/// and always closes it.
+func withStore<T>(_ dataDir: String, _ body: (SQLStore) async throws -> T) async throws -> T {
     let configPath = dataDir + "/config.json"
     guard FileManager.default.fileExists(atPath: configPath) else {
-        throw ValidationError("\(configPath) does not exist; run `panlist server --data \(dataDir)` once first")
+        throw CLIError("\(configPath) does not exist; run `panlist server --data \(dataDir)` once first")
     }
     let (config, _) = try PanListConfig.loadOrCreate(dataDir: dataDir)
     let store = try await SQLStore.sqlite(path: config.database.dbFile)
-    try await store.migrate()
-    return store
+    do {
+        try await store.migrate()
+        let result = try await body(store)
+        await store.close()
+        return result
+    } catch {
+        await store.close()
+        throw error
+    }
 }
 
 struct Server: AsyncParsableCommand {
@@ -97,12 +111,8 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the admin's username and how to change the password.")
         @OptionGroup var options: DataOption
         func run() async throws {
-            let store = try await openStore(options.data)
-            let users: [StoredUser]
-            do { users = try await store.users() } catch { await store.close(); throw error }
-            await store.close()
-            let admin = users.first { $0.user.isAdmin }
-            guard let admin else { throw ValidationError("there is no admin user yet; start the server once") }
+            let admin = try await withStore(options.data) { try await $0.users() }.first { $0.user.isAdmin }
+            guard let admin else { throw CLIError("there is no admin user yet; start the server once") }
             print("admin username: \(admin.user.username)")
             print("The password is stored hashed and cannot be shown. Use `panlist admin set NEW_PASSWORD` or `panlist admin random`.")
         }
@@ -114,9 +124,7 @@ struct Admin: AsyncParsableCommand {
         @Argument(help: "The new password.") var password: String
         func run() async throws {
             guard !password.isEmpty else { throw ValidationError("the password cannot be empty") }
-            let store = try await openStore(options.data)
-            do { try await Bootstrap.setAdminPassword(store, password) } catch { await store.close(); throw error }
-            await store.close()
+            try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password updated; a running server uses it within 2 seconds, and tokens issued before stop working")
         }
     }
@@ -126,9 +134,7 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         func run() async throws {
             let password = RandomString.make(12)
-            let store = try await openStore(options.data)
-            do { try await Bootstrap.setAdminPassword(store, password) } catch { await store.close(); throw error }
-            await store.close()
+            try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password: \(password)")
         }
     }
@@ -143,10 +149,7 @@ struct StorageCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List storages.")
         @OptionGroup var options: DataOption
         func run() async throws {
-            let store = try await openStore(options.data)
-            let all: [StorageRecord]
-            do { all = try await store.storages() } catch { await store.close(); throw error }
-            await store.close()
+            let all = try await withStore(options.data) { try await $0.storages() }
             print("ID\tMOUNT PATH\tDRIVER\tDISABLED\tSTATUS")
             for s in all { print("\(s.id)\t\(s.mountPath)\t\(s.driver)\t\(s.disabled)\t\(s.status)") }
         }
@@ -169,15 +172,9 @@ struct StorageCommand: AsyncParsableCommand {
                 throw ValidationError("--addition must be a JSON object")
             }
             let mountPath = try VirtualPath.normalize(mount)
-            let store = try await openStore(options.data)
-            do {
-                let id = try await store.createStorage(StorageRecord(mountPath: mountPath, driver: driver, addition: addition))
-                await store.close()
-                print("added storage \(id) at \(mountPath)")
-            } catch {
-                await store.close()
-                throw error
-            }
+            let record = StorageRecord(mountPath: mountPath, driver: driver, addition: addition)
+            let id = try await withStore(options.data) { try await $0.createStorage(record) }
+            print("added storage \(id) at \(mountPath)")
         }
     }
 
@@ -186,19 +183,15 @@ struct StorageCommand: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         @Argument(help: "The mount path or id of the storage.") var storage: String
         func run() async throws {
-            let store = try await openStore(options.data)
-            do {
-                let all = try await store.storages()
-                guard let s = all.first(where: { String($0.id) == storage || $0.mountPath == storage }) else {
-                    throw ValidationError("no storage with mount path or id '\(storage)'")
+            let wanted = storage
+            let removed = try await withStore(options.data) { store in
+                guard let s = try await store.storages().first(where: { String($0.id) == wanted || $0.mountPath == wanted }) else {
+                    throw CLIError("no storage with mount path or id '\(wanted)'")
                 }
                 try await store.deleteStorage(id: s.id)
-                await store.close()
-                print("removed storage \(s.id) at \(s.mountPath)")
-            } catch {
-                await store.close()
-                throw error
+                return s
             }
+            print("removed storage \(removed.id) at \(removed.mountPath)")
         }
     }
 }

@@ -89,25 +89,11 @@ extension APIRoutes {
             return APIResponse.ok()
         }
         api.post("fs/move") { req, _ in
-            let (user, body) = try await decode(req, BatchRequest.self)
-            let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
-            try Access.check(user, .move, src)
-            try Access.check(user, .move, dst)
-            for name in body.names {
-                try VirtualPath.validateName(name)
-                try await state.fs.move(VirtualPath.join(src, name), toDir: dst)
-            }
+            try await batch(req, .move) { src, dst in try await state.fs.move(src, toDir: dst) }
             return APIResponse.ok()
         }
         api.post("fs/copy") { req, _ in
-            let (user, body) = try await decode(req, BatchRequest.self)
-            let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
-            try Access.check(user, .copy, src)
-            try Access.check(user, .copy, dst)
-            for name in body.names {
-                try VirtualPath.validateName(name)
-                try await state.fs.copy(VirtualPath.join(src, name), toDir: dst)
-            }
+            try await batch(req, .copy) { src, dst in try await state.fs.copy(src, toDir: dst) }
             struct Tasks: Encodable { var tasks: [String] = [] }
             return APIResponse.ok(Tasks())
         }
@@ -124,6 +110,18 @@ extension APIRoutes {
         api.put("fs/put") { req, _ in try await put(req) }
         api.put("fs/form") { req, _ in try await form(req) }
         api.post("fs/form") { req, _ in try await form(req) }
+    }
+
+    /// Move or copy: `names` from `src_dir` into `dst_dir`, after checking `action` on both folders.
+    func batch(_ req: Request, _ action: Action, _ op: (_ src: String, _ dstDir: String) async throws -> Void) async throws {
+        let (user, body) = try await decode(req, BatchRequest.self)
+        let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
+        try Access.check(user, action, src)
+        try Access.check(user, action, dst)
+        for name in body.names {
+            try VirtualPath.validateName(name)
+            try await op(VirtualPath.join(src, name), dst)
+        }
     }
 
     func decode<T: Decodable>(_ req: Request, _ type: T.Type) async throws -> (User, T) {
