@@ -32,6 +32,7 @@ public enum PanListApp {
     ) -> some ApplicationProtocol {
         Application(
             router: router(state: state),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
             configuration: .init(address: .hostname(address, port: port), serverName: "PanList"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: state.logger
