@@ -54,6 +54,7 @@ let package = Package(
             .product(name: "_NIOFileSystem", package: "swift-nio"),
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "panlist", dependencies: [
             "PanListCore", "PanListStore", "PanListServer", "DriverLocal",

@@ -108,16 +108,24 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
             guard let st = Posix.stat(path) else { throw FSError.objectNotFound("/") }
             return st
         }
-        return obj(rel: "/", name: "root", stat: st)
+        var o = obj(rel: "/", name: "root", stat: st)
+        o.id = path
+        return o
     }
 
+    /// One trip to the thread pool: resolve, confine and stat. The object's id is its confined disk path,
+    /// so `link` needs no second trip.
     public func get(path rel: String) async throws -> Obj {
-        let disk = try await confined(rel)
-        let st = try await blocking { () throws(FSError) -> Posix.Stat in
-            guard let st = Posix.stat(disk) else { throw FSError.objectNotFound(rel) }
-            return st
+        let path = diskPath(rel), root = self.root
+        let (real, st) = try await blocking { () throws(FSError) -> (String, Posix.Stat) in
+            guard let real = Posix.realpath(path) else { throw FSError.objectNotFound(rel) }
+            guard VirtualPath.isWithin(real, root) else {
+                throw .permissionDenied("\(rel) points outside the storage's root folder")
+            }
+            guard let st = Posix.stat(real) else { throw FSError.objectNotFound(rel) }
+            return (real, st)
         }
-        return obj(rel: rel, name: VirtualPath.base(rel), stat: st)
+        return Obj(id: real, path: rel, name: VirtualPath.base(rel), size: st.isDir ? 0 : st.size, modified: st.modified, isDir: st.isDir)
     }
 
     public func list(dir: Obj) async throws -> [Obj] {
@@ -128,11 +136,17 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
             }
             return entries
         }
-        return entries.map { name, st in obj(rel: VirtualPath.join(base, name), name: name, stat: st) }
+        return entries.map { name, st in
+            var o = obj(rel: VirtualPath.join(base, name), name: name, stat: st)
+            o.id = st.realPath ?? (disk == "/" ? "/" + name : disk + "/" + name)
+            return o
+        }
     }
 
     public func link(file: Obj, args: LinkArgs) async throws -> Link {
-        .localFile(path: try await confined(file.path))
+        // Objects from `get` and `list` carry their confined disk path as id.
+        if file.id.hasPrefix("/"), VirtualPath.isWithin(file.id, root) { return .localFile(path: file.id) }
+        return .localFile(path: try await confined(file.path))
     }
 
     public func details() async throws -> StorageDetails {

@@ -10,6 +10,8 @@ enum Posix {
         var isDir: Bool
         var size: Int64
         var modified: Date
+        /// For a symbolic link in a listing: where it resolves to (inside the root).
+        var realPath: String? = nil
     }
 
     static func realpath(_ path: String) -> String? {
@@ -53,13 +55,17 @@ enum Posix {
             if name == "." || name == ".." { continue }
             var st = Glibc.stat()
             guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            var resolved: String?
             if (st.st_mode & S_IFMT) == S_IFLNK {
                 let full = path == "/" ? "/" + name : path + "/" + name
                 guard let real = realpath(full), VirtualPath.isWithin(real, root), fstatat(AT_FDCWD, real, &st, 0) == 0 else { continue }
+                resolved = real
             }
             let type = st.st_mode & S_IFMT
             guard type == S_IFREG || type == S_IFDIR else { continue }
-            result.append((name, make(st)))
+            var s = make(st)
+            s.realPath = resolved
+            result.append((name, s))
         }
         return result
     }

@@ -42,6 +42,7 @@ public final class ServerState: Sendable {
     func reloadSettings() async throws {
         let items = try await store.settings()
         settingsBox.withLockedValue { $0 = Dictionary(items.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a }) }
+        signerBox.withLockedValue { $0 = Signer(key: setting(SettingKey.token) ?? "") }
     }
 
     func setting(_ key: String) -> String? { settingsBox.withLockedValue { $0[key]?.value } }
@@ -52,7 +53,9 @@ public final class ServerState: Sendable {
         try await reloadSettings()
     }
 
-    var signer: Signer { Signer(key: setting(SettingKey.token) ?? "") }
+    /// The link signer, keyed by the `token` setting (rebuilt when settings change).
+    var signer: Signer { signerBox.withLockedValue { $0 } }
+    private let signerBox = NIOLockedValueBox<Signer>(Signer(key: ""))
 
     // MARK: users
 
@@ -137,10 +140,12 @@ public final class ServerState: Sendable {
         setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true
     }
 
-    /// A sign for `path`, valid for `link_expiration` hours (0 = forever).
-    func sign(_ path: String) -> String {
+    /// When signs made now expire: `link_expiration` hours from now, or 0 (never).
+    var signExpiry: Int64 {
         let hours = Int64(setting(SettingKey.linkExpiration) ?? "0") ?? 0
-        let expire = hours > 0 ? Int64(Date().timeIntervalSince1970) + hours * 3600 : 0
-        return signer.sign(path: path, expire: expire)
+        return hours > 0 ? Int64(Date().timeIntervalSince1970) + hours * 3600 : 0
     }
+
+    /// A sign for `path`, valid for `link_expiration` hours (0 = forever).
+    func sign(_ path: String) -> String { signer.sign(path: path, expire: signExpiry) }
 }

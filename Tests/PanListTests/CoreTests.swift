@@ -70,6 +70,19 @@ struct SignTests {
         #expect(throws: FSError.unauthorized("sign invalid")) { try Signer(key: "other").verify(path: "/f", sign: good) }
     }
 
+    @Test func base64MatchesFoundationWithURLAlphabet() {
+        for n in 0..<70 {
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 250) }
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            #expect(Signer.base64URL(bytes) == expected)
+        }
+    }
+
+    @Test func rfc3339Format() {
+        #expect(TimeFormat.rfc3339(Date(timeIntervalSince1970: 1715924875.417)) == "2024-05-17T05:47:55.417Z")
+        #expect(TimeFormat.rfc3339(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+    }
+
     @Test func futureExpiryIsAccepted() throws {
         let exp = Int64(Date().timeIntervalSince1970) + 3600
         try signer.verify(path: "/f", sign: signer.sign(path: "/f", expire: exp))

@@ -157,8 +157,9 @@ extension APIRoutes {
             let start = min((page - 1) * perPage, objs.count)
             objs = Array(objs[start..<min(start + perPage, objs.count)])
         }
+        let signer = state.signer, expire = state.signExpiry
         let content = objs.map { o in
-            ObjJSON(o, sign: signs && !o.isDir ? state.sign(VirtualPath.join(path, o.name)) : "", types: types)
+            ObjJSON(o, sign: signs && !o.isDir ? signer.sign(path: VirtualPath.join(path, o.name), expire: expire) : "", types: types)
         }
         return APIResponse.ok(ListJSON(content: content, total: total, write: canWrite(user, path),
                                        provider: listing.storage?.record.driver ?? "unknown"))

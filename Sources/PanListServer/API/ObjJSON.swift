@@ -7,9 +7,17 @@ enum TimeFormat {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
-        let ms = Int((date.timeIntervalSince1970 - Double(t)) * 1000)
-        func pad(_ v: Int32, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
-        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(max(0, min(999, ms))), 3))Z"
+        let ms = max(0, min(999, Int((date.timeIntervalSince1970 - Double(t)) * 1000)))
+        var out = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, _ at: Int, _ digits: Int) {
+            var v = value
+            for i in stride(from: at + digits - 1, through: at, by: -1) { out[i] = UInt8(48 + v % 10); v /= 10 }
+        }
+        put(Int(tm.tm_year) + 1900, 0, 4); out[4] = 45; put(Int(tm.tm_mon) + 1, 5, 2); out[7] = 45
+        put(Int(tm.tm_mday), 8, 2); out[10] = 84; put(Int(tm.tm_hour), 11, 2); out[13] = 58
+        put(Int(tm.tm_min), 14, 2); out[16] = 58; put(Int(tm.tm_sec), 17, 2); out[19] = 46
+        put(ms, 20, 3); out[23] = 90
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -4,20 +4,61 @@ import Hummingbird
 import NIOCore
 import PanListCore
 import _NIOFileSystem
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Serves a file from disk with Range (206, 416), HEAD, ETag/Last-Modified and the conditional headers,
 /// streaming it in chunks: the client's pace sets the read pace, and nothing holds the whole file.
 enum LocalFileResponder {
     static let chunk = 512 * 1024
 
+    /// Files up to this size are opened, stat'ed and read in one trip to the thread pool.
+    static let smallFile = 256 * 1024
+
+    struct Opened: Sendable {
+        var size: Int64
+        var mtimeSeconds: Int
+        var mtimeNanoseconds: Int
+        var isRegular: Bool
+        /// The whole file, when it is small.
+        var bytes: ByteBuffer?
+    }
+
+    /// open + fstat (+ read when small), all on the thread pool, never on an event loop.
+    static func open(_ path: String) async throws -> Opened {
+        try await NIOThreadPool.singleton.runIfActive { () throws -> Opened in
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FSError.objectNotFound(VirtualPath.base(path)) }
+            defer { Glibc.close(fd) }
+            var st = Glibc.stat()
+            guard fstat(fd, &st) == 0 else { throw FSError.objectNotFound(VirtualPath.base(path)) }
+            var o = Opened(size: Int64(st.st_size), mtimeSeconds: Int(st.st_mtim.tv_sec), mtimeNanoseconds: Int(st.st_mtim.tv_nsec),
+                           isRegular: (st.st_mode & S_IFMT) == S_IFREG, bytes: nil)
+            if o.isRegular && o.size <= Int64(smallFile) {
+                var buffer = ByteBufferAllocator().buffer(capacity: Int(o.size))
+                var total = 0
+                while total < Int(o.size) {
+                    let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { ptr in
+                        Glibc.read(fd, ptr.baseAddress, ptr.count)
+                    }
+                    if n <= 0 { break }
+                    total += n
+                }
+                o.size = Int64(total)
+                o.bytes = buffer
+            }
+            return o
+        }
+    }
+
     static func respond(_ req: Request, diskPath: String, name: String) async throws -> Response {
-        guard let info = try await _NIOFileSystem.FileSystem.shared.info(forFileAt: FilePath(diskPath), infoAboutSymbolicLink: false),
-              info.type == .regular
-        else { throw FSError.objectNotFound(name) }
-        let size = Int64(info.size)
-        let mtime = info.lastDataModificationTime
-        let modified = Date(timeIntervalSince1970: Double(mtime.seconds) + Double(mtime.nanoseconds) / 1e9)
-        let mtimeNs = Int64(mtime.seconds) * 1_000_000_000 + Int64(mtime.nanoseconds)
+        let opened = try await open(diskPath)
+        guard opened.isRegular else { throw FSError.objectNotFound(name) }
+        let size = opened.size
+        let modified = Date(timeIntervalSince1970: Double(opened.mtimeSeconds) + Double(opened.mtimeNanoseconds) / 1e9)
+        let mtimeNs = Int64(opened.mtimeSeconds) * 1_000_000_000 + Int64(opened.mtimeNanoseconds)
         let etag = "\"\(String(mtimeNs, radix: 16))-\(String(size, radix: 16))\""
 
         var headers = HTTPFields()
@@ -54,6 +95,10 @@ enum LocalFileResponder {
         headers[.contentLength] = String(length)
         if req.method == .head || length == 0 {
             return Response(status: status, headers: headers, body: .init())
+        }
+        if let bytes = opened.bytes, let span {
+            let slice = bytes.getSlice(at: bytes.readerIndex + Int(span.lowerBound), length: Int(length)) ?? ByteBuffer()
+            return Response(status: status, headers: headers, body: .init(byteBuffer: slice))
         }
         let body = ResponseBody(contentLength: Int(length)) { writer in
             try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(diskPath)) { handle in
