@@ -39,6 +39,15 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     private let rootBox = NIOLockedValueBox<String>("")
     var root: String { rootBox.withLockedValue { $0 } }
 
+    /// Lookups (realpath + stat) of the last second, like nginx's open_file_cache: a hot file is served
+    /// without a trip to the thread pool. Every write through this driver clears it; a change made
+    /// outside PanList shows within a second.
+    private let lookups = NIOLockedValueBox<[String: (obj: Obj, until: ContinuousClock.Instant)]>([:])
+    static let lookupTTL: Duration = .seconds(1)
+    static let maxLookups = 10_000
+
+    func forgetLookups() { lookups.withLockedValue { $0.removeAll(keepingCapacity: true) } }
+
     public init(record: StorageRecord) throws {
         self.config = Self.factory.config
         let addition = try decodeAddition(LocalAddition.self, from: record.addition)
@@ -116,6 +125,17 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     /// One trip to the thread pool: resolve, confine and stat. The object's id is its confined disk path,
     /// so `link` needs no second trip.
     public func get(path rel: String) async throws -> Obj {
+        let now = ContinuousClock.now
+        if let hit = lookups.withLockedValue({ $0[rel] }), hit.until > now { return hit.obj }
+        let obj = try await lookup(rel)
+        lookups.withLockedValue { map in
+            if map.count >= Self.maxLookups { map.removeAll(keepingCapacity: true) }
+            map[rel] = (obj, now + Self.lookupTTL)
+        }
+        return obj
+    }
+
+    func lookup(_ rel: String) async throws -> Obj {
         let path = diskPath(rel), root = self.root
         let (real, st) = try await blocking { () throws(FSError) -> (String, Posix.Stat) in
             guard let real = Posix.realpath(path) else { throw FSError.objectNotFound(rel) }
@@ -160,6 +180,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     // MARK: writing
 
     public func makeDir(parent: Obj, name: String) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
         let (disk, rel) = try await newEntry(in: parent, name)
         try await blocking { () throws(FSError) in
             if mkdir(disk, 0o755) != 0 {
@@ -171,6 +193,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     }
 
     public func rename(_ obj: Obj, to newName: String) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
         let src = try await entry(obj.path)
         let parentRel = VirtualPath.parent(obj.path)
         let parent = try await get(path: parentRel)
@@ -183,6 +207,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     }
 
     public func move(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
         let src = try await entry(obj.path)
         let (dst, rel) = try await newEntry(in: dstDir, obj.name)
         if await (try? blocking { Posix.exists(dst) }) == true { throw FSError.alreadyExists("\(rel) already exists") }
@@ -195,6 +221,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     }
 
     public func copy(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
         let src = try await entry(obj.path)
         let (dst, rel) = try await newEntry(in: dstDir, obj.name)
         do {
@@ -208,6 +236,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     }
 
     public func remove(_ obj: Obj) async throws {
+        forgetLookups()
+        defer { forgetLookups() }
         // A symbolic link is removed itself; its target is never touched.
         let target = try await entry(obj.path)
         do {
@@ -218,6 +248,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     }
 
     public func put(dir: Obj, stream: UploadStream, replacing existing: Obj?) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
         let (disk, rel) = try await newEntry(in: dir, stream.name)
         try await AtomicFileWriter.write(stream, to: disk)
         if let modified = stream.modified {

@@ -11,6 +11,12 @@ public final class FileSystem: Sendable {
     /// Sorted deepest mount path first, so the first match is the longest prefix.
     private let table = NIOLockedValueBox<[MountedStorage]>([])
     let cache = ListCache()
+    private let writes = NIOLockedValueBox<Int>(0)
+
+    /// Counts finished write operations. Caches of file contents or lookups outside the core compare it
+    /// to drop what a write through PanList may have changed.
+    public var writeGeneration: Int { writes.withLockedValue { $0 } }
+    private func didWrite() { writes.withLockedValue { $0 += 1 } }
 
     public init(registry: DriverRegistry, environment: DriverEnvironment) {
         self.registry = registry
@@ -227,6 +233,7 @@ public final class FileSystem: Sendable {
     /// Creates the folder at `path` and any missing parents. An existing folder is success.
     @discardableResult
     public func makeDir(_ path: String) async throws -> Obj {
+        defer { didWrite() }
         let (m, actual) = try writable(path)
         if let existing = try? await object(in: m, at: actual) {
             guard existing.isDir else { throw FSError.alreadyExists("\(path) already exists and is a file") }
@@ -247,6 +254,7 @@ public final class FileSystem: Sendable {
     }
 
     public func rename(_ path: String, to newName: String) async throws {
+        defer { didWrite() }
         try VirtualPath.validateName(newName)
         let (m, actual) = try writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be renamed; change its mount path instead") }
@@ -264,6 +272,7 @@ public final class FileSystem: Sendable {
 
     /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
     public func move(_ srcPath: String, toDir dstDir: String) async throws {
+        defer { didWrite() }
         let (sm, sActual) = try writable(srcPath)
         let (dm, dActual) = try writable(dstDir)
         guard sActual != "/" else { throw FSError.notSupported("a storage's root cannot be moved") }
@@ -290,6 +299,7 @@ public final class FileSystem: Sendable {
 
     /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
     public func copy(_ srcPath: String, toDir dstDir: String) async throws {
+        defer { didWrite() }
         let (sm, sActual) = try writable(srcPath)
         let (dm, dActual) = try writable(dstDir)
         guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot copy \(srcPath) into itself") }
@@ -331,6 +341,7 @@ public final class FileSystem: Sendable {
     }
 
     public func remove(_ path: String) async throws {
+        defer { didWrite() }
         let (m, actual) = try writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be deleted; remove the storage instead") }
         let obj = try await object(in: m, at: actual)
@@ -344,6 +355,7 @@ public final class FileSystem: Sendable {
     /// With `overwrite` false an existing file is refused; a folder of the same name is always refused.
     @discardableResult
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
+        defer { didWrite() }
         try VirtualPath.validateName(stream.name)
         let (m, _) = try writable(dirPath)
         if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }

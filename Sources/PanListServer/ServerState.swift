@@ -15,6 +15,7 @@ public final class ServerState: Sendable {
     public let logger: Logger
     let tokens: TokenService
     let loginLimiter = LoginLimiter()
+    let smallFiles = SmallFileCache()
     private let settingsBox = NIOLockedValueBox<[String: SettingItem]>([:])
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.

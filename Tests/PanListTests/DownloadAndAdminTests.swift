@@ -49,6 +49,19 @@ struct DownloadTests {
         }
     }
 
+    @Test func writesThroughPanListAreSeenAtOnce() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let (_, p) = try await prepare(s, "hot.txt", Data("one".utf8))
+            #expect(try await s.request(.GET, p).text == "one")
+            #expect(try await s.put("/media/hot.txt", Data("two!".utf8), token: t).code == 200)
+            let after = try await s.request(.GET, p)
+            #expect(after.text == "two!" && after.header("Content-Length") == "4")
+            #expect(try await s.api("/fs/remove", ["dir": "/media", "names": ["hot.txt"]], token: t).code == 200)
+            #expect(try await s.request(.GET, p).status == 404)
+        }
+    }
+
     @Test func conditionalRequests() async throws {
         try await withServer { s in
             let (_, p) = try await prepare(s, "a.txt", Data("0123456789".utf8))

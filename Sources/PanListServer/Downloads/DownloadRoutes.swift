@@ -49,10 +49,12 @@ struct DownloadRoutes: Sendable {
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
         let path = try virtualPath(req, prefix: prefix)
         try await authorize(req, path: path, storage: state.fs.resolve(path)?.0)
+        let generation = state.fs.writeGeneration
         let (link, obj, storage) = try await state.fs.link(path, args: LinkArgs(clientIP: ctx.clientIP, headers: [:]))
         switch link {
         case .localFile(let disk):
-            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name)
+            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles,
+                                                        generation: generation)
         case .url(let url, _, _):
             let mayRedirect = !proxy && !(storage.driver?.config.onlyProxy ?? false) && !storage.record.webProxy
             guard mayRedirect else { throw FSError.notSupported("proxying remote links is not supported yet") }

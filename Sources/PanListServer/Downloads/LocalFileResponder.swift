@@ -5,6 +5,7 @@ import NIOCore
 import PanListCore
 import _NIOFileSystem
 import NIOPosix
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,8 +54,14 @@ enum LocalFileResponder {
         }
     }
 
-    static func respond(_ req: Request, diskPath: String, name: String) async throws -> Response {
-        let opened = try await open(diskPath)
+    static func respond(_ req: Request, diskPath: String, name: String, cache: SmallFileCache? = nil, generation: Int = 0) async throws -> Response {
+        let opened: Opened
+        if let cache, let hit = cache.get(diskPath, generation: generation) {
+            opened = hit
+        } else {
+            opened = try await open(diskPath)
+            cache?.put(diskPath, opened, generation: generation)
+        }
         guard opened.isRegular else { throw FSError.objectNotFound(name) }
         let size = opened.size
         let modified = Date(timeIntervalSince1970: Double(opened.mtimeSeconds) + Double(opened.mtimeNanoseconds) / 1e9)
@@ -109,6 +116,32 @@ enum LocalFileResponder {
             try await writer.finish(nil)
         }
         return Response(status: status, headers: headers, body: body)
+    }
+}
+
+/// Small files (up to 64 KiB, 32 MiB in all) read in the last second, like nginx's open_file_cache:
+/// a hot small file is served without a trip to the thread pool. An entry is dropped after a second or
+/// as soon as a write through PanList finished (the file system's write generation moved).
+final class SmallFileCache: Sendable {
+    static let maxFile: Int64 = 64 * 1024
+    static let maxTotal = 32 << 20
+    static let ttl: Duration = .seconds(1)
+    private let box = NIOLockedValueBox<(entries: [String: (LocalFileResponder.Opened, ContinuousClock.Instant, Int)], bytes: Int)>(([:], 0))
+
+    func get(_ path: String, generation: Int) -> LocalFileResponder.Opened? {
+        box.withLockedValue { state in
+            guard let (opened, until, gen) = state.entries[path], until > .now, gen == generation else { return nil }
+            return opened
+        }
+    }
+
+    func put(_ path: String, _ opened: LocalFileResponder.Opened, generation: Int) {
+        guard opened.isRegular, opened.size <= Self.maxFile, opened.bytes != nil else { return }
+        box.withLockedValue { state in
+            if state.bytes + Int(opened.size) > Self.maxTotal { state = ([:], 0) }
+            state.entries[path] = (opened, .now + Self.ttl, generation)
+            state.bytes += Int(opened.size)
+        }
     }
 }
 
@@ -217,6 +250,7 @@ enum ContentTypes {
     /// Types a browser shows without running anything: never HTML, SVG, XML or scripts.
     static func isSafeInline(_ mime: String) -> Bool {
         let m = mime.lowercased()
+        if m.hasPrefix("video/") || m.hasPrefix("audio/") || m == "application/pdf" { return true }
         if m.contains("svg") || m.contains("html") || m.contains("xml") || m.contains("javascript") { return false }
         return m.hasPrefix("image/") || m.hasPrefix("video/") || m.hasPrefix("audio/") || m.hasPrefix("text/plain")
             || m == "application/pdf"
