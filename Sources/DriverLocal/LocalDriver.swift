@@ -42,7 +42,11 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
     /// Lookups (realpath + stat) of the last second, like nginx's open_file_cache: a hot file is served
     /// without a trip to the thread pool. Every write through this driver clears it; a change made
     /// outside PanList shows within a second.
-    private let lookups = NIOLockedValueBox<[String: (obj: Obj, until: ContinuousClock.Instant)]>([:])
+    struct Lookup {
+        var obj: Obj
+        var until: ContinuousClock.Instant
+    }
+    private let lookups = NIOLockedValueBox<[String: Lookup]>([:])
     static let lookupTTL: Duration = .seconds(1)
     static let maxLookups = 10_000
 
@@ -130,7 +134,7 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
         let obj = try await lookup(rel)
         lookups.withLockedValue { map in
             if map.count >= Self.maxLookups { map.removeAll(keepingCapacity: true) }
-            map[rel] = (obj, now + Self.lookupTTL)
+            map[rel] = Lookup(obj: obj, until: now + Self.lookupTTL)
         }
         return obj
     }

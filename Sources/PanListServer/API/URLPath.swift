@@ -1,14 +1,16 @@
 /// Percent-encoding for paths placed in URLs and `Location` headers: everything but unreserved characters and `/`.
 enum URLPath {
-    static func encode(_ path: String) -> String {
+    static func encode(_ path: String, keepSlash: Bool = true) -> String {
         var out = ""
         out.reserveCapacity(path.utf8.count)
         for b in path.utf8 {
             switch b {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
                  UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
-                 UInt8(ascii: "~"), UInt8(ascii: "/"):
+                 UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(b))
+            case UInt8(ascii: "/") where keepSlash:
+                out.unicodeScalars.append("/")
             default:
                 let hex = Array("0123456789ABCDEF".unicodeScalars)
                 out.unicodeScalars.append("%")

@@ -126,20 +126,30 @@ final class SmallFileCache: Sendable {
     static let maxFile: Int64 = 64 * 1024
     static let maxTotal = 32 << 20
     static let ttl: Duration = .seconds(1)
-    private let box = NIOLockedValueBox<(entries: [String: (LocalFileResponder.Opened, ContinuousClock.Instant, Int)], bytes: Int)>(([:], 0))
+
+    struct Entry {
+        var opened: LocalFileResponder.Opened
+        var until: ContinuousClock.Instant
+        var generation: Int
+    }
+    struct Contents {
+        var entries: [String: Entry] = [:]
+        var bytes = 0
+    }
+    private let box = NIOLockedValueBox(Contents())
 
     func get(_ path: String, generation: Int) -> LocalFileResponder.Opened? {
         box.withLockedValue { state in
-            guard let (opened, until, gen) = state.entries[path], until > .now, gen == generation else { return nil }
-            return opened
+            guard let e = state.entries[path], e.until > .now, e.generation == generation else { return nil }
+            return e.opened
         }
     }
 
     func put(_ path: String, _ opened: LocalFileResponder.Opened, generation: Int) {
         guard opened.isRegular, opened.size <= Self.maxFile, opened.bytes != nil else { return }
         box.withLockedValue { state in
-            if state.bytes + Int(opened.size) > Self.maxTotal { state = ([:], 0) }
-            state.entries[path] = (opened, .now + Self.ttl, generation)
+            if state.bytes + Int(opened.size) > Self.maxTotal { state = Contents() }
+            state.entries[path] = Entry(opened: opened, until: .now + Self.ttl, generation: generation)
             state.bytes += Int(opened.size)
         }
     }
@@ -250,8 +260,7 @@ enum ContentTypes {
     /// Types a browser shows without running anything: never HTML, SVG, XML or scripts.
     static func isSafeInline(_ mime: String) -> Bool {
         let m = mime.lowercased()
-        if m.hasPrefix("video/") || m.hasPrefix("audio/") || m == "application/pdf" { return true }
-        if m.contains("svg") || m.contains("html") || m.contains("xml") || m.contains("javascript") { return false }
+        if m.hasPrefix("image/svg") { return false }
         return m.hasPrefix("image/") || m.hasPrefix("video/") || m.hasPrefix("audio/") || m.hasPrefix("text/plain")
             || m == "application/pdf"
     }
@@ -259,6 +268,6 @@ enum ContentTypes {
     /// `Content-Disposition` with an ASCII fallback and the RFC 5987 `filename*` for any name.
     static func disposition(name: String, inline: Bool) -> String {
         let ascii = String(name.unicodeScalars.map { $0.isASCII && $0 != "\"" && $0 != "\\" && $0.value >= 0x20 ? Character($0) : "_" })
-        return "\(inline ? "inline" : "attachment"); filename=\"\(ascii)\"; filename*=UTF-8''\(URLPath.encode(name).replacingOccurrences(of: "/", with: "%2F"))"
+        return "\(inline ? "inline" : "attachment"); filename=\"\(ascii)\"; filename*=UTF-8''\(URLPath.encode(name, keepSlash: false))"
     }
 }
