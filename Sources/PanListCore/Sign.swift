@@ -8,7 +8,8 @@ public struct Signer: Sendable {
     public init(key: String) { self.key = SymmetricKey(data: Data(key.utf8)) }
 
     public func sign(path: String, expire: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(path):\(expire)".utf8), using: key)
+        var message = path + ":" + String(expire)
+        let mac = message.withUTF8 { HMAC<SHA256>.authenticationCode(for: UnsafeRawBufferPointer($0), using: key) }
         return "\(Self.base64URL(Array(mac))):\(expire)"
     }
 

@@ -5,12 +5,14 @@ import PanListCore
 /// The request context of every route: who is asking and from where.
 public struct AppContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
+    private let channel: any Channel
+
     /// The client's IP address (for login throttling and drivers whose links depend on it).
-    public let clientIP: String
+    public var clientIP: String { channel.remoteAddress?.ipAddress ?? "" }
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        clientIP = source.channel.remoteAddress?.ipAddress ?? ""
+        channel = source.channel
     }
 
     /// /api bodies are collected explicitly with their own limit; uploads stream.
