@@ -13,7 +13,7 @@ import Glibc
 /// Serves a file from disk with Range (206, 416), HEAD, ETag/Last-Modified and the conditional headers,
 /// streaming it in chunks: the client's pace sets the read pace, and nothing holds the whole file.
 enum LocalFileResponder {
-    static let chunk = 1024 * 1024
+    static let chunk = 512 * 1024
 
     /// Files up to this size are opened, stat'ed and read in one trip to the thread pool.
     static let smallFile = 256 * 1024
