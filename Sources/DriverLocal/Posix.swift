@@ -20,8 +20,6 @@ enum Posix {
         return String(cString: p)
     }
 
-    static func realpathOrNil(_ path: String) -> String? { realpath(path) }
-
     static func stat(_ path: String) -> Stat? {
         var st = Glibc.stat()
         guard fstatat(AT_FDCWD, path, &st, 0) == 0 else { return nil }

@@ -357,11 +357,10 @@ public final class FileSystem: Sendable {
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
         defer { didWrite() }
         try VirtualPath.validateName(stream.name)
-        let (m, _) = try writable(dirPath)
+        let (m, dActual) = try writable(dirPath)
         if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
         let put = try capability(m, (any PutCapable).self, "upload")
         let dir = try await makeDir(dirPath)
-        let (_, dActual) = try writable(dirPath)
         let existing = try? await object(in: m, at: VirtualPath.join(dActual, stream.name))
         if let existing {
             if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }

@@ -59,7 +59,6 @@ struct GetJSON: Encodable {
 
 extension HTTPField.Name {
     static let filePath = Self("File-Path")!
-    static let asTask = Self("As-Task")!
     static let overwrite = Self("Overwrite")!
     static let fileMD5 = Self("X-File-Md5")!
     static let fileSHA1 = Self("X-File-Sha1")!
