@@ -1,0 +1,87 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// An offline emulator of the 123 Open Platform API, on one HTTP listener that plays the API host,
+/// the upload host and the CDNs. Start it in-process (tests) or through the `open123-emulator` executable.
+public final class Open123Emulator: Sendable {
+    public let config: EmulatorConfig
+    let state: EmulatorState
+    private let baseBox = NIOLockedValueBox<String>("")
+    private let task = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+
+    /// The base URL (`http://127.0.0.1:PORT`) once started.
+    public var baseURL: String { baseBox.withLockedValue { $0 } }
+
+    init(config: EmulatorConfig) throws {
+        self.config = config
+        self.state = try EmulatorState(config: config)
+    }
+
+    func application(address: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        let box = baseBox
+        Routes(state: state, base: { box.withLockedValue { $0 } }).register(router)
+        var logger = Logger(label: "open123-emulator")
+        logger.logLevel = .warning
+        let host = address.contains(":") ? "[\(address)]" : address
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(address, port: port), serverName: "open123-emulator"),
+            onServerRunning: { channel in
+                let bound = channel.localAddress?.port ?? port
+                box.withLockedValue { $0 = "http://\(host):\(bound)" }
+                await onRunning(bound)
+            },
+            logger: logger
+        )
+    }
+
+    /// Starts an emulator in the background (port 0 picks a free port) and returns once it listens.
+    public static func start(config: EmulatorConfig = EmulatorConfig(), address: String = "127.0.0.1", port: Int = 0) async throws -> Open123Emulator {
+        let emulator = try Open123Emulator(config: config)
+        let (stream, cont) = AsyncStream<Int>.makeStream()
+        let app = emulator.application(address: address, port: port) { cont.yield($0) }
+        emulator.task.withLockedValue { $0 = Task { try await app.run() } }
+        for await _ in stream { break }
+        return emulator
+    }
+
+    /// Runs in the foreground until SIGINT/SIGTERM (the executable).
+    public static func runForever(config: EmulatorConfig, address: String, port: Int,
+                                  onRunning: @escaping @Sendable (String) async -> Void) async throws {
+        let emulator = try Open123Emulator(config: config)
+        let app = emulator.application(address: address, port: port) { _ in await onRunning(emulator.baseURL) }
+        try await app.runService()
+        await emulator.state.shutdown()
+    }
+
+    public func stop() async {
+        let t = task.withLockedValue { $0 }
+        t?.cancel()
+        _ = try? await t?.value
+        await state.shutdown()
+    }
+
+    // MARK: knobs (also under /__emulator/… over HTTP)
+
+    public func expireAllTokens() async { await state.expireAllTokens() }
+    public func revokeAllTokens() async { await state.revokeAllTokens() }
+    /// The next `count` API calls answer 429.
+    public func failNextRequests(_ count: Int) async { await state.setForced429(count) }
+    /// Each `upload_complete` answers "pending" (20103 and `completed: false`, alternating) for `polls` polls first.
+    public func setCompletePending(polls: Int) async { await state.setCompletePending(polls) }
+    public func failNextSlices(_ count: Int) async { await state.setFailSlices(count) }
+    public func setDownloadQuota(daily: Int64? = nil, usedToday: Int64? = nil) async { await state.setQuota(daily: daily, used: usedToday) }
+    public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
+    public func setPrivateKey(_ key: String?) async { await state.setPrivateKey(key) }
+    /// Calls per endpoint path since start (or the last reset).
+    public func callCounts() async -> [String: Int] { await state.callCounts() }
+    public func resetCallCounts() async { await state.resetCalls() }
+}
+
+extension APIFailure: CustomStringConvertible {
+    var description: String { "code \(code): \(message)" }
+}

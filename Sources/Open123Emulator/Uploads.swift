@@ -1,0 +1,348 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import MultipartKit
+import NIOCore
+import NIOPosix
+import _NIOFileSystem
+
+func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 { d.map { String(format: "%02x", $0) }.joined() }
+
+/// A multipart body parsed as it streams: small text fields kept, the file part written to disk and hashed.
+struct SpooledForm {
+    var fields: [String: String] = [:]
+    var fileBytes: Int64 = 0
+    var md5 = ""
+    var sha1 = ""
+    var hadFile = false
+
+    static func read(_ body: RequestBody, contentType: String?, filePart: Set<String>, to path: String) async throws -> SpooledForm {
+        guard let ct = contentType, ct.lowercased().hasPrefix("multipart/form-data"),
+              let b = ct.split(separator: ";").dropFirst().compactMap({ p -> String? in
+                  let kv = p.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                  return kv.count == 2 && kv[0].lowercased() == "boundary" ? kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) : nil
+              }).first
+        else { throw APIFailure.bad("请使用multipart/form-data上传") }
+        final class St {
+            var name: String?
+            var isFile = false
+            var text = ByteBuffer()
+            var pending: [ByteBuffer] = []
+            var form = SpooledForm()
+            var md5 = Insecure.MD5()
+            var sha1 = Insecure.SHA1()
+        }
+        let st = St()
+        let parser = MultipartParser(boundary: b)
+        parser.onHeader = { name, value in
+            guard name.lowercased() == "content-disposition" else { return }
+            for param in value.split(separator: ";") {
+                let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                if kv.count == 2, kv[0].lowercased() == "name" { st.name = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            }
+            st.isFile = st.name.map { filePart.contains($0) } ?? false || value.contains("filename=")
+        }
+        parser.onBody = { buf in
+            if st.isFile { st.pending.append(buf) } else { var b = buf; st.text.writeBuffer(&b) }
+        }
+        parser.onPartComplete = {
+            if st.isFile { st.form.hadFile = true }
+            else if let n = st.name { st.form.fields[n] = String(buffer: st.text) }
+            st.name = nil; st.isFile = false; st.text.clear()
+        }
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { h in
+            try await h.withBufferedWriter { w in
+                for try await chunk in body {
+                    do { try parser.execute(chunk) } catch { throw APIFailure.bad("multipart格式错误") }
+                    for p in st.pending {
+                        p.withUnsafeReadableBytes { st.md5.update(bufferPointer: $0); st.sha1.update(bufferPointer: $0) }
+                        st.form.fileBytes += Int64(p.readableBytes)
+                        _ = try await w.write(contentsOf: p)
+                    }
+                    st.pending.removeAll()
+                }
+            }
+        }
+        st.form.md5 = hex(st.md5.finalize())
+        st.form.sha1 = hex(st.sha1.finalize())
+        return st.form
+    }
+}
+
+extension EmulatorState {
+    static let md5Pattern = try! NSRegularExpression(pattern: "^[0-9a-f]{32}$")
+
+    static func checkEtag(_ etag: String?) throws(APIFailure) -> String {
+        guard let etag, md5Pattern.firstMatch(in: etag, range: NSRange(etag.startIndex..., in: etag)) != nil else {
+            throw .bad("Etag格式异常")
+        }
+        return etag
+    }
+
+    /// Resolves `containDir` paths and the parent, and checks the name and a clash without `duplicate`.
+    func uploadTarget(parent: Int64, filename: String, containDir: Bool, duplicate: Int) throws(APIFailure) -> (Int64, String) {
+        var parent = parent
+        var name = filename
+        if containDir {
+            let parts = filename.split(separator: "/").map(String.init)
+            guard let last = parts.last else { throw .bad("文件名不能为空") }
+            parent = try ensureDirs(Array(parts.dropLast()), under: parent)
+            name = last
+        }
+        try Names.check(name)
+        guard folderExists(parent) else { throw .bad("父目录不存在") }
+        if duplicate != 1 && duplicate != 2, sibling(named: name, in: parent) != nil { throw .bad("该目录下已经有同名文件") }
+        return (parent, name)
+    }
+
+    func createUpload(parent: Int64, filename: String, etag: String?, size: Int64?, duplicate: Int, containDir: Bool, v1: Bool,
+                      base: String) throws(APIFailure) -> sending [String: Any] {
+        let md5 = try Self.checkEtag(etag)
+        guard let size, size >= 0 else { throw .bad("size参数错误") }
+        guard size <= 10 << 30 else { throw .bad("文件大小不能超过10GB") }
+        let (p, name) = try uploadTarget(parent: parent, filename: filename, containDir: containDir, duplicate: duplicate)
+        if hasBlob(md5, size) {
+            let id = try addFile(name: name, parent: p, md5: md5, size: size, duplicate: duplicate)
+            var r: [String: Any] = ["fileID": id, "reuse": true, "preuploadID": "", "sliceSize": 0]
+            if !v1 { r["servers"] = NSNull() }
+            return r
+        }
+        let id = UUID().uuidString.replacingOccurrences(of: "-", with: "")
+        let dir = root + "/uploads/" + id
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        uploads[id] = Upload(id: id, parent: p, name: name, md5: md5, size: size, sliceSize: config.sliceSize,
+                             duplicate: duplicate, pendingPolls: completePending, v1: v1, dir: dir)
+        var r: [String: Any] = ["fileID": 0, "reuse": false, "preuploadID": id, "sliceSize": config.sliceSize]
+        if !v1 { r["servers"] = [base] }
+        return r
+    }
+
+    func upload(_ id: String?) throws(APIFailure) -> Upload {
+        guard let id, let u = uploads[id] else { throw .bad("preuploadID不存在或已过期") }
+        return u
+    }
+
+    /// Checks a received slice (already on disk at `path`) and records it.
+    func acceptSlice(_ id: String?, sliceNo: Int?, md5: String?, received: SpooledForm, path: String) throws(APIFailure) {
+        let u = try upload(id)
+        if failSlices > 0 {
+            failSlices -= 1
+            throw .bad("分片上传失败，请重试")
+        }
+        guard let n = sliceNo, n >= 1, n <= u.sliceCount else { throw .bad("sliceNo参数错误") }
+        let expected = n < u.sliceCount ? u.sliceSize : u.size - Int64(n - 1) * u.sliceSize
+        guard received.hadFile, received.fileBytes == expected else { throw .bad("分片大小错误") }
+        guard let md5, md5.lowercased() == received.md5 else { throw .bad("分片MD5校验失败") }
+        try? FileManager.default.removeItem(atPath: u.dir + "/\(n)")
+        do { try FileManager.default.moveItem(atPath: path, toPath: u.dir + "/\(n)") } catch { throw .bad("分片保存失败") }
+        uploads[u.id]?.slices[n] = received.md5
+    }
+
+    /// `upload_complete`: pending polls (knob), missing slices, merged MD5 check, then the file node.
+    func complete(_ id: String?) async throws(APIFailure) -> sending [String: Any] {
+        var u = try upload(id)
+        if let fid = u.fileID { return ["completed": true, "fileID": fid, "async": false] }
+        if let failed = u.failed { throw .bad(failed) }
+        guard u.slices.count == u.sliceCount else { throw .bad("分片不完整，请上传全部分片后再完成上传") }
+        if u.pendingPolls > 0 {
+            uploads[u.id]?.pendingPolls -= 1
+            if u.pendingPolls % 2 == 1 { throw APIFailure(code: 20103, message: "文件正在校验中,请间隔1秒后再试") }
+            return ["completed": false, "fileID": 0, "async": true]
+        }
+        let merged = u.dir + "/merged"
+        let count = u.sliceCount
+        let dir = u.dir
+        let hashes: (String, String)
+        do {
+            hashes = try await NIOThreadPool.singleton.runIfActive { () throws -> (String, String) in
+                FileManager.default.createFile(atPath: merged, contents: nil)
+                let out = try FileHandle(forWritingTo: URL(fileURLWithPath: merged))
+                defer { try? out.close() }
+                var md5 = Insecure.MD5(), sha1 = Insecure.SHA1()
+                for n in 1...count {
+                    let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: dir + "/\(n)"))
+                    defer { try? input.close() }
+                    while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty {
+                        md5.update(data: chunk); sha1.update(data: chunk)
+                        try out.write(contentsOf: chunk)
+                    }
+                }
+                return (hex(md5.finalize()), hex(sha1.finalize()))
+            }
+        } catch {
+            throw .bad("合并分片失败")
+        }
+        guard hashes.0 == u.md5 else {
+            uploads[u.id]?.failed = "文件上传失败"
+            throw .bad("文件上传失败")
+        }
+        try? FileManager.default.removeItem(atPath: blobPath(u.md5, u.size))
+        do { try FileManager.default.moveItem(atPath: merged, toPath: blobPath(u.md5, u.size)) } catch { throw .bad("文件保存失败") }
+        registerBlob(Blob(md5: u.md5, size: u.size, sha1: hashes.1))
+        let fid = try addFile(name: u.name, parent: u.parent, md5: u.md5, size: u.size, duplicate: u.duplicate)
+        u.fileID = fid
+        uploads[u.id] = u
+        try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return ["completed": true, "fileID": fid, "async": false]
+    }
+
+    func listParts(_ id: String?) throws(APIFailure) -> sending [[String: Any]] {
+        let u = try upload(id)
+        return u.slices.keys.sorted().map { n in
+            let size = n < u.sliceCount ? u.sliceSize : u.size - Int64(n - 1) * u.sliceSize
+            return ["partNumber": String(n), "size": size, "etag": u.slices[n] ?? ""]
+        }
+    }
+
+    /// `single/create`: the whole file arrived at `path`; check it and store it.
+    func singleCreate(_ form: SpooledForm, path: String) throws(APIFailure) -> sending [String: Any] {
+        let f = Body(form.fields)
+        let md5 = try Self.checkEtag(f.string("etag"))
+        guard let size = f.int("size"), size >= 0 else { throw .bad("size参数错误") }
+        guard size <= 1 << 30 else { throw .bad("单步上传文件大小不能超过1GB") }
+        let dup = Int(f.int("duplicate") ?? 0)
+        let (p, name) = try uploadTarget(parent: f.int("parentFileID") ?? 0, filename: f.string("filename") ?? "",
+                                         containDir: f.bool("containDir") ?? false, duplicate: dup)
+        guard form.hadFile, form.fileBytes == size else { throw .bad("文件大小与size参数不一致") }
+        guard form.md5 == md5 else { throw .bad("文件上传失败") }
+        if !hasBlob(md5, size) {
+            do { try FileManager.default.moveItem(atPath: path, toPath: blobPath(md5, size)) } catch { throw .bad("文件保存失败") }
+            registerBlob(Blob(md5: md5, size: size, sha1: form.sha1))
+        }
+        return ["fileID": try addFile(name: name, parent: p, md5: md5, size: size, duplicate: dup), "completed": true]
+    }
+
+    func sha1Reuse(_ body: Body) throws(APIFailure) -> sending [String: Any] {
+        guard let sha1 = body.string("sha1")?.lowercased(), let size = body.int("size") else { throw .bad("参数错误") }
+        let dup = Int(body.int("duplicate") ?? 0)
+        let (p, name) = try uploadTarget(parent: body.int("parentFileID") ?? 0, filename: body.string("filename") ?? "",
+                                         containDir: false, duplicate: dup)
+        guard let b = blob(sha1: sha1, size: size) else { return ["fileID": 0, "reuse": false] }
+        return ["fileID": try addFile(name: name, parent: p, md5: b.md5, size: size, duplicate: dup), "reuse": true]
+    }
+
+    func v1List(parent: Int64, trashed: Bool, search: String?, orderBy: String, desc: Bool) throws(APIFailure) -> ([Node], String) {
+        var all: [Node]
+        if let search, !search.isEmpty {
+            all = snap.nodes.values.filter { $0.name.localizedCaseInsensitiveContains(search) && $0.trashed == trashed }
+        } else {
+            guard parent == 0 || snap.nodes[parent]?.isDir == true else { throw .fileNotFound }
+            all = children(of: parent).filter { $0.trashed == trashed }
+        }
+        switch orderBy {
+        case "size": all.sort { $0.size < $1.size }
+        case "file_name": all.sort { $0.name < $1.name }
+        case "update_at": all.sort { $0.updated < $1.updated }
+        default: all.sort { $0.id < $1.id }
+        }
+        if desc { all.reverse() }
+        return (all, parent == 0 ? "" : (snap.nodes[parent]?.name ?? ""))
+    }
+}
+
+extension Routes {
+    func spoolPath() async -> String { await state.root + "/uploads/spool-" + UUID().uuidString }
+
+    func registerUploads(_ router: Router<Ctx>) {
+        for v1 in [false, true] {
+            api(router, .post, v1 ? "/upload/v1/file/create" : "/upload/v2/file/create") { _, body in
+                try await state.createUpload(parent: body.int("parentFileID") ?? 0, filename: body.string("filename") ?? "",
+                                             etag: body.string("etag"), size: body.int("size"), duplicate: Int(body.int("duplicate") ?? 0),
+                                             containDir: body.bool("containDir") ?? false, v1: v1, base: base())
+            }
+        }
+        api(router, .get, "/upload/v2/file/domain") { _, _ in [base()] }
+        api(router, .post, "/upload/v2/file/slice") { req, _ in
+            let path = await spoolPath()
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["slice"], to: path)
+            let f = Body(form.fields)
+            try await state.acceptSlice(f.string("preuploadID"), sliceNo: f.int("sliceNo").map(Int.init),
+                                        md5: f.string("sliceMD5"), received: form, path: path)
+            return nil
+        }
+        for path in ["/upload/v2/file/upload_complete", "/upload/v1/file/upload_complete"] {
+            api(router, .post, path) { _, body in try await state.complete(body.string("preuploadID")) }
+        }
+        api(router, .post, "/upload/v1/file/upload_async_result") { _, body in
+            let r = try await state.complete(body.string("preuploadID"))
+            return ["completed": r["completed"] ?? false, "fileID": r["fileID"] ?? 0] as [String: Any]
+        }
+        api(router, .post, "/upload/v2/file/single/create") { req, _ in
+            let path = await spoolPath()
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["file"], to: path)
+            return try await state.singleCreate(form, path: path)
+        }
+        api(router, .post, "/upload/v2/file/sha1_reuse") { _, body in try await state.sha1Reuse(body) }
+        api(router, .post, "/upload/v1/file/get_upload_url") { _, body in
+            let u = try await state.upload(body.string("preuploadID"))
+            guard let n = body.int("sliceNo"), n >= 1, n <= Int64(u.sliceCount) else { throw APIFailure.bad("sliceNo参数错误") }
+            return ["presignedURL": base() + "/presigned/\(u.id)/\(n)", "isMultipart": u.sliceCount > 1] as [String: Any]
+        }
+        api(router, .post, "/upload/v1/file/list_upload_parts") { _, body in
+            ["parts": try await state.listParts(body.string("preuploadID"))]
+        }
+        // The V1 presigned PUT: raw bytes, and neither Authorization nor Platform may be sent.
+        router.put("/presigned/{id}/{n}") { req, ctx in
+            if req.headers[.authorization] != nil || req.headers[.platform] != nil {
+                return Response(status: .forbidden, body: .init(byteBuffer: ByteBuffer(string: "SignatureDoesNotMatch")))
+            }
+            let path = await spoolPath()
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            var md5 = Insecure.MD5()
+            var bytes: Int64 = 0
+            try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { h in
+                try await h.withBufferedWriter { w in
+                    for try await chunk in req.body {
+                        chunk.withUnsafeReadableBytes { md5.update(bufferPointer: $0) }
+                        bytes += Int64(chunk.readableBytes)
+                        _ = try await w.write(contentsOf: chunk)
+                    }
+                }
+            }
+            var form = SpooledForm()
+            form.hadFile = true
+            form.fileBytes = bytes
+            form.md5 = hex(md5.finalize())
+            do {
+                try await state.acceptSlice(ctx.parameters.get("id"), sliceNo: ctx.parameters.get("n").flatMap { Int($0) },
+                                            md5: form.md5, received: form, path: path)
+            } catch let f as APIFailure {
+                return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: f.message)))
+            }
+            return Response(status: .ok)
+        }
+    }
+
+    // MARK: knobs
+
+    /// Test knobs under `/__emulator/…` (no Platform or token needed; loopback use only).
+    func registerKnobs(_ router: Router<Ctx>) {
+        func knob(_ name: String, _ body: @escaping @Sendable (Body) async throws -> Any?) {
+            router.post(RouterPath("/__emulator/\(name)")) { req, _ in
+                do {
+                    let b = try Body.parse(try await req.body.collect(upTo: 1 << 20), contentType: req.headers[.contentType])
+                    return Wire.ok(try await body(b))
+                } catch let f as APIFailure {
+                    return Wire.fail(f)
+                }
+            }
+        }
+        knob("tokens/expire") { _ in await state.expireAllTokens(); return nil }
+        knob("tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
+        knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
+        knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }
+        knob("upload/fail-slices") { b in await state.setFailSlices(Int(b.int("count") ?? 1)); return nil }
+        knob("quota") { b in await state.setQuota(daily: b.int("daily"), used: b.int("used")); return nil }
+        knob("direct-link/enable") { b in
+            guard let id = b.int("fileID") else { throw APIFailure.bad("fileID required") }
+            return ["filename": try await state.setDirectLink(id, enabled: true)]
+        }
+        knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
+        knob("calls/reset") { _ in await state.resetCalls(); return nil }
+        router.get("/__emulator/calls") { _, _ in Wire.ok(await state.callCounts()) }
+    }
+}
