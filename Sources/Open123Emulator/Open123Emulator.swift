@@ -76,6 +76,8 @@ public final class Open123Emulator: Sendable {
     public func failNextSlices(_ count: Int) async { await state.setFailSlices(count) }
     public func setDownloadQuota(daily: Int64? = nil, usedToday: Int64? = nil) async { await state.setQuota(daily: daily, used: usedToday) }
     public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
+    /// The next CDN download sends about half of its body, then drops the connection.
+    public func dropNextDownload() async { await state.setDropNextBody() }
     public func setPrivateKey(_ key: String?) async { await state.setPrivateKey(key) }
     /// Calls per endpoint path since start (or the last reset).
     public func callCounts() async -> [String: Int] { await state.callCounts() }

@@ -240,14 +240,27 @@ struct Routes: Sendable {
         headers[.contentLength] = String(length)
         guard req.method != .head, let span else { return Response(status: status, headers: headers) }
         let path = target.path
+        // Knob: send about half of the body, then drop the connection.
+        let cutAt: Int64? = await state.takeDropNextBody() ? max(1, length / 2) : nil
         return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(length)) { writer in
+            var sent: Int64 = 0
             try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { h in
-                for try await chunk in h.readChunks(in: span, chunkLength: .kibibytes(256)) { try await writer.write(chunk) }
+                for try await chunk in h.readChunks(in: span, chunkLength: .kibibytes(64)) {
+                    if let cutAt, sent + Int64(chunk.readableBytes) >= cutAt {
+                        try await writer.write(chunk.getSlice(at: chunk.readerIndex, length: Int(cutAt - sent)) ?? chunk)
+                        throw DroppedConnection()
+                    }
+                    sent += Int64(chunk.readableBytes)
+                    try await writer.write(chunk)
+                }
             }
             try await writer.finish(nil)
         })
     }
 }
+
+/// Thrown to cut a response short (the drop-connection knob).
+struct DroppedConnection: Error {}
 
 enum URLPathEncoding {
     static let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))

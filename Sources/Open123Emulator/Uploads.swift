@@ -341,6 +341,7 @@ extension Routes {
             guard let id = b.int("fileID") else { throw APIFailure.bad("fileID required") }
             return ["filename": try await state.setDirectLink(id, enabled: true)]
         }
+        knob("drop-next-body") { _ in await state.setDropNextBody(); return nil }
         knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
         knob("calls/reset") { _ in await state.resetCalls(); return nil }
         router.get("/__emulator/calls") { _, _ in Wire.ok(await state.callCounts()) }

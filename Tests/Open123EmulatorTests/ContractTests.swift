@@ -290,6 +290,11 @@ struct UploadContractTests {
             let head = try await h.raw(.HEAD, url)
             #expect(head.status == 200 && head.headers.first(name: "Content-Length") == "3000" && head.body.isEmpty)
             #expect(try await h.call(.GET, "/api/v1/file/download_info?fileId=123").code == 5066)
+            // The drop knob cuts the next download short.
+            await h.emu.dropNextDownload()
+            let cut = try? await h.raw(.GET, url)
+            #expect(cut == nil || cut!.body.count < data.count)
+            #expect(try await h.raw(.GET, url).body == data)
             await h.emu.setDownloadQuota(daily: 100)
             #expect(try await h.call(.GET, "/api/v1/file/download_info?fileId=\(fid)").code == 5113)
         }
