@@ -64,10 +64,9 @@ struct AuthContractTests {
         try await withEmulator({ $0.uid = 42; $0.vip = true }) { h in
             let d = try await h.call(.GET, "/api/v1/user/info").data
             #expect(d.int("uid") == 42 && d["vip"] as? Bool == true)
-            for k in ["nickname", "headImage", "passport", "mail", "spaceUsed", "spacePermanent", "spaceTemp", "spaceTempExpr",
-                      "directTraffic", "isHideUID", "httpsCount", "vipInfo", "developerInfo"] {
-                #expect(d[k] != nil, "\(k)")
-            }
+            expectTypes(d, ["uid": "int", "nickname": "string", "headImage": "string", "passport": "string", "mail": "string",
+                            "spaceUsed": "int", "spacePermanent": "int", "spaceTemp": "int", "spaceTempExpr": "int", "vip": "bool",
+                            "directTraffic": "int", "isHideUID": "bool", "httpsCount": "int", "vipInfo": "array", "developerInfo": "object"])
             #expect((d["vipInfo"] as? [[String: Any]])?.first?["vipLevel"] != nil)
         }
     }
@@ -106,9 +105,11 @@ struct FileContractTests {
                 seen += items.compactMap { $0.int("fileId") }
                 cursor = r.data.int("lastFileId")
                 pages += 1
+                #expect(jsonType(r.data["lastFileId"]) == "int")
                 if let first = items.first {
-                    for k in ["fileId", "filename", "type", "size", "etag", "status", "parentFileId", "category", "trashed",
-                              "punishFlag", "s3KeyFlag", "storageNode", "createAt", "updateAt"] { #expect(first[k] != nil, "\(k)") }
+                    expectTypes(first, ["fileId": "int", "filename": "string", "type": "int", "size": "int", "etag": "string",
+                                        "status": "int", "parentFileId": "int", "category": "int", "trashed": "int", "punishFlag": "int",
+                                        "s3KeyFlag": "string", "storageNode": "string", "createAt": "string", "updateAt": "string"])
                     #expect((first["createAt"] as? String)?.range(of: #"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"#, options: .regularExpression) != nil)
                 }
                 if cursor != -1 { #expect(cursor == items.last?.int("fileId")) }
@@ -144,6 +145,8 @@ struct FileContractTests {
             let detail = try await h.call(.GET, "/api/v1/file/detail?fileID=\(f)")
             #expect(detail.data["filename"] as? String == "h.txt" && detail.data.int("fileID") == f && detail.data.int("parentFileID") == a)
             #expect(detail.data["updateAt"] == nil)
+            expectTypes(detail.data, ["fileID": "int", "filename": "string", "type": "int", "size": "int", "etag": "string",
+                                      "status": "int", "parentFileID": "int", "createAt": "string", "trashed": "int"])
             let folder = try await h.call(.GET, "/api/v1/file/detail?fileID=\(a)")
             #expect(folder.data.int("size") == 5)  // a folder's accumulated size
             #expect(try await h.call(.POST, "/api/v1/file/move", ["fileIDs": [f], "toParentFileID": b]).code == 0)
@@ -176,6 +179,7 @@ struct UploadContractTests {
             #expect(bad.message == "Etag格式异常")
             let c = try await h.call(.POST, "/upload/v2/file/create", ["parentFileId": "0", "filename": "x.bin", "etag": etag, "size": data.count, "duplicate": 2])
             #expect(c.data["reuse"] as? Bool == false && c.data.int("sliceSize") == 1024)
+            expectTypes(c.data, ["fileID": "int", "reuse": "bool", "preuploadID": "string", "sliceSize": "int", "servers": "array"])
             #expect((c.data["servers"] as? [String]) == [h.base])
             let pre = try #require(c.data["preuploadID"] as? String)
             // Missing slices.
@@ -191,11 +195,13 @@ struct UploadContractTests {
             await h.emu.setCompletePending(polls: 0)
             let done = try await h.call(.POST, "/upload/v2/file/upload_complete", ["preuploadID": pre])
             #expect(done.data["completed"] as? Bool == true)
+            expectTypes(done.data, ["completed": "bool", "fileID": "int"])
             let fid = try #require(done.data.int("fileID"))
             #expect(try await h.call(.POST, "/upload/v2/file/upload_complete", ["preuploadID": pre]).data.int("fileID") == fid)
             // The same content again: instant upload.
             let again = try await h.call(.POST, "/upload/v2/file/create", ["parentFileID": 0, "filename": "y.bin", "etag": etag, "size": data.count])
             #expect(again.data["reuse"] as? Bool == true && again.data.int("fileID") != 0 && again.data["preuploadID"] as? String == "")
+            expectTypes(again.data, ["fileID": "int", "reuse": "bool", "servers": "null"])
             // Download the first file and check the bytes.
             let info = try await h.call(.GET, "/api/v1/file/download_info?fileId=\(fid)")
             let url = try #require(info.data["downloadUrl"] as? String)

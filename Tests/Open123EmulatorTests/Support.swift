@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Open123Emulator
+import Testing
 
 func md5Hex(_ d: Data) -> String { Insecure.MD5.hash(data: d).map { String(format: "%02x", $0) }.joined() }
 func sha1Hex(_ d: Data) -> String { Insecure.SHA1.hash(data: d).map { String(format: "%02x", $0) }.joined() }
@@ -130,4 +131,26 @@ func withEmulator(_ configure: (inout EmulatorConfig) -> Void = { _ in }, _ body
 
 extension Dictionary where Key == String, Value == Any {
     func int(_ k: String) -> Int64? { (self[k] as? NSNumber)?.int64Value }
+}
+
+/// JSON types as the spec gives them: "int", "string", "bool", "array", "object", "null".
+func jsonType(_ v: Any?) -> String {
+    switch v {
+    case nil, is NSNull: return "null"
+    case is String: return "string"
+    case let n as NSNumber:
+        // JSONSerialization gives booleans as NSNumber too (type encoding "c"); numbers are "i", "q" or "d".
+        let enc = String(cString: n.objCType)
+        return enc == "c" ? "bool" : (enc == "d" || enc == "f" ? "float" : "int")
+    case is [Any]: return "array"
+    case is [String: Any]: return "object"
+    default: return "\(type(of: v!))"
+    }
+}
+
+/// Checks that each key has the JSON type the spec documents.
+func expectTypes(_ object: [String: Any], _ types: [String: String], sourceLocation: SourceLocation = #_sourceLocation) {
+    for (key, want) in types {
+        #expect(jsonType(object[key]) == want, "\(key): \(jsonType(object[key])) instead of \(want)", sourceLocation: sourceLocation)
+    }
 }
