@@ -58,6 +58,14 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .target(name: "Driver123Open", dependencies: [
+            "PanListCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
         .target(name: "Open123Emulator", dependencies: [
             "PanListCore",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -75,13 +83,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "panlist", dependencies: [
-            "PanListCore", "PanListStore", "PanListServer", "DriverLocal",
+            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "PanListTests", dependencies: [
-            "PanListCore", "PanListStore", "PanListServer", "DriverLocal",
+            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open", "Open123Emulator",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),

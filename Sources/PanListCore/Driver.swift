@@ -62,14 +62,22 @@ public struct DriverConfig: Codable, Sendable {
     }
 }
 
+/// Small key/value state a driver keeps across restarts (access tokens); the store implements it.
+public protocol DriverStateStore: Sendable {
+    func driverState(_ key: String) async throws -> String?
+    func setDriverState(_ key: String, _ value: String?) async throws
+}
+
 /// Everything a driver gets from the server when it is created.
 public struct DriverEnvironment: Sendable {
     public var logger: Logger
     /// Where drivers may spool uploads; swept at start-up.
     public var tempDir: String
-    public init(logger: Logger, tempDir: String) {
+    public var state: (any DriverStateStore)?
+    public init(logger: Logger, tempDir: String, state: (any DriverStateStore)? = nil) {
         self.logger = logger
         self.tempDir = tempDir
+        self.state = state
     }
 }
 

@@ -50,7 +50,7 @@ public enum Bootstrap {
                 _ = try await store.createStorage(StorageRecord(mountPath: "/", driver: localDriverName, addition: addition,
                                                                 remark: "created on first run"))
             }
-            let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: config.tempDir))
+            let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: config.tempDir, state: store))
             let state = try await ServerState(config: config, store: store, fs: fs, logger: logger)
             for record in try await store.storages() {
                 await state.mount(record)

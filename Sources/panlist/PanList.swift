@@ -1,4 +1,5 @@
 import ArgumentParser
+import Driver123Open
 import DriverLocal
 import Foundation
 import Hummingbird
@@ -38,6 +39,7 @@ func say(_ line: String) {
 func makeRegistry() -> DriverRegistry {
     let registry = DriverRegistry()
     registry.register(LocalDriver.factory)
+    registry.register(Open123Driver.factory)
     return registry
 }
 

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Driver123Open
 import DriverLocal
 import Foundation
 import Hummingbird
@@ -50,6 +51,7 @@ struct HTTPResult: Sendable {
 func testRegistry() -> DriverRegistry {
     let r = DriverRegistry()
     r.register(LocalDriver.factory)
+    r.register(Open123Driver.factory)
     r.register(CountingDriver.factory)
     return r
 }

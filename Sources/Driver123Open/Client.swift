@@ -1,0 +1,94 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import PanListCore
+
+/// The typed 123 Open API client: JSON envelope, token, pacing, and bounded retries.
+/// - 401: one forced token refresh, then one retry (never recursion).
+/// - 429: up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter; each attempt paced again.
+final class Open123Client: Sendable {
+    static let http = HTTPClient(eventLoopGroupProvider: .singleton)
+
+    let baseURL: String
+    let clientID: String
+    let tokens: TokenManager
+
+    init(baseURL: String, clientID: String, clientSecret: String, state: (any DriverStateStore)?) {
+        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.baseURL = base
+        self.clientID = clientID
+        self.tokens = TokenManager.shared(baseURL: base, clientID: clientID, clientSecret: clientSecret, state: state) { id, secret in
+            try await Open123Client.fetchToken(base: base, clientID: id, secret: secret)
+        }
+    }
+
+    static func fetchToken(base: String, clientID: String, secret: String) async throws -> (String, Date) {
+        try await RateLimiter.shared.acquire(clientID: clientID, endpoint: "/api/v1/access_token")
+        let body = try JSONSerialization.data(withJSONObject: ["clientID": clientID, "clientSecret": secret])
+        let env: APIEnvelope<TokenData> = try await send(base: base, method: .POST, path: "/api/v1/access_token", query: [], body: body, token: nil)
+        guard env.code == 0, let data = env.data else {
+            throw FSError.upstream(code: env.code, message: "123 Open refused the client credentials: \(env.message)")
+        }
+        let expires = BeijingTime.parseRFC3339(data.expiredAt) ?? Date().addingTimeInterval(24 * 3600)
+        return (data.accessToken, expires)
+    }
+
+    static func send<T: Decodable>(base: String, method: HTTPMethod, path: String, query: [(String, String)], body: Data?,
+                                   token: String?) async throws -> APIEnvelope<T> {
+        var url = base + path
+        if !query.isEmpty {
+            var comps = URLComponents()
+            comps.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
+            url += "?" + (comps.percentEncodedQuery ?? "")
+        }
+        var req = HTTPClientRequest(url: url)
+        req.method = method
+        req.headers.add(name: "Platform", value: "open_platform")
+        req.headers.add(name: "Content-Type", value: "application/json")
+        if let token { req.headers.add(name: "Authorization", value: "Bearer " + token) }
+        if let body { req.body = .bytes(ByteBuffer(bytes: body)) }
+        let res: HTTPClientResponse
+        do {
+            res = try await http.execute(req, timeout: .seconds(60))
+        } catch {
+            throw FSError.upstream(code: -1, message: "cannot reach 123 Open at \(base): \(error)")
+        }
+        let buffer = try await res.body.collect(upTo: 32 << 20)
+        do {
+            return try JSONDecoder().decode(APIEnvelope<T>.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw FSError.upstream(code: Int(res.status.code), message: "unexpected answer from 123 Open \(path) (HTTP \(res.status.code)): \(error)")
+        }
+    }
+
+    /// Calls an endpoint and returns its `data` (nil when the API sends null).
+    func call<T: Decodable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], json: [String: Any]? = nil,
+                            as type: T.Type = T.self) async throws -> T? {
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) }
+        var refreshed = false
+        var busy = 0
+        while true {
+            try await RateLimiter.shared.acquire(clientID: clientID, endpoint: path)
+            let token = try await tokens.current()
+            let env: APIEnvelope<T> = try await Self.send(base: baseURL, method: method, path: path, query: query, body: body, token: token)
+            switch env.code {
+            case 0:
+                return env.data
+            case 401 where !refreshed:
+                refreshed = true
+                await tokens.invalidate(token)
+            case 429 where busy < 5:
+                let base = 0.5 * pow(2, Double(busy))
+                busy += 1
+                try await Task.sleep(for: .milliseconds(Int64(base * 1000 * Double.random(in: 0.8...1.2))))
+            case 5066:
+                throw FSError.notFound("123 Open: \(env.message) (code 5066): object not found")
+            case 429:
+                throw FSError.rateLimited("123 Open is rate-limiting this client (code 429: \(env.message)); try again shortly")
+            default:
+                throw FSError.upstream(code: env.code, message: env.message)
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import PanListCore
+
+/// The `123 Open` storage's settings (`addition`), with the JSON names of its form items.
+struct Open123Addition: Decodable {
+    var clientID = ""
+    var clientSecret = ""
+    var rootFolderID = "0"
+    var uploadThread = 3
+    var directLink = false
+    var directLinkPrivateKey = ""
+    var directLinkValidDuration = 30
+    var baseURL = "https://open-api.123pan.com"
+
+    enum CodingKeys: String, CodingKey {
+        case clientID = "ClientID", clientSecret = "ClientSecret", rootFolderID = "RootFolderID", uploadThread = "UploadThread"
+        case directLink = "DirectLink", directLinkPrivateKey = "DirectLinkPrivateKey"
+        case directLinkValidDuration = "DirectLinkValidDuration", baseURL = "base_url"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func str(_ k: CodingKeys) -> String? {
+            if let s = try? c.decode(String.self, forKey: k) { return s }
+            if let i = try? c.decode(Int64.self, forKey: k) { return String(i) }
+            return nil
+        }
+        func int(_ k: CodingKeys) -> Int? { (try? c.decode(Int.self, forKey: k)) ?? str(k).flatMap { Int($0) } }
+        clientID = str(.clientID) ?? ""
+        clientSecret = str(.clientSecret) ?? ""
+        rootFolderID = str(.rootFolderID).flatMap { $0.isEmpty ? nil : $0 } ?? "0"
+        uploadThread = int(.uploadThread) ?? 3
+        directLink = (try? c.decode(Bool.self, forKey: .directLink)) ?? (str(.directLink) == "true")
+        directLinkPrivateKey = str(.directLinkPrivateKey) ?? ""
+        directLinkValidDuration = int(.directLinkValidDuration) ?? 30
+        baseURL = str(.baseURL).flatMap { $0.isEmpty ? nil : $0 } ?? baseURL
+    }
+}
+
+/// A 123 Cloud Drive through the 123 Open Platform API, with the Client ID and Secret of a developer application.
+public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable {
+    public static let name = "123 Open"
+    public static let factory = DriverFactory(
+        config: DriverConfig(name: name, localSort: true, defaultRoot: "0"),
+        additional: [
+            DriverItem(name: "ClientID", type: "string", required: true, help: "Client ID of your 123 developer application"),
+            DriverItem(name: "ClientSecret", type: "string", required: true, help: "Client Secret of your 123 developer application"),
+            DriverItem(name: "RootFolderID", type: "string", default: "0", help: "ID of the folder used as this storage's root (0 = the whole drive)"),
+            DriverItem(name: "UploadThread", type: "number", default: "3", help: "concurrent slice uploads (1–32)"),
+            DriverItem(name: "DirectLink", type: "bool", default: "false",
+                       help: "use direct links (needs a direct-link space enabled on a top-level folder in 123's web UI)"),
+            DriverItem(name: "DirectLinkPrivateKey", type: "string", help: "the URL-authentication key of your direct-link space, if set"),
+            DriverItem(name: "DirectLinkValidDuration", type: "number", default: "30", help: "minutes a signed direct link stays valid"),
+            DriverItem(name: "base_url", type: "string", default: "https://open-api.123pan.com",
+                       help: "the API address; change it only for the open123-emulator"),
+        ],
+        make: { record, env in try Open123Driver(record: record, env: env) }
+    )
+
+    public let config: DriverConfig
+    let addition: Open123Addition
+    let client: Open123Client
+    let rootID: Int64
+    private let uidBox = NIOLockedValueBox<Int64?>(nil)
+
+    init(record: StorageRecord, env: DriverEnvironment) throws {
+        config = Self.factory.config
+        addition = try decodeAddition(Open123Addition.self, from: record.addition)
+        guard !addition.clientID.isEmpty, !addition.clientSecret.isEmpty else {
+            throw FSError.badRequest("ClientID and ClientSecret are required (from the 123 developer platform)")
+        }
+        guard let root = Int64(addition.rootFolderID), root >= 0 else { throw FSError.badRequest("RootFolderID must be a folder ID such as 0") }
+        guard (1...32).contains(addition.uploadThread) else { throw FSError.badRequest("UploadThread must be between 1 and 32") }
+        rootID = root
+        client = Open123Client(baseURL: addition.baseURL, clientID: addition.clientID, clientSecret: addition.clientSecret, state: env.state)
+    }
+
+    /// Checks the credentials (a token) and the root folder.
+    public func initialize() async throws {
+        _ = try await client.tokens.current()
+        if rootID != 0 {
+            guard let d = try await client.call(.GET, "/api/v1/file/detail", query: [("fileID", String(rootID))], as: DetailData.self),
+                  d.type == 1, d.trashed ?? 0 == 0
+            else { throw FSError.badRequest("RootFolderID \(rootID) is not a folder of this drive") }
+        } else {
+            _ = try await client.call(.GET, "/api/v2/file/list", query: [("parentFileId", "0"), ("limit", "1")], as: ListData.self)
+        }
+    }
+
+    public func drop() async {}
+
+    static func id(_ obj: Obj) throws -> Int64 {
+        guard let id = Int64(obj.id) else { throw FSError.internalError("\(obj.path) has no 123 file ID") }
+        return id
+    }
+
+    public func root() async throws -> Obj {
+        Obj(id: String(rootID), path: "/", name: "root", size: 0, modified: Date(timeIntervalSince1970: 0), isDir: true)
+    }
+
+    func obj(_ f: FileItem, in dir: String) -> Obj {
+        let modified = BeijingTime.parse(f.updateAt) ?? BeijingTime.parse(f.createAt) ?? Date(timeIntervalSince1970: 0)
+        let md5 = (f.etag ?? "").lowercased()
+        return Obj(id: String(f.fileId), path: VirtualPath.join(dir, f.filename), name: f.filename, size: f.size,
+                   modified: modified, created: BeijingTime.parse(f.createAt), isDir: f.type == 1,
+                   hashes: f.type == 1 || md5.isEmpty ? [:] : ["md5": md5])
+    }
+
+    /// Every page (100 items each) until `lastFileId` is -1 or a page comes back empty; trashed items dropped.
+    public func list(dir: Obj) async throws -> [Obj] {
+        let parent = try Self.id(dir)
+        var out: [Obj] = []
+        var cursor: Int64 = 0
+        for _ in 0..<100_000 {
+            var query = [("parentFileId", String(parent)), ("limit", "100")]
+            if cursor > 0 { query.append(("lastFileId", String(cursor))) }
+            guard let page = try await client.call(.GET, "/api/v2/file/list", query: query, as: ListData.self) else { break }
+            let items = page.fileList ?? []
+            out += items.filter { ($0.trashed ?? 0) == 0 }.map { obj($0, in: dir.path) }
+            if page.lastFileId == -1 || items.isEmpty || page.lastFileId <= cursor { break }
+            cursor = page.lastFileId
+        }
+        return out
+    }
+
+    public func link(file: Obj, args: LinkArgs) async throws -> Link {
+        let id = try Self.id(file)
+        if addition.directLink {
+            let data: DirectLinkData?
+            do {
+                data = try await client.call(.GET, "/api/v1/direct-link/url", query: [("fileID", String(id))], as: DirectLinkData.self)
+            } catch let e as FSError {
+                if case .upstream(_, let message) = e {
+                    throw FSError.upstream(code: 1, message: "\(message) — direct links work only for files inside a direct-link space: enable one on a top-level folder in 123's web UI (Direct Link), or turn DirectLink off for this storage")
+                }
+                throw e
+            }
+            guard let url = data?.url else { throw FSError.upstream(code: 1, message: "123 Open gave no direct link") }
+            let expires = Date().addingTimeInterval(Double(addition.directLinkValidDuration) * 60)
+            if addition.directLinkPrivateKey.isEmpty { return .url(url, headers: [:], expiresAt: nil) }
+            return .url(try await sign(url, expires: expires), headers: [:], expiresAt: expires)
+        }
+        guard let data = try await client.call(.GET, "/api/v1/file/download_info", query: [("fileId", String(id))], as: DownloadData.self) else {
+            throw FSError.upstream(code: 1, message: "123 Open gave no download URL")
+        }
+        return .url(data.downloadUrl, headers: [:], expiresAt: Date().addingTimeInterval(240))
+    }
+
+    func uid() async throws -> Int64 {
+        if let u = uidBox.withLockedValue({ $0 }) { return u }
+        guard let info = try await client.call(.GET, "/api/v1/user/info", as: UserInfoData.self) else {
+            throw FSError.upstream(code: 1, message: "123 Open gave no user info")
+        }
+        uidBox.withLockedValue { $0 = info.uid }
+        return info.uid
+    }
+
+    /// `auth_key=ts-rand-uid-md5(path-ts-rand-uid-key)` over the decoded path (spec §9).
+    func sign(_ url: String, expires: Date) async throws -> String {
+        guard var comps = URLComponents(string: url) else { throw FSError.upstream(code: 1, message: "invalid direct link \(url)") }
+        let ts = Int64(expires.timeIntervalSince1970)
+        let rand = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let uid = try await uid()
+        let text = "\(comps.path)-\(ts)-\(rand)-\(uid)-\(addition.directLinkPrivateKey)"
+        let md5 = Insecure.MD5.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        comps.queryItems = (comps.queryItems ?? []) + [URLQueryItem(name: "auth_key", value: "\(ts)-\(rand)-\(uid)-\(md5)")]
+        return comps.string ?? url
+    }
+
+    public func makeDir(parent: Obj, name: String) async throws -> Obj {
+        guard let d = try await client.call(.POST, "/upload/v1/file/mkdir", json: ["name": name, "parentID": try Self.id(parent)], as: MkdirData.self) else {
+            throw FSError.upstream(code: 1, message: "123 Open did not return the new folder's ID")
+        }
+        return Obj(id: String(d.dirID), path: VirtualPath.join(parent.path, name), name: name, size: 0, modified: Date(), isDir: true)
+    }
+
+    public func rename(_ obj: Obj, to newName: String) async throws -> Obj {
+        _ = try await client.call(.PUT, "/api/v1/file/name", json: ["fileId": try Self.id(obj), "fileName": newName], as: Nothing.self)
+        var o = obj
+        o.name = newName
+        o.path = VirtualPath.join(VirtualPath.parent(obj.path), newName)
+        return o
+    }
+
+    public func move(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        _ = try await client.call(.POST, "/api/v1/file/move", json: ["fileIDs": [try Self.id(obj)], "toParentFileID": try Self.id(dstDir)], as: Nothing.self)
+        var o = obj
+        o.path = VirtualPath.join(dstDir.path, obj.name)
+        return o
+    }
+
+    /// Files with the synchronous copy; folders with the asynchronous copy, polled once a second (up to 10 minutes).
+    public func copy(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
+        let id = try Self.id(obj), target = try Self.id(dstDir)
+        if !obj.isDir {
+            let d = try await client.call(.POST, "/api/v1/file/copy", json: ["fileId": id, "targetDirId": target], as: CopyData.self)
+            var o = obj
+            o.id = d?.targetFileId.map(String.init) ?? obj.id
+            o.path = VirtualPath.join(dstDir.path, obj.name)
+            return o
+        }
+        guard let task = try await client.call(.POST, "/api/v1/file/async/copy", json: ["fileIds": [id], "targetDirId": target], as: AsyncCopyData.self) else {
+            throw FSError.upstream(code: 1, message: "123 Open did not start the copy")
+        }
+        for _ in 0..<600 {
+            let p = try await client.call(.GET, "/api/v1/file/async/copy/process", query: [("taskId", String(task.taskId))], as: CopyProcessData.self)
+            switch p?.status {
+            case 2:
+                var o = obj
+                o.path = VirtualPath.join(dstDir.path, obj.name)
+                return o
+            case 3: throw FSError.upstream(code: 1, message: "123 Open could not copy \(obj.name)")
+            default: try await Task.sleep(for: .seconds(1))
+            }
+        }
+        throw FSError.upstream(code: 1, message: "123 Open's copy of \(obj.name) did not finish within 10 minutes")
+    }
+
+    /// Moves to the recycle bin (123 deletes for good only from there).
+    public func remove(_ obj: Obj) async throws {
+        _ = try await client.call(.POST, "/api/v1/file/trash", json: ["fileIDs": [try Self.id(obj)]], as: Nothing.self)
+    }
+
+    public func details() async throws -> StorageDetails {
+        guard let info = try await client.call(.GET, "/api/v1/user/info", as: UserInfoData.self) else {
+            throw FSError.upstream(code: 1, message: "123 Open gave no user info")
+        }
+        uidBox.withLockedValue { $0 = info.uid }
+        let total = info.spacePermanent + (info.spaceTemp ?? 0)
+        return StorageDetails(totalSpace: total, freeSpace: max(0, total - info.spaceUsed))
+    }
+}

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import PanListCore
+
+/// Keeps one access token per client ID (and API base URL), shared by every storage that uses it.
+/// The token and its expiry persist in the store, so a restart does not spend one of the 3 live tokens
+/// a client may hold. Refreshes 5 minutes ahead of expiry; concurrent callers share one refresh; a failed
+/// refresh is retried by a later call after a growing pause (1 s … 60 s), never given up for good.
+actor TokenManager {
+    private static let registry = NIOLockedValueBox<[String: TokenManager]>([:])
+
+    static func shared(baseURL: String, clientID: String, clientSecret: String, state: (any DriverStateStore)?,
+                       fetch: @escaping @Sendable (String, String) async throws -> (String, Date)) -> TokenManager {
+        registry.withLockedValue { map in
+            let key = baseURL + " " + clientID
+            if let m = map[key], m.clientSecret == clientSecret { return m }
+            // The secret is part of the state key, so a storage with a wrong secret never picks up a stored token.
+            let secretTag = Insecure.MD5.hash(data: Data(clientSecret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
+            let m = TokenManager(clientID: clientID, clientSecret: clientSecret, stateKey: "123open.token." + key + " " + secretTag,
+                                 state: state, fetch: fetch)
+            map[key] = m
+            return m
+        }
+    }
+
+    let clientID: String
+    nonisolated let clientSecret: String
+    private let stateKey: String
+    private let state: (any DriverStateStore)?
+    private let fetch: @Sendable (String, String) async throws -> (String, Date)
+    private var token: String?
+    private var expires: Date?
+    private var loaded = false
+    private var refreshing: Task<String, any Error>?
+    private var failures = 0
+    private var lastFailure: (at: Date, error: any Error)?
+
+    init(clientID: String, clientSecret: String, stateKey: String, state: (any DriverStateStore)?,
+         fetch: @escaping @Sendable (String, String) async throws -> (String, Date)) {
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.stateKey = stateKey
+        self.state = state
+        self.fetch = fetch
+    }
+
+    struct Saved: Codable { var token: String; var expires: Date }
+
+    /// A valid token: the cached one, the persisted one, or a fresh one.
+    func current() async throws -> String {
+        if !loaded {
+            loaded = true
+            if let text = try? await state?.driverState(stateKey), let saved = try? JSONDecoder().decode(Saved.self, from: Data(text.utf8)) {
+                token = saved.token
+                expires = saved.expires
+            }
+        }
+        if let token, let expires, expires.timeIntervalSinceNow > 300 { return token }
+        return try await refresh()
+    }
+
+    /// Drops `stale` (after a 401) so the next `current()` fetches a new token; a newer token is kept.
+    func invalidate(_ stale: String) {
+        if token == stale { token = nil; expires = nil }
+    }
+
+    func refresh() async throws -> String {
+        if let running = refreshing { return try await running.value }
+        if let last = lastFailure {
+            let pause = min(60, pow(2, Double(failures - 1)))
+            if Date().timeIntervalSince(last.at) < pause { throw last.error }
+        }
+        let (id, secret, fetch) = (clientID, clientSecret, self.fetch)
+        let task = Task { try await fetch(id, secret) }
+        let shared = Task<String, any Error> { try await task.value.0 }
+        refreshing = shared
+        defer { refreshing = nil }
+        do {
+            let (t, exp) = try await task.value
+            token = t
+            expires = exp
+            failures = 0
+            lastFailure = nil
+            if let data = try? JSONEncoder().encode(Saved(token: t, expires: exp)) {
+                try? await state?.setDriverState(stateKey, String(decoding: data, as: UTF8.self))
+            }
+            return t
+        } catch {
+            failures += 1
+            lastFailure = (Date(), error)
+            throw error
+        }
+    }
+}

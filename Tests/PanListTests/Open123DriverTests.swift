@@ -1,0 +1,182 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Open123Emulator
+import Testing
+@testable import PanListCore
+@testable import PanListServer
+
+/// A PanList server with a `123 Open` storage at /123 on a fresh emulator (each test its own client ID).
+func withCloud(_ configure: (inout EmulatorConfig) -> Void = { _ in },
+               _ body: (TestServer, Open123Emulator, String) async throws -> Void) async throws {
+    var c = EmulatorConfig()
+    c.clientID = "client-" + UUID().uuidString.prefix(8)
+    c.rateLimits = .off
+    c.sliceSize = 1024
+    configure(&c)
+    let emu = try await Open123Emulator.start(config: c)
+    do {
+        try await withServer { s in
+            let t = try await s.login()
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            let r = try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition, "cache_expiration": 30], token: t)
+            #expect(r.code == 200, "\(r.text)")
+            try await body(s, emu, t)
+        }
+    } catch {
+        await emu.stop()
+        throw error
+    }
+    await emu.stop()
+}
+
+/// A token for the emulator's own API (as another 123 client).
+func emulatorToken(_ emu: Open123Emulator, _ s: TestServer) async throws -> String {
+    var tr = HTTPClientRequest(url: emu.baseURL + "/api/v1/access_token")
+    tr.method = .POST
+    tr.headers.add(name: "Platform", value: "open_platform")
+    tr.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["clientID": emu.config.clientID, "clientSecret": emu.config.clientSecret])))
+    let tres = try await s.client.execute(tr, timeout: .seconds(10))
+    let tjson = try JSONSerialization.jsonObject(with: Data(try await tres.body.collect(upTo: 1 << 20).readableBytesView)) as? [String: Any]
+    return ((tjson?["data"] as? [String: Any])?["accessToken"] as? String) ?? ""
+}
+
+func emulatorMkdir(_ emu: Open123Emulator, _ s: TestServer, token: String, parent: Int64, name: String) async throws -> Int64 {
+    var req = HTTPClientRequest(url: emu.baseURL + "/upload/v1/file/mkdir")
+    req.method = .POST
+    req.headers.add(name: "Platform", value: "open_platform")
+    req.headers.add(name: "Authorization", value: "Bearer " + token)
+    req.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["name": name, "parentID": parent])))
+    let res = try await s.client.execute(req, timeout: .seconds(10))
+    let json = try JSONSerialization.jsonObject(with: Data(try await res.body.collect(upTo: 1 << 20).readableBytesView)) as? [String: Any]
+    return ((json?["data"] as? [String: Any])?["dirID"] as? NSNumber)?.int64Value ?? 0
+}
+
+/// Uploads a file straight into the emulator (its single-step upload), as another 123 client would.
+func emulatorUpload(_ emu: Open123Emulator, _ s: TestServer, parent: Int64, name: String, _ content: Data) async throws -> Int64 {
+    var tr = HTTPClientRequest(url: emu.baseURL + "/api/v1/access_token")
+    tr.method = .POST
+    tr.headers.add(name: "Platform", value: "open_platform")
+    tr.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["clientID": emu.config.clientID, "clientSecret": emu.config.clientSecret])))
+    let tres = try await s.client.execute(tr, timeout: .seconds(10))
+    let tjson = try JSONSerialization.jsonObject(with: Data(try await tres.body.collect(upTo: 1 << 20).readableBytesView)) as? [String: Any]
+    let token = ((tjson?["data"] as? [String: Any])?["accessToken"] as? String) ?? ""
+    let boundary = "b\(UUID().uuidString.prefix(8))"
+    var body = Data()
+    for (k, v) in [("parentFileID", String(parent)), ("filename", name), ("etag", md5Hex(content)), ("size", String(content.count)), ("duplicate", "2")] {
+        body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8)
+    }
+    body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(name)\"\r\n\r\n".utf8) + content + Data("\r\n--\(boundary)--\r\n".utf8)
+    var req = HTTPClientRequest(url: emu.baseURL + "/upload/v2/file/single/create")
+    req.method = .POST
+    req.headers.add(name: "Platform", value: "open_platform")
+    req.headers.add(name: "Authorization", value: "Bearer " + token)
+    req.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
+    req.body = .bytes(ByteBuffer(bytes: body))
+    let res = try await s.client.execute(req, timeout: .seconds(10))
+    let json = try JSONSerialization.jsonObject(with: Data(try await res.body.collect(upTo: 1 << 20).readableBytesView)) as? [String: Any]
+    return ((json?["data"] as? [String: Any])?["fileID"] as? NSNumber)?.int64Value ?? 0
+}
+
+@Suite("123 Open driver through PanList's API, against the emulator")
+struct Open123DriverTests {
+    @Test func browseAndManage() async throws {
+        try await withCloud { s, emu, t in
+            #expect(try await s.api("/fs/mkdir", ["path": "/123/docs/deep"], token: t).code == 200)
+            let list = try await s.api("/fs/list", ["path": "/123"], token: t)
+            #expect(list.code == 200 && list.data["provider"] as? String == "123 Open")
+            #expect((list.data["content"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["docs"])
+            #expect(try await s.api("/fs/rename", ["path": "/123/docs/deep", "name": "deeper"], token: t).code == 200)
+            #expect(try await s.api("/fs/mkdir", ["path": "/123/other"], token: t).code == 200)
+            #expect(try await s.api("/fs/move", ["src_dir": "/123/docs", "dst_dir": "/123/other", "names": ["deeper"]], token: t).code == 200)
+            #expect(try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/123/docs", "names": ["other"]], token: t).code == 200)
+            let copied = try await s.api("/fs/list", ["path": "/123/docs/other"], token: t)
+            #expect((copied.data["content"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["deeper"])
+            #expect(try await s.api("/fs/remove", ["dir": "/123", "names": ["other"]], token: t).code == 200)
+            let after = try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t)
+            #expect((after.data["content"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["docs"])  // trashed items hidden
+            let missing = try await s.api("/fs/get", ["path": "/123/nope"], token: t)
+            #expect(missing.code == 500 && missing.message.contains("object not found"))
+            let details = try await s.state.fs.details("/123")
+            #expect((details?.totalSpace ?? 0) > 0)
+            _ = emu
+        }
+    }
+
+    @Test func pagingAcross250EntriesAndOneTokenForConcurrentCalls() async throws {
+        try await withCloud { s, emu, t in
+            let many = try await s.state.fs.makeDir("/123/many")
+            // Fill the folder as another client would (the emulator's own API, not paced by PanList).
+            let other = try await emulatorToken(emu, s)
+            for i in 0..<251 { _ = try await emulatorMkdir(emu, s, token: other, parent: Int64(many.id) ?? 0, name: String(format: "f%03d", i)) }
+            _ = try await s.api("/fs/get", ["path": "/123/many"], token: t)  // the parent's listing is now cached
+            await emu.resetCallCounts()
+            let r = try await s.api("/fs/list", ["path": "/123/many"], token: t)
+            #expect((r.data["content"] as? [[String: Any]])?.count == 251)
+            #expect((r.data["content"] as? [[String: Any]])?.last?["name"] as? String == "f250")
+            #expect(await emu.callCounts()["/api/v2/file/list"] == 3)
+            // Served from the list cache: no upstream call.
+            _ = try await s.api("/fs/list", ["path": "/123/many"], token: t)
+            #expect(await emu.callCounts()["/api/v2/file/list"] == 3)
+            // Ten concurrent requests with an expired token: exactly one access_token call.
+            await emu.expireAllTokens()
+            await emu.resetCallCounts()
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<10 {
+                    group.addTask { try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t).code }
+                }
+                for try await code in group { #expect(code == 200) }
+            }
+            #expect(await emu.callCounts()["/api/v1/access_token"] == 1)
+        }
+    }
+
+    @Test func evictionExpiryAnd429AreSurvived() async throws {
+        try await withCloud { s, emu, t in
+            _ = try await s.state.fs.makeDir("/123/a")
+            await emu.revokeAllTokens()
+            #expect(try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t).code == 200)
+            await emu.failNextRequests(3)
+            #expect(try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t).code == 200)
+            await emu.failNextRequests(50)
+            let busy = try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t)
+            #expect(busy.code == 429 && busy.message.contains("rate-limiting"))
+            await emu.failNextRequests(0)
+        }
+    }
+
+    @Test func badCredentialsShowInTheStatusAndNothingElseBreaks() async throws {
+        try await withCloud { s, emu, t in
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": emu.config.clientID, "ClientSecret": "wrong", "base_url": emu.baseURL]), as: UTF8.self)
+            let r = try await s.api("/admin/storage/create", ["mount_path": "/bad", "driver": "123 Open", "addition": addition], token: t)
+            #expect(r.code == 500 && r.message.contains("clientSecret is invalid"))
+            #expect(try await s.api("/fs/list", ["path": "/123"], token: t).code == 200)
+        }
+    }
+
+    @Test func downloadRedirectsToTheCDN() async throws {
+        try await withCloud { s, emu, t in
+            // Put a file in the cloud through the emulator's own upload API (the driver's upload comes later).
+            _ = try await s.state.fs.makeDir("/123/media")
+            let listing = try await s.state.fs.list("/123")
+            let mediaID = try #require(listing.objects.first { $0.name == "media" }?.id)
+            let content = Data("cloud bytes".utf8)
+            let fid = try await emulatorUpload(emu, s, parent: Int64(mediaID) ?? 0, name: "a.txt", content)
+            #expect(fid > 0)
+            let get = try await s.api("/fs/get", ["path": "/123/media/a.txt"], token: t)
+            #expect((get.data["hash_info"] as? [String: Any])?["md5"] as? String == md5Hex(content))
+            let raw = try #require(get.data["raw_url"] as? String)
+            #expect(raw.contains("/d/123/media/a.txt?sign="))
+            let redirect = try await s.request(.GET, String(raw.dropFirst(s.base.count)))
+            #expect(redirect.status == 302)
+            let location = try #require(redirect.header("Location"))
+            #expect(location.hasPrefix(emu.baseURL + "/cdn/"))
+            var req = HTTPClientRequest(url: location)
+            req.method = .GET
+            let res = try await s.client.execute(req, timeout: .seconds(10))
+            #expect(Data(try await res.body.collect(upTo: 1 << 20).readableBytesView) == content)
+        }
+    }
+}
