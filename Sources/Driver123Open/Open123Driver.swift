@@ -56,6 +56,7 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
             DriverItem(name: "base_url", type: "string", default: "https://open-api.123pan.com",
                        help: "the API address; change it only for the open123-emulator"),
         ],
+        secretFields: ["ClientSecret", "DirectLinkPrivateKey"],
         make: { record, env in try Open123Driver(record: record, env: env) }
     )
 

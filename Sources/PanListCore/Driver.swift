@@ -116,10 +116,36 @@ public protocol DetailsCapable: Driver { func details() async throws -> StorageD
 public struct DriverFactory: Sendable {
     public var config: DriverConfig
     public var additional: [DriverItem]
+    /// Addition fields holding secrets: masked in every API answer, kept when an update sends the mask back.
+    public var secretFields: [String]
     public var make: @Sendable (_ storage: StorageRecord, _ env: DriverEnvironment) throws -> any Driver
-    public init(config: DriverConfig, additional: [DriverItem],
+    public init(config: DriverConfig, additional: [DriverItem], secretFields: [String] = [],
                 make: @escaping @Sendable (StorageRecord, DriverEnvironment) throws -> any Driver) {
-        self.config = config; self.additional = additional; self.make = make
+        self.config = config; self.additional = additional; self.secretFields = secretFields; self.make = make
+    }
+
+    public static let mask = "******"
+
+    /// The addition with every non-empty secret replaced by the mask.
+    public func masked(_ addition: String) -> String {
+        guard !secretFields.isEmpty, var obj = Self.object(addition) else { return addition }
+        for k in secretFields where !((obj[k] as? String) ?? "").isEmpty { obj[k] = Self.mask }
+        return Self.text(obj) ?? addition
+    }
+
+    /// An incoming addition where each secret sent as the mask takes the stored value again.
+    public func unmasked(_ incoming: String, stored: String) -> String {
+        guard !secretFields.isEmpty, var obj = Self.object(incoming), let old = Self.object(stored) else { return incoming }
+        for k in secretFields where (obj[k] as? String) == Self.mask { obj[k] = old[k] ?? "" }
+        return Self.text(obj) ?? incoming
+    }
+
+    static func object(_ s: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data((s.isEmpty ? "{}" : s).utf8))) as? [String: Any]
+    }
+
+    static func text(_ o: [String: Any]) -> String? {
+        (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

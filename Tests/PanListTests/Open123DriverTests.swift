@@ -156,6 +156,23 @@ struct Open123DriverTests {
         }
     }
 
+    @Test func secretsAreMaskedAndKeptOnUpdate() async throws {
+        try await withCloud { s, emu, t in
+            let list = try await s.api("/admin/storage/list", token: t, method: .GET)
+            #expect(!list.text.contains(emu.config.clientSecret))
+            let storage = try #require((list.data["content"] as? [[String: Any]])?.first { $0["driver"] as? String == "123 Open" })
+            let addition = try #require(storage["addition"] as? String)
+            #expect(addition.contains("******") && addition.contains(emu.config.clientID))
+            var updated = storage
+            updated["remark"] = "edited without retyping the secret"
+            let r = try await s.api("/admin/storage/update", updated, token: t)
+            #expect(r.code == 200, "\(r.text)")
+            #expect(try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t).code == 200)
+            let stored = try #require(try await s.state.store.storages().first { $0.driver == "123 Open" })
+            #expect(stored.addition.contains(emu.config.clientSecret))
+        }
+    }
+
     @Test func downloadRedirectsToTheCDN() async throws {
         try await withCloud { s, emu, t in
             // Put a file in the cloud through the emulator's own upload API (the driver's upload comes later).

@@ -65,7 +65,7 @@ extension APIRoutes {
 
         // Storages
         admin.get("storage/list") { req, _ in
-            let all = try await state.store.storages().map { StorageJSON(r: state.liveRecord($0)) }
+            let all = try await state.store.storages().map { StorageJSON(r: shown($0)) }
             let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
             let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
             var content = all
@@ -75,7 +75,7 @@ extension APIRoutes {
             }
             return APIResponse.ok(PageJSON(content: content, total: all.count))
         }
-        admin.get("storage/get") { req, _ in APIResponse.ok(StorageJSON(r: state.liveRecord(try await storage(req)))) }
+        admin.get("storage/get") { req, _ in APIResponse.ok(StorageJSON(r: shown(try await storage(req)))) }
         admin.post("storage/create") { req, _ in
             var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
             try validate(&record)
@@ -87,6 +87,7 @@ extension APIRoutes {
             var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
             guard let old = try await state.store.storage(id: record.id) else { throw FSError.noSuchRecord("storage \(record.id) does not exist") }
             guard old.driver == record.driver else { throw FSError.badRequest("a storage's driver cannot be changed") }
+            if let f = state.fs.registry.factory(named: record.driver) { record.addition = f.unmasked(record.addition, stored: old.addition) }
             try validate(&record)
             record.modified = Date()
             try await state.store.updateStorage(record)
@@ -162,6 +163,13 @@ extension APIRoutes {
             try await state.saveSettings([item])
             return APIResponse.ok(item.value)
         }
+    }
+
+    /// A storage as the admin API shows it: live status, secrets masked.
+    func shown(_ record: StorageRecord) -> StorageRecord {
+        var r = state.liveRecord(record)
+        if let f = state.fs.registry.factory(named: r.driver) { r.addition = f.masked(r.addition) }
+        return r
     }
 
     func storage(_ req: Request) async throws -> StorageRecord {
