@@ -83,7 +83,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "panlist", dependencies: [
-            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open",
+            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open", "Open123Emulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),

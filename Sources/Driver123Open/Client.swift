@@ -8,7 +8,11 @@ import PanListCore
 /// - 401: one forced token refresh, then one retry (never recursion).
 /// - 429: up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter; each attempt paced again.
 final class Open123Client: Sendable {
-    static let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    static let http: HTTPClient = {
+        var config = HTTPClient.Configuration()
+        config.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }()
 
     let baseURL: String
     let clientID: String

@@ -376,6 +376,20 @@ actor EmulatorState {
         return (blobPath(l.md5, l.size), l.size, l.name)
     }
 
+    /// Puts a file into the drive directly (demo content, test fixtures): folders of `path` are created.
+    func seed(path: String, data: Data) throws -> Int64 {
+        let parts = path.split(separator: "/").map(String.init)
+        guard let name = parts.last else { throw APIFailure.bad("empty path") }
+        let parent = try ensureDirs(Array(parts.dropLast()), under: 0)
+        let md5 = Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        let sha1 = Insecure.SHA1.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        if !hasBlob(md5, Int64(data.count)) {
+            try data.write(to: URL(fileURLWithPath: blobPath(md5, Int64(data.count))))
+            registerBlob(Blob(md5: md5, size: Int64(data.count), sha1: sha1))
+        }
+        return try addFile(name: name, parent: parent, md5: md5, size: Int64(data.count), duplicate: 2)
+    }
+
     // MARK: direct links
 
     func setDirectLink(_ id: Int64, enabled: Bool) throws(APIFailure) -> String {

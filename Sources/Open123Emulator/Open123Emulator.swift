@@ -78,6 +78,9 @@ public final class Open123Emulator: Sendable {
     public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
     /// The next CDN download sends about half of its body, then drops the connection.
     public func dropNextDownload() async { await state.setDropNextBody() }
+    /// Puts a file at `path` (for example `/Demo/readme.txt`) into the emulated drive; returns its file ID.
+    @discardableResult
+    public func seed(path: String, data: Data) async throws -> Int64 { try await state.seed(path: path, data: data) }
     public func setPrivateKey(_ key: String?) async { await state.setPrivateKey(key) }
     /// Calls per endpoint path since start (or the last reset).
     public func callCounts() async -> [String: Int] { await state.callCounts() }

@@ -16,7 +16,8 @@ public enum Bootstrap {
     public static let localDriverName = "Local"
 
     public static func open(dataDir rawDataDir: String, registry: DriverRegistry, logger: Logger,
-                            address: String? = nil, port: Int? = nil) async throws -> Result {
+                            address: String? = nil, port: Int? = nil,
+                            prepare: (@Sendable (any Store) async throws -> Void)? = nil) async throws -> Result {
         let fm = FileManager.default
         let dataDir = absolute(rawDataDir)
         try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
@@ -50,10 +51,14 @@ public enum Bootstrap {
                 _ = try await store.createStorage(StorageRecord(mountPath: "/", driver: localDriverName, addition: addition,
                                                                 remark: "created on first run"))
             }
+            try await prepare?(store)
             let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: config.tempDir, state: store))
             let state = try await ServerState(config: config, store: store, fs: fs, logger: logger)
-            for record in try await store.storages() {
-                await state.mount(record)
+            // Storages initialise concurrently: one slow or unreachable upstream does not hold up the others.
+            await withTaskGroup(of: Void.self) { group in
+                for record in (try? await store.storages()) ?? [] {
+                    group.addTask { await state.mount(record) }
+                }
             }
             return Result(state: state, createdAdminPassword: password)
         } catch {

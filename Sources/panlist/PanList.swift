@@ -3,6 +3,7 @@ import Driver123Open
 import DriverLocal
 import Foundation
 import Hummingbird
+import Open123Emulator
 import Logging
 import PanListCore
 import PanListServer
@@ -75,12 +76,26 @@ struct Server: AsyncParsableCommand {
     @OptionGroup var options: DataOption
     @Option(help: "Address to listen on (default from config.json: 127.0.0.1).") var address: String?
     @Option(help: "Port to listen on (default from config.json: 5244).") var port: Int?
+    @Flag(help: "Also start the 123 Open emulator in-process and mount it at /123open (try the 123 Open driver with no account).")
+    var demo = false
 
     func run() async throws {
         let logger = makeLogger()
-        let boot = try await Bootstrap.open(dataDir: options.data, registry: makeRegistry(), logger: logger,
-                                            address: address, port: port)
+        let emulator = demo ? try await startDemoEmulator() : nil
+        let boot: Bootstrap.Result
+        do {
+            boot = try await Bootstrap.open(dataDir: options.data, registry: makeRegistry(), logger: logger,
+                                            address: address, port: port, prepare: { store in
+                                                if let emulator { try await Self.mountDemo(emulator, store) }
+                                            })
+        } catch {
+            await emulator?.stop()
+            throw error
+        }
         let state = boot.state
+        if let emulator {
+            say("demo: 123 Open emulator at \(emulator.baseURL), mounted at /123open (\(state.fs.storages.first { $0.mountPath == "/123open" }?.record.status ?? "?"))")
+        }
         if let pw = boot.createdAdminPassword {
             say("Successfully created the admin user and the initial password is: \(pw)")
         }
@@ -97,10 +112,38 @@ struct Server: AsyncParsableCommand {
         } catch {
             await state.fs.unloadAll()
             await state.store.close()
+            await emulator?.stop()
             throw error
         }
         await state.fs.unloadAll()
         await state.store.close()
+        await emulator?.stop()
+    }
+
+    /// `--demo`: an in-memory 123 Open emulator on a free loopback port with a little content.
+    func startDemoEmulator() async throws -> Open123Emulator {
+        var config = EmulatorConfig()
+        config.clientID = "panlist-demo"
+        config.clientSecret = RandomString.make(24)
+        config.rateLimits = .off
+        let emu = try await Open123Emulator.start(config: config)
+        try await emu.seed(path: "/Demo/README.md", data: Data("# 123 Open demo\n\nThis folder lives in the open123-emulator that `panlist server --demo` started.\n".utf8))
+        try await emu.seed(path: "/Demo/hello.txt", data: Data("Hello from the emulated 123 Cloud Drive.\n".utf8))
+        return emu
+    }
+
+    /// Points the storage at /123open (created when missing) at the demo emulator, before storages load.
+    static func mountDemo(_ emu: Open123Emulator, _ store: any Store) async throws {
+        let addition = String(decoding: try JSONSerialization.data(withJSONObject: [
+            "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL], options: [.sortedKeys]), as: UTF8.self)
+        var record = try await store.storages().first { $0.mountPath == "/123open" }
+            ?? StorageRecord(mountPath: "/123open", driver: Open123Driver.name, remark: "panlist server --demo")
+        guard record.driver == Open123Driver.name else {
+            throw CLIError("/123open is already used by a \(record.driver) storage; remove it to use --demo")
+        }
+        record.addition = addition
+        record.disabled = false
+        if record.id == 0 { _ = try await store.createStorage(record) } else { try await store.updateStorage(record) }
     }
 }
 
