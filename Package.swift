@@ -64,7 +64,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "_NIOFileSystem", package: "swift-nio"),
         ]),
         .target(name: "Open123Emulator", dependencies: [
             "PanListCore",

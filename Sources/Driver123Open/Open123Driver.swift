@@ -40,7 +40,7 @@ struct Open123Addition: Decodable {
 }
 
 /// A 123 Cloud Drive through the 123 Open Platform API, with the Client ID and Secret of a developer application.
-public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable {
+public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable, PutCapable {
     public static let name = "123 Open"
     public static let factory = DriverFactory(
         config: DriverConfig(name: name, localSort: true, defaultRoot: "0"),
@@ -64,6 +64,7 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
     let addition: Open123Addition
     let client: Open123Client
     let rootID: Int64
+    let tempDir: String
     private let uidBox = NIOLockedValueBox<Int64?>(nil)
 
     init(record: StorageRecord, env: DriverEnvironment) throws {
@@ -75,6 +76,7 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
         guard let root = Int64(addition.rootFolderID), root >= 0 else { throw FSError.badRequest("RootFolderID must be a folder ID such as 0") }
         guard (1...32).contains(addition.uploadThread) else { throw FSError.badRequest("UploadThread must be between 1 and 32") }
         rootID = root
+        tempDir = env.tempDir
         client = Open123Client(baseURL: addition.baseURL, clientID: addition.clientID, clientSecret: addition.clientSecret, state: env.state)
     }
 
@@ -222,6 +224,14 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
     /// Moves to the recycle bin (123 deletes for good only from there).
     public func remove(_ obj: Obj) async throws {
         _ = try await client.call(.POST, "/api/v1/file/trash", json: ["fileIDs": [try Self.id(obj)]], as: Nothing.self)
+    }
+
+    /// Uploads into `dir`, replacing a file of the same name (`duplicate: 2`).
+    public func put(dir: Obj, stream: UploadStream, replacing existing: Obj?) async throws -> Obj {
+        let uploader = Uploader(client: client, tempDir: tempDir, threads: addition.uploadThread)
+        let id = try await uploader.upload(stream, parentID: try Self.id(dir))
+        return Obj(id: String(id), path: VirtualPath.join(dir.path, stream.name), name: stream.name, size: stream.size ?? 0,
+                   modified: Date(), isDir: false)
     }
 
     public func details() async throws -> StorageDetails {

@@ -156,6 +156,47 @@ struct Open123DriverTests {
         }
     }
 
+    @Test func uploadsSlicesInstantPendingRetriesAndBadMD5() async throws {
+        try await withCloud { s, emu, t in
+            let content = Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            // Multi-slice (1 KiB slices), no client MD5; one slice fails once and is retried; completion pending for 3 polls.
+            await emu.failNextSlices(1)
+            await emu.setCompletePending(polls: 3)
+            let up = try await s.put("/123/up/a.bin", content, token: t)
+            #expect(up.code == 200, "\(up.text)")
+            await emu.setCompletePending(polls: 0)
+            let get = try await s.api("/fs/get", ["path": "/123/up/a.bin"], token: t)
+            #expect((get.data["hash_info"] as? [String: Any])?["md5"] as? String == md5Hex(content) && get.data["size"] as? Int == 5000)
+            // The bytes in the cloud are the bytes sent.
+            let raw = try #require(get.data["raw_url"] as? String)
+            let location = try #require(try await s.request(.GET, String(raw.dropFirst(s.base.count))).header("Location"))
+            var req = HTTPClientRequest(url: location)
+            req.method = .GET
+            #expect(Data(try await s.client.execute(req, timeout: .seconds(10)).body.collect(upTo: 1 << 20).readableBytesView) == content)
+            // With the client's MD5, and the same content again: an instant upload (no slice sent).
+            await emu.resetCallCounts()
+            let again = try await s.put("/123/up/b.bin", content, token: t, extra: [("X-File-Md5", md5Hex(content))])
+            #expect(again.code == 200)
+            #expect(await emu.callCounts()["/upload/v2/file/slice"] == nil)
+            // A wrong client MD5: a clear error and no file.
+            let bad = try await s.put("/123/up/c.bin", Data("other".utf8), token: t, extra: [("X-File-Md5", md5Hex(content))])
+            #expect(bad.code == 400 && bad.message.contains("MD5"))
+            let names = (try await s.api("/fs/list", ["path": "/123/up", "refresh": true], token: t).data["content"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+            #expect(names == ["a.bin", "b.bin"])
+            // Over 10 GiB: refused before any byte is sent.
+            var big = HTTPClientRequest(url: s.base + "/api/fs/put")
+            big.method = .PUT
+            big.headers.add(name: "Authorization", value: t)
+            big.headers.add(name: "File-Path", value: "/123/up/huge.bin")
+            big.headers.add(name: "X-File-Size", value: String(Int64(11) << 30))
+            big.body = .stream(ByteStream.buffers([ByteBuffer(string: "x")]), length: .unknown)
+            let hugeRes = try await s.client.execute(big, timeout: .seconds(10))
+            #expect(String(buffer: try await hugeRes.body.collect(upTo: 1 << 20)).contains("10 GiB"))
+            // No spool file is left behind.
+            #expect(s.dir.allEntries("data/temp").isEmpty)
+        }
+    }
+
     @Test func secretsAreMaskedAndKeptOnUpdate() async throws {
         try await withCloud { s, emu, t in
             let list = try await s.api("/admin/storage/list", token: t, method: .GET)

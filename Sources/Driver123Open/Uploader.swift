@@ -1,0 +1,160 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+import PanListCore
+import _NIOFileSystem
+
+struct CreateData: Decodable {
+    var fileID: Int64?
+    var reuse: Bool?
+    var preuploadID: String?
+    var sliceSize: Int64?
+    var servers: [String]?
+}
+
+struct CompleteData: Decodable {
+    var completed: Bool?
+    var fileID: Int64?
+}
+
+/// Uploads through the v2 slice flow: spool to temp_dir while hashing (one pass), `create` (instant upload
+/// when 123 already has the content), slices with `UploadThread` workers (each with its MD5, 3 tries),
+/// then `upload_complete` polled once a second. The spool file is removed on every exit path.
+struct Uploader {
+    static let maxSize: Int64 = 10 << 30
+
+    let client: Open123Client
+    let tempDir: String
+    let threads: Int
+
+    func upload(_ stream: UploadStream, parentID: Int64) async throws -> Int64 {
+        if let size = stream.size, size > Self.maxSize {
+            throw FSError.tooLarge("123 Open accepts files up to 10 GiB; \(stream.name) has \(size) bytes")
+        }
+        let spool = tempDir + "/123open-upload-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let (size, md5) = try await spoolAndHash(stream, to: spool)
+        guard size <= Self.maxSize else { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
+
+        guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
+            "parentFileID": parentID, "filename": stream.name, "etag": md5, "size": size, "duplicate": 2,
+        ], as: CreateData.self) else { throw FSError.upstream(code: 1, message: "123 Open did not answer the upload request") }
+        if created.reuse == true, let id = created.fileID, id != 0 { return id }
+        guard let pre = created.preuploadID, !pre.isEmpty, let sliceSize = created.sliceSize, sliceSize > 0 else {
+            throw FSError.upstream(code: 1, message: "123 Open gave no upload session")
+        }
+        let server = created.servers?.first ?? client.baseURL
+        let count = size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 1
+            for _ in 0..<min(threads, count) {
+                let n = next
+                next += 1
+                group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, spool: spool, pre: pre, server: server, name: stream.name) }
+            }
+            while try await group.next() != nil {
+                if next <= count {
+                    let n = next
+                    next += 1
+                    group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, spool: spool, pre: pre, server: server, name: stream.name) }
+                }
+            }
+        }
+        // Poll for completion: 20103 and `completed: false` both mean "not yet"; the budget grows with the size.
+        let budget = 60 + Int(size / (20 << 20))
+        for _ in 0..<budget {
+            do {
+                if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": pre], as: CompleteData.self),
+                   r.completed == true, let id = r.fileID, id != 0 {
+                    return id
+                }
+            } catch let e as FSError {
+                guard case .upstream(20103, _) = e else { throw e }
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+        throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(stream.name) after \(budget) s; it may appear later")
+    }
+
+    /// Writes the body to `path`, hashing it as it goes, and checks the declared size and hashes.
+    func spoolAndHash(_ stream: UploadStream, to path: String) async throws -> (Int64, String) {
+        var verifier = UploadVerifier(stream)
+        var md5 = Insecure.MD5()
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { h in
+            try await h.withBufferedWriter(capacity: .mebibytes(1)) { w in
+                for try await buffer in stream.body {
+                    try verifier.update(buffer)
+                    if verifier.written > Self.maxSize { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
+                    buffer.withUnsafeReadableBytes { md5.update(bufferPointer: $0) }
+                    _ = try await w.write(contentsOf: buffer)
+                }
+            }
+        }
+        try verifier.finish()
+        return (verifier.written, md5.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+
+    func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, spool: String, pre: String, server: String, name: String) async throws {
+        let offset = Int64(n - 1) * sliceSize
+        let length = Int(min(sliceSize, size - offset))
+        let bytes = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
+            let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: spool))
+            defer { try? h.close() }
+            try h.seek(toOffset: UInt64(offset))
+            let data = try h.read(upToCount: length) ?? Data()
+            return ByteBuffer(bytes: data)
+        }
+        let md5 = bytes.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.map { String(format: "%02x", $0) }.joined()
+        var lastError: (any Error)?
+        for attempt in 0..<3 {
+            do {
+                try await client.postSlice(server: server, fields: [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)],
+                                           fileName: "\(name).part\(n)", bytes: bytes)
+                return
+            } catch {
+                lastError = error
+                if attempt < 2 { try await Task.sleep(for: .milliseconds(300 * (attempt + 1))) }
+            }
+        }
+        throw lastError ?? FSError.upstream(code: 1, message: "slice \(n) failed")
+    }
+}
+
+extension Open123Client {
+    /// `POST {server}/upload/v2/file/slice` as multipart/form-data; one refresh on 401.
+    func postSlice(server: String, fields: [(String, String)], fileName: String, bytes: ByteBuffer) async throws {
+        let boundary = "panlist-" + UUID().uuidString
+        var body = ByteBuffer()
+        for (k, v) in fields {
+            body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n")
+        }
+        body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(fileName)\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+        var b = bytes
+        body.writeBuffer(&b)
+        body.writeString("\r\n--\(boundary)--\r\n")
+        var refreshed = false
+        while true {
+            let token = try await tokens.current()
+            var req = HTTPClientRequest(url: (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/upload/v2/file/slice")
+            req.method = .POST
+            req.headers.add(name: "Platform", value: "open_platform")
+            req.headers.add(name: "Authorization", value: "Bearer " + token)
+            req.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
+            req.body = .bytes(body)
+            let res = try await Self.http.execute(req, timeout: .seconds(300))
+            let answer = try await res.body.collect(upTo: 1 << 20)
+            guard res.status == .ok, let env = try? JSONDecoder().decode(APIEnvelope<Nothing>.self, from: Data(answer.readableBytesView)) else {
+                throw FSError.upstream(code: Int(res.status.code), message: "slice upload answered HTTP \(res.status.code)")
+            }
+            if env.code == 0 { return }
+            if env.code == 401 && !refreshed {
+                refreshed = true
+                await tokens.invalidate(token)
+                continue
+            }
+            throw FSError.upstream(code: env.code, message: env.message)
+        }
+    }
+}
