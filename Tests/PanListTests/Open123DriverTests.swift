@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import NIOCore
 import Open123Emulator
@@ -194,6 +195,60 @@ struct Open123DriverTests {
             #expect(String(buffer: try await hugeRes.body.collect(upTo: 1 << 20)).contains("10 GiB"))
             // No spool file is left behind.
             #expect(s.dir.allEntries("data/temp").isEmpty)
+        }
+    }
+
+    @Test func signedDirectLinksAndClearMessages() async throws {
+        try await withCloud({ $0.uid = 4242 }) { s, emu, t in
+            _ = try await emu.seed(path: "/pub/sub/视频.mp4", data: Data("direct bytes".utf8))
+            _ = try await emu.seed(path: "/private/x.txt", data: Data("x".utf8))
+            let listing = try await s.state.fs.list("/123")
+            let pub = try #require(listing.objects.first { $0.name == "pub" })
+            try await emu.enableDirectLink(folderID: Int64(pub.id) ?? 0)
+            await emu.setPrivateKey("k3y")
+            // A second storage on the same drive with DirectLink and the private key.
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL,
+                "DirectLink": true, "DirectLinkPrivateKey": "k3y", "DirectLinkValidDuration": 30]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/direct", "driver": "123 Open", "addition": addition], token: t).code == 200)
+            let (link, _, _) = try await s.state.fs.link("/direct/pub/sub/视频.mp4")
+            guard case .url(let url, _, let expires) = link else { Issue.record("not a URL link"); return }
+            #expect(url.hasPrefix(emu.baseURL + "/4242/pub/sub/") && url.contains("auth_key="))
+            #expect((expires?.timeIntervalSinceNow ?? 0) > 25 * 60)
+            var req = HTTPClientRequest(url: url)
+            req.method = .GET
+            let ok = try await s.client.execute(req, timeout: .seconds(10))
+            let okBody = try await ok.body.collect(upTo: 1 << 20)
+            #expect(ok.status == .ok && Data(okBody.readableBytesView) == Data("direct bytes".utf8))
+            // An expired signature is refused by the CDN.
+            let stale = url.replacingOccurrences(of: #"auth_key=\d+"#, with: "auth_key=1000", options: .regularExpression)
+            var req2 = HTTPClientRequest(url: stale)
+            req2.method = .GET
+            #expect(try await s.client.execute(req2, timeout: .seconds(10)).status == .forbidden)
+            // Outside a direct-link space: a message that says what to do.
+            do {
+                _ = try await s.state.fs.link("/direct/private/x.txt")
+                Issue.record("a link outside the direct-link space was given")
+            } catch let e as FSError {
+                #expect(e.message.contains("direct-link space"))
+            }
+        }
+    }
+
+    @Test func theTokenSurvivesARestart() async throws {
+        try await withCloud { s, emu, t in
+            _ = try await s.api("/fs/list", ["path": "/123"], token: t)
+            let stored = try await s.state.store.storages().first { $0.driver == "123 Open" }
+            await emu.resetCallCounts()
+            // A new driver instance (as after a restart) reads the token from the store, not from 123.
+            await s.state.fs.unload(id: stored?.id ?? 0)
+            let fresh = await s.state.fs.load(stored!)
+            #expect(fresh.isWorking)
+            _ = try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t)
+            #expect(await emu.callCounts()["/api/v1/access_token"] == nil)
+            let saved = try await s.state.store.driverState("123open.token." + emu.baseURL + " " + emu.config.clientID + " " +
+                Insecure.MD5.hash(data: Data(emu.config.clientSecret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined())
+            #expect(saved?.contains("token") == true)
         }
     }
 
