@@ -5,6 +5,9 @@ import NIOCore
 import NIOPosix
 import PanListCore
 import _NIOFileSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct CreateData: Decodable {
     var fileID: Int64?
@@ -99,19 +102,34 @@ struct Uploader {
     func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, spool: String, pre: String, server: String, name: String) async throws {
         let offset = Int64(n - 1) * sliceSize
         let length = Int(min(sliceSize, size - offset))
-        let bytes = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
-            let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: spool))
-            defer { try? h.close() }
-            try h.seek(toOffset: UInt64(offset))
-            let data = try h.read(upToCount: length) ?? Data()
-            return ByteBuffer(bytes: data)
+        // The slice is read from the spool straight into the multipart body: one buffer per worker.
+        let boundary = "panlist-" + UUID().uuidString
+        let (body, md5) = try await NIOThreadPool.singleton.runIfActive { () throws -> (ByteBuffer, String) in
+            let fd = open(spool, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FSError.internalError("the upload spool file is gone") }
+            defer { close(fd) }
+            var buffer = ByteBufferAllocator().buffer(capacity: length + 1024)
+            let start = buffer.writerIndex
+            var read = 0
+            while read < length {
+                let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length - read) { ptr in
+                    max(0, pread(fd, ptr.baseAddress, min(ptr.count, length - read), off_t(offset) + off_t(read)))
+                }
+                if got == 0 { throw FSError.internalError("the upload spool file is shorter than expected") }
+                read += got
+            }
+            let md5 = buffer.getSlice(at: start, length: length)!.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }
+                .map { String(format: "%02x", $0) }.joined()
+            return (buffer, md5)
         }
-        let md5 = bytes.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.map { String(format: "%02x", $0) }.joined()
+        let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"\($0.0)\"\r\n\r\n\($0.1)\r\n"
+        }.joined() + "--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(name).part\(n)\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        let parts = [ByteBuffer(string: head), body, ByteBuffer(string: "\r\n--\(boundary)--\r\n")]
         var lastError: (any Error)?
         for attempt in 0..<3 {
             do {
-                try await client.postSlice(server: server, fields: [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)],
-                                           fileName: "\(name).part\(n)", bytes: bytes)
+                try await client.postSlice(server: server, boundary: boundary, parts: parts)
                 return
             } catch {
                 lastError = error
@@ -123,17 +141,9 @@ struct Uploader {
 }
 
 extension Open123Client {
-    /// `POST {server}/upload/v2/file/slice` as multipart/form-data; one refresh on 401.
-    func postSlice(server: String, fields: [(String, String)], fileName: String, bytes: ByteBuffer) async throws {
-        let boundary = "panlist-" + UUID().uuidString
-        var body = ByteBuffer()
-        for (k, v) in fields {
-            body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n")
-        }
-        body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(fileName)\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-        var b = bytes
-        body.writeBuffer(&b)
-        body.writeString("\r\n--\(boundary)--\r\n")
+    /// `POST {server}/upload/v2/file/slice` as multipart/form-data (the parts sent as they are, no copy); one refresh on 401.
+    func postSlice(server: String, boundary: String, parts: [ByteBuffer]) async throws {
+        let total = parts.reduce(0) { $0 + $1.readableBytes }
         var refreshed = false
         while true {
             let token = try await tokens.current()
@@ -142,7 +152,7 @@ extension Open123Client {
             req.headers.add(name: "Platform", value: "open_platform")
             req.headers.add(name: "Authorization", value: "Bearer " + token)
             req.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
-            req.body = .bytes(body)
+            req.body = .stream(ByteStream.buffers(parts), length: .known(Int64(total)))
             let res = try await Self.http.execute(req, timeout: .seconds(300))
             let answer = try await res.body.collect(upTo: 1 << 20)
             guard res.status == .ok, let env = try? JSONDecoder().decode(APIEnvelope<Nothing>.self, from: Data(answer.readableBytesView)) else {

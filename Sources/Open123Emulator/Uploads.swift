@@ -342,6 +342,13 @@ extension Routes {
             return ["filename": try await state.setDirectLink(id, enabled: true)]
         }
         knob("drop-next-body") { _ in await state.setDropNextBody(); return nil }
+        knob("seed") { b in
+            // {"paths": ["/a/b.txt", …], "content": "text"}: files put into the drive directly.
+            let content = Data((b.string("content") ?? "").utf8)
+            var ids: [Int64] = []
+            for p in b.strings("paths") ?? [] { ids.append(try await state.seed(path: p, data: content)) }
+            return ["fileIDs": ids]
+        }
         knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
         knob("calls/reset") { _ in await state.resetCalls(); return nil }
         router.get("/__emulator/calls") { _, _ in Wire.ok(await state.callCounts()) }
