@@ -120,6 +120,15 @@ struct Open123DriverTests {
             // Served from the list cache: no upstream call.
             _ = try await s.api("/fs/list", ["path": "/123/many"], token: t)
             #expect(await emu.callCounts()["/api/v2/file/list"] == 3)
+            // The token expires while the three pages are being fetched (PanList paces 5 list calls a second):
+            // the listing still completes, with one new token.
+            await emu.resetCallCounts()
+            let listing = Task { try await s.api("/fs/list", ["path": "/123/many", "refresh": true], token: t) }
+            try await Task.sleep(for: .milliseconds(250))
+            await emu.expireAllTokens()
+            let midway = try await listing.value
+            #expect((midway.data["content"] as? [[String: Any]])?.count == 251)
+            #expect((await emu.callCounts()["/api/v1/access_token"] ?? 0) <= 1)
             // Ten concurrent requests with an expired token: exactly one access_token call.
             await emu.expireAllTokens()
             await emu.resetCallCounts()
