@@ -56,13 +56,7 @@ func emulatorMkdir(_ emu: Open123Emulator, _ s: TestServer, token: String, paren
 
 /// Uploads a file straight into the emulator (its single-step upload), as another 123 client would.
 func emulatorUpload(_ emu: Open123Emulator, _ s: TestServer, parent: Int64, name: String, _ content: Data) async throws -> Int64 {
-    var tr = HTTPClientRequest(url: emu.baseURL + "/api/v1/access_token")
-    tr.method = .POST
-    tr.headers.add(name: "Platform", value: "open_platform")
-    tr.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["clientID": emu.config.clientID, "clientSecret": emu.config.clientSecret])))
-    let tres = try await s.client.execute(tr, timeout: .seconds(10))
-    let tjson = try JSONSerialization.jsonObject(with: Data(try await tres.body.collect(upTo: 1 << 20).readableBytesView)) as? [String: Any]
-    let token = ((tjson?["data"] as? [String: Any])?["accessToken"] as? String) ?? ""
+    let token = try await emulatorToken(emu, s)
     let boundary = "b\(UUID().uuidString.prefix(8))"
     var body = Data()
     for (k, v) in [("parentFileID", String(parent)), ("filename", name), ("etag", md5Hex(content)), ("size", String(content.count)), ("duplicate", "2")] {
