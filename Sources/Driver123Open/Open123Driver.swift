@@ -167,7 +167,7 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
         let rand = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let uid = try await uid()
         let text = "\(comps.path)-\(ts)-\(rand)-\(uid)-\(addition.directLinkPrivateKey)"
-        let md5 = Insecure.MD5.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        let md5 = Insecure.MD5.hash(data: Data(text.utf8)).hexString
         comps.queryItems = (comps.queryItems ?? []) + [URLQueryItem(name: "auth_key", value: "\(ts)-\(rand)-\(uid)-\(md5)")]
         return comps.string ?? url
     }

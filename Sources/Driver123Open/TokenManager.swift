@@ -16,7 +16,7 @@ actor TokenManager {
             let key = baseURL + " " + clientID
             if let m = map[key], m.clientSecret == clientSecret { return m }
             // The secret is part of the state key, so a storage with a wrong secret never picks up a stored token.
-            let secretTag = Insecure.MD5.hash(data: Data(clientSecret.utf8)).prefix(4).map { String(format: "%02x", $0) }.joined()
+            let secretTag = Insecure.MD5.hash(data: Data(clientSecret.utf8)).prefix(4).hexString
             let m = TokenManager(clientID: clientID, clientSecret: clientSecret, stateKey: "123open.token." + key + " " + secretTag,
                                  state: state, fetch: fetch)
             map[key] = m

@@ -96,7 +96,7 @@ struct Uploader {
             }
         }
         try verifier.finish()
-        return (verifier.written, md5.finalize().map { String(format: "%02x", $0) }.joined())
+        return (verifier.written, md5.finalize().hexString)
     }
 
     func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, spool: String, pre: String, server: String, name: String) async throws {
@@ -118,8 +118,7 @@ struct Uploader {
                 if got == 0 { throw FSError.internalError("the upload spool file is shorter than expected") }
                 read += got
             }
-            let md5 = buffer.getSlice(at: start, length: length)!.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }
-                .map { String(format: "%02x", $0) }.joined()
+            let md5 = buffer.getSlice(at: start, length: length)!.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.hexString
             return (buffer, md5)
         }
         let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PanListCore
 import NIOPosix
 
 /// Everything the emulator knows, behind one actor: the tree, blobs, tokens, uploads, knobs and counters.
@@ -381,8 +382,8 @@ actor EmulatorState {
         let parts = path.split(separator: "/").map(String.init)
         guard let name = parts.last else { throw APIFailure.bad("empty path") }
         let parent = try ensureDirs(Array(parts.dropLast()), under: 0)
-        let md5 = Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined()
-        let sha1 = Insecure.SHA1.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        let md5 = Insecure.MD5.hash(data: data).hexString
+        let sha1 = Insecure.SHA1.hash(data: data).hexString
         if !hasBlob(md5, Int64(data.count)) {
             try data.write(to: URL(fileURLWithPath: blobPath(md5, Int64(data.count))))
             registerBlob(Blob(md5: md5, size: Int64(data.count), sha1: sha1))

@@ -210,7 +210,7 @@ struct Routes: Sendable {
         if Int64(Date().timeIntervalSince1970) > ts { return false }
         for p in [path, raw] {
             let text = "\(p)-\(parts[0])-\(parts[1])-\(parts[2])-\(key)"
-            let md5 = Insecure.MD5.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+            let md5 = Insecure.MD5.hash(data: Data(text.utf8)).hexString
             if md5 == parts[3] { return true }
         }
         return false

@@ -4,10 +4,11 @@ import HTTPTypes
 import Hummingbird
 import MultipartKit
 import NIOCore
+import PanListCore
 import NIOPosix
 import _NIOFileSystem
 
-func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 { d.map { String(format: "%02x", $0) }.joined() }
+func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 { d.hexString }
 
 /// A multipart body parsed as it streams: small text fields kept, the file part written to disk and hashed.
 struct SpooledForm {

@@ -38,14 +38,13 @@ public struct UploadVerifier {
         if let expectedSize, written != expectedSize {
             throw .badRequest("upload of \(name) was cut off: received \(written) of \(expectedSize) bytes")
         }
-        func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 { d.map { String(format: "%02x", $0) }.joined() }
-        if let md5, let want = expected.md5, hex(md5.finalize()) != want {
+        if let md5, let want = expected.md5, md5.finalize().hexString != want {
             throw .badRequest("upload of \(name) does not match its declared MD5 \(want)")
         }
-        if let sha1, let want = expected.sha1, hex(sha1.finalize()) != want {
+        if let sha1, let want = expected.sha1, sha1.finalize().hexString != want {
             throw .badRequest("upload of \(name) does not match its declared SHA-1 \(want)")
         }
-        if let sha256, let want = expected.sha256, hex(sha256.finalize()) != want {
+        if let sha256, let want = expected.sha256, sha256.finalize().hexString != want {
             throw .badRequest("upload of \(name) does not match its declared SHA-256 \(want)")
         }
     }

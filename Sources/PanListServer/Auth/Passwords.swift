@@ -8,7 +8,7 @@ public enum Passwords {
     static let staticSuffix = "-https://github.com/alist-org/alist"
 
     public static func sha256Hex(_ s: String) -> String {
-        SHA256.hash(data: Data(s.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Data(s.utf8)).hexString
     }
 
     public static func staticHash(_ password: String) -> String { sha256Hex(password + staticSuffix) }
