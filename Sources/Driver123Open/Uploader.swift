@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PanListCore
@@ -27,6 +28,8 @@ struct CompleteData: Decodable {
 /// then `upload_complete` polled once a second. The spool file is removed on every exit path.
 struct Uploader {
     static let maxSize: Int64 = 10 << 30
+    /// The slice size each server last asked for (123 documents 16 MiB), so slice MD5s can be computed while spooling.
+    static let sliceSizeGuess = NIOLockedValueBox<[String: Int64]>([:])
 
     let client: Open123Client
     let tempDir: String
@@ -38,7 +41,8 @@ struct Uploader {
         }
         let spool = tempDir + "/123open-upload-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: spool) }
-        let (size, md5) = try await spoolAndHash(stream, to: spool)
+        let guess = Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] } ?? (16 << 20)
+        let (size, md5, digests) = try await spoolAndHash(stream, to: spool, pieceSize: guess)
         guard size <= Self.maxSize else { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
 
         guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
@@ -50,18 +54,21 @@ struct Uploader {
         }
         let server = created.servers?.first ?? client.baseURL
         let count = size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize)
+        // Slice digests computed while spooling, when the slice size was the expected one.
+        Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] = sliceSize }
+        let known = sliceSize == guess && digests.count == count ? digests : nil
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 1
             for _ in 0..<min(threads, count) {
                 let n = next
                 next += 1
-                group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, spool: spool, pre: pre, server: server, name: stream.name) }
+                group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: stream.name) }
             }
             while try await group.next() != nil {
                 if next <= count {
                     let n = next
                     next += 1
-                    group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, spool: spool, pre: pre, server: server, name: stream.name) }
+                    group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: stream.name) }
                 }
             }
         }
@@ -82,24 +89,28 @@ struct Uploader {
     }
 
     /// Writes the body to `path`, hashing it as it goes, and checks the declared size and hashes.
-    func spoolAndHash(_ stream: UploadStream, to path: String) async throws -> (Int64, String) {
+    /// The whole-file MD5 is computed here (unless the client declared one, which the verifier checks);
+    /// the MD5s of `pieceSize` slices are computed by the background writes, on the other core.
+    func spoolAndHash(_ stream: UploadStream, to path: String, pieceSize: Int64) async throws -> (Int64, String, [String]) {
         var verifier = UploadVerifier(stream)
-        var md5 = Insecure.MD5()
+        var md5 = stream.md5 == nil ? Insecure.MD5() : nil
+        let pieces = PieceHasher(pieceSize: pieceSize)
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { h in
-            try await h.withBufferedWriter(capacity: .mebibytes(1)) { w in
+            try await OverlappedWriter.with(handle: h, sideWork: { pieces.update($0) }) { w in
                 for try await buffer in stream.body {
                     try verifier.update(buffer)
                     if verifier.written > Self.maxSize { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
-                    buffer.withUnsafeReadableBytes { md5.update(bufferPointer: $0) }
-                    _ = try await w.write(contentsOf: buffer)
+                    if md5 != nil { buffer.withUnsafeReadableBytes { md5?.update(bufferPointer: $0) } }
+                    try await w.write(buffer)
                 }
             }
         }
         try verifier.finish()
-        return (verifier.written, md5.finalize().hexString)
+        let digest = md5?.finalize().hexString ?? stream.md5?.lowercased() ?? ""
+        return (verifier.written, digest, pieces.finish())
     }
 
-    func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, spool: String, pre: String, server: String, name: String) async throws {
+    func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, md5 known: String?, spool: String, pre: String, server: String, name: String) async throws {
         let offset = Int64(n - 1) * sliceSize
         let length = Int(min(sliceSize, size - offset))
         // The slice is read from the spool straight into the multipart body: one buffer per worker.
@@ -118,7 +129,8 @@ struct Uploader {
                 if got == 0 { throw FSError.internalError("the upload spool file is shorter than expected") }
                 read += got
             }
-            let md5 = buffer.getSlice(at: start, length: length)!.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.hexString
+            if let known { return (buffer, known) }
+            let md5 = buffer.getSlice(at: start, length: length)?.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.hexString ?? ""
             return (buffer, md5)
         }
         let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {

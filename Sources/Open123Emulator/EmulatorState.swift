@@ -38,7 +38,14 @@ actor EmulatorState {
         var pendingPolls: Int
         var v1: Bool = false
         var dir: String
+        /// Slices being written into the data file right now.
+        var receiving: Set<Int> = []
+        /// The whole file's MD5, advanced over slices 1…hashedThrough while the others arrive.
+        var running = RunningMD5()
+        var hashedThrough = 0
+        var hashing = false
         var sliceCount: Int { size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize) }
+        func sliceLength(_ n: Int) -> Int64 { n < sliceCount ? sliceSize : size - Int64(n - 1) * sliceSize }
     }
 
     init(config: EmulatorConfig) throws {
@@ -354,7 +361,17 @@ actor EmulatorState {
 
     func hasBlob(_ md5: String, _ size: Int64) -> Bool { snap.blobs["\(md5)-\(size)"] != nil }
 
-    func blob(sha1: String, size: Int64) -> Blob? { snap.blobs.values.first { $0.sha1 == sha1 && $0.size == size } }
+    /// The blob with this SHA-1 and size; SHA-1s not known yet are computed for the blobs of that size.
+    func blob(sha1: String, size: Int64) -> Blob? {
+        for (key, b) in snap.blobs where b.size == size && b.sha1 == nil {
+            guard let fd = FileHandle(forReadingAtPath: blobPath(b.md5, b.size)) else { continue }
+            defer { try? fd.close() }
+            var h = Insecure.SHA1()
+            while let chunk = try? fd.read(upToCount: 1 << 20), !chunk.isEmpty { h.update(data: chunk) }
+            snap.blobs[key]?.sha1 = h.finalize().hexString
+        }
+        return snap.blobs.values.first { $0.sha1 == sha1 && $0.size == size }
+    }
 
     func registerBlob(_ b: Blob) {
         snap.blobs["\(b.md5)-\(b.size)"] = b
@@ -383,10 +400,9 @@ actor EmulatorState {
         guard let name = parts.last else { throw APIFailure.bad("empty path") }
         let parent = try ensureDirs(Array(parts.dropLast()), under: 0)
         let md5 = Insecure.MD5.hash(data: data).hexString
-        let sha1 = Insecure.SHA1.hash(data: data).hexString
         if !hasBlob(md5, Int64(data.count)) {
             try data.write(to: URL(fileURLWithPath: blobPath(md5, Int64(data.count))))
-            registerBlob(Blob(md5: md5, size: Int64(data.count), sha1: sha1))
+            registerBlob(Blob(md5: md5, size: Int64(data.count), sha1: nil))
         }
         return try addFile(name: name, parent: parent, md5: md5, size: Int64(data.count), duplicate: 2)
     }

@@ -58,7 +58,8 @@ struct Token: Codable, Sendable {
 struct Blob: Codable, Sendable {
     var md5: String
     var size: Int64
-    var sha1: String
+    /// Computed when first asked for (`sha1_reuse`), not on every upload.
+    var sha1: String?
 }
 
 /// The state that survives a restart with `--data`.

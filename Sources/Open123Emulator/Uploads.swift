@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import MultipartKit
+import NIOConcurrencyHelpers
 import NIOCore
 import PanListCore
 import NIOPosix
@@ -11,14 +12,27 @@ import _NIOFileSystem
 func hex<D: Sequence>(_ d: D) -> String where D.Element == UInt8 { d.hexString }
 
 /// A multipart body parsed as it streams: small text fields kept, the file part written to disk and hashed.
+/// Where a file part's bytes go when the form fields before it say which slice it is: straight into the
+/// upload's data file at the slice's offset, so completing an upload needs no merge copy.
+struct Placement: Sendable {
+    var id: String
+    var sliceNo: Int
+    var path: String
+    var offset: Int64
+    var limit: Int64
+}
+
+/// A multipart form read as it streams: text fields kept, the file part hashed (MD5) and written either
+/// to its placement or to a spool file at `path`.
 struct SpooledForm {
     var fields: [String: String] = [:]
     var fileBytes: Int64 = 0
     var md5 = ""
-    var sha1 = ""
     var hadFile = false
+    var placement: Placement?
 
-    static func read(_ body: RequestBody, contentType: String?, filePart: Set<String>, to path: String) async throws -> SpooledForm {
+    static func read(_ body: RequestBody, contentType: String?, filePart: Set<String>, to path: String,
+                     place: (([String: String]) async -> Placement?)? = nil) async throws -> SpooledForm {
         guard let ct = contentType, ct.lowercased().hasPrefix("multipart/form-data"),
               let b = ct.split(separator: ";").dropFirst().compactMap({ p -> String? in
                   let kv = p.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -28,11 +42,11 @@ struct SpooledForm {
         final class St {
             var name: String?
             var isFile = false
+            var inFile = false
             var text = ByteBuffer()
             var pending: [ByteBuffer] = []
             var form = SpooledForm()
             var md5 = Insecure.MD5()
-            var sha1 = Insecure.SHA1()
         }
         let st = St()
         let parser = MultipartParser(boundary: b)
@@ -43,6 +57,7 @@ struct SpooledForm {
                 if kv.count == 2, kv[0].lowercased() == "name" { st.name = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             }
             st.isFile = st.name.map { filePart.contains($0) } ?? false || value.contains("filename=")
+            if st.isFile { st.inFile = true }
         }
         parser.onBody = { buf in
             if st.isFile { st.pending.append(buf) } else { var b = buf; st.text.writeBuffer(&b) }
@@ -52,23 +67,43 @@ struct SpooledForm {
             else if let n = st.name { st.form.fields[n] = String(buffer: st.text) }
             st.name = nil; st.isFile = false; st.text.clear()
         }
-        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: true)) { h in
-            try await h.withBufferedWriter { w in
-                for try await chunk in body {
-                    do { try parser.execute(chunk) } catch { throw APIFailure.bad("multipart格式错误") }
+        var chunks = body.makeAsyncIterator()
+        func feed(_ chunk: ByteBuffer) throws {
+            do { try parser.execute(chunk) } catch { throw APIFailure.bad("multipart格式错误") }
+        }
+        // Fields first, until the file part begins (or the body ends).
+        while !st.inFile, let chunk = try await chunks.next() { try feed(chunk) }
+        guard st.inFile else { return st.form }
+        let placement = await place?(st.form.fields)
+        st.form.placement = placement
+        let target = placement?.path ?? path
+        let options: OpenOptions.Write = placement == nil ? .newFile(replaceExisting: true) : .modifyFile(createIfNecessary: true)
+        let limit = placement?.limit ?? .max
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(target), options: options) { h in
+            try await OverlappedWriter.with(handle: h, offset: placement?.offset ?? 0) { w in
+                while true {
                     for p in st.pending {
-                        p.withUnsafeReadableBytes { st.md5.update(bufferPointer: $0); st.sha1.update(bufferPointer: $0) }
+                        p.withUnsafeReadableBytes { st.md5.update(bufferPointer: $0) }
+                        // Bytes past the slice's length are counted (the size check refuses them), never written.
+                        let room = limit - st.form.fileBytes
+                        if room >= Int64(p.readableBytes) { try await w.write(p) }
+                        else if room > 0 { try await w.write(p.getSlice(at: p.readerIndex, length: Int(room)) ?? ByteBuffer()) }
                         st.form.fileBytes += Int64(p.readableBytes)
-                        _ = try await w.write(contentsOf: p)
                     }
                     st.pending.removeAll()
+                    guard let chunk = try await chunks.next() else { break }
+                    try feed(chunk)
                 }
             }
         }
-        st.form.md5 = hex(st.md5.finalize())
-        st.form.sha1 = hex(st.sha1.finalize())
+        st.form.md5 = st.md5.finalize().hexString
         return st.form
     }
+}
+
+/// The running MD5 of an upload's data file, advanced slice by slice in order by one task at a time.
+final class RunningMD5: @unchecked Sendable {
+    var md5 = Insecure.MD5()
 }
 
 extension EmulatorState {
@@ -112,6 +147,7 @@ extension EmulatorState {
         let id = UUID().uuidString.replacingOccurrences(of: "-", with: "")
         let dir = root + "/uploads/" + id
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        _ = FileManager.default.createFile(atPath: dir + "/data", contents: nil)
         uploads[id] = Upload(id: id, parent: p, name: name, md5: md5, size: size, sliceSize: config.sliceSize,
                              duplicate: duplicate, pendingPolls: completePending, v1: v1, dir: dir)
         var r: [String: Any] = ["fileID": 0, "reuse": false, "preuploadID": id, "sliceSize": config.sliceSize]
@@ -124,23 +160,89 @@ extension EmulatorState {
         return u
     }
 
-    /// Checks a received slice (already on disk at `path`) and records it.
+    /// Where slice bytes of this form go: into the data file, when the fields name a known upload and a
+    /// slice that is neither recorded nor being received by another request. Otherwise nil (spooled).
+    func placeSlice(_ fields: [String: String]) -> Placement? {
+        let f = Body(fields)
+        guard let id = f.string("preuploadID"), let u = uploads[id], u.fileID == nil,
+              let n = f.int("sliceNo").map(Int.init), n >= 1, n <= u.sliceCount,
+              u.slices[n] == nil, !u.receiving.contains(n) else { return nil }
+        uploads[id]?.receiving.insert(n)
+        return Placement(id: id, sliceNo: n, path: u.dir + "/data", offset: Int64(n - 1) * u.sliceSize, limit: u.sliceLength(n))
+    }
+
+    /// A placed slice whose request ended (accepted or not) frees its place.
+    func releasePlacement(_ p: Placement?) {
+        guard let p else { return }
+        uploads[p.id]?.receiving.remove(p.sliceNo)
+    }
+
+    /// Checks a received slice (in its placement, or spooled at `path`) and records it.
     func acceptSlice(_ id: String?, sliceNo: Int?, md5: String?, received: SpooledForm, path: String) throws(APIFailure) {
+        defer { releasePlacement(received.placement) }
         let u = try upload(id)
         if failSlices > 0 {
             failSlices -= 1
             throw .bad("分片上传失败，请重试")
         }
         guard let n = sliceNo, n >= 1, n <= u.sliceCount else { throw .bad("sliceNo参数错误") }
-        let expected = n < u.sliceCount ? u.sliceSize : u.size - Int64(n - 1) * u.sliceSize
-        guard received.hadFile, received.fileBytes == expected else { throw .bad("分片大小错误") }
+        if let p = received.placement, p.id != u.id || p.sliceNo != n { throw .bad("sliceNo参数错误") }
+        guard received.hadFile, received.fileBytes == u.sliceLength(n) else { throw .bad("分片大小错误") }
         guard let md5, md5.lowercased() == received.md5 else { throw .bad("分片MD5校验失败") }
-        try? FileManager.default.removeItem(atPath: u.dir + "/\(n)")
-        do { try FileManager.default.moveItem(atPath: path, toPath: u.dir + "/\(n)") } catch { throw .bad("分片保存失败") }
+        if u.slices[n] != nil { return }  // already recorded: the same bytes (its MD5 matched)
+        if received.placement == nil {
+            // Spooled (fields after the file part, or a V1 presigned PUT): copy into the data file.
+            guard let input = FileHandle(forReadingAtPath: path), let out = FileHandle(forWritingAtPath: u.dir + "/data") else {
+                throw .bad("分片保存失败")
+            }
+            defer { try? input.close(); try? out.close() }
+            do {
+                try out.seek(toOffset: UInt64((n - 1)) * UInt64(u.sliceSize))
+                while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty { try out.write(contentsOf: chunk) }
+            } catch { throw .bad("分片保存失败") }
+        }
         uploads[u.id]?.slices[n] = received.md5
+        kickHasher(u.id)
     }
 
-    /// `upload_complete`: pending polls (knob), missing slices, merged MD5 check, then the file node.
+    /// Starts hashing the data file's next slices in order, if they are recorded and nobody hashes yet.
+    func kickHasher(_ id: String) {
+        guard let u = uploads[id], !u.hashing, u.hashedThrough < u.sliceCount, u.slices[u.hashedThrough + 1] != nil else { return }
+        uploads[id]?.hashing = true
+        Task { await self.runHasher(id) }
+    }
+
+    private func runHasher(_ id: String) async {
+        while let u = uploads[id], u.hashedThrough < u.sliceCount, u.slices[u.hashedThrough + 1] != nil {
+            let n = u.hashedThrough + 1
+            let offset = Int64(n - 1) * u.sliceSize, length = u.sliceLength(n)
+            let path = u.dir + "/data", running = u.running
+            let ok = (try? await NIOThreadPool.singleton.runIfActive { () throws -> Bool in
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                var done: Int64 = 0
+                while done < length {
+                    let want = Int(min(Int64(buffer.count), length - done))
+                    let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset + done)) }
+                    guard got > 0 else { return false }
+                    buffer.withUnsafeBytes { running.md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+                    done += Int64(got)
+                }
+                return true
+            }) ?? false
+            guard ok else {
+                uploads[id]?.failed = "合并分片失败"
+                break
+            }
+            uploads[id]?.hashedThrough = n
+        }
+        uploads[id]?.hashing = false
+    }
+
+    /// `upload_complete`: pending polls (knob), missing slices, the whole file's MD5 check, then the file node.
+    /// The MD5 runs while slices arrive; if it is still behind, this waits for it up to 5 s, then answers 20103.
     func complete(_ id: String?) async throws(APIFailure) -> sending [String: Any] {
         var u = try upload(id)
         if let fid = u.fileID { return ["completed": true, "fileID": fid, "async": false] }
@@ -151,49 +253,36 @@ extension EmulatorState {
             if u.pendingPolls % 2 == 1 { throw APIFailure(code: 20103, message: "文件正在校验中,请间隔1秒后再试") }
             return ["completed": false, "fileID": 0, "async": true]
         }
-        let merged = u.dir + "/merged"
-        let count = u.sliceCount
-        let dir = u.dir
-        let hashes: (String, String)
-        do {
-            hashes = try await NIOThreadPool.singleton.runIfActive { () throws -> (String, String) in
-                FileManager.default.createFile(atPath: merged, contents: nil)
-                let out = try FileHandle(forWritingTo: URL(fileURLWithPath: merged))
-                defer { try? out.close() }
-                var md5 = Insecure.MD5(), sha1 = Insecure.SHA1()
-                for n in 1...count {
-                    let input = try FileHandle(forReadingFrom: URL(fileURLWithPath: dir + "/\(n)"))
-                    defer { try? input.close() }
-                    while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty {
-                        md5.update(data: chunk); sha1.update(data: chunk)
-                        try out.write(contentsOf: chunk)
-                    }
-                }
-                return (hex(md5.finalize()), hex(sha1.finalize()))
-            }
-        } catch {
-            throw .bad("合并分片失败")
+        kickHasher(u.id)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while let now = uploads[u.id], now.hashedThrough < now.sliceCount, now.failed == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
         }
-        guard hashes.0 == u.md5 else {
+        guard let current = uploads[u.id] else { throw .bad("preuploadID不存在或已过期") }
+        u = current
+        if let fid = u.fileID { return ["completed": true, "fileID": fid, "async": false] }
+        if let failed = u.failed { throw .bad(failed) }
+        guard u.hashedThrough == u.sliceCount else { throw APIFailure(code: 20103, message: "文件正在校验中,请间隔1秒后再试") }
+        guard u.running.md5.finalize().hexString == u.md5 else {
             uploads[u.id]?.failed = "文件上传失败"
             throw .bad("文件上传失败")
         }
-        try? FileManager.default.removeItem(atPath: blobPath(u.md5, u.size))
-        do { try FileManager.default.moveItem(atPath: merged, toPath: blobPath(u.md5, u.size)) } catch { throw .bad("文件保存失败") }
-        registerBlob(Blob(md5: u.md5, size: u.size, sha1: hashes.1))
+        if !hasBlob(u.md5, u.size) {
+            try? FileManager.default.removeItem(atPath: blobPath(u.md5, u.size))
+            do { try FileManager.default.moveItem(atPath: u.dir + "/data", toPath: blobPath(u.md5, u.size)) } catch { throw .bad("文件保存失败") }
+            registerBlob(Blob(md5: u.md5, size: u.size, sha1: nil))
+        }
         let fid = try addFile(name: u.name, parent: u.parent, md5: u.md5, size: u.size, duplicate: u.duplicate)
         u.fileID = fid
         uploads[u.id] = u
-        try? FileManager.default.removeItem(atPath: dir)
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try? FileManager.default.removeItem(atPath: u.dir)
         return ["completed": true, "fileID": fid, "async": false]
     }
 
     func listParts(_ id: String?) throws(APIFailure) -> sending [[String: Any]] {
         let u = try upload(id)
         return u.slices.keys.sorted().map { n in
-            let size = n < u.sliceCount ? u.sliceSize : u.size - Int64(n - 1) * u.sliceSize
-            return ["partNumber": String(n), "size": size, "etag": u.slices[n] ?? ""]
+            ["partNumber": String(n), "size": u.sliceLength(n), "etag": u.slices[n] ?? ""]
         }
     }
 
@@ -210,7 +299,7 @@ extension EmulatorState {
         guard form.md5 == md5 else { throw .bad("文件上传失败") }
         if !hasBlob(md5, size) {
             do { try FileManager.default.moveItem(atPath: path, toPath: blobPath(md5, size)) } catch { throw .bad("文件保存失败") }
-            registerBlob(Blob(md5: md5, size: size, sha1: form.sha1))
+            registerBlob(Blob(md5: md5, size: size, sha1: nil))
         }
         return ["fileID": try addFile(name: name, parent: p, md5: md5, size: size, duplicate: dup), "completed": true]
     }
@@ -244,7 +333,7 @@ extension EmulatorState {
 }
 
 extension Routes {
-    func spoolPath() async -> String { await state.root + "/uploads/spool-" + UUID().uuidString }
+    func spoolPath() async -> String { state.root + "/uploads/spool-" + UUID().uuidString }
 
     func registerUploads(_ router: Router<Ctx>) {
         for v1 in [false, true] {
@@ -258,7 +347,18 @@ extension Routes {
         api(router, .post, "/upload/v2/file/slice") { req, _ in
             let path = await spoolPath()
             defer { try? FileManager.default.removeItem(atPath: path) }
-            let form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["slice"], to: path)
+            let placed = NIOLockedValueBox<Placement?>(nil)
+            let form: SpooledForm
+            do {
+                form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["slice"], to: path) { fields in
+                    let p = await state.placeSlice(fields)
+                    placed.withLockedValue { $0 = p }
+                    return p
+                }
+            } catch {
+                await state.releasePlacement(placed.withLockedValue { $0 })
+                throw error
+            }
             let f = Body(form.fields)
             try await state.acceptSlice(f.string("preuploadID"), sliceNo: f.int("sliceNo").map(Int.init),
                                         md5: f.string("sliceMD5"), received: form, path: path)
@@ -307,7 +407,7 @@ extension Routes {
             var form = SpooledForm()
             form.hadFile = true
             form.fileBytes = bytes
-            form.md5 = hex(md5.finalize())
+            form.md5 = md5.finalize().hexString
             do {
                 try await state.acceptSlice(ctx.parameters.get("id"), sliceNo: ctx.parameters.get("n").flatMap { Int($0) },
                                             md5: form.md5, received: form, path: path)

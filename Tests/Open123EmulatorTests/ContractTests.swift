@@ -209,6 +209,28 @@ struct UploadContractTests {
         }
     }
 
+    @Test func slicesInAnyOrderAndPartOrderMakeTheRightFile() async throws {
+        try await withEmulator { h in
+            let data = Data((0..<4500).map { UInt8(($0 * 7) % 253) })
+            let c = try await h.call(.POST, "/upload/v2/file/create", ["parentFileID": 0, "filename": "order.bin", "etag": md5Hex(data), "size": data.count])
+            let pre = try #require(c.data["preuploadID"] as? String)
+            func part(_ n: Int) -> Data { data.subdata(in: (n - 1) * 1024..<min(n * 1024, data.count)) }
+            // Last slice first; slice 3 with its file part before the fields (spooled, then copied in).
+            #expect(try await h.slice(pre, 5, part(5)).code == 0)
+            #expect(try await h.slice(pre, 3, part(3), fileFirst: true).code == 0)
+            #expect(try await h.slice(pre, 1, part(1)).code == 0)
+            // A bad re-send of a recorded slice is refused and does not damage it.
+            #expect(try await h.slice(pre, 1, Data(repeating: 0, count: 1024), md5: md5Hex(part(1))).code != 0)
+            #expect(try await h.slice(pre, 4, part(4)).code == 0)
+            #expect(try await h.slice(pre, 2, part(2)).code == 0)
+            let done = try await h.call(.POST, "/upload/v2/file/upload_complete", ["preuploadID": pre])
+            #expect(done.data["completed"] as? Bool == true)
+            let fid = try #require(done.data.int("fileID"))
+            let info = try await h.call(.GET, "/api/v1/file/download_info?fileId=\(fid)")
+            #expect(try await h.raw(.GET, try #require(info.data["downloadUrl"] as? String)).body == data)
+        }
+    }
+
     @Test func pendingPollsAndMismatch() async throws {
         try await withEmulator { h in
             await h.emu.setCompletePending(polls: 3)

@@ -84,21 +84,24 @@ final class Harness: @unchecked Sendable {
         return try await call(.GET, q)
     }
 
-    func multipart(_ fields: [(String, String)], file: (field: String, name: String, data: Data)?) -> (Data, String) {
+    func multipart(_ fields: [(String, String)], file: (field: String, name: String, data: Data)?, fileFirst: Bool = false) -> (Data, String) {
         let boundary = "emu\(UUID().uuidString.prefix(8))"
         var body = Data()
-        for (k, v) in fields { body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8) }
+        var filePart = Data()
         if let file {
-            body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(file.field)\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
-            body += file.data + Data("\r\n".utf8)
+            filePart += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(file.field)\"; filename=\"\(file.name)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
+            filePart += file.data + Data("\r\n".utf8)
         }
+        if fileFirst { body += filePart }
+        for (k, v) in fields { body += Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(k)\"\r\n\r\n\(v)\r\n".utf8) }
+        if !fileFirst { body += filePart }
         body += Data("--\(boundary)--\r\n".utf8)
         return (body, "multipart/form-data; boundary=\(boundary)")
     }
 
-    func slice(_ preuploadID: String, _ no: Int, _ data: Data, md5: String? = nil) async throws -> Answer {
+    func slice(_ preuploadID: String, _ no: Int, _ data: Data, md5: String? = nil, fileFirst: Bool = false) async throws -> Answer {
         let (body, ct) = multipart([("preuploadID", preuploadID), ("sliceNo", String(no)), ("sliceMD5", md5 ?? md5Hex(data))],
-                                   file: ("slice", "f.part\(no)", data))
+                                   file: ("slice", "f.part\(no)", data), fileFirst: fileFirst)
         return try await raw(.POST, "/upload/v2/file/slice", headers: [("Platform", "open_platform"), ("Authorization", "Bearer " + token), ("Content-Type", ct)], body: body)
     }
 

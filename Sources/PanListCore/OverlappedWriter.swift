@@ -1,0 +1,130 @@
+import Crypto
+import NIOConcurrencyHelpers
+import NIOCore
+import _NIOFileSystem
+
+/// Writes a stream of buffers to a file at increasing offsets while the caller goes on with the next
+/// buffers: bytes are gathered into batches, and one batch at a time is written in the background, so
+/// hashing (or receiving) the next batch overlaps the disk write of the previous one.
+/// At most two batches are held in memory. `sideWork` runs on each batch after it is written, in order,
+/// on the same background task (used to hash fixed-size pieces on the other core).
+public final class OverlappedWriter {
+    private let handle: WriteFileHandle
+    private let batchSize: Int
+    private let sideWork: (@Sendable (ByteBuffer) -> Void)?
+    private var batch: ByteBuffer
+    private var pending: Task<Void, any Error>?
+    public private(set) var offset: Int64
+
+    private init(handle: WriteFileHandle, offset: Int64, batchSize: Int, sideWork: (@Sendable (ByteBuffer) -> Void)?) {
+        self.handle = handle
+        self.offset = offset
+        self.batchSize = batchSize
+        self.sideWork = sideWork
+        self.batch = ByteBufferAllocator().buffer(capacity: batchSize)
+    }
+
+    /// Runs `body` with a writer on `handle` starting at `offset`; waits for the last write in every case,
+    /// so no write is still running when this returns (or throws).
+    public static func with<R>(handle: WriteFileHandle, offset: Int64 = 0, batchSize: Int = 4 << 20,
+                               sideWork: (@Sendable (ByteBuffer) -> Void)? = nil,
+                               _ body: (OverlappedWriter) async throws -> R) async throws -> R {
+        let writer = OverlappedWriter(handle: handle, offset: offset, batchSize: batchSize, sideWork: sideWork)
+        do {
+            let result = try await body(writer)
+            try await writer.flush()
+            return result
+        } catch {
+            _ = try? await writer.pending?.value
+            throw error
+        }
+    }
+
+    public func write(_ buffer: ByteBuffer) async throws {
+        var buffer = buffer
+        if batch.readableBytes == 0 && buffer.readableBytes >= batchSize {
+            try await submit(buffer)
+            return
+        }
+        batch.writeBuffer(&buffer)
+        if batch.readableBytes >= batchSize {
+            let full = batch
+            batch = ByteBufferAllocator().buffer(capacity: batchSize)
+            try await submit(full)
+        }
+    }
+
+    /// Writes what is gathered and waits until every byte is written.
+    public func flush() async throws {
+        if batch.readableBytes > 0 {
+            let rest = batch
+            batch = ByteBufferAllocator().buffer(capacity: batchSize)
+            try await submit(rest)
+        }
+        let last = pending
+        pending = nil
+        try await last?.value
+    }
+
+    private func submit(_ buffer: ByteBuffer) async throws {
+        let previous = pending
+        pending = nil
+        try await previous?.value
+        let at = offset
+        offset += Int64(buffer.readableBytes)
+        let handle = handle, sideWork = sideWork
+        pending = Task {
+            try await handle.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: at)
+            sideWork?(buffer)
+        }
+    }
+}
+
+/// MD5s of consecutive fixed-size pieces of a stream (the last one may be shorter), fed in order.
+/// Used to have slice digests ready when a file is spooled; safe to feed from a background task.
+public final class PieceHasher: Sendable {
+    public let pieceSize: Int64
+    private struct State {
+        var md5 = Insecure.MD5()
+        var filled: Int64 = 0
+        var digests: [String] = []
+    }
+    private let state = NIOLockedValueBox(State())
+
+    public init(pieceSize: Int64) {
+        precondition(pieceSize > 0)
+        self.pieceSize = pieceSize
+    }
+
+    public func update(_ buffer: ByteBuffer) {
+        let pieceSize = pieceSize
+        state.withLockedValue { s in
+            buffer.withUnsafeReadableBytes { raw in
+                var at = 0
+                while at < raw.count {
+                    let take = Int(min(Int64(raw.count - at), pieceSize - s.filled))
+                    s.md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: raw[at..<(at + take)]))
+                    s.filled += Int64(take)
+                    at += take
+                    if s.filled == pieceSize {
+                        s.digests.append(s.md5.finalize().hexString)
+                        s.md5 = Insecure.MD5()
+                        s.filled = 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// The digests of all pieces, the short last one included (an empty stream has one empty piece).
+    public func finish() -> [String] {
+        state.withLockedValue { s in
+            if s.filled > 0 || s.digests.isEmpty {
+                s.digests.append(s.md5.finalize().hexString)
+                s.md5 = Insecure.MD5()
+                s.filled = 0
+            }
+            return s.digests
+        }
+    }
+}
