@@ -112,35 +112,28 @@ struct Uploader {
 
     func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, md5 known: String?, spool: String, pre: String, server: String, name: String) async throws {
         let offset = Int64(n - 1) * sliceSize
-        let length = Int(min(sliceSize, size - offset))
-        // The slice is read from the spool straight into the multipart body: one buffer per worker.
-        let boundary = "panlist-" + UUID().uuidString
-        let (body, md5) = try await NIOThreadPool.singleton.runIfActive { () throws -> (ByteBuffer, String) in
-            let fd = open(spool, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw FSError.internalError("the upload spool file is gone") }
-            defer { close(fd) }
-            var buffer = ByteBufferAllocator().buffer(capacity: length + 1024)
-            let start = buffer.writerIndex
-            var read = 0
-            while read < length {
-                let got = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length - read) { ptr in
-                    max(0, pread(fd, ptr.baseAddress, min(ptr.count, length - read), off_t(offset) + off_t(read)))
-                }
-                if got == 0 { throw FSError.internalError("the upload spool file is shorter than expected") }
-                read += got
+        let length = min(sliceSize, size - offset)
+        // The slice's MD5 was computed while spooling, unless the server chose another slice size: then one read now.
+        let md5: String
+        if let known {
+            md5 = known
+        } else {
+            md5 = try await NIOThreadPool.singleton.runIfActive {
+                var h = Insecure.MD5()
+                try SpoolRegion.read(spool, offset: offset, length: length) { h.update(bufferPointer: $0) }
+                return h.finalize().hexString
             }
-            if let known { return (buffer, known) }
-            let md5 = buffer.getSlice(at: start, length: length)?.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0) }.hexString ?? ""
-            return (buffer, md5)
         }
+        let boundary = "panlist-" + UUID().uuidString
         let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {
             "--\(boundary)\r\nContent-Disposition: form-data; name=\"\($0.0)\"\r\n\r\n\($0.1)\r\n"
         }.joined() + "--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(name).part\(n)\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        let parts = [ByteBuffer(string: head), body, ByteBuffer(string: "\r\n--\(boundary)--\r\n")]
+        let slice = SpoolRegion(path: spool, offset: offset, length: length,
+                                head: ByteBuffer(string: head), tail: ByteBuffer(string: "\r\n--\(boundary)--\r\n"))
         var lastError: (any Error)?
         for attempt in 0..<3 {
             do {
-                try await client.postSlice(server: server, boundary: boundary, parts: parts)
+                try await client.postSlice(server: server, boundary: boundary, body: slice)
                 return
             } catch {
                 lastError = error
@@ -151,10 +144,76 @@ struct Uploader {
     }
 }
 
+/// A multipart slice body streamed from the spool file: the form head, the slice's bytes read 1 MiB at a time
+/// (so memory does not grow with the slice size the server asks for), then the closing boundary.
+struct SpoolRegion: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    static let chunk = 1 << 20
+    let path: String
+    let offset: Int64
+    let length: Int64
+    let head: ByteBuffer
+    let tail: ByteBuffer
+
+    var totalLength: Int64 { Int64(head.readableBytes) + length + Int64(tail.readableBytes) }
+
+    /// Reads `length` bytes at `offset` from `path` in chunks, blocking (call on a thread pool).
+    static func read(_ path: String, offset: Int64, length: Int64, _ body: (UnsafeRawBufferPointer) -> Void) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FSError.internalError("the upload spool file is gone") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var done: Int64 = 0
+        while done < length {
+            let want = Int(Swift.min(Int64(chunk), length - done))
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset + done)) }
+            guard got > 0 else { throw FSError.internalError("the upload spool file is shorter than expected") }
+            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            done += Int64(got)
+        }
+    }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let region: SpoolRegion
+        var sentHead = false
+        var done: Int64 = 0
+        var sentTail = false
+
+        mutating func next() async throws -> ByteBuffer? {
+            if !sentHead { sentHead = true; return region.head }
+            if done < region.length {
+                let at = region.offset + done
+                let want = Int(Swift.min(Int64(SpoolRegion.chunk), region.length - done))
+                let path = region.path
+                let buffer = try await NIOThreadPool.singleton.runIfActive { () throws -> ByteBuffer in
+                    let fd = open(path, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else { throw FSError.internalError("the upload spool file is gone") }
+                    defer { close(fd) }
+                    var b = ByteBufferAllocator().buffer(capacity: want)
+                    var read = 0
+                    while read < want {
+                        let got = b.writeWithUnsafeMutableBytes(minimumWritableBytes: want - read) { ptr in
+                            Swift.max(0, pread(fd, ptr.baseAddress, Swift.min(ptr.count, want - read), off_t(at) + off_t(read)))
+                        }
+                        if got == 0 { throw FSError.internalError("the upload spool file is shorter than expected") }
+                        read += got
+                    }
+                    return b
+                }
+                done += Int64(want)
+                return buffer
+            }
+            if !sentTail { sentTail = true; return region.tail }
+            return nil
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(region: self) }
+}
+
 extension Open123Client {
-    /// `POST {server}/upload/v2/file/slice` as multipart/form-data (the parts sent as they are, no copy); one refresh on 401.
-    func postSlice(server: String, boundary: String, parts: [ByteBuffer]) async throws {
-        let total = parts.reduce(0) { $0 + $1.readableBytes }
+    /// `POST {server}/upload/v2/file/slice` as multipart/form-data streamed from the spool; one refresh on 401.
+    func postSlice(server: String, boundary: String, body: SpoolRegion) async throws {
         var refreshed = false
         while true {
             let token = try await tokens.current()
@@ -163,7 +222,7 @@ extension Open123Client {
             req.headers.add(name: "Platform", value: "open_platform")
             req.headers.add(name: "Authorization", value: "Bearer " + token)
             req.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
-            req.body = .stream(ByteStream.buffers(parts), length: .known(Int64(total)))
+            req.body = .stream(body, length: .known(body.totalLength))
             let res = try await Self.http.execute(req, timeout: .seconds(300))
             let answer = try await res.body.collect(upTo: 1 << 20)
             guard res.status == .ok, let env = try? JSONDecoder().decode(APIEnvelope<Nothing>.self, from: Data(answer.readableBytesView)) else {

@@ -177,6 +177,13 @@ struct Open123DriverTests {
             var req = HTTPClientRequest(url: location)
             req.method = .GET
             #expect(Data(try await s.client.execute(req, timeout: .seconds(10)).body.collect(upTo: 1 << 20).readableBytesView) == content)
+            // A second upload: the driver has learned the slice size, so slice MD5s come from the spooling pass.
+            let other = Data((0..<7000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) })
+            #expect(try await s.put("/123/up/a2.bin", other, token: t).code == 200)
+            let raw2 = try #require(try await s.api("/fs/get", ["path": "/123/up/a2.bin"], token: t).data["raw_url"] as? String)
+            var req2 = HTTPClientRequest(url: try #require(try await s.request(.GET, String(raw2.dropFirst(s.base.count))).header("Location")))
+            req2.method = .GET
+            #expect(Data(try await s.client.execute(req2, timeout: .seconds(10)).body.collect(upTo: 1 << 20).readableBytesView) == other)
             // With the client's MD5, and the same content again: an instant upload (no slice sent).
             await emu.resetCallCounts()
             let again = try await s.put("/123/up/b.bin", content, token: t, extra: [("X-File-Md5", md5Hex(content))])
@@ -186,7 +193,7 @@ struct Open123DriverTests {
             let bad = try await s.put("/123/up/c.bin", Data("other".utf8), token: t, extra: [("X-File-Md5", md5Hex(content))])
             #expect(bad.code == 400 && bad.message.contains("MD5"))
             let names = (try await s.api("/fs/list", ["path": "/123/up", "refresh": true], token: t).data["content"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
-            #expect(names == ["a.bin", "b.bin"])
+            #expect(names == ["a.bin", "a2.bin", "b.bin"])
             // Over 10 GiB: refused before any byte is sent.
             var big = HTTPClientRequest(url: s.base + "/api/fs/put")
             big.method = .PUT
