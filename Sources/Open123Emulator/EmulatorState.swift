@@ -14,6 +14,8 @@ actor EmulatorState {
     var evicted: Set<String> = []
     var calls: [String: Int] = [:]
     var forced429 = 0
+    /// Expire every token when `path` has been called `after` more times (a deterministic "expires mid-way").
+    var expireAfter: (path: String, after: Int)?
     var completePending = 0
     var failSlices = 0
     var dropNextBody = false
@@ -82,6 +84,14 @@ actor EmulatorState {
     /// Counts the call, applies injected and configured rate limits.
     func admit(_ path: String) throws(APIFailure) {
         calls[path, default: 0] += 1
+        if let e = expireAfter, e.path == path {
+            if e.after == 0 {
+                expireAfter = nil
+                expireAllTokens()
+            } else {
+                expireAfter = (path, e.after - 1)
+            }
+        }
         if forced429 > 0 {
             forced429 -= 1
             throw .tooFrequent
@@ -139,6 +149,10 @@ actor EmulatorState {
     func expireAllTokens() {
         for i in snap.tokens.indices { snap.tokens[i].expiresAt = Date(timeIntervalSince1970: 0) }
         save()
+    }
+
+    func expireTokens(after calls: Int, of path: String) {
+        expireAfter = (path, max(0, calls))
     }
 
     func revokeAllTokens() {

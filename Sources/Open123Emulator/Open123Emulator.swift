@@ -69,6 +69,8 @@ public final class Open123Emulator: Sendable {
 
     public func expireAllTokens() async { await state.expireAllTokens() }
     public func revokeAllTokens() async { await state.revokeAllTokens() }
+    /// Every live token expires just before the call to `path` that follows the next `calls` calls to it.
+    public func expireTokens(after calls: Int, of path: String) async { await state.expireTokens(after: calls, of: path) }
     /// The next `count` API calls answer 429.
     public func failNextRequests(_ count: Int) async { await state.setForced429(count) }
     /// Each `upload_complete` answers "pending" (20103 and `completed: false`, alternating) for `polls` polls first.

@@ -432,7 +432,11 @@ extension Routes {
                 }
             }
         }
-        knob("tokens/expire") { _ in await state.expireAllTokens(); return nil }
+        knob("tokens/expire") { b in
+            if let after = b.int("after_calls"), let path = b.string("path") { await state.expireTokens(after: Int(after), of: path) }
+            else { await state.expireAllTokens() }
+            return nil
+        }
         knob("tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
         knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
         knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }

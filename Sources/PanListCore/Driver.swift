@@ -107,8 +107,22 @@ public protocol PutCapable: Driver {
 public struct StorageDetails: Sendable, Codable, Equatable {
     public var totalSpace: Int64
     public var freeSpace: Int64
+    public var usedSpace: Int64 { max(0, totalSpace - freeSpace) }
     public init(totalSpace: Int64, freeSpace: Int64) { self.totalSpace = totalSpace; self.freeSpace = freeSpace }
-    enum CodingKeys: String, CodingKey { case totalSpace = "total_space", freeSpace = "free_space" }
+    enum CodingKeys: String, CodingKey { case totalSpace = "total_space", freeSpace = "free_space", usedSpace = "used_space" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        totalSpace = try c.decode(Int64.self, forKey: .totalSpace)
+        freeSpace = try c.decode(Int64.self, forKey: .freeSpace)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(totalSpace, forKey: .totalSpace)
+        try c.encode(freeSpace, forKey: .freeSpace)
+        try c.encode(usedSpace, forKey: .usedSpace)
+    }
 }
 public protocol DetailsCapable: Driver { func details() async throws -> StorageDetails }
 

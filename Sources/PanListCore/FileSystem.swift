@@ -166,6 +166,11 @@ public final class FileSystem: Sendable {
         return (link, obj, m)
     }
 
+    /// The working storage mounted exactly at `path`, if any.
+    public func storage(mountedAt path: String) -> MountedStorage? {
+        storages.first { $0.mountPath == path && $0.isWorking }
+    }
+
     /// Free and total space of the storage owning `path`, when its driver reports them.
     public func details(_ path: String) async throws -> StorageDetails? {
         guard let (m, _) = resolve(path), let d = try m.ready() as? any DetailsCapable else { return nil }

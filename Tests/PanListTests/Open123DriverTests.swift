@@ -76,6 +76,32 @@ func emulatorUpload(_ emu: Open123Emulator, _ s: TestServer, parent: Int64, name
 
 @Suite("123 Open driver through PanList's API, against the emulator")
 struct Open123DriverTests {
+    @Test func quotaIsShownWithTheStorage() async throws {
+        try await withCloud({ $0.spacePermanent = 5 << 40 }) { s, emu, t in
+            _ = try await emu.seed(path: "/a.bin", data: Data(repeating: 7, count: 3000))
+            // The mount root in its parent's listing carries the space (OpenList's mount_details).
+            let root = try await s.api("/fs/list", ["path": "/"], token: t)
+            let mount = try #require((root.data["content"] as? [[String: Any]])?.first { $0["name"] as? String == "123" })
+            let details = try #require(mount["mount_details"] as? [String: Any])
+            #expect(details["total_space"] as? Int64 == 5 << 40 && details["used_space"] as? Int64 == 3000)
+            #expect(details["free_space"] as? Int64 == (5 << 40) - 3000 && details["driver_name"] as? String == "123 Open")
+            // fs/get on the mount root, and the admin's storage list, show the same.
+            let got = try await s.api("/fs/get", ["path": "/123"], token: t)
+            #expect((got.data["mount_details"] as? [String: Any])?["total_space"] as? Int64 == 5 << 40)
+            let storages = try await s.api("/admin/storage/list", token: t, method: .GET)
+            let rows = try #require(storages.data["content"] as? [[String: Any]])
+            let row = try #require(rows.first { $0["mount_path"] as? String == "/123" })
+            #expect((row["mount_details"] as? [String: Any])?["used_space"] as? Int64 == 3000)
+            // Ordinary folders carry none; a second listing is served from the cache (no new user/info call).
+            await emu.resetCallCounts()
+            let again = try await s.api("/fs/list", ["path": "/"], token: t)
+            #expect((again.data["content"] as? [[String: Any]])?.first { $0["name"] as? String == "123" }?["mount_details"] != nil)
+            #expect(await emu.callCounts()["/api/v1/user/info"] == nil)
+            let inner = try await s.api("/fs/list", ["path": "/123"], token: t)
+            #expect((inner.data["content"] as? [[String: Any]])?.allSatisfy { $0["mount_details"] == nil } == true)
+        }
+    }
+
     @Test func browseAndManage() async throws {
         try await withCloud { s, emu, t in
             #expect(try await s.api("/fs/mkdir", ["path": "/123/docs/deep"], token: t).code == 200)
@@ -114,15 +140,14 @@ struct Open123DriverTests {
             // Served from the list cache: no upstream call.
             _ = try await s.api("/fs/list", ["path": "/123/many"], token: t)
             #expect(await emu.callCounts()["/api/v2/file/list"] == 3)
-            // The token expires while the three pages are being fetched (PanList paces 5 list calls a second):
-            // the listing still completes, with one new token.
+            // The token expires after the first of the three pages: the listing still completes, with one new
+            // token and the second page asked for again.
             await emu.resetCallCounts()
-            let listing = Task { try await s.api("/fs/list", ["path": "/123/many", "refresh": true], token: t) }
-            try await Task.sleep(for: .milliseconds(250))
-            await emu.expireAllTokens()
-            let midway = try await listing.value
+            await emu.expireTokens(after: 1, of: "/api/v2/file/list")
+            let midway = try await s.api("/fs/list", ["path": "/123/many", "refresh": true], token: t)
             #expect((midway.data["content"] as? [[String: Any]])?.count == 251)
-            #expect((await emu.callCounts()["/api/v1/access_token"] ?? 0) <= 1)
+            #expect(await emu.callCounts()["/api/v1/access_token"] == 1)
+            #expect(await emu.callCounts()["/api/v2/file/list"] == 4)
             // Ten concurrent requests with an expired token: exactly one access_token call.
             await emu.expireAllTokens()
             await emu.resetCallCounts()

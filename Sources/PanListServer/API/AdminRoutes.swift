@@ -7,10 +7,12 @@ struct PageJSON<T: Encodable>: Encodable { var content: [T]; var total: Int }
 
 struct StorageJSON: Encodable {
     var r: StorageRecord
+    var details: MountDetailsJSON?
     func encode(to encoder: any Encoder) throws {
         enum K: String, CodingKey {
             case id, mount_path, order, driver, cache_expiration, status, addition, remark, modified, disabled
             case enable_sign, order_by, order_direction, extract_folder, web_proxy, webdav_policy, down_proxy_url
+            case mount_details
         }
         var c = encoder.container(keyedBy: K.self)
         try c.encode(r.id, forKey: .id); try c.encode(r.mountPath, forKey: .mount_path); try c.encode(r.order, forKey: .order)
@@ -21,6 +23,22 @@ struct StorageJSON: Encodable {
         try c.encode(r.orderDirection, forKey: .order_direction); try c.encode(r.extractFolder, forKey: .extract_folder)
         try c.encode(r.webProxy, forKey: .web_proxy); try c.encode(r.webdavPolicy, forKey: .webdav_policy)
         try c.encode(r.downProxyURL, forKey: .down_proxy_url)
+        try c.encodeIfPresent(details, forKey: .mount_details)
+    }
+
+    /// The records with the space of each working storage (fetched together; cached and time-bounded).
+    static func withDetails(_ records: [StorageRecord], _ fs: FileSystem) async -> [StorageJSON] {
+        await withTaskGroup(of: (Int, MountDetailsJSON?).self) { group in
+            for (i, r) in records.enumerated() {
+                group.addTask {
+                    guard let m = fs.storages.first(where: { $0.id == r.id }), let d = await m.details() else { return (i, nil) }
+                    return (i, MountDetailsJSON(details: d, driverName: r.driver))
+                }
+            }
+            var out = records.map { StorageJSON(r: $0) }
+            for await (i, d) in group { out[i].details = d }
+            return out
+        }
     }
 }
 
@@ -65,7 +83,7 @@ extension APIRoutes {
 
         // Storages
         admin.get("storage/list") { req, _ in
-            let all = try await state.store.storages().map { StorageJSON(r: shown($0)) }
+            let all = await StorageJSON.withDetails(try await state.store.storages().map { shown($0) }, state.fs)
             let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
             let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
             var content = all
@@ -75,7 +93,7 @@ extension APIRoutes {
             }
             return APIResponse.ok(PageJSON(content: content, total: all.count))
         }
-        admin.get("storage/get") { req, _ in APIResponse.ok(StorageJSON(r: shown(try await storage(req)))) }
+        admin.get("storage/get") { req, _ in APIResponse.ok(await StorageJSON.withDetails([shown(try await storage(req))], state.fs)[0]) }
         admin.post("storage/create") { req, _ in
             var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
             try validate(&record)

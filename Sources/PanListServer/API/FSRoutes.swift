@@ -157,8 +157,23 @@ extension APIRoutes {
             objs = Array(objs[start..<min(start + perPage, objs.count)])
         }
         let signer = state.signer, expire = state.signExpiry
-        let content = objs.map { o in
+        var content = objs.map { o in
             ObjJSON(o, sign: signs && !o.isDir ? signer.sign(path: VirtualPath.join(path, o.name), expire: expire) : "", types: types)
+        }
+        // Folders where a storage is mounted show its space (fetched together, cached, time-bounded).
+        let fs = state.fs
+        let mounts = content.indices.filter { content[$0].isDir && fs.storage(mountedAt: VirtualPath.join(path, content[$0].name)) != nil }
+        if !mounts.isEmpty {
+            let found = await withTaskGroup(of: (Int, MountDetailsJSON?).self) { group in
+                for i in mounts {
+                    let p = VirtualPath.join(path, content[i].name)
+                    group.addTask { (i, await MountDetailsJSON.of(fs, at: p)) }
+                }
+                var all: [(Int, MountDetailsJSON?)] = []
+                for await r in group { all.append(r) }
+                return all
+            }
+            for (i, d) in found { content[i].mountDetails = d }
         }
         return APIResponse.ok(ListJSON(content: content, total: total, write: canWrite(user, path),
                                        provider: listing.storage?.record.driver ?? "unknown"))
@@ -187,7 +202,9 @@ extension APIRoutes {
                 }
             }
         }
-        return APIResponse.ok(GetJSON(obj: ObjJSON(named, sign: sign, types: types), rawURL: rawURL,
+        var objJSON = ObjJSON(named, sign: sign, types: types)
+        if obj.isDir { objJSON.mountDetails = await MountDetailsJSON.of(state.fs, at: path) }
+        return APIResponse.ok(GetJSON(obj: objJSON, rawURL: rawURL,
                                       provider: storage?.record.driver ?? "unknown", related: related))
     }
 

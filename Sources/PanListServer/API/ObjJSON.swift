@@ -56,6 +56,8 @@ struct ObjJSON: Encodable {
     var thumb: String
     var type: Int
     var hashes: [String: String]
+    /// For a folder where a storage is mounted: its space, when the driver reports it (OpenList's `mount_details`).
+    var mountDetails: MountDetailsJSON?
 
     init(_ obj: Obj, sign: String, types: FileTypes) {
         name = obj.name; size = obj.size; isDir = obj.isDir; modified = obj.modified; created = obj.created
@@ -64,7 +66,7 @@ struct ObjJSON: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case name, size, modified, created, sign, thumb, type, hashinfo
-        case isDir = "is_dir", hashInfo = "hash_info"
+        case isDir = "is_dir", hashInfo = "hash_info", mountDetails = "mount_details"
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -85,5 +87,28 @@ struct ObjJSON: Encodable {
             try c.encode(text, forKey: .hashinfo)
             try c.encode(hashes, forKey: .hashInfo)
         }
+        try c.encodeIfPresent(mountDetails, forKey: .mountDetails)
+    }
+}
+
+/// `{total_space, free_space, used_space, driver_name}` of a mounted storage.
+struct MountDetailsJSON: Encodable {
+    var details: StorageDetails
+    var driverName: String
+
+    enum CodingKeys: String, CodingKey { case totalSpace = "total_space", freeSpace = "free_space", usedSpace = "used_space", driverName = "driver_name" }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(details.totalSpace, forKey: .totalSpace)
+        try c.encode(details.freeSpace, forKey: .freeSpace)
+        try c.encode(details.usedSpace, forKey: .usedSpace)
+        try c.encode(driverName, forKey: .driverName)
+    }
+
+    /// The details of the storage mounted at `path`, if any reports them (cached, time-bounded).
+    static func of(_ fs: FileSystem, at path: String) async -> MountDetailsJSON? {
+        guard let m = fs.storage(mountedAt: path), let d = await m.details() else { return nil }
+        return MountDetailsJSON(details: d, driverName: m.record.driver)
     }
 }
