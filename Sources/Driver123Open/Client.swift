@@ -91,8 +91,20 @@ final class Open123Client: Sendable {
             case 429:
                 throw FSError.rateLimited("123 Open is rate-limiting this client (code 429: \(env.message)); try again shortly")
             default:
-                throw FSError.upstream(code: env.code, message: env.message)
+                throw FSError.upstream(code: env.code, message: Self.explain(env.code, env.message, path: path))
             }
         }
+    }
+
+    /// 123's message (often Chinese) with an English explanation for the codes a user can act on.
+    static func explain(_ code: Int, _ message: String, path: String) -> String {
+        let hint: String
+        switch code {
+        case 5113: hint = "the account's daily download traffic quota is used up; try again tomorrow, or use a VIP account"
+        case 401: hint = "the access token was refused again after a refresh; check the Client ID and Client Secret"
+        case 20103: hint = "123 is still verifying the upload"
+        default: return "123 Open \(path): \(message)"
+        }
+        return "123 Open \(path): \(hint) (\(message))"
     }
 }

@@ -99,6 +99,10 @@ struct Open123DriverTests {
             #expect(await emu.callCounts()["/api/v1/user/info"] == nil)
             let inner = try await s.api("/fs/list", ["path": "/123"], token: t)
             #expect((inner.data["content"] as? [[String: Any]])?.allSatisfy { $0["mount_details"] == nil } == true)
+            // The daily download quota used up (code 5113): a download says so in words, not only in 123's Chinese.
+            await emu.setDownloadQuota(daily: 10)
+            let refused = try await s.request(.GET, "/d/123/a.bin", headers: [("Authorization", t)])
+            #expect(refused.status >= 400 && refused.text.contains("daily download traffic quota") && refused.text.contains("5113"), "\(refused.text)")
         }
     }
 
