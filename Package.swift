@@ -57,6 +57,8 @@ let package = Package(
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .target(name: "Driver123Open", dependencies: [
             "PanListCore",

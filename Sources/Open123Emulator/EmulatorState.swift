@@ -19,6 +19,10 @@ actor EmulatorState {
     var completePending = 0
     var failSlices = 0
     var dropNextBody = false
+    /// CDN: downloads being sent right now, bytes sent in all, and injected failures.
+    var cdnActive = 0
+    var cdnBytes: Int64 = 0
+    var cdnFail: (count: Int, status: Int, code: Int, message: String)?
     var downloadedToday: Int64 = 0
     var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
     var uploads: [String: Upload] = [:]
@@ -166,6 +170,22 @@ actor EmulatorState {
     func setFailSlices(_ n: Int) { failSlices = n }
     func setDropNextBody() { dropNextBody = true }
     func takeDropNextBody() -> Bool { defer { dropNextBody = false }; return dropNextBody }
+    func cdnStarted() { cdnActive += 1 }
+    func cdnFinished(bytes: Int64) { cdnActive -= 1; cdnBytes += bytes }
+    func setCDNFailure(count: Int, status: Int, code: Int, message: String) {
+        cdnFail = count > 0 ? (count, status, code, message) : nil
+    }
+    /// The next injected CDN failure, if any: (HTTP status, 123 code, message).
+    func takeCDNFailure() -> (status: Int, code: Int, message: String)? {
+        guard var f = cdnFail else { return nil }
+        f.count -= 1
+        cdnFail = f.count > 0 ? f : nil
+        return (f.status, f.code, f.message)
+    }
+    /// Every download URL handed out so far stops working (as 123's do after a while).
+    func expireDownloadLinks() {
+        for k in cdnLinks.keys { cdnLinks[k]?.expires = Date(timeIntervalSince1970: 0) }
+    }
     func setQuota(daily: Int64?, used: Int64?) {
         if let daily { config.dailyDownloadQuota = daily }
         if let used { downloadedToday = used }

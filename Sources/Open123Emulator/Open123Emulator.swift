@@ -76,6 +76,14 @@ public final class Open123Emulator: Sendable {
     /// Each `upload_complete` answers "pending" (20103 and `completed: false`, alternating) for `polls` polls first.
     public func setCompletePending(polls: Int) async { await state.setCompletePending(polls) }
     public func failNextSlices(_ count: Int) async { await state.setFailSlices(count) }
+    /// The next `count` CDN downloads answer HTTP `status` with a 123-style JSON body `{code, message}`.
+    public func failNextDownloads(_ count: Int = 1, status: Int, code: Int, message: String) async {
+        await state.setCDNFailure(count: count, status: status, code: code, message: message)
+    }
+    /// Every download URL handed out so far stops working (403), as 123's do after a while.
+    public func expireDownloadLinks() async { await state.expireDownloadLinks() }
+    /// CDN downloads being sent right now, and the bytes sent since start.
+    public func cdnStats() async -> (active: Int, bytes: Int64) { (await state.cdnActive, await state.cdnBytes) }
     public func setDownloadQuota(daily: Int64? = nil, usedToday: Int64? = nil) async { await state.setQuota(daily: daily, used: usedToday) }
     public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
     /// The next CDN download sends about half of its body, then drops the connection.

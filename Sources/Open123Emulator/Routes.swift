@@ -218,9 +218,22 @@ struct Routes: Sendable {
 
     /// Serves a stored blob with Range (206, Content-Range, 416), HEAD and Content-Length, streaming from disk.
     func serve(_ req: Request, _ target: (path: String, size: Int64, name: String)) async throws -> Response {
+        if let f = await state.takeCDNFailure() {
+            var h = HTTPFields()
+            h[.contentType] = "application/json; charset=utf-8"
+            let body = (try? JSONSerialization.data(withJSONObject: ["code": f.code, "message": f.message])) ?? Data()
+            return Response(status: .init(code: f.status), headers: h, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
         var headers = HTTPFields()
         headers[.acceptRanges] = "bytes"
         headers[.contentType] = "application/octet-stream"
+        // Blobs are stored as <md5>-<size>: the MD5 is the ETag, as on 123's CDN.
+        let blobName = target.path.split(separator: "/").last.map(String.init) ?? ""
+        if let md5 = blobName.split(separator: "-").first { headers[.eTag] = "\"\(md5)\"" }
+        if let inm = req.headers[.ifNoneMatch], let etag = headers[.eTag],
+           inm.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+            return Response(status: .notModified, headers: headers)
+        }
         var span: ClosedRange<Int64>? = target.size > 0 ? 0...(target.size - 1) : nil
         var status = HTTPResponse.Status.ok
         if let r = req.headers[.range] {
@@ -242,19 +255,27 @@ struct Routes: Sendable {
         let path = target.path
         // Knob: send about half of the body, then drop the connection.
         let cutAt: Int64? = await state.takeDropNextBody() ? max(1, length / 2) : nil
+        let state = self.state
         return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(length)) { writer in
             var sent: Int64 = 0
-            try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { h in
-                for try await chunk in h.readChunks(in: span, chunkLength: .kibibytes(64)) {
-                    if let cutAt, sent + Int64(chunk.readableBytes) >= cutAt {
-                        try await writer.write(chunk.getSlice(at: chunk.readerIndex, length: Int(cutAt - sent)) ?? chunk)
-                        throw DroppedConnection()
+            await state.cdnStarted()
+            do {
+                try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { h in
+                    for try await chunk in h.readChunks(in: span, chunkLength: .kibibytes(64)) {
+                        if let cutAt, sent + Int64(chunk.readableBytes) >= cutAt {
+                            try await writer.write(chunk.getSlice(at: chunk.readerIndex, length: Int(cutAt - sent)) ?? chunk)
+                            throw DroppedConnection()
+                        }
+                        sent += Int64(chunk.readableBytes)
+                        try await writer.write(chunk)
                     }
-                    sent += Int64(chunk.readableBytes)
-                    try await writer.write(chunk)
                 }
+                try await writer.finish(nil)
+            } catch {
+                await state.cdnFinished(bytes: sent)
+                throw error
             }
-            try await writer.finish(nil)
+            await state.cdnFinished(bytes: sent)
         })
     }
 }

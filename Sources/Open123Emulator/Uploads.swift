@@ -437,6 +437,13 @@ extension Routes {
             else { await state.expireAllTokens() }
             return nil
         }
+        knob("cdn/fail-next") { b in
+            await state.setCDNFailure(count: Int(b.int("count") ?? 1), status: Int(b.int("status") ?? 500),
+                                      code: Int(b.int("code") ?? 1), message: b.string("message") ?? "error")
+            return nil
+        }
+        knob("cdn/expire-links") { _ in await state.expireDownloadLinks(); return nil }
+        knob("cdn/stats") { _ in ["active": await state.cdnActive, "bytes": await state.cdnBytes] }
         knob("tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
         knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
         knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }

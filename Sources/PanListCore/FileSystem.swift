@@ -11,6 +11,8 @@ public final class FileSystem: Sendable {
     /// Sorted deepest mount path first, so the first match is the longest prefix.
     private let table = NIOLockedValueBox<[MountedStorage]>([])
     let cache = ListCache()
+    /// Links handed out recently (for their own lifetime); see `cachedLink`.
+    public let links = LinkCache()
     private let writes = NIOLockedValueBox<Int>(0)
 
     /// Counts finished write operations. Caches of file contents or lookups outside the core compare it
@@ -64,6 +66,7 @@ public final class FileSystem: Sendable {
             list.append(mounted)
             list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
         }
+        didWrite()  // links and cached files of the old instance no longer apply
         return mounted
     }
 
@@ -76,6 +79,7 @@ public final class FileSystem: Sendable {
         if let removed {
             await removed.driver?.drop()
             await cache.clear(storageID: id)
+            didWrite()
         }
     }
 
@@ -169,6 +173,19 @@ public final class FileSystem: Sendable {
     /// The working storage mounted exactly at `path`, if any.
     public func storage(mountedAt path: String) -> MountedStorage? {
         storages.first { $0.mountPath == path && $0.isWorking }
+    }
+
+    /// `link`, through the link cache: a link with an expiry is reused until shortly before it, and
+    /// concurrent requests for one path share one driver call. `fresh` skips a kept link (it was refused).
+    public func cachedLink(_ path: String, args: LinkArgs = LinkArgs(), fresh: Bool = false) async throws -> (Link, Obj, MountedStorage) {
+        guard let (m, _) = resolve(path) else { throw FSError.badRequest("\(path) is a folder") }
+        let key = "\(m.id)\u{0}\(path)"
+        if fresh { await links.forget(key: key) }
+        let (link, obj) = try await links.link(key: key, generation: writeGeneration) { [self] in
+            let (link, obj, _) = try await self.link(path, args: args)
+            return (link, obj)
+        }
+        return (link, obj, m)
     }
 
     /// Free and total space of the storage owning `path`, when its driver reports them.

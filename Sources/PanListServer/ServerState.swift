@@ -141,6 +141,11 @@ public final class ServerState: Sendable {
         setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true
     }
 
+    /// Extensions always proxied from `/d` (the `proxy_types` setting), lower case.
+    var proxyTypes: Set<String> {
+        Set((setting(SettingKey.proxyTypes) ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+    }
+
     /// When signs made now expire: `link_expiration` hours from now, or 0 (never).
     var signExpiry: Int64 {
         let hours = Int64(setting(SettingKey.linkExpiration) ?? "0") ?? 0

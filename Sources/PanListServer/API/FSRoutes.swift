@@ -192,8 +192,15 @@ extension APIRoutes {
         var rawURL = ""
         var related: [ObjJSON] = []
         if !obj.isDir, let storage {
-            let proxied = storage.driver?.config.onlyProxy == true || storage.record.webProxy
-            rawURL = state.baseURL(req) + (proxied ? "/p" : "/d") + URLPath.encode(path) + (sign.isEmpty ? "" : "?sign=" + sign)
+            // The same decision `/d` makes: the cloud's link via /d, the storage's download proxy, or /p.
+            switch Delivery(state: state).decision(.direct, path: path, storage: storage) {
+            case .redirectToLink:
+                rawURL = state.baseURL(req) + "/d" + URLPath.encode(path) + (sign.isEmpty ? "" : "?sign=" + sign)
+            case .redirectToProxyURL(let base):
+                rawURL = base + URLPath.encode(path) + "?sign=" + (sign.isEmpty ? state.sign(path) : sign)
+            case .stream:
+                rawURL = state.baseURL(req) + "/p" + URLPath.encode(path) + (sign.isEmpty ? "" : "?sign=" + sign)
+            }
             let stem = obj.name.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
             if !stem.isEmpty, let siblings = try? await state.fs.list(VirtualPath.parent(path)).objects {
                 let parent = VirtualPath.parent(path)

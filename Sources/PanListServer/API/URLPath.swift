@@ -21,6 +21,25 @@ enum URLPath {
         return out
     }
 
+    /// A URL made safe for a `Location` header: bytes outside printable ASCII (CJK names, spaces, controls)
+    /// percent-encoded, everything else, existing `%XX` escapes included, kept as it is.
+    static func safeURL(_ url: String) -> String {
+        guard url.utf8.contains(where: { $0 <= 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\"") }) else { return url }
+        var out = ""
+        out.reserveCapacity(url.utf8.count * 2)
+        let hex = Array("0123456789ABCDEF".unicodeScalars)
+        for b in url.utf8 {
+            if b <= 0x20 || b >= 0x7F || b == UInt8(ascii: "\"") {
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(b >> 4)])
+                out.unicodeScalars.append(hex[Int(b & 15)])
+            } else {
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            }
+        }
+        return out
+    }
+
     /// Decodes `%XX` escapes once; a malformed escape or invalid UTF-8 gives nil. `+` stays `+`.
     static func decode(_ s: some StringProtocol) -> String? {
         guard s.contains("%") else { return String(s) }

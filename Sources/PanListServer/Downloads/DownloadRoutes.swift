@@ -48,22 +48,53 @@ struct DownloadRoutes: Sendable {
 
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
         let path = try virtualPath(req, prefix: prefix)
-        try await authorize(req, path: path, storage: state.fs.resolve(path)?.0)
+        let storage = state.fs.resolve(path)?.0
+        try await authorize(req, path: path, storage: storage)
+        let entry: DeliveryPolicy.Entry = proxy ? .proxy(fromProxy: req.uri.queryParameters.get("d") != nil) : .direct
+        return try await Delivery(state: state).respond(req, path: path, entry: entry, clientIP: ctx.clientIP)
+    }
+}
+
+/// Answers a request for a file's bytes by the storage's policy: a 302 to the cloud's link, a 302 to the
+/// storage's download proxy, or streamed by this server (local files from disk, remote links through
+/// `RemoteProxy`). Used by `/d`, `/p` and WebDAV GET; the caller has authorised the request.
+struct Delivery: Sendable {
+    let state: ServerState
+
+    func decision(_ entry: DeliveryPolicy.Entry, path: String, storage: MountedStorage) -> DeliveryPolicy.Decision {
+        DeliveryPolicy.decide(entry, storage: storage.record, onlyProxy: storage.driver?.config.onlyProxy ?? false,
+                              name: VirtualPath.base(path), proxyTypes: state.proxyTypes)
+    }
+
+    func respond(_ req: Request, path: String, entry: DeliveryPolicy.Entry, clientIP: String) async throws -> Response {
+        guard let (storage, _) = state.fs.resolve(path) else { throw FSError.objectNotFound(path) }
+        let decision = decision(entry, path: path, storage: storage)
+        if case .redirectToProxyURL(let base) = decision {
+            let sign = state.sign(path)
+            return redirect(base + URLPath.encode(path) + "?sign=" + sign)
+        }
         let generation = state.fs.writeGeneration
-        let (link, obj, storage) = try await state.fs.link(path, args: LinkArgs(clientIP: ctx.clientIP, headers: [:]))
+        let fs = state.fs
+        let (link, obj, _) = try await fs.cachedLink(path, args: LinkArgs(clientIP: clientIP, headers: [:]))
         switch link {
         case .localFile(let disk):
-            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles,
-                                                        generation: generation)
-        case .url(let url, _, _):
-            let mayRedirect = !proxy && !(storage.driver?.config.onlyProxy ?? false) && !storage.record.webProxy
-            guard mayRedirect else { throw FSError.notSupported("proxying remote links is not supported yet") }
-            var headers = HTTPFields()
-            headers[.location] = url
-            headers[.referrerPolicy] = "no-referrer"
-            headers[.cacheControl] = "max-age=0, no-cache, no-store, must-revalidate"
-            return Response(status: .found, headers: headers)
+            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles, generation: generation)
+        case .url(let url, let headers, _):
+            if decision == .redirectToLink { return redirect(url) }
+            return try await RemoteProxy.respond(req, url: url, linkHeaders: headers, obj: obj) {
+                let (fresh, _, _) = try await fs.cachedLink(path, args: LinkArgs(clientIP: clientIP, headers: [:]), fresh: true)
+                guard case .url(let u, let h, _) = fresh else { throw FSError.upstream(code: 1, message: "the storage gave no URL for \(path)") }
+                return (u, h)
+            }
         }
+    }
+
+    func redirect(_ location: String) -> Response {
+        var headers = HTTPFields()
+        headers[.location] = URLPath.safeURL(location)
+        headers[.referrerPolicy] = "no-referrer"
+        headers[.cacheControl] = "max-age=0, no-cache, no-store, must-revalidate"
+        return Response(status: .found, headers: headers)
     }
 }
 

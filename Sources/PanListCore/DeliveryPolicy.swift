@@ -1,0 +1,107 @@
+import Foundation
+
+/// How the bytes of a file reach a client: the one decision behind `/d`, `/p`, `fs/get`'s `raw_url`
+/// and WebDAV GET, from the storage's `web_proxy`, `webdav_policy` and `down_proxy_url`, the driver's
+/// `onlyProxy`, and the `proxy_types` setting (Alist's rules, alist-core §3).
+public enum DeliveryPolicy {
+    /// Where the request came in.
+    public enum Entry: Sendable, Equatable {
+        /// `/d/<path>` and the links the web UI builds from `raw_url`.
+        case direct
+        /// `/p/<path>`; `fromProxy` when the request carries the `d` parameter (it already came through
+        /// the storage's download proxy, so it must be served here).
+        case proxy(fromProxy: Bool)
+        /// A WebDAV GET.
+        case webdav
+    }
+
+    public enum Decision: Sendable, Equatable {
+        /// 302 to the cloud's own URL (only possible for `.url` links).
+        case redirectToLink
+        /// 302 to `<down_proxy_url><encoded path>?sign=…`.
+        case redirectToProxyURL(String)
+        /// This server streams the bytes.
+        case stream
+    }
+
+    public static let policies = ["302_redirect", "use_proxy_url", "native_proxy"]
+
+    /// `proxyTypes`: lower-case extensions from the `proxy_types` setting, always proxied from `/d`.
+    public static func decide(_ entry: Entry, storage: StorageRecord, onlyProxy: Bool, name: String,
+                              proxyTypes: Set<String>) -> Decision {
+        let proxyURL = firstLine(storage.downProxyURL)
+        switch entry {
+        case .direct:
+            let ext = name.split(separator: ".").count > 1 ? name.split(separator: ".").last.map { $0.lowercased() } ?? "" : ""
+            if onlyProxy || storage.webProxy || proxyTypes.contains(ext) {
+                return decide(.proxy(fromProxy: false), storage: storage, onlyProxy: onlyProxy, name: name, proxyTypes: proxyTypes)
+            }
+            return .redirectToLink
+        case .proxy(let fromProxy):
+            if !proxyURL.isEmpty && !fromProxy { return .redirectToProxyURL(proxyURL) }
+            return .stream
+        case .webdav:
+            switch storage.webdavPolicy {
+            case "use_proxy_url": return proxyURL.isEmpty ? .stream : .redirectToProxyURL(proxyURL)
+            case "native_proxy": return .stream
+            default: return onlyProxy ? .stream : .redirectToLink
+            }
+        }
+    }
+
+    /// The first non-empty line of `down_proxy_url`, without a trailing `/`.
+    public static func firstLine(_ value: String) -> String {
+        var line = value.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty } ?? ""
+        while line.hasSuffix("/") { line.removeLast() }
+        return line
+    }
+}
+
+/// Links recently handed out, per storage and path, kept until shortly before their own expiry
+/// (links without one are not kept). Concurrent requests for the same link share one driver call.
+/// Any write through the file system (a new generation) makes every kept link stale.
+public actor LinkCache {
+    struct Entry {
+        var link: Link
+        var obj: Obj
+        var until: ContinuousClock.Instant
+        var generation: Int
+    }
+    private var entries: [String: Entry] = [:]
+    private var inflight: [String: Task<(Link, Obj), any Error>] = [:]
+    /// How long before a link's expiry it stops being handed out.
+    let margin: Duration
+    let maxEntries: Int
+
+    public init(margin: Duration = .seconds(10), maxEntries: Int = 10_000) {
+        self.margin = margin
+        self.maxEntries = maxEntries
+    }
+
+    public func link(key: String, generation: Int, make: @escaping @Sendable () async throws -> (Link, Obj)) async throws -> (Link, Obj) {
+        if let e = entries[key], e.generation == generation, e.until > .now { return (e.link, e.obj) }
+        if let running = inflight[key] { return try await running.value }
+        let task = Task { try await make() }
+        inflight[key] = task
+        defer { inflight[key] = nil }
+        let (link, obj) = try await task.value
+        if case .url(_, _, let expiresAt?) = link {
+            let left = expiresAt.timeIntervalSinceNow
+            if left > 0 {
+                let keep = Duration.milliseconds(Int64(left * 1000)) - margin
+                if keep > .zero {
+                    if entries.count >= maxEntries { entries.removeAll() }
+                    entries[key] = Entry(link: link, obj: obj, until: .now + keep, generation: generation)
+                }
+            }
+        }
+        return (link, obj)
+    }
+
+    /// Drops a link (it turned out to be expired or refused).
+    public func forget(key: String) {
+        entries[key] = nil
+    }
+
+    public var count: Int { entries.count }
+}
