@@ -132,10 +132,14 @@ public struct DriverFactory: Sendable {
     public var additional: [DriverItem]
     /// Addition fields holding secrets: masked in every API answer, kept when an update sends the mask back.
     public var secretFields: [String]
+    /// Help for the storage form's download settings (`web_proxy`, `webdav_policy`, `down_proxy_url`):
+    /// when this cloud's links work for a redirect, and when to switch to a proxy.
+    public var deliveryHelp: String
     public var make: @Sendable (_ storage: StorageRecord, _ env: DriverEnvironment) throws -> any Driver
-    public init(config: DriverConfig, additional: [DriverItem], secretFields: [String] = [],
+    public init(config: DriverConfig, additional: [DriverItem], secretFields: [String] = [], deliveryHelp: String = "",
                 make: @escaping @Sendable (StorageRecord, DriverEnvironment) throws -> any Driver) {
-        self.config = config; self.additional = additional; self.secretFields = secretFields; self.make = make
+        self.config = config; self.additional = additional; self.secretFields = secretFields
+        self.deliveryHelp = deliveryHelp; self.make = make
     }
 
     public static let mask = "******"

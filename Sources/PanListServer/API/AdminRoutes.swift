@@ -58,13 +58,15 @@ struct DriverInfoJSON: Encodable {
             items.append(DriverItem(name: "cache_expiration", type: "number", default: "30", required: true,
                                     help: "minutes a folder listing stays cached"))
         }
+        let help = f.deliveryHelp
         if f.config.onlyProxy {
-            items.append(DriverItem(name: "webdav_policy", type: "select", default: "native_proxy", options: "use_proxy_url,native_proxy", required: true))
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "native_proxy", options: "use_proxy_url,native_proxy", required: true, help: help))
         } else {
-            items.append(DriverItem(name: "web_proxy", type: "bool"))
-            items.append(DriverItem(name: "webdav_policy", type: "select", default: "302_redirect", options: "302_redirect,use_proxy_url,native_proxy", required: true))
+            items.append(DriverItem(name: "web_proxy", type: "bool", help: help))
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "302_redirect", options: "302_redirect,use_proxy_url,native_proxy", required: true, help: help))
         }
-        items.append(DriverItem(name: "down_proxy_url", type: "text"))
+        items.append(DriverItem(name: "down_proxy_url", type: "text",
+                                help: "a separate download proxy's address (first line used), e.g. https://dl.example.com; it receives <path>?sign=…"))
         if f.config.localSort {
             items.append(DriverItem(name: "order_by", type: "select", options: "name,size,modified"))
             items.append(DriverItem(name: "order_direction", type: "select", options: "asc,desc"))
@@ -206,6 +208,9 @@ extension APIRoutes {
             throw FSError.badRequest("webdav_policy must be 302_redirect, use_proxy_url or native_proxy")
         }
         guard record.cacheExpiration >= 0 else { throw FSError.badRequest("cache_expiration cannot be negative") }
+        if record.webdavPolicy.isEmpty {
+            record.webdavPolicy = state.fs.registry.factory(named: record.driver)?.config.onlyProxy == true ? "native_proxy" : "302_redirect"
+        }
     }
 
     /// Mounts the storage; a failed init answers 500 with the storage's id and its status as the message.

@@ -1,0 +1,218 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Open123Emulator
+@testable import PanListCore
+@testable import PanListServer
+import Testing
+
+/// Downloads by policy, over real HTTP: PanList in front of the 123 emulator (and Local storages).
+@Suite("Downloads: 302, local proxy and proxy URL", .serialized)
+struct DeliveryTests {
+    static let cjk = "/视频 a.mp4"
+    static let content = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 7) })
+
+    /// Seeds the CJK file and returns its encoded /123 path.
+    func seed(_ emu: Open123Emulator) async throws -> String {
+        _ = try await emu.seed(path: Self.cjk, data: Self.content)
+        return URLPath.encode("/123" + Self.cjk)
+    }
+
+    func get(_ s: TestServer, _ path: String, _ t: String, _ extra: [(String, String)] = [], method: HTTPMethod = .GET) async throws -> HTTPResult {
+        try await s.request(method, path, headers: [("Authorization", t)] + extra)
+    }
+
+    func addStorage(_ s: TestServer, _ emu: Open123Emulator, _ t: String, mount: String, _ extra: [String: Any]) async throws {
+        let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+            "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+        var body: [String: Any] = ["mount_path": mount, "driver": "123 Open", "addition": addition]
+        for (k, v) in extra { body[k] = v }
+        let r = try await s.api("/admin/storage/create", body, token: t)
+        #expect(r.code == 200, "\(r.text)")
+    }
+
+    @Test func redirectByDefaultStreamThroughP() async throws {
+        try await withCloud { s, emu, t in
+            let path = try await seed(emu)
+            let n = Self.content.count
+            // /d: a 302 to the cloud's link, Location in ASCII whatever the name; the link gives the bytes.
+            let d = try await get(s, "/d" + path, t)
+            #expect(d.status == 302 && d.header("Cache-Control")?.contains("no-store") == true && d.header("Referrer-Policy") == "no-referrer")
+            let location = try #require(d.header("Location"))
+            #expect(location.hasPrefix(emu.baseURL + "/cdn/") && location.allSatisfy { $0.isASCII && $0 != " " })
+            var follow = HTTPClientRequest(url: location)
+            follow.method = .GET
+            #expect(Data(try await s.client.execute(follow, timeout: .seconds(10)).body.collect(upTo: 1 << 22).readableBytesView) == Self.content)
+            // raw_url points at /d for this policy.
+            let info = try await s.api("/fs/get", ["path": "/123" + Self.cjk], token: t)
+            #expect((info.data["raw_url"] as? String)?.hasPrefix(s.base + "/d" + path) == true)
+            // /p streams: the whole file with PanList's headers.
+            let p = try await get(s, "/p" + path, t)
+            #expect(p.status == 200 && p.body == Self.content)
+            #expect(p.header("Content-Length") == String(n) && p.header("Accept-Ranges") == "bytes")
+            #expect(p.header("Content-Type") == "video/mp4" && p.header("X-Content-Type-Options") == "nosniff")
+            #expect(p.header("Content-Disposition")?.contains("filename*=UTF-8''%E8%A7%86%E9%A2%91%20a.mp4") == true)
+            let etag = try #require(p.header("ETag"))
+            #expect(etag == "\"\(md5Hex(Self.content))\"")
+            // Ranges go upstream and come back.
+            let first = try await get(s, "/p" + path, t, [("Range", "bytes=0-0")])
+            #expect(first.status == 206 && first.header("Content-Range") == "bytes 0-0/\(n)" && first.body == Self.content.prefix(1))
+            let suffix = try await get(s, "/p" + path, t, [("Range", "bytes=-10")])
+            #expect(suffix.status == 206 && suffix.body == Self.content.suffix(10))
+            let open = try await get(s, "/p" + path, t, [("Range", "bytes=199990-")])
+            #expect(open.status == 206 && open.header("Content-Range") == "bytes 199990-\(n - 1)/\(n)" && open.body == Self.content.suffix(10))
+            let beyond = try await get(s, "/p" + path, t, [("Range", "bytes=\(n)-")])
+            #expect(beyond.status == 416 && beyond.header("Content-Range") == "bytes */\(n)" && beyond.body.isEmpty)
+            let multi = try await get(s, "/p" + path, t, [("Range", "bytes=0-1,5-6")])
+            #expect(multi.status == 200 && multi.body == Self.content)
+            // Validators: a matching If-None-Match gives 304.
+            #expect(try await get(s, "/p" + path, t, [("If-None-Match", etag)]).status == 304)
+            // HEAD: the headers, and no body fetched from the cloud.
+            let before = await emu.cdnStats().bytes
+            let head = try await get(s, "/p" + path, t, method: .HEAD)
+            #expect(head.status == 200 && head.header("Content-Length") == String(n) && head.body.isEmpty)
+            #expect(await emu.cdnStats().bytes == before)
+            // Without a sign or credentials: refused; with a wrong or expired sign: refused with a reason.
+            #expect(try await s.request(.GET, "/p" + path).status == 401)
+            let bad = try await s.request(.GET, "/p" + path + "?sign=AAAA:0")
+            #expect(bad.status == 401 && bad.message.contains("sign"))
+            let expired = s.state.signer.sign(path: "/123" + Self.cjk, expire: Int64(Date().timeIntervalSince1970) - 10)
+            let old = try await s.request(.GET, "/d" + path + "?sign=" + URLPath.encode(expired, keepSlash: false))
+            #expect(old.status == 401 && old.message.contains("expired"))
+            let good = s.state.sign("/123" + Self.cjk)
+            #expect(try await s.request(.GET, "/p" + path + "?sign=" + URLPath.encode(good, keepSlash: false)).body == Self.content)
+        }
+    }
+
+    @Test func linkCacheSharesOneCallAndRefetchesExpiredLinks() async throws {
+        try await withCloud { s, emu, t in
+            let path = try await seed(emu)
+            await emu.resetCallCounts()
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<10 { group.addTask { try await get(s, "/d" + path, t).status } }
+                for try await status in group { #expect(status == 302) }
+            }
+            #expect(try await get(s, "/d" + path, t).status == 302)
+            #expect(await emu.callCounts()["/api/v1/file/download_info"] == 1)
+            // The cloud stops honouring the kept link: /p asks for a new one, once, and the download works.
+            await emu.expireDownloadLinks()
+            let p = try await get(s, "/p" + path, t)
+            #expect(p.status == 200 && p.body == Self.content)
+            #expect(await emu.callCounts()["/api/v1/file/download_info"] == 2)
+            // A write through PanList makes kept links stale.
+            #expect(try await s.api("/fs/mkdir", ["path": "/123/new"], token: t).code == 200)
+            #expect(try await get(s, "/d" + path, t).status == 302)
+            #expect(await emu.callCounts()["/api/v1/file/download_info"] == 3)
+        }
+    }
+
+    @Test func upstreamErrorsBecomeClearErrors() async throws {
+        try await withCloud { s, emu, t in
+            let path = try await seed(emu)
+            await emu.failNextDownloads(1, status: 500, code: 1, message: "cdn is down")
+            let e500 = try await get(s, "/p" + path, t)
+            #expect(e500.status == 502 && e500.message.contains("HTTP 500") && e500.message.contains("cdn is down"), "\(e500.text)")
+            // A JSON error with HTTP 200 is not passed on as the file.
+            await emu.failNextDownloads(1, status: 200, code: 5113, message: "您今日自用下载流量已超出1GB上限")
+            let json = try await get(s, "/p" + path, t)
+            #expect(json.status == 502 && json.message.contains("5113") && json.message.contains("流量"), "\(json.text)")
+            #expect(json.body != Self.content)
+            // Refused twice (the link, then the fresh link): an error that says so, not a loop.
+            await emu.failNextDownloads(2, status: 403, code: 1, message: "forbidden region")
+            let twice = try await get(s, "/p" + path, t)
+            #expect(twice.status == 502 && twice.message.contains("HTTP 403") && twice.message.contains("forbidden region"), "\(twice.text)")
+            // Afterwards everything works again.
+            #expect(try await get(s, "/p" + path, t).body == Self.content)
+        }
+    }
+
+    @Test func webProxyAndProxyURLPolicies() async throws {
+        try await withCloud { s, emu, t in
+            let name = URLPath.encode(Self.cjk)
+            _ = try await emu.seed(path: Self.cjk, data: Self.content)
+            // web_proxy: /d streams, raw_url is /p.
+            try await addStorage(s, emu, t, mount: "/w", ["web_proxy": true])
+            let d = try await get(s, "/d/w" + name, t)
+            #expect(d.status == 200 && d.body == Self.content)
+            let raw = try await s.api("/fs/get", ["path": "/w" + Self.cjk], token: t).data["raw_url"] as? String
+            #expect(raw?.hasPrefix(s.base + "/p/w" + name) == true)
+            // down_proxy_url: /p redirects to the proxy with a sign; the proxy's request (with `d`) is served here.
+            try await addStorage(s, emu, t, mount: "/u", ["down_proxy_url": "http://127.0.0.1:9/dl/\nhttp://second.example", "webdav_policy": "use_proxy_url"])
+            #expect(try await get(s, "/d/u" + name, t).status == 302)  // web_proxy off: still the cloud's link
+            #expect(try await get(s, "/d/u" + name, t).header("Location")?.hasPrefix(emu.baseURL) == true)
+            let viaProxy = try await get(s, "/p/u" + name, t)
+            let to = try #require(viaProxy.header("Location"))
+            #expect(viaProxy.status == 302 && to.hasPrefix("http://127.0.0.1:9/dl/u" + name + "?sign="))
+            let sign = String(to[to.range(of: "?sign=")!.upperBound...])
+            let served = try await s.request(.GET, "/p/u" + name + "?d&sign=" + sign)
+            #expect(served.status == 200 && served.body == Self.content)
+            // web_proxy and down_proxy_url: raw_url is the proxy's address.
+            try await addStorage(s, emu, t, mount: "/wu", ["web_proxy": true, "down_proxy_url": "http://127.0.0.1:9/dl"])
+            let rawWU = try await s.api("/fs/get", ["path": "/wu" + Self.cjk], token: t).data["raw_url"] as? String
+            #expect(rawWU?.hasPrefix("http://127.0.0.1:9/dl/wu" + name + "?sign=") == true)
+            #expect(try await get(s, "/d/wu" + name, t).header("Location")?.hasPrefix("http://127.0.0.1:9/dl/wu") == true)
+            // A Local storage is always streamed by this server, unless it has a download proxy.
+            try FileManager.default.createDirectory(atPath: s.files + "/l2", withIntermediateDirectories: true)
+            try Data("local bytes".utf8).write(to: URL(fileURLWithPath: s.files + "/l2/a.txt"))
+            let local = try await s.api("/admin/storage/create", ["mount_path": "/l2", "driver": "Local",
+                "addition": "{\"root_folder_path\":\"\(s.files)/l2\"}", "down_proxy_url": "http://127.0.0.1:9/dl"], token: t)
+            #expect(local.code == 200, "\(local.text)")
+            #expect(try await get(s, "/d/l2/a.txt", t).header("Location")?.hasPrefix("http://127.0.0.1:9/dl/l2/a.txt?sign=") == true)
+            #expect(try await get(s, "/d/a-missing-name-in-root.txt", t).status == 404)
+            // The form explains when to switch away from the 302.
+            let info = try await s.api("/admin/driver/info?driver=123%20Open", token: t, method: .GET)
+            let common = try #require(info.data["common"] as? [[String: Any]])
+            #expect((common.first { $0["name"] as? String == "web_proxy" }?["help"] as? String)?.contains("city") == true)
+        }
+    }
+
+    @Test func aClientThatGoesAwayCancelsTheUpstreamDownload() async throws {
+        try await withCloud { s, emu, t in
+            let big = Data(repeating: 0x5A, count: 64 << 20)
+            _ = try await emu.seed(path: "/big.bin", data: big)
+            try await readPartlyThenHangUp(port: s.port, path: "/p/123/big.bin", token: t, bytes: 1 << 20)
+            var active = 1
+            for _ in 0..<100 {
+                active = await emu.cdnStats().active
+                if active == 0 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(active == 0)
+            // Backpressure: the cloud was not read to the end while nobody took the bytes.
+            #expect(await emu.cdnStats().bytes < 48 << 20)
+            // The server is fine afterwards.
+            #expect(try await get(s, "/p/123/big.bin", t, [("Range", "bytes=0-3")]).body == Data(repeating: 0x5A, count: 4))
+        }
+    }
+}
+
+/// GETs `path` over a raw socket, reads about `bytes` of the answer, then closes the connection.
+func readPartlyThenHangUp(port: Int, path: String, token: String, bytes: Int) async throws {
+    try await Task.detached {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { return }
+        // A small receive buffer, so the kernel does not soak up the whole file for us.
+        var small: Int32 = 64 * 1024
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        let head = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(token)\r\n\r\n"
+        _ = Array(head.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var got = 0
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while got < bytes {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            got += n
+        }
+        usleep(300_000)  // the server's writes pile up against a full window meanwhile
+    }.value
+}
