@@ -11,6 +11,8 @@ final class Open123Client: Sendable {
     static let http: HTTPClient = {
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(5), read: .seconds(60))
+        // Up to 32 slice workers per upload, several uploads at once: more than AsyncHTTPClient's default 8 per host.
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 128)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }()
 

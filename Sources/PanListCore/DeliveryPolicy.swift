@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// How the bytes of a file reach a client: the one decision behind `/d`, `/p`, `fs/get`'s `raw_url`
 /// and WebDAV GET, from the storage's `web_proxy`, `webdav_policy` and `down_proxy_url`, the driver's
@@ -60,15 +61,19 @@ public enum DeliveryPolicy {
 /// Links recently handed out, per storage and path, kept until shortly before their own expiry
 /// (links without one are not kept). Concurrent requests for the same link share one driver call.
 /// Any write through the file system (a new generation) makes every kept link stale.
-public actor LinkCache {
+/// A hit is a dictionary lookup under a lock (no actor hop: `/d` redirects are on the hot path).
+public final class LinkCache: Sendable {
     struct Entry {
         var link: Link
         var obj: Obj
         var until: ContinuousClock.Instant
         var generation: Int
     }
-    private var entries: [String: Entry] = [:]
-    private var inflight: [String: Task<(Link, Obj), any Error>] = [:]
+    struct State {
+        var entries: [String: Entry] = [:]
+        var inflight: [String: Task<(Link, Obj), any Error>] = [:]
+    }
+    private let state = NIOLockedValueBox(State())
     /// How long before a link's expiry it stops being handed out.
     let margin: Duration
     let maxEntries: Int
@@ -79,29 +84,42 @@ public actor LinkCache {
     }
 
     public func link(key: String, generation: Int, make: @escaping @Sendable () async throws -> (Link, Obj)) async throws -> (Link, Obj) {
-        if let e = entries[key], e.generation == generation, e.until > .now { return (e.link, e.obj) }
-        if let running = inflight[key] { return try await running.value }
-        let task = Task { try await make() }
-        inflight[key] = task
-        defer { inflight[key] = nil }
-        let (link, obj) = try await task.value
-        if case .url(_, _, let expiresAt?) = link {
-            let left = expiresAt.timeIntervalSinceNow
-            if left > 0 {
-                let keep = Duration.milliseconds(Int64(left * 1000)) - margin
-                if keep > .zero {
-                    if entries.count >= maxEntries { entries.removeAll() }
-                    entries[key] = Entry(link: link, obj: obj, until: .now + keep, generation: generation)
-                }
+        enum Lookup { case hit(Link, Obj), wait(Task<(Link, Obj), any Error>) }
+        let now = ContinuousClock.now
+        let lookup: Lookup = state.withLockedValue { s in
+            if let e = s.entries[key], e.generation == generation, e.until > now { return .hit(e.link, e.obj) }
+            if let running = s.inflight[key] { return .wait(running) }
+            let task = Task { [self] in
+                defer { _ = state.withLockedValue { $0.inflight.removeValue(forKey: key) } }
+                let (link, obj) = try await make()
+                keep(key, link, obj, generation)
+                return (link, obj)
             }
+            s.inflight[key] = task
+            return .wait(task)
         }
-        return (link, obj)
+        switch lookup {
+        case .hit(let link, let obj): return (link, obj)
+        case .wait(let task): return try await task.value
+        }
+    }
+
+    private func keep(_ key: String, _ link: Link, _ obj: Obj, _ generation: Int) {
+        guard case .url(_, _, let expiresAt?) = link else { return }
+        let left = expiresAt.timeIntervalSinceNow
+        guard left > 0 else { return }
+        let keep = Duration.milliseconds(Int64(left * 1000)) - margin
+        guard keep > .zero else { return }
+        state.withLockedValue { s in
+            if s.entries.count >= maxEntries { s.entries.removeAll() }
+            s.entries[key] = Entry(link: link, obj: obj, until: .now + keep, generation: generation)
+        }
     }
 
     /// Drops a link (it turned out to be expired or refused).
     public func forget(key: String) {
-        entries[key] = nil
+        _ = state.withLockedValue { $0.entries.removeValue(forKey: key) }
     }
 
-    public var count: Int { entries.count }
+    public var count: Int { state.withLockedValue { $0.entries.count } }
 }

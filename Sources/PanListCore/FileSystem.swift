@@ -180,7 +180,7 @@ public final class FileSystem: Sendable {
     public func cachedLink(_ path: String, args: LinkArgs = LinkArgs(), fresh: Bool = false) async throws -> (Link, Obj, MountedStorage) {
         guard let (m, _) = resolve(path) else { throw FSError.badRequest("\(path) is a folder") }
         let key = "\(m.id)\u{0}\(path)"
-        if fresh { await links.forget(key: key) }
+        if fresh { links.forget(key: key) }
         let (link, obj) = try await links.link(key: key, generation: writeGeneration) { [self] in
             let (link, obj, _) = try await self.link(path, args: args)
             return (link, obj)

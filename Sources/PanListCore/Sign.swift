@@ -1,10 +1,14 @@
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Alist's download-link signature: `base64url(HMAC-SHA256(key, path + ":" + expire)) + ":" + expire`,
 /// with the padded URL-safe alphabet. `expire` is unix seconds, 0 for never.
 public struct Signer: Sendable {
     let key: SymmetricKey
+    /// Signs already found valid (path and sign), so a link fetched again and again (a player's range
+    /// requests, a busy `/d`) is not re-hashed each time. The expiry is still checked on every use.
+    private let verified = NIOLockedValueBox<Set<String>>([])
     public init(key: String) { self.key = SymmetricKey(data: Data(key.utf8)) }
 
     public func sign(path: String, expire: Int64) -> String {
@@ -41,11 +45,17 @@ public struct Signer: Sendable {
         guard let colon = sign.lastIndex(of: ":") else { throw .unauthorized("expire missing") }
         guard let expire = Int64(sign[sign.index(after: colon)...]) else { throw .unauthorized("expire invalid") }
         if expire != 0 && Int64(now.timeIntervalSince1970) > expire { throw .unauthorized("sign expired") }
+        let memo = path + "\u{0}" + sign
+        if verified.withLockedValue({ $0.contains(memo) }) { return }
         let expected = self.sign(path: path, expire: expire)
         // Constant-time comparison of the whole string.
         let a = Array(expected.utf8), b = Array(sign.utf8)
         var diff = a.count ^ b.count
         for i in 0..<min(a.count, b.count) { diff |= Int(a[i] ^ b[i]) }
         if diff != 0 { throw .unauthorized("sign invalid") }
+        verified.withLockedValue { set in
+            if set.count >= 8192 { set.removeAll(keepingCapacity: true) }
+            set.insert(memo)
+        }
     }
 }

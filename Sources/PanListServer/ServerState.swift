@@ -16,6 +16,7 @@ public final class ServerState: Sendable {
     let tokens: TokenService
     let loginLimiter = LoginLimiter()
     let smallFiles = SmallFileCache()
+    private let parsedProxyTypes = NIOLockedValueBox<(raw: String, set: Set<String>)>(("", []))
     private let settingsBox = NIOLockedValueBox<[String: SettingItem]>([:])
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
@@ -143,7 +144,13 @@ public final class ServerState: Sendable {
 
     /// Extensions always proxied from `/d` (the `proxy_types` setting), lower case.
     var proxyTypes: Set<String> {
-        Set((setting(SettingKey.proxyTypes) ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        let raw = setting(SettingKey.proxyTypes) ?? ""
+        return parsedProxyTypes.withLockedValue { cached in
+            if cached.raw == raw { return cached.set }
+            let set = Set(raw.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            cached = (raw, set)
+            return set
+        }
     }
 
     /// When signs made now expire: `link_expiration` hours from now, or 0 (never).

@@ -80,6 +80,7 @@ struct Server: AsyncParsableCommand {
     var demo = false
 
     func run() async throws {
+        MemoryTuning.apply()
         let logger = makeLogger()
         let emulator = demo ? try await startDemoEmulator() : nil
         let boot: Bootstrap.Result

@@ -18,7 +18,9 @@ enum RemoteProxy {
         var config = HTTPClient.Configuration()
         config.redirectConfiguration = .follow(max: 10, allowCycles: false)
         config.timeout = .init(connect: .seconds(10), read: .seconds(60))
-        config.connectionPool = .init(idleTimeout: .seconds(60))
+        // Every proxied download holds its own connection for as long as it streams: the pool must not queue
+        // the 9th viewer behind the first 8 (AsyncHTTPClient's default per host).
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
         config.decompression = .disabled
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }()
