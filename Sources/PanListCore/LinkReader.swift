@@ -7,7 +7,9 @@ public enum LinkReader {
         switch link {
         case .localFile(let path):
             return try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
-                try await body(ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+                let size = try await handle.info().size
+                guard size > 0 else { return try await body(.empty) }
+                return try await body(ByteStream(PrefetchingChunks(handle: handle, range: 0...(size - 1), chunkLength: 1 << 20)))
             }
         case .url:
             throw FSError.notSupported("copying from a remote link is not supported yet")

@@ -128,3 +128,88 @@ public final class PieceHasher: Sendable {
         }
     }
 }
+
+/// The bytes of a file range as a stream of chunks, with reads running ahead of the caller, so the next
+/// read happens while the caller sends the current chunk. How far ahead depends on how many streams are
+/// running: up to `PrefetchingChunks.roomy` streams get `depth` reads of `chunkLength`; beyond that each
+/// stream gets one 64 KiB read ahead, so a hundred downloads to slow clients hold a few MiB, not hundreds.
+/// (NIOFileSystem's `readChunks` buffers up to eight chunks per stream, whatever the number of streams.)
+public struct PrefetchingChunks: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let handle: ReadFileHandle
+    let range: ClosedRange<Int64>
+    let chunk: Int64
+    let depth: Int
+
+    /// Streams that may use the full chunk size and depth.
+    public static let roomy = 8
+    static let crowdedChunk: Int64 = 64 * 1024
+    static let active = NIOLockedValueBox(0)
+
+    public init(handle: ReadFileHandle, range: ClosedRange<Int64>, chunkLength: Int64, depth: Int = 2) {
+        self.handle = handle
+        self.range = range
+        self.chunk = Swift.max(1, chunkLength)
+        self.depth = Swift.max(1, depth)
+    }
+
+    /// Counts a running stream for as long as its iterator lives.
+    final class Running: Sendable {
+        init() { PrefetchingChunks.active.withLockedValue { $0 += 1 } }
+        deinit { PrefetchingChunks.active.withLockedValue { $0 -= 1 } }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let handle: ReadFileHandle
+        let end: Int64
+        let chunk: Int64
+        let depth: Int
+        /// Where the next read to be started begins.
+        var scheduled: Int64
+        var ahead: [Task<ByteBuffer, any Error>] = []
+        var running: Running?
+
+        mutating func fill() {
+            let crowded = PrefetchingChunks.active.withLockedValue { $0 } > PrefetchingChunks.roomy
+            let depth = crowded ? 1 : self.depth
+            let chunk = crowded ? Swift.min(self.chunk, PrefetchingChunks.crowdedChunk) : self.chunk
+            while ahead.count < depth && scheduled <= end {
+                let offset = scheduled, length = Swift.min(chunk, end - scheduled + 1)
+                let handle = handle
+                ahead.append(Task { try await handle.readChunk(fromAbsoluteOffset: offset, length: .bytes(length)) })
+                scheduled += length
+            }
+        }
+
+        mutating func finish() {
+            for t in ahead { t.cancel() }
+            ahead = []
+            scheduled = end + 1
+            running = nil
+        }
+
+        public mutating func next() async throws -> ByteBuffer? {
+            if running == nil && scheduled <= end && ahead.isEmpty { running = Running() }
+            fill()
+            guard !ahead.isEmpty else { running = nil; return nil }
+            let current = ahead.removeFirst()
+            let buffer: ByteBuffer
+            do {
+                buffer = try await withTaskCancellationHandler { try await current.value } onCancel: { current.cancel() }
+            } catch {
+                finish()
+                throw error
+            }
+            if buffer.readableBytes == 0 {  // the file got shorter than its size said
+                finish()
+                return nil
+            }
+            fill()
+            return buffer
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(handle: handle, end: range.upperBound, chunk: chunk, depth: depth, scheduled: range.lowerBound)
+    }
+}

@@ -79,7 +79,15 @@ enum RemoteProxy {
             if let collected {
                 try await writer.write(collected)
             } else {
-                for try await chunk in body { try await writer.write(chunk) }
+                for try await chunk in body {
+                    // A small read can sit in a 64 KiB buffer; while it waits for a slow client, send a compact
+                    // copy so the big buffer is freed at once (memory per download stays near the bytes in flight).
+                    if chunk.storageCapacity > 4 * chunk.readableBytes {
+                        try await writer.write(ByteBuffer(bytes: chunk.readableBytesView))
+                    } else {
+                        try await writer.write(chunk)
+                    }
+                }
             }
             try await writer.finish(nil)
         })
