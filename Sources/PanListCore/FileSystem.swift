@@ -13,6 +13,12 @@ public final class FileSystem: Sendable {
     let cache = ListCache()
     /// Links handed out recently (for their own lifetime); see `cachedLink`.
     public let links = LinkCache()
+    private let remoteBox = NIOLockedValueBox<(any RemoteFetcher)?>(nil)
+    /// How copies between storages read a source whose link is a URL (set by the server).
+    public var remote: (any RemoteFetcher)? {
+        get { remoteBox.withLockedValue { $0 } }
+        set { remoteBox.withLockedValue { $0 = newValue } }
+    }
     private let writes = NIOLockedValueBox<Int>(0)
 
     /// Counts finished write operations. Caches of file contents or lookups outside the core compare it
@@ -356,7 +362,7 @@ public final class FileSystem: Sendable {
         }
         let put = try capability(dm, (any PutCapable).self, "upload")
         let link = try await sm.ready().link(file: obj, args: LinkArgs())
-        try await LinkReader.withStream(link, size: obj.size) { stream in
+        try await LinkReader.withStream(link, size: obj.size, remote: remote) { stream in
             _ = try await put.put(dir: dstDir, stream: UploadStream(name: obj.name, size: obj.size, modified: obj.modified,
                                                                     md5: obj.hashes["md5"], body: stream), replacing: nil)
         }

@@ -53,6 +53,7 @@ public enum Bootstrap {
             }
             try await prepare?(store)
             let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: config.tempDir, state: store))
+            fs.remote = RemoteProxy.Fetcher()
             let state = try await ServerState(config: config, store: store, fs: fs, logger: logger)
             // Storages initialise concurrently: one slow or unreachable upstream does not hold up the others.
             await withTaskGroup(of: Void.self) { group in

@@ -167,6 +167,29 @@ struct DeliveryTests {
         }
     }
 
+    @Test func copyFromTheCloudAndLinksForDownloadProxies() async throws {
+        try await withCloud { s, emu, t in
+            _ = try await seed(emu)
+            // A copy from the cloud to the Local storage streams the cloud's bytes.
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": [String(Self.cjk.dropFirst())]], token: t)
+            #expect(copy.code == 200, "\(copy.text)")
+            #expect(FileManager.default.contents(atPath: s.files + Self.cjk) == Self.content)
+            // fs/link (admin): the cloud's URL for a cloud file; a /p?d link for a local one.
+            let cloud = try await s.api("/fs/link", ["path": "/123" + Self.cjk], token: t)
+            #expect((cloud.data["url"] as? String)?.hasPrefix(emu.baseURL + "/cdn/") == true, "\(cloud.text)")
+            let local = try await s.api("/fs/link", ["path": Self.cjk], token: t)
+            let url = try #require(local.data["url"] as? String)
+            #expect(url.hasPrefix(s.base + "/p" + URLPath.encode(Self.cjk) + "?d&sign="))
+            var fetch = HTTPClientRequest(url: url)
+            fetch.method = .GET
+            #expect(Data(try await s.client.execute(fetch, timeout: .seconds(10)).body.collect(upTo: 1 << 22).readableBytesView) == Self.content)
+            // Not for other users.
+            _ = try await s.addUser("bob", password: "bob-password-1", permission: Permission(rawValue: 0))
+            let bob = try await s.login("bob", "bob-password-1")
+            #expect(try await s.api("/fs/link", ["path": Self.cjk], token: bob).code == 403)
+        }
+    }
+
     @Test func aClientThatGoesAwayCancelsTheUpstreamDownload() async throws {
         try await withCloud { s, emu, t in
             let big = Data(repeating: 0x5A, count: 64 << 20)

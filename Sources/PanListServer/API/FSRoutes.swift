@@ -73,6 +73,27 @@ extension APIRoutes {
             api.on("fs/get", method: method) { req, _ in try await get(req) }
             api.on("fs/dirs", method: method) { req, _ in try await dirs(req) }
         }
+        // For download proxies (down_proxy_url): the admin asks for the link behind a file, `{url, header}`.
+        // Files this server must stream (Local) give `<site>/p<path>?d&sign=…`, which the proxy fetches.
+        api.post("fs/link") { req, _ in
+            let (user, body) = try await pathRequest(req)
+            guard user.isAdmin else { throw FSError.permissionDenied("fs/link is for admins only") }
+            let path = try VirtualPath.normalize(body.path ?? "/")
+            let (link, _, _) = try await state.fs.cachedLink(path, args: LinkArgs(clientIP: "", headers: [:]))
+            struct LinkJSON: Encodable {
+                var url: String
+                var header: [String: [String]]
+                var expiration: Int64?
+            }
+            switch link {
+            case .url(let url, let headers, let expires):
+                return APIResponse.ok(LinkJSON(url: url, header: headers.mapValues { [$0] },
+                                               expiration: expires.map { Int64($0.timeIntervalSince1970) }))
+            case .localFile:
+                let url = state.baseURL(req) + "/p" + URLPath.encode(path) + "?d&sign=" + URLPath.encode(state.sign(path), keepSlash: false)
+                return APIResponse.ok(LinkJSON(url: url, header: [:], expiration: nil))
+            }
+        }
         api.post("fs/mkdir") { req, _ in
             let (user, body) = try await decode(req, MkdirRequest.self)
             let path = try Access.resolve(body.path, for: user)

@@ -109,7 +109,7 @@ enum LocalFileResponder {
         }
         let body = ResponseBody(contentLength: Int(length)) { writer in
             try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(diskPath)) { handle in
-                for try await chunk in PrefetchingChunks(handle: handle, range: span!, chunkLength: Int64(chunk), depth: 2) {
+                for try await chunk in PrefetchingChunks(handle: handle, range: span!, chunkLength: Int64(chunk), depth: 6) {
                     try await writer.write(chunk)
                 }
             }

@@ -127,6 +127,21 @@ enum RemoteProxy {
         return .upstream(code: Int(res.status.code), message: "the cloud refused to send \(name) (HTTP \(res.status.code))" + (text.isEmpty ? "" : ": \(text)"))
     }
 
+    /// A cloud file as a stream, for copies from a cloud storage to another storage.
+    struct Fetcher: RemoteFetcher {
+        func withStream<R: Sendable>(url: String, headers: [String: String], _ body: (ByteStream) async throws -> R) async throws -> R {
+            var up = HTTPClientRequest(url: url)
+            up.method = .GET
+            for (k, v) in headers { up.headers.replaceOrAdd(name: k, value: v) }
+            let res: HTTPClientResponse
+            do { res = try await http.execute(up, timeout: .seconds(30)) } catch {
+                throw FSError.upstream(code: -1, message: "cannot reach the cloud's download server: \(error)")
+            }
+            guard res.status.code < 400 else { throw try await error(from: res, name: URL(string: url)?.lastPathComponent ?? url) }
+            return try await body(ByteStream(res.body))
+        }
+    }
+
     /// `{"code": non-zero, "message": …}` (123's envelope) in a body, if that is what it is.
     static func cloudError(_ body: ByteBuffer) -> (code: Int, message: String)? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
