@@ -1,9 +1,13 @@
 /// The one authorization layer: every front end asks here whether a user may do something to a path.
 public enum Action: Sendable {
     case read, write, rename, move, copy, remove, refresh
+    /// WebDAV access (Alist's bit 8) and WebDAV changes (bit 9), checked on top of the operation's own bit.
+    case davRead, davManage
     var permission: Permission? {
         switch self {
         case .read: return nil
+        case .davRead: return .webdavRead
+        case .davManage: return .webdavManage
         case .write, .refresh: return .write
         case .rename: return .rename
         case .move: return .move
@@ -20,6 +24,8 @@ public enum Action: Sendable {
         case .copy: "copy in"
         case .remove: "delete in"
         case .refresh: "refresh"
+        case .davRead: "use WebDAV in"
+        case .davManage: "change files over WebDAV in"
         }
     }
 }

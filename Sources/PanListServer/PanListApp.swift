@@ -11,6 +11,7 @@ public enum PanListApp {
         router.get("ping") { _, _ in "pong" }
         APIRoutes(state: state).register(on: router)
         DownloadRoutes(state: state).register(on: router)
+        DAVRoutes(state: state).register(on: router)
         router.get("/") { _, _ in
             var headers = HTTPFields()
             headers[.contentType] = "text/html; charset=utf-8"

@@ -86,6 +86,16 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("expires_ms", type: .bigint, .notNull)
                 .run()
         }),
+        (3, { db in
+            // WebDAV dead properties (PROPPATCH), by virtual path; `value` is the property's inner XML.
+            try await db.create(table: "dav_props").ifNotExists()
+                .column("path", type: .text, .notNull)
+                .column("ns", type: .text, .notNull)
+                .column("name", type: .text, .notNull)
+                .column("value", type: .text, .notNull)
+                .primaryKey("path", "ns", "name")
+                .run()
+        }),
     ]
 
     public func migrate() async throws {
@@ -308,5 +318,54 @@ public final class SQLStore: Store, @unchecked Sendable {
         let row = Row(key: key, value: value)
         try await db.insert(into: "driver_state").model(row)
             .onConflict(with: ["key"]) { try $0.set(excludedContentOf: row) }.run()
+    }
+
+    // MARK: WebDAV dead properties
+
+    public func deadProperties(_ path: String) async throws -> [DeadProperty] {
+        struct Row: Codable { var ns: String; var name: String; var value: String }
+        return try await db.select().columns("ns", "name", "value").from("dav_props").where("path", .equal, path)
+            .orderBy("ns").orderBy("name").all(decoding: Row.self).map { DeadProperty(ns: $0.ns, name: $0.name, value: $0.value) }
+    }
+
+    public func setDeadProperties(_ path: String, set: [DeadProperty], remove: [(ns: String, name: String)]) async throws {
+        struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
+        for r in remove {
+            try await db.delete(from: "dav_props").where("path", .equal, path).where("ns", .equal, r.ns).where("name", .equal, r.name).run()
+        }
+        for p in set {
+            let row = Row(path: path, ns: p.ns, name: p.name, value: p.value)
+            try await db.insert(into: "dav_props").model(row)
+                .onConflict(with: ["path", "ns", "name"]) { try $0.set(excludedContentOf: row) }.run()
+        }
+    }
+
+    public func copyDeadProperties(from: String, to: String) async throws {
+        struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
+        let rows = try await db.select().columns("path", "ns", "name", "value").from("dav_props")
+            .where { $0.where("path", .equal, from).orWhere("path", .like, Self.likePrefix(from)) }
+            .all(decoding: Row.self).filter { Self.isWithin($0.path, from) }
+        try await deleteDeadProperties(to)
+        for r in rows {
+            let row = Row(path: to + r.path.dropFirst(from.count), ns: r.ns, name: r.name, value: r.value)
+            try await db.insert(into: "dav_props").model(row)
+                .onConflict(with: ["path", "ns", "name"]) { try $0.set(excludedContentOf: row) }.run()
+        }
+    }
+
+    public func deleteDeadProperties(_ path: String) async throws {
+        let paths = try await db.select().distinct().column("path").from("dav_props")
+            .where { $0.where("path", .equal, path).orWhere("path", .like, Self.likePrefix(path)) }
+            .all(decodingColumn: "path", as: String.self).filter { Self.isWithin($0, path) }
+        for p in paths { try await db.delete(from: "dav_props").where("path", .equal, p).run() }
+    }
+
+    /// `path/%` for LIKE. `_` and `%` in `path` are wildcards there, so callers filter with `isWithin`.
+    static func likePrefix(_ path: String) -> String {
+        (path == "/" ? "" : path) + "/%"
+    }
+
+    static func isWithin(_ path: String, _ root: String) -> Bool {
+        path == root || root == "/" || path.hasPrefix(root + "/")
     }
 }

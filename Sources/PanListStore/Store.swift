@@ -48,4 +48,20 @@ public protocol Store: DriverStateStore, Sendable {
     /// Small per-driver state (such as access tokens) that must survive restarts.
     func driverState(_ key: String) async throws -> String?
     func setDriverState(_ key: String, _ value: String?) async throws
+
+    /// WebDAV dead properties of one path.
+    func deadProperties(_ path: String) async throws -> [DeadProperty]
+    func setDeadProperties(_ path: String, set: [DeadProperty], remove: [(ns: String, name: String)]) async throws
+    /// Copies the properties of `from` and everything below it to `to` (replacing those of `to`).
+    func copyDeadProperties(from: String, to: String) async throws
+    /// Deletes the properties of `path` and everything below it.
+    func deleteDeadProperties(_ path: String) async throws
+}
+
+/// A WebDAV property set by PROPPATCH: its namespace, name and inner XML.
+public struct DeadProperty: Sendable, Equatable {
+    public var ns: String
+    public var name: String
+    public var value: String
+    public init(ns: String, name: String, value: String) { self.ns = ns; self.name = name; self.value = value }
 }

@@ -65,8 +65,7 @@ enum LocalFileResponder {
         guard opened.isRegular else { throw FSError.objectNotFound(name) }
         let size = opened.size
         let modified = Date(timeIntervalSince1970: Double(opened.mtimeSeconds) + Double(opened.mtimeNanoseconds) / 1e9)
-        let mtimeNs = Int64(opened.mtimeSeconds) * 1_000_000_000 + Int64(opened.mtimeNanoseconds)
-        let etag = "\"\(String(mtimeNs, radix: 16))-\(String(size, radix: 16))\""
+        let etag = EntityTag.of(modified: modified, size: size)
 
         var headers = HTTPFields()
         headers[.acceptRanges] = "bytes"
@@ -116,6 +115,15 @@ enum LocalFileResponder {
             try await writer.finish(nil)
         }
         return Response(status: status, headers: headers, body: body)
+    }
+}
+
+/// The strong ETag of a file known by its modification time and size: `"<µs since 1970, hex>-<size hex>"`.
+/// The same function serves `/d`, `/p`, WebDAV's `getetag` and its `If` headers, so they always agree.
+enum EntityTag {
+    static func of(modified: Date, size: Int64) -> String {
+        let micros = Int64((modified.timeIntervalSince1970 * 1_000_000).rounded())
+        return "\"\(String(micros, radix: 16))-\(String(size, radix: 16))\""
     }
 }
 

@@ -1,0 +1,640 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOConcurrencyHelpers
+import NIOCore
+import PanListCore
+import PanListStore
+
+extension HTTPRequest.Method {
+    static let propfind = Self("PROPFIND")!
+    static let proppatch = Self("PROPPATCH")!
+    static let mkcol = Self("MKCOL")!
+    static let copy = Self("COPY")!
+    static let move = Self("MOVE")!
+    static let lock = Self("LOCK")!
+    static let unlock = Self("UNLOCK")!
+}
+
+extension HTTPField.Name {
+    static let dav = Self("DAV")!
+    static let depth = Self("Depth")!
+    static let destination = Self("Destination")!
+    static let overwriteDAV = Self("Overwrite")!
+    static let lockToken = Self("Lock-Token")!
+    static let ifDAV = Self("If")!
+    static let timeoutDAV = Self("Timeout")!
+    static let ocMtime = Self("X-OC-Mtime")!
+    static let msAuthorVia = Self("MS-Author-Via")!
+}
+
+extension HTTPResponse.Status {
+    static let multiStatusDAV = HTTPResponse.Status(code: 207, reasonPhrase: "Multi-Status")
+    static let lockedDAV = HTTPResponse.Status(code: 423, reasonPhrase: "Locked")
+}
+
+/// A WebDAV failure with its status (and, for some, an RFC 4918 precondition element).
+struct DAVError: Error {
+    var status: HTTPResponse.Status
+    var message: String
+    var condition: String? = nil
+}
+
+extension FSError {
+    /// The one mapping of core errors to WebDAV statuses.
+    var davStatus: HTTPResponse.Status {
+        switch self {
+        case .notFound, .noSuchRecord: return .notFound
+        case .alreadyExists: return .methodNotAllowed
+        case .notSupported: return .forbidden
+        case .permissionDenied: return .forbidden
+        case .invalidPath, .badRequest: return .badRequest
+        case .unauthorized: return .unauthorized
+        case .tooLarge: return .contentTooLarge
+        case .storageUnavailable, .rateLimited: return .serviceUnavailable
+        case .upstream: return .badGateway
+        case .conflict: return .conflict
+        case .internalError: return .internalServerError
+        }
+    }
+}
+
+/// WebDAV at `/dav`, on the same file system, authorization and download policy as `/api` and `/d`.
+struct DAVRoutes: Sendable {
+    let state: ServerState
+    let locks: DAVLocks
+    let credentials: CredentialCache
+
+    static let prefix = "/dav"
+    /// PROPFIND Depth: infinity answers at most this many resources, then 403 propfind-finite-depth.
+    static let infinityLimit = 10_000
+    static let methods: [HTTPRequest.Method] = [.options, .propfind, .proppatch, .get, .head, .put, .delete, .mkcol, .copy, .move,
+                                                .lock, .unlock, .post]
+
+    init(state: ServerState) {
+        self.state = state
+        self.locks = DAVLocks()
+        self.credentials = CredentialCache()
+    }
+
+    func register(on router: Router<AppContext>) {
+        for method in Self.methods {
+            for path in ["dav", "dav/**"] {
+                router.on(RouterPath(path), method: method) { req, ctx in
+                    do {
+                        return try await handle(req, ctx)
+                    } catch let e as DAVError {
+                        return Self.failure(e, head: req.method == .head)
+                    } catch {
+                        let e = FSError.from(error)
+                        var d = DAVError(status: e.davStatus, message: e.message)
+                        if case .unauthorized = e { d.status = .unauthorized }
+                        return Self.failure(d, head: req.method == .head)
+                    }
+                }
+            }
+        }
+    }
+
+    static func failure(_ e: DAVError, head: Bool) -> Response {
+        var headers = HTTPFields()
+        if e.status == .unauthorized { headers[.wwwAuthenticate] = "Basic realm=\"PanList\", charset=\"UTF-8\"" }
+        if let c = e.condition {
+            headers[.contentType] = "application/xml; charset=utf-8"
+            let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:error xmlns:D=\"DAV:\"><D:\(c)/></D:error>"
+            return Response(status: e.status, headers: headers, body: head ? .init() : .init(byteBuffer: ByteBuffer(string: body)))
+        }
+        headers[.contentType] = "text/plain; charset=utf-8"
+        return Response(status: e.status, headers: headers, body: head ? .init() : .init(byteBuffer: ByteBuffer(string: e.message + "\n")))
+    }
+
+    // MARK: dispatch
+
+    func handle(_ req: Request, _ ctx: AppContext) async throws -> Response {
+        if req.method == .options { return try await options(req, ctx) }
+        let user = try await authenticate(req, ctx)
+        try Access.check(user, .davRead, "/")
+        let path = try resourcePath(req.uri.path, user: user)
+        try Access.check(user, .read, path)
+        switch req.method {
+        case .propfind: return try await propfind(req, user: user, path: path)
+        case .get, .head: return try await get(req, ctx, user: user, path: path)
+        case .put: return try await put(req, user: user, path: path)
+        case .mkcol: return try await mkcol(req, user: user, path: path)
+        case .delete: return try await delete(req, user: user, path: path)
+        case .copy, .move: return try await copyMove(req, user: user, path: path, move: req.method == .move)
+        case .proppatch: return try await proppatch(req, user: user, path: path)
+        case .lock: return try await lock(req, user: user, path: path)
+        case .unlock: return try await unlock(req, user: user, path: path)
+        default: throw DAVError(status: .methodNotAllowed, message: "\(req.method) is not supported here")
+        }
+    }
+
+    // MARK: paths and hrefs
+
+    /// The absolute virtual path of a `/dav/…` URL path (raw, percent-encoded): decoded once, normalised
+    /// (so `..` is refused), inside the user's base path.
+    func resourcePath(_ raw: String, user: User) throws -> String {
+        var rest = Substring(raw)
+        guard rest.hasPrefix(Self.prefix) else { throw DAVError(status: .notFound, message: "not a WebDAV path") }
+        rest = rest.dropFirst(Self.prefix.count)
+        if let q = rest.firstIndex(of: "?") { rest = rest[..<q] }
+        guard let decoded = URLPath.decode(rest) else { throw DAVError(status: .badRequest, message: "the path is not valid percent-encoded UTF-8") }
+        return try Access.resolve(decoded.isEmpty ? "/" : decoded, for: user)
+    }
+
+    func href(_ path: String, user: User, isDir: Bool) -> String {
+        let rel = Access.userPath(path, for: user)
+        var h = Self.prefix + URLPath.encode(rel)
+        if isDir && !h.hasSuffix("/") { h += "/" }
+        return h
+    }
+
+    /// The path part of a `Destination` (or tagged `If`) URL, as an absolute virtual path.
+    func pathOfURL(_ url: String, user: User) throws -> String {
+        var p = Substring(url)
+        if let scheme = p.range(of: "://") {
+            p = p[scheme.upperBound...]
+            guard let slash = p.firstIndex(of: "/") else { throw DAVError(status: .badRequest, message: "bad URL \(url)") }
+            p = p[slash...]
+        }
+        guard p.hasPrefix(Self.prefix + "/") || p == Self.prefix else {
+            throw DAVError(status: .badGateway, message: "the destination is not on this WebDAV server")
+        }
+        return try resourcePath(String(p), user: user)
+    }
+
+    // MARK: authentication
+
+    func authenticate(_ req: Request, _ ctx: AppContext) async throws -> User {
+        let header = req.headers[.authorization] ?? ""
+        let user: User
+        if header.lowercased().hasPrefix("basic ") {
+            user = try await basic(String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces), ip: ctx.clientIP)
+        } else if header.isEmpty {
+            guard let guest = try await state.storedUser(named: "guest"), !guest.user.disabled else {
+                throw DAVError(status: .unauthorized, message: "log in with your PanList user name and password")
+            }
+            user = guest.user
+        } else {
+            user = try await state.authenticate(req)  // a login token or the admin token (Bearer or bare)
+        }
+        if user.disabled { throw DAVError(status: .forbidden, message: "this user is disabled") }
+        return user
+    }
+
+    /// HTTP Basic with the user's password. Verified credentials are remembered for a minute (every WebDAV
+    /// request authenticates, and clients send hundreds), keyed by a hash of the header, and forgotten
+    /// when the user's password or record changes.
+    func basic(_ encoded: String, ip: String) async throws -> User {
+        guard let data = Data(base64Encoded: encoded), let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else {
+            throw DAVError(status: .unauthorized, message: "malformed Basic credentials")
+        }
+        let name = String(text[..<colon]), password = String(text[text.index(after: colon)...])
+        let key = SHA256.hash(data: Data(text.utf8)).hexString
+        if let stored = try await state.storedUser(named: name), let hit = credentials.get(key),
+           hit == stored.user, !stored.user.isGuest {
+            return stored.user
+        }
+        let keys = ["ip:" + ip, "user:" + name]
+        do { try state.loginLimiter.check(keys) } catch {
+            throw DAVError(status: .tooManyRequests, message: FSError.from(error).message)
+        }
+        guard let stored = try await state.storedUser(named: name), !stored.user.isGuest,
+              Passwords.equal(Passwords.hash(staticHash: Passwords.staticHash(password), salt: stored.salt), stored.passwordHash)
+        else {
+            state.loginLimiter.fail(keys)
+            throw DAVError(status: .unauthorized, message: "user name or password is incorrect")
+        }
+        state.loginLimiter.succeed(keys)
+        credentials.put(key, stored.user)
+        return stored.user
+    }
+
+    // MARK: OPTIONS
+
+    func options(_ req: Request, _ ctx: AppContext) async throws -> Response {
+        var headers = HTTPFields()
+        headers[.dav] = "1, 2"
+        headers[.msAuthorVia] = "DAV"
+        headers[.allow] = "OPTIONS, PROPFIND, PROPPATCH, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, LOCK, UNLOCK"
+        headers[.contentLength] = "0"
+        return Response(status: .ok, headers: headers)
+    }
+
+    // MARK: properties
+
+    static let liveNames: [QName] = ["resourcetype", "displayname", "getcontentlength", "getlastmodified", "creationdate",
+                                     "getetag", "getcontenttype", "supportedlock", "lockdiscovery"].map { .dav($0) }
+    static let quotaNames: [QName] = [.dav("quota-available-bytes"), .dav("quota-used-bytes")]
+
+    static func etag(_ obj: Obj) -> String {
+        if let md5 = obj.hashes["md5"], !md5.isEmpty { return "\"\(md5)\"" }
+        return EntityTag.of(modified: obj.modified, size: obj.size)
+    }
+
+    /// One live property of `obj` at `path`, or nil when it does not apply.
+    func live(_ q: QName, _ obj: Obj, path: String, user: User, ua: String, quota: StorageDetails?) -> String? {
+        guard q.ns == "DAV:" else { return nil }
+        switch q.name {
+        case "resourcetype": return obj.isDir ? "<D:collection/>" : ""
+        case "displayname": return path == Access.resolve(root: user) ? "" : DAVXML.escape(obj.name)
+        case "getcontentlength": return obj.isDir ? nil : String(obj.size)
+        case "getlastmodified": return HTTPDate.format(obj.modified)
+        case "creationdate":
+            return ua.contains("Microsoft-WebDAV") ? HTTPDate.format(obj.created) : TimeFormat.rfc3339(obj.created)
+        case "getetag": return obj.isDir ? nil : DAVXML.escape(Self.etag(obj))
+        case "getcontenttype": return obj.isDir ? nil : DAVXML.escape(ContentTypes.forName(obj.name))
+        case "supportedlock":
+            return "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+                + "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+        case "lockdiscovery":
+            return locks.locks(on: path).map { DAVLocks.activeLock($0, href: href($0.root, user: user, isDir: false)) }.joined()
+        case "quota-available-bytes": return quota.map { String($0.freeSpace) }
+        case "quota-used-bytes": return quota.map { String($0.usedSpace) }
+        default: return nil
+        }
+    }
+
+    func propfind(_ req: Request, user: User, path: String) async throws -> Response {
+        let body = try await req.body.collect(upTo: DAVXML.maxBody)
+        guard let request = PropfindRequest.parse(Data(body.readableBytesView)) else {
+            throw DAVError(status: .badRequest, message: "the PROPFIND body is not valid XML")
+        }
+        let depth = req.headers[.depth]?.lowercased() ?? "infinity"
+        guard ["0", "1", "infinity"].contains(depth) else { throw DAVError(status: .badRequest, message: "Depth must be 0, 1 or infinity") }
+        let obj: Obj
+        do { (obj, _) = try await state.fs.get(path) } catch {
+            throw DAVError(status: .notFound, message: FSError.from(error).message)
+        }
+        var resources: [(String, Obj)] = [(path, obj)]
+        if obj.isDir && depth != "0" {
+            var queue = [path]
+            while let dir = queue.first {
+                queue.removeFirst()
+                let children = (try? await state.fs.list(dir).objects) ?? []
+                for c in children {
+                    let p = VirtualPath.join(dir, c.name)
+                    resources.append((p, c))
+                    if c.isDir && depth == "infinity" { queue.append(p) }
+                }
+                if resources.count > Self.infinityLimit {
+                    throw DAVError(status: .forbidden, message: "Depth: infinity is limited to \(Self.infinityLimit) resources",
+                                   condition: "propfind-finite-depth")
+                }
+                if depth == "1" { break }
+            }
+        }
+        let ua = req.headers[.userAgent] ?? ""
+        var wantsQuota = false
+        if case .prop(let names) = request { wantsQuota = names.contains { Self.quotaNames.contains($0) } }
+        let quota = wantsQuota ? await state.fs.resolve(path)?.0.details() : nil
+        var out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">"
+        for (p, o) in resources {
+            let dead = (try? await state.store.deadProperties(p)) ?? []
+            out += "<D:response><D:href>\(DAVXML.escape(href(p, user: user, isDir: o.isDir)))</D:href>"
+            switch request {
+            case .propname:
+                let names = Self.liveNames.filter { live($0, o, path: p, user: user, ua: ua, quota: nil) != nil } + dead.map { QName(ns: $0.ns, name: $0.name) }
+                out += "<D:propstat><D:prop>" + names.map { DAVXML.element($0, "") }.joined() + "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+            case .allprop:
+                var props = ""
+                for q in Self.liveNames { if let v = live(q, o, path: p, user: user, ua: ua, quota: nil) { props += DAVXML.element(q, v) } }
+                for d in dead { props += DAVXML.element(QName(ns: d.ns, name: d.name), d.value) }
+                out += "<D:propstat><D:prop>\(props)</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+            case .prop(let names):
+                var found = "", missing = ""
+                for q in names {
+                    if let v = live(q, o, path: p, user: user, ua: ua, quota: quota) {
+                        found += DAVXML.element(q, v)
+                    } else if let d = dead.first(where: { $0.ns == q.ns && $0.name == q.name }) {
+                        found += DAVXML.element(q, d.value)
+                    } else {
+                        missing += DAVXML.element(q, "")
+                    }
+                }
+                if !found.isEmpty { out += "<D:propstat><D:prop>\(found)</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>" }
+                if !missing.isEmpty { out += "<D:propstat><D:prop>\(missing)</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>" }
+            }
+            out += "</D:response>"
+        }
+        out += "</D:multistatus>"
+        return Self.multistatus(out)
+    }
+
+    static func multistatus(_ xml: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/xml; charset=utf-8"
+        return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: ByteBuffer(string: xml)))
+    }
+
+    func proppatch(_ req: Request, user: User, path: String) async throws -> Response {
+        try Access.check(user, .davManage, path)
+        try Access.check(user, .write, path)
+        let (obj, _) = try await state.fs.get(path)
+        try checkLocks(req, user: user, path: path, obj: obj)
+        let body = try await req.body.collect(upTo: DAVXML.maxBody)
+        guard let ops = PropPatch.parse(Data(body.readableBytesView)) else {
+            throw DAVError(status: .badRequest, message: "the PROPPATCH body is not valid XML")
+        }
+        // Live properties are protected: then nothing is changed (the others fail with 424).
+        let protected = ops.contains { (op: PropPatch) -> Bool in
+            switch op {
+            case .set(let p): return p.ns == "DAV:" && Self.liveNames.contains(QName(ns: p.ns, name: p.name))
+            case .remove(let q): return q.ns == "DAV:" && Self.liveNames.contains(q)
+            }
+        }
+        var results: [(QName, String)] = []
+        if protected {
+            for op in ops {
+                let q: QName
+                switch op { case .set(let p): q = QName(ns: p.ns, name: p.name); case .remove(let r): q = r }
+                let isLive = q.ns == "DAV:" && Self.liveNames.contains(q)
+                results.append((q, isLive ? "HTTP/1.1 403 Forbidden" : "HTTP/1.1 424 Failed Dependency"))
+            }
+        } else {
+            var set: [DeadProperty] = [], remove: [(ns: String, name: String)] = []
+            for op in ops {
+                switch op {
+                case .set(let p):
+                    set.removeAll { $0.ns == p.ns && $0.name == p.name }
+                    remove.removeAll { $0.ns == p.ns && $0.name == p.name }
+                    set.append(p)
+                    results.append((QName(ns: p.ns, name: p.name), "HTTP/1.1 200 OK"))
+                case .remove(let q):
+                    set.removeAll { $0.ns == q.ns && $0.name == q.name }
+                    remove.append((q.ns, q.name))
+                    results.append((q, "HTTP/1.1 200 OK"))
+                }
+            }
+            try await state.store.setDeadProperties(path, set: set, remove: remove)
+        }
+        var out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\"><D:response><D:href>"
+            + DAVXML.escape(href(path, user: user, isDir: obj.isDir)) + "</D:href>"
+        for (q, status) in results {
+            out += "<D:propstat><D:prop>\(DAVXML.element(q, ""))</D:prop><D:status>\(status)</D:status></D:propstat>"
+        }
+        out += "</D:response></D:multistatus>"
+        return Self.multistatus(out)
+    }
+
+    // MARK: GET, HEAD, PUT
+
+    func get(_ req: Request, _ ctx: AppContext, user: User, path: String) async throws -> Response {
+        let (obj, _) = try await state.fs.get(path)
+        if obj.isDir {
+            guard req.method == .head else { throw DAVError(status: .methodNotAllowed, message: "\(path) is a folder") }
+            var headers = HTTPFields()
+            headers[.contentType] = "httpd/unix-directory"
+            return Response(status: .ok, headers: headers)
+        }
+        return try await Delivery(state: state).respond(req, path: path, entry: .webdav, clientIP: ctx.clientIP)
+    }
+
+    func put(_ req: Request, user: User, path: String) async throws -> Response {
+        try Access.check(user, .davManage, path)
+        try Access.check(user, .write, path)
+        guard path != "/" else { throw DAVError(status: .methodNotAllowed, message: "/ is a folder") }
+        let parent = VirtualPath.parent(path)
+        let parentObj: Obj
+        do { (parentObj, _) = try await state.fs.get(parent) } catch {
+            throw DAVError(status: .conflict, message: "the folder \(Access.userPath(parent, for: user)) does not exist")
+        }
+        guard parentObj.isDir else { throw DAVError(status: .conflict, message: "\(Access.userPath(parent, for: user)) is not a folder") }
+        let existing = try? await state.fs.get(path).0
+        if existing?.isDir == true { throw DAVError(status: .methodNotAllowed, message: "\(path) is a folder") }
+        try checkLocks(req, user: user, path: path, obj: existing)
+        var modified: Date?
+        if let mtime = req.headers[.ocMtime].flatMap({ Double($0) }) { modified = Date(timeIntervalSince1970: mtime) }
+        let size = req.headers[.contentLength].flatMap { Int64($0) }
+        let stream = UploadStream(name: VirtualPath.base(path), size: size, modified: modified,
+                                  md5: nil, body: ByteStream(req.body))
+        let obj = try await state.fs.put(stream, into: parent)
+        var headers = HTTPFields()
+        headers[.eTag] = Self.etag(obj)
+        if modified != nil { headers[HTTPField.Name("X-OC-Mtime")!] = "accepted" }
+        return Response(status: existing == nil ? .created : .noContent, headers: headers)
+    }
+
+    // MARK: MKCOL, DELETE
+
+    func mkcol(_ req: Request, user: User, path: String) async throws -> Response {
+        try Access.check(user, .davManage, path)
+        try Access.check(user, .write, path)
+        let body = try await req.body.collect(upTo: DAVXML.maxBody)
+        if body.readableBytes > 0 { throw DAVError(status: .unsupportedMediaType, message: "MKCOL takes no body") }
+        if (try? await state.fs.get(path)) != nil { throw DAVError(status: .methodNotAllowed, message: "\(path) already exists") }
+        let parent = VirtualPath.parent(path)
+        guard let (p, _) = try? await state.fs.get(parent), p.isDir else {
+            throw DAVError(status: .conflict, message: "the folder \(Access.userPath(parent, for: user)) does not exist")
+        }
+        try checkLocks(req, user: user, path: path, obj: nil)
+        try await state.fs.makeDir(path)
+        return Response(status: .created)
+    }
+
+    func delete(_ req: Request, user: User, path: String) async throws -> Response {
+        try Access.check(user, .davManage, path)
+        try Access.check(user, .remove, path)
+        let (obj, _) = try await state.fs.get(path)
+        try checkLocks(req, user: user, path: path, obj: obj, deep: true)
+        try await state.fs.remove(path)
+        locks.removeAll(below: path)
+        try? await state.store.deleteDeadProperties(path)
+        return Response(status: .noContent)
+    }
+
+    // MARK: COPY, MOVE
+
+    func copyMove(_ req: Request, user: User, path src: String, move: Bool) async throws -> Response {
+        try Access.check(user, .davManage, src)
+        try Access.check(user, move ? .move : .copy, src)
+        guard let destination = req.headers[.destination] else { throw DAVError(status: .badRequest, message: "Destination is missing") }
+        let dst = try pathOfURL(destination, user: user)
+        try Access.check(user, .write, dst)
+        let overwrite = (req.headers[.overwriteDAV] ?? "T").uppercased() != "F"
+        let depth = req.headers[.depth]?.lowercased() ?? "infinity"
+        let (obj, _) = try await state.fs.get(src)
+        if move && obj.isDir && depth != "infinity" { throw DAVError(status: .badRequest, message: "MOVE of a folder needs Depth: infinity") }
+        guard dst != src else { throw DAVError(status: .forbidden, message: "the source and the destination are the same") }
+        if VirtualPath.isWithin(dst, src) { throw DAVError(status: .forbidden, message: "cannot copy or move a folder into itself") }
+        let dstParent = VirtualPath.parent(dst)
+        guard let (pObj, _) = try? await state.fs.get(dstParent), pObj.isDir else {
+            throw DAVError(status: .conflict, message: "the folder \(Access.userPath(dstParent, for: user)) does not exist")
+        }
+        let existing = try? await state.fs.get(dst).0
+        if existing != nil && !overwrite { throw DAVError(status: .preconditionFailed, message: "\(dst) exists and Overwrite is F") }
+        if move { try checkLocks(req, user: user, path: src, obj: obj, deep: true) }
+        try checkLocks(req, user: user, path: dst, obj: existing, deep: true)
+        if existing != nil {
+            try await state.fs.remove(dst)
+            locks.removeAll(below: dst)
+            try? await state.store.deleteDeadProperties(dst)
+        }
+        if move {
+            try await relocate(src, to: dst, move: true)
+            locks.removeAll(below: src)
+            try? await state.store.copyDeadProperties(from: src, to: dst)
+            try? await state.store.deleteDeadProperties(src)
+        } else if obj.isDir && depth == "0" {
+            try await state.fs.makeDir(dst)
+            let props = (try? await state.store.deadProperties(src)) ?? []
+            try? await state.store.setDeadProperties(dst, set: props, remove: [])
+        } else {
+            try await relocate(src, to: dst, move: false)
+            try? await state.store.copyDeadProperties(from: src, to: dst)
+        }
+        return Response(status: existing == nil ? .created : .noContent)
+    }
+
+    /// Copies or moves `src` to exactly `dst` (whose parent exists and which does not exist), with the
+    /// file system's operations that keep the name: when the name changes, through a scratch folder in
+    /// the destination's parent, so nothing already there is touched.
+    func relocate(_ src: String, to dst: String, move: Bool) async throws {
+        let fs = state.fs
+        func op(_ from: String, _ toDir: String) async throws {
+            if move { try await fs.move(from, toDir: toDir) } else { try await fs.copy(from, toDir: toDir) }
+        }
+        let dstParent = VirtualPath.parent(dst), srcName = VirtualPath.base(src), dstName = VirtualPath.base(dst)
+        if srcName == dstName {
+            try await op(src, dstParent)
+            return
+        }
+        if move && VirtualPath.parent(src) == dstParent {
+            try await fs.rename(src, to: dstName)
+            return
+        }
+        let scratch = VirtualPath.join(dstParent, ".panlist-dav-\(UUID().uuidString.lowercased())")
+        try await state.fs.makeDir(scratch)
+        do {
+            try await op(src, scratch)
+            try await state.fs.rename(VirtualPath.join(scratch, srcName), to: dstName)
+            try await state.fs.move(VirtualPath.join(scratch, dstName), toDir: dstParent)
+            try? await state.fs.remove(scratch)
+        } catch {
+            try? await state.fs.remove(scratch)
+            throw error
+        }
+    }
+
+    // MARK: LOCK, UNLOCK
+
+    func lock(_ req: Request, user: User, path: String) async throws -> Response {
+        try Access.check(user, .davManage, path)
+        try Access.check(user, .write, path)
+        let body = try await req.body.collect(upTo: DAVXML.maxBody)
+        let timeout = DAVLocks.timeout(req.headers[.timeoutDAV])
+        var status = HTTPResponse.Status.ok
+        let lock: DAVLocks.Lock
+        if body.readableBytes == 0 {
+            // A refresh: the If header names the lock.
+            guard let header = req.headers[.ifDAV], let parsed = IfHeader.parse(header) else {
+                throw DAVError(status: .badRequest, message: "a LOCK without a body refreshes a lock named in the If header")
+            }
+            guard let token = parsed.tokens.first(where: { t in locks.lock(token: t).map { DAVLocks.covers($0, path) } ?? false }),
+                  let refreshed = locks.refresh(token: token, timeout: timeout) else {
+                throw DAVError(status: .preconditionFailed, message: "no lock of this resource is named in the If header",
+                               condition: "lock-token-matches-request-uri")
+            }
+            lock = refreshed
+        } else {
+            guard let info = LockInfo.parse(Data(body.readableBytesView)) else {
+                throw DAVError(status: .badRequest, message: "the LOCK body is not a valid lockinfo")
+            }
+            let depth = req.headers[.depth]?.lowercased() ?? "infinity"
+            guard depth == "0" || depth == "infinity" else { throw DAVError(status: .badRequest, message: "LOCK Depth must be 0 or infinity") }
+            let existing = try? await state.fs.get(path).0
+            if existing == nil {
+                // Locking an unmapped URL creates an empty file (RFC 4918 §7.3).
+                let parent = VirtualPath.parent(path)
+                guard let (p, _) = try? await state.fs.get(parent), p.isDir else {
+                    throw DAVError(status: .conflict, message: "the folder \(Access.userPath(parent, for: user)) does not exist")
+                }
+            }
+            guard let created = locks.create(root: path, infinite: depth == "infinity", exclusive: info.exclusive, owner: info.owner, timeout: timeout) else {
+                throw DAVError(status: .lockedDAV, message: "\(Access.userPath(path, for: user)) is locked", condition: "no-conflicting-lock")
+            }
+            if existing == nil {
+                do {
+                    _ = try await state.fs.put(UploadStream(name: VirtualPath.base(path), size: 0, body: .empty), into: VirtualPath.parent(path))
+                } catch {
+                    locks.remove(token: created.token)
+                    throw error
+                }
+                status = .created
+            }
+            lock = created
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/xml; charset=utf-8"
+        headers[.lockToken] = "<\(lock.token)>"
+        let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>"
+            + DAVLocks.activeLock(lock, href: href(lock.root, user: user, isDir: false)) + "</D:lockdiscovery></D:prop>"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: xml)))
+    }
+
+    func unlock(_ req: Request, user: User, path: String) async throws -> Response {
+        guard var token = req.headers[.lockToken]?.trimmingCharacters(in: .whitespaces) else {
+            throw DAVError(status: .badRequest, message: "Lock-Token is missing")
+        }
+        if token.hasPrefix("<") && token.hasSuffix(">") { token = String(token.dropFirst().dropLast()) }
+        guard let l = locks.lock(token: token), DAVLocks.covers(l, path) else {
+            throw DAVError(status: .conflict, message: "no such lock on this resource", condition: "lock-token-matches-request-uri")
+        }
+        locks.remove(token: token)
+        return Response(status: .noContent)
+    }
+
+    /// Checks the `If` header (412 when it evaluates false) and that every lock on `path` (and, for `deep`,
+    /// below it) has its token submitted (423 otherwise).
+    func checkLocks(_ req: Request, user: User, path: String, obj: Obj?, deep: Bool = false) throws {
+        var submitted: Set<String> = []
+        if let header = req.headers[.ifDAV] {
+            guard let parsed = IfHeader.parse(header) else { throw DAVError(status: .badRequest, message: "malformed If header") }
+            submitted = Set(parsed.tokens)
+            var anyTrue = false
+            for list in parsed.lists {
+                // A tagged list is about the resource it names; an untagged one about the request's.
+                let target = list.resource.flatMap { try? pathOfURL($0, user: user) } ?? path
+                let lockTokens = Set(locks.locks(on: target).map(\.token))
+                let etag = target == path ? obj.map(Self.etag) : nil
+                var all = true
+                for c in list.conditions {
+                    var ok: Bool
+                    if let t = c.token { ok = lockTokens.contains(t) } else { ok = etag != nil && c.etag == etag }
+                    if c.not { ok.toggle() }
+                    if !ok { all = false; break }
+                }
+                if all { anyTrue = true; break }
+            }
+            if !anyTrue { throw DAVError(status: .preconditionFailed, message: "the If header's conditions are not met") }
+        }
+        let relevant = deep ? locks.locks(onOrBelow: path) : locks.locks(on: path)
+        for l in relevant where !submitted.contains(l.token) {
+            throw DAVError(status: .lockedDAV, message: "\(Access.userPath(path, for: user)) is locked", condition: "lock-token-submitted")
+        }
+    }
+}
+
+/// Verified Basic credentials (a hash of `user:password` → the user), for a minute.
+final class CredentialCache: Sendable {
+    private let box = NIOLockedValueBox<[String: (user: User, until: ContinuousClock.Instant)]>([:])
+    func get(_ key: String) -> User? {
+        box.withLockedValue { c in
+            guard let e = c[key], e.until > .now else { return nil }
+            return e.user
+        }
+    }
+    func put(_ key: String, _ user: User) {
+        box.withLockedValue { c in
+            if c.count > 1000 { c.removeAll() }
+            c[key] = (user, .now + .seconds(60))
+        }
+    }
+}
+
+extension Access {
+    /// The user's base path as an absolute virtual path.
+    static func resolve(root user: User) -> String { (try? resolve("/", for: user)) ?? "/" }
+}
