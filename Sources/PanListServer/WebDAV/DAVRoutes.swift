@@ -114,7 +114,7 @@ struct DAVRoutes: Sendable {
     func handle(_ req: Request, _ ctx: AppContext) async throws -> Response {
         if req.method == .options { return try await options(req, ctx) }
         let user = try await authenticate(req, ctx)
-        try Access.check(user, .davRead, "/")
+        try Access.check(user, .davRead, Access.resolve(root: user))
         let path = try resourcePath(req.uri.path, user: user)
         try Access.check(user, .read, path)
         switch req.method {
