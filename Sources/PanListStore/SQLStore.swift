@@ -328,6 +328,16 @@ public final class SQLStore: Store, @unchecked Sendable {
             .orderBy("ns").orderBy("name").all(decoding: Row.self).map { DeadProperty(ns: $0.ns, name: $0.name, value: $0.value) }
     }
 
+    public func deadProperties(below dir: String) async throws -> [String: [DeadProperty]] {
+        struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
+        let rows = try await db.select().columns("path", "ns", "name", "value").from("dav_props")
+            .where("path", .like, Self.likePrefix(dir)).orderBy("ns").orderBy("name")
+            .all(decoding: Row.self).filter { $0.path != dir && Self.isWithin($0.path, dir) }
+        var out: [String: [DeadProperty]] = [:]
+        for r in rows { out[r.path, default: []].append(DeadProperty(ns: r.ns, name: r.name, value: r.value)) }
+        return out
+    }
+
     public func setDeadProperties(_ path: String, set: [DeadProperty], remove: [(ns: String, name: String)]) async throws {
         struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
         for r in remove {

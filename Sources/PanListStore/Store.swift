@@ -51,6 +51,8 @@ public protocol Store: DriverStateStore, Sendable {
 
     /// WebDAV dead properties of one path.
     func deadProperties(_ path: String) async throws -> [DeadProperty]
+    /// The dead properties of everything below `dir`, by path (one query for a whole listing).
+    func deadProperties(below dir: String) async throws -> [String: [DeadProperty]]
     func setDeadProperties(_ path: String, set: [DeadProperty], remove: [(ns: String, name: String)]) async throws
     /// Copies the properties of `from` and everything below it to `to` (replacing those of `to`).
     func copyDeadProperties(from: String, to: String) async throws

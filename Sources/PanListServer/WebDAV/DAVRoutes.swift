@@ -290,9 +290,13 @@ struct DAVRoutes: Sendable {
         var wantsQuota = false
         if case .prop(let names) = request { wantsQuota = names.contains { Self.quotaNames.contains($0) } }
         let quota = wantsQuota ? await state.fs.resolve(path)?.0.details() : nil
+        // Dead properties: one query for the target and one for everything below it.
+        var deadByPath = obj.isDir && depth != "0" ? ((try? await state.store.deadProperties(below: path)) ?? [:]) : [:]
+        deadByPath[path] = (try? await state.store.deadProperties(path)) ?? []
         var out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">"
+        out.reserveCapacity(512 * resources.count)
         for (p, o) in resources {
-            let dead = (try? await state.store.deadProperties(p)) ?? []
+            let dead = deadByPath[p] ?? []
             out += "<D:response><D:href>\(DAVXML.escape(href(p, user: user, isDir: o.isDir)))</D:href>"
             switch request {
             case .propname:
