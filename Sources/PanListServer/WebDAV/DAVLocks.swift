@@ -42,6 +42,9 @@ final class DAVLocks: Sendable {
 
     func lock(token: String) -> Lock? { live().first { $0.token == token } }
 
+    /// Whether any lock exists at all (a listing then skips looking for each entry's locks).
+    var any: Bool { box.withLockedValue { !$0.isEmpty } }
+
     /// Creates a lock, or nil when an existing lock conflicts (423).
     func create(root: String, infinite: Bool, exclusive: Bool, owner: String, timeout: Int) -> Lock? {
         box.withLockedValue { locks in

@@ -279,7 +279,7 @@ struct DAVRoutes: Sendable {
                     resources.append((p, c))
                     if c.isDir && depth == "infinity" { queue.append(p) }
                 }
-                if resources.count > Self.infinityLimit {
+                if depth == "infinity" && resources.count > Self.infinityLimit {
                     throw DAVError(status: .forbidden, message: "Depth: infinity is limited to \(Self.infinityLimit) resources",
                                    condition: "propfind-finite-depth")
                 }
@@ -293,38 +293,55 @@ struct DAVRoutes: Sendable {
         // Dead properties: one query for the target and one for everything below it.
         var deadByPath = obj.isDir && depth != "0" ? ((try? await state.store.deadProperties(below: path)) ?? [:]) : [:]
         deadByPath[path] = (try? await state.store.deadProperties(path)) ?? []
-        var out = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">"
-        out.reserveCapacity(512 * resources.count)
+        let base = Access.resolve(root: user)
+        let hasLocks = locks.any
+        var out = XMLOut(capacity: 600 * resources.count + 256)
+        out.raw("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
         for (p, o) in resources {
             let dead = deadByPath[p] ?? []
-            out += "<D:response><D:href>\(DAVXML.escape(href(p, user: user, isDir: o.isDir)))</D:href>"
+            out.raw("<D:response><D:href>")
+            let encoded = URLPath.encode(base == "/" ? p : VirtualPath.relative(p, to: base))
+            out.raw(Self.prefix)
+            out.text(encoded)
+            if o.isDir && !encoded.hasSuffix("/") { out.raw("/") }
+            out.raw("</D:href>")
+            func liveValue(_ q: QName) -> String? {
+                if q.name == "lockdiscovery" && !hasLocks { return "" }
+                return live(q, o, path: p, user: user, ua: ua, quota: quota)
+            }
             switch request {
             case .propname:
-                let names = Self.liveNames.filter { live($0, o, path: p, user: user, ua: ua, quota: nil) != nil } + dead.map { QName(ns: $0.ns, name: $0.name) }
-                out += "<D:propstat><D:prop>" + names.map { DAVXML.element($0, "") }.joined() + "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+                out.raw("<D:propstat><D:prop>")
+                for q in Self.liveNames where liveValue(q) != nil { out.element(q, "") }
+                for d in dead { out.element(QName(ns: d.ns, name: d.name), "") }
+                out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
             case .allprop:
-                var props = ""
-                for q in Self.liveNames { if let v = live(q, o, path: p, user: user, ua: ua, quota: nil) { props += DAVXML.element(q, v) } }
-                for d in dead { props += DAVXML.element(QName(ns: d.ns, name: d.name), d.value) }
-                out += "<D:propstat><D:prop>\(props)</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>"
+                out.raw("<D:propstat><D:prop>")
+                for q in Self.liveNames { if let v = liveValue(q) { out.element(q, v) } }
+                for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
+                out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
             case .prop(let names):
-                var found = "", missing = ""
+                var missing: [QName] = []
+                var opened = false
                 for q in names {
-                    if let v = live(q, o, path: p, user: user, ua: ua, quota: quota) {
-                        found += DAVXML.element(q, v)
-                    } else if let d = dead.first(where: { $0.ns == q.ns && $0.name == q.name }) {
-                        found += DAVXML.element(q, d.value)
-                    } else {
-                        missing += DAVXML.element(q, "")
-                    }
+                    let v = liveValue(q) ?? dead.first(where: { $0.ns == q.ns && $0.name == q.name })?.value
+                    guard let v else { missing.append(q); continue }
+                    if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
+                    out.element(q, v)
                 }
-                if !found.isEmpty { out += "<D:propstat><D:prop>\(found)</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>" }
-                if !missing.isEmpty { out += "<D:propstat><D:prop>\(missing)</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>" }
+                if opened { out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>") }
+                if !missing.isEmpty {
+                    out.raw("<D:propstat><D:prop>")
+                    for q in missing { out.element(q, "") }
+                    out.raw("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
+                }
             }
-            out += "</D:response>"
+            out.raw("</D:response>")
         }
-        out += "</D:multistatus>"
-        return Self.multistatus(out)
+        out.raw("</D:multistatus>")
+        var headers = HTTPFields()
+        headers[.contentType] = "application/xml; charset=utf-8"
+        return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: out.buffer))
     }
 
     static func multistatus(_ xml: String) -> Response {
