@@ -1,6 +1,14 @@
 /// Percent-encoding for paths placed in URLs and `Location` headers: everything but unreserved characters and `/`.
 enum URLPath {
     static func encode(_ path: String, keepSlash: Bool = true) -> String {
+        // Plain ASCII names (the common case) come back unchanged.
+        if path.utf8.allSatisfy({ b in
+            (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+                || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")) || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
+                || b == UInt8(ascii: "_") || b == UInt8(ascii: "~") || (keepSlash && b == UInt8(ascii: "/"))
+        }) {
+            return path
+        }
         var out = ""
         out.reserveCapacity(path.utf8.count)
         for b in path.utf8 {

@@ -227,10 +227,19 @@ enum HTTPDate {
 enum ContentTypes {
     static func forName(_ name: String) -> String {
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "application/octet-stream" }
-        let ext = name[name.index(after: dot)...].lowercased()
-        if let extra = extras[ext] { return extra }
-        return MediaType.getMediaType(forExtension: ext)?.description ?? "application/octet-stream"
+        let ext = String(name[name.index(after: dot)...])
+        if let hit = memo.withLockedValue({ $0[ext] }) { return hit }
+        let lower = ext.lowercased()
+        let mime = extras[lower] ?? MediaType.getMediaType(forExtension: lower)?.description ?? "application/octet-stream"
+        memo.withLockedValue { m in
+            if m.count > 4096 { m.removeAll() }
+            m[ext] = mime
+        }
+        return mime
     }
+
+    /// Extension → type, remembered (a WebDAV listing asks for thousands).
+    static let memo = NIOLockedValueBox<[String: String]>([:])
 
     static let extras = ["mkv": "video/x-matroska", "flac": "audio/flac", "m4a": "audio/mp4", "srt": "text/plain",
                          "ass": "text/plain", "vtt": "text/vtt", "lrc": "text/plain", "md": "text/markdown",

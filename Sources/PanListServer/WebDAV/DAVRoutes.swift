@@ -235,11 +235,11 @@ struct DAVRoutes: Sendable {
     }
 
     /// One live property of `obj` at `path`, or nil when it does not apply.
-    func live(_ q: QName, _ obj: Obj, path: String, user: User, ua: String, quota: StorageDetails?) -> String? {
+    func live(_ q: QName, _ obj: Obj, path: String, user: User, ua: String, quota: StorageDetails?, root: String? = nil) -> String? {
         guard q.ns == "DAV:" else { return nil }
         switch q.name {
         case "resourcetype": return obj.isDir ? "<D:collection/>" : ""
-        case "displayname": return path == Access.resolve(root: user) ? "" : DAVXML.escape(obj.name)
+        case "displayname": return path == (root ?? Access.resolve(root: user)) ? "" : DAVXML.escape(obj.name)
         case "getcontentlength": return obj.isDir ? nil : String(obj.size)
         case "getlastmodified": return HTTPDate.format(obj.modified)
         case "creationdate":
@@ -307,7 +307,7 @@ struct DAVRoutes: Sendable {
             out.raw("</D:href>")
             func liveValue(_ q: QName) -> String? {
                 if q.name == "lockdiscovery" && !hasLocks { return "" }
-                return live(q, o, path: p, user: user, ua: ua, quota: quota)
+                return live(q, o, path: p, user: user, ua: ua, quota: quota, root: base)
             }
             switch request {
             case .propname:

@@ -60,6 +60,10 @@ enum DAVXML {
     static let maxBody = 1 << 20
 
     static func escape(_ s: String) -> String {
+        // Most names and values need nothing: return them as they are.
+        if !s.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "\"") }) {
+            return s
+        }
         var out = ""
         out.reserveCapacity(s.utf8.count)
         for ch in s.unicodeScalars {
