@@ -31,13 +31,18 @@ struct DAVTests {
             #expect(try await dav(s, "PROPFIND", "/dav/", auth: Self.basic("admin", "wrong")).status == 401)
             // A file with awkward characters, and a folder.
             let name = "a b#%中😀.txt"
-            #expect(try await dav(s, "PUT", "/dav/" + URLPath.encode(name), auth: admin, body: "hello").status == 201)
+            let created = try await dav(s, "PUT", "/dav/" + URLPath.encode(name), auth: admin, body: "hello")
+            #expect(created.status == 201)
+            let etag = try #require(created.header("ETag"))
             #expect(try await dav(s, "MKCOL", "/dav/sub", auth: admin).status == 201)
             let d1 = try await dav(s, "PROPFIND", "/dav/", auth: admin, headers: [("Depth", "1")])
             #expect(d1.status == 207 && d1.header("Content-Type")?.hasPrefix("application/xml") == true)
             #expect(d1.text.contains("<D:href>/dav/" + URLPath.encode(name) + "</D:href>"))
             #expect(d1.text.contains("<D:href>/dav/sub/</D:href>") && d1.text.contains("<D:collection/>"))
-            #expect(d1.text.contains("<D:getcontentlength>5</D:getcontentlength>") && d1.text.contains("<D:getetag>"))
+            #expect(d1.text.contains("<D:getcontentlength>5</D:getcontentlength>"))
+            // The listing's ETag is the one PUT answered (and the one GET sends).
+            #expect(d1.text.contains("<D:getetag>" + etag.replacingOccurrences(of: "\"", with: "&quot;") + "</D:getetag>"), "\(etag)")
+            #expect(try await dav(s, "GET", "/dav/" + URLPath.encode(name), auth: admin).header("ETag") == etag)
             let d0 = try await dav(s, "PROPFIND", "/dav/sub", auth: admin, headers: [("Depth", "0")])
             #expect(d0.text.components(separatedBy: "<D:response>").count == 2)
             // Named properties: found ones with 200, unknown ones with 404.

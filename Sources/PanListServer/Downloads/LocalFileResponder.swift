@@ -202,12 +202,28 @@ enum HTTPDate {
     static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
     static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
+    static let dayBytes = days.map { Array($0.utf8) }
+    static let monthBytes = months.map { Array($0.utf8) }
+
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`, built byte by byte (listings format thousands).
     static func format(_ date: Date) -> String {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
-        func p(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(days[Int(tm.tm_wday)]), \(p(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) \(p(tm.tm_hour)):\(p(tm.tm_min)):\(p(tm.tm_sec)) GMT"
+        var out = [UInt8](repeating: 0x20, count: 29)
+        func put(_ value: Int, _ at: Int, _ digits: Int) {
+            var v = value
+            for i in stride(from: at + digits - 1, through: at, by: -1) { out[i] = UInt8(48 + v % 10); v /= 10 }
+        }
+        let d = dayBytes[Int(tm.tm_wday)], m = monthBytes[Int(tm.tm_mon)]
+        out[0] = d[0]; out[1] = d[1]; out[2] = d[2]; out[3] = UInt8(ascii: ",")
+        put(Int(tm.tm_mday), 5, 2)
+        out[8] = m[0]; out[9] = m[1]; out[10] = m[2]
+        put(Int(tm.tm_year) + 1900, 12, 4)
+        put(Int(tm.tm_hour), 17, 2); out[19] = UInt8(ascii: ":"); put(Int(tm.tm_min), 20, 2); out[22] = UInt8(ascii: ":")
+        put(Int(tm.tm_sec), 23, 2)
+        out[26] = UInt8(ascii: "G"); out[27] = UInt8(ascii: "M"); out[28] = UInt8(ascii: "T")
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Parses the IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`).

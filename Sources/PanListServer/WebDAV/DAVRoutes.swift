@@ -229,6 +229,10 @@ struct DAVRoutes: Sendable {
                                      "getetag", "getcontenttype", "supportedlock", "lockdiscovery"].map { .dav($0) }
     static let quotaNames: [QName] = [.dav("quota-available-bytes"), .dav("quota-used-bytes")]
 
+    static let lockEntries = "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+        + "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+    static let supportedLock = "<D:supportedlock>" + lockEntries + "</D:supportedlock>"
+
     static func etag(_ obj: Obj) -> String {
         if let md5 = obj.hashes["md5"], !md5.isEmpty { return "\"\(md5)\"" }
         return EntityTag.of(modified: obj.modified, size: obj.size)
@@ -246,9 +250,7 @@ struct DAVRoutes: Sendable {
             return ua.contains("Microsoft-WebDAV") ? HTTPDate.format(obj.created) : TimeFormat.rfc3339(obj.created)
         case "getetag": return obj.isDir ? nil : DAVXML.escape(Self.etag(obj))
         case "getcontenttype": return obj.isDir ? nil : DAVXML.escape(ContentTypes.forName(obj.name))
-        case "supportedlock":
-            return "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
-                + "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+        case "supportedlock": return Self.lockEntries
         case "lockdiscovery":
             return locks.locks(on: path).map { DAVLocks.activeLock($0, href: href($0.root, user: user, isDir: false)) }.joined()
         case "quota-available-bytes": return quota.map { String($0.freeSpace) }
@@ -316,8 +318,35 @@ struct DAVRoutes: Sendable {
                 for d in dead { out.element(QName(ns: d.ns, name: d.name), "") }
                 out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
             case .allprop:
-                out.raw("<D:propstat><D:prop>")
-                for q in Self.liveNames { if let v = liveValue(q) { out.element(q, v) } }
+                // The common request (and an empty body): written directly, property by property.
+                out.raw(o.isDir ? "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
+                                : "<D:propstat><D:prop><D:resourcetype/><D:displayname>")
+                if p != base { out.text(o.name) }
+                out.raw("</D:displayname>")
+                if !o.isDir {
+                    out.raw("<D:getcontentlength>"); out.raw(String(o.size)); out.raw("</D:getcontentlength>")
+                }
+                out.raw("<D:getlastmodified>"); out.raw(HTTPDate.format(o.modified)); out.raw("</D:getlastmodified><D:creationdate>")
+                out.raw(ua.contains("Microsoft-WebDAV") ? HTTPDate.format(o.created) : TimeFormat.rfc3339(o.created))
+                out.raw("</D:creationdate>")
+                if !o.isDir {
+                    out.raw("<D:getetag>&quot;")
+                    if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
+                        out.hex(UInt64(bitPattern: Int64((o.modified.timeIntervalSince1970 * 1_000_000).rounded())))
+                        out.raw("-")
+                        out.hex(UInt64(bitPattern: o.size))
+                    }
+                    out.raw("&quot;</D:getetag><D:getcontenttype>")
+                    out.text(ContentTypes.forName(o.name)); out.raw("</D:getcontenttype>")
+                }
+                out.raw(Self.supportedLock)
+                if hasLocks {
+                    out.raw("<D:lockdiscovery>")
+                    out.raw(live(.dav("lockdiscovery"), o, path: p, user: user, ua: ua, quota: nil, root: base) ?? "")
+                    out.raw("</D:lockdiscovery>")
+                } else {
+                    out.raw("<D:lockdiscovery/>")
+                }
                 for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
                 out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
             case .prop(let names):

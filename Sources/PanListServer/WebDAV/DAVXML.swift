@@ -177,6 +177,19 @@ struct XMLOut {
         }
     }
 
+    /// Lower-case hex digits of `value` (as `String(value, radix: 16)`), without building a String.
+    mutating func hex(_ value: UInt64) {
+        var digits: (UInt64, Int) = (value, 0)
+        var tmp = [UInt8](repeating: 0, count: 16)
+        repeat {
+            let d = UInt8(digits.0 & 15)
+            tmp[15 - digits.1] = d < 10 ? 48 + d : 87 + d
+            digits.0 >>= 4
+            digits.1 += 1
+        } while digits.0 != 0
+        tmp.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[(16 - digits.1)...])) }
+    }
+
     /// `<D:name>inner</D:name>` (inner is already XML).
     mutating func element(_ q: QName, _ inner: String) {
         switch q.ns {
