@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
-        ]),
+        ], resources: [.copy("Web/static")]),
         .target(name: "Driver123Open", dependencies: [
             "PanListCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

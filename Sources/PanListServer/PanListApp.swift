@@ -12,17 +12,7 @@ public enum PanListApp {
         APIRoutes(state: state).register(on: router)
         DownloadRoutes(state: state).register(on: router)
         DAVRoutes(state: state).register(on: router)
-        router.get("/") { _, _ in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/html; charset=utf-8"
-            headers[.contentTypeOptions] = "nosniff"
-            let html = """
-                <!doctype html><html><head><meta charset="utf-8"><title>PanList</title></head>
-                <body><h1>PanList is running</h1><p>The Alist v3 API is at <code>/api</code>; downloads at
-                <code>/d/&lt;path&gt;</code> and <code>/p/&lt;path&gt;</code>. The web UI is not built yet.</p></body></html>
-                """
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
-        }
+        WebUI.load(logger: state.logger).register(on: router)
         return router
     }
 
