@@ -140,7 +140,10 @@ extension APIRoutes {
         admin.get("driver/names") { _, _ in APIResponse.ok(state.fs.registry.names) }
         admin.get("driver/info") { req, _ in
             let name = req.uri.queryParameters.get("driver") ?? ""
-            guard let f = state.fs.registry.factory(named: name) else { throw FSError.noSuchRecord("driver '\(name)' does not exist") }
+            // Form encoding (URLSearchParams) writes a space as `+`: "123+Open" is "123 Open".
+            guard let f = state.fs.registry.factory(named: name) ?? state.fs.registry.factory(named: name.replacingOccurrences(of: "+", with: " ")) else {
+                throw FSError.noSuchRecord("driver '\(name)' does not exist")
+            }
             return APIResponse.ok(DriverInfoJSON(f))
         }
 

@@ -1,0 +1,159 @@
+// PanList web UI: start-up, authentication and routing.
+// The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area.
+import { api, apiGet, getToken, setToken, clearToken } from './api.js';
+import { state, isAdmin, internalLink, ROLE_GUEST } from './state.js';
+import { $, decodeUrlPath, showError, clearError } from './util.js';
+import { initBrowse, showBrowse, hideBrowse } from './browse.js';
+import { initPreview } from './preview.js';
+import { initManage, showManage } from './manage.js';
+import { uploadsBusy } from './upload.js';
+import { fillIcons } from './icons.js';
+
+const VIEWS = ['login-view', 'browse-view', 'manage-view'];
+function showView(id) { for (const v of VIEWS) $('#' + v).hidden = v !== id; }
+
+/** Loads /api/public/settings and applies title, announcement, colour, logo and favicon. */
+async function loadSettings() {
+  try { state.settings = (await apiGet('/public/settings')) || {}; } catch { state.settings = state.settings || {}; }
+  const s = state.settings;
+  const title = s.site_title || 'PanList';
+  $('#site-name').textContent = title;
+  if (!document.title || document.title === 'PanList') document.title = title;
+  const ann = $('#announcement');
+  ann.textContent = s.announcement || '';
+  ann.hidden = !s.announcement;
+  if (s.main_color && CSS.supports('color', s.main_color)) document.documentElement.style.setProperty('--accent', s.main_color);
+  const firstLine = (v) => String(v || '').split('\n')[0].trim();
+  const usable = (u) => /^(https?:\/\/|\/)/i.test(u);
+  const logo = firstLine(s.logo);
+  $('#site-logo').hidden = !usable(logo);
+  if (usable(logo)) $('#site-logo').src = logo;
+  const fav = firstLine(s.favicon);
+  if (usable(fav)) $('#favicon').href = fav;
+}
+
+function updateHeader() {
+  const me = state.me;
+  const loggedIn = !!me && me.role !== ROLE_GUEST && !!getToken();
+  const inManage = !$('#manage-view').hidden;
+  $('#whoami').textContent = me ? (me.role === ROLE_GUEST ? 'Guest' : me.username) : '';
+  $('#manage-link').hidden = !isAdmin();
+  $('#manage-link').classList.toggle('active', inManage);
+  $('#browse-link').hidden = !inManage;
+  $('#logout').hidden = !loggedIn;
+  $('#login-link').hidden = loggedIn || !$('#login-view').hidden;
+}
+
+function showLogin(message = '') {
+  hideBrowse();
+  clearError();
+  showView('login-view');
+  const err = $('#login-error');
+  err.textContent = message;
+  err.hidden = !message;
+  updateHeader();
+  document.title = 'Log in – ' + (state.settings.site_title || 'PanList');
+  $('#login-username').focus();
+}
+
+/** Renders the page for the current URL. */
+function route() {
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();   // back/forward closes overlays
+  if (!state.me) { showLogin(); return; }
+  const path = decodeUrlPath(location.pathname);
+  if (path === '/@manage' || path.startsWith('/@manage/')) {
+    hideBrowse();
+    showView('manage-view');
+    updateHeader();
+    if (!isAdmin()) {
+      $('#manage-body').replaceChildren();
+      showError('Only the admin can manage storages and settings.');
+      return;
+    }
+    showManage(path.split('/')[2] || 'storages');
+    return;
+  }
+  showView('browse-view');
+  updateHeader();
+  showBrowse(path);
+}
+
+/** Finds out who we are (with the stored token, or as the guest), then renders. */
+async function boot() {
+  const hadToken = !!getToken();
+  let problem = '';
+  try {
+    state.me = await apiGet('/me');
+  } catch (e) {
+    state.me = null;
+    if (e.code === 401 && hadToken) {
+      // The stored token is no longer good: drop it and try as the guest.
+      clearToken();
+      try { state.me = await apiGet('/me'); } catch { state.me = null; }
+      if (!state.me) { showLogin(e.message); return; }
+    } else if (e.code !== 401) {
+      problem = e.message;            // e.g. the server cannot be reached
+    }
+  }
+  route();
+  if (problem) showError(problem);
+}
+
+async function login(e) {
+  e.preventDefault();
+  const btn = $('#login-submit'), err = $('#login-error');
+  err.hidden = true;
+  btn.disabled = true;
+  try {
+    const data = await api('/auth/login', { username: $('#login-username').value.trim(), password: $('#login-password').value, otp_code: '' });
+    setToken(data.token);
+    state.me = await apiGet('/me');
+    $('#login-password').value = '';
+    clearError();
+    route();
+  } catch (ex) {
+    showLogin(ex.message);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function logout() {
+  try { if (getToken()) await api('/auth/logout', {}); } catch { /* the token is dropped anyway */ }
+  clearToken();
+  state.me = null;
+  clearError();
+  await boot();
+}
+
+function init() {
+  fillIcons();
+  initPreview();
+  initBrowse();
+  initManage({ settingsSaved: loadSettings });
+
+  $('#login-form').addEventListener('submit', login);
+  $('#logout').addEventListener('click', logout);
+  $('#login-link').addEventListener('click', () => showLogin());
+  $('#error-close').addEventListener('click', clearError);
+  for (const id of ['#site-title', '#manage-link', '#browse-link', '#tab-storages', '#tab-settings']) internalLink($(id));
+
+  window.addEventListener('popstate', route);
+  window.addEventListener('panlist:route', route);
+  // Any 401 from the API: the token is no longer good (or the guest is disabled): log in again.
+  window.addEventListener('panlist:unauthorized', (e) => {
+    if (!state.me) return;            // start-up and login handle their own 401s
+    const hadToken = !!getToken();
+    clearToken();
+    state.me = null;
+    for (const d of document.querySelectorAll('dialog[open]')) d.close();
+    showLogin(hadToken ? String(e.detail || '') : '');
+  });
+  window.addEventListener('beforeunload', (e) => {
+    if (uploadsBusy()) { e.preventDefault(); e.returnValue = ''; }
+  });
+
+  loadSettings().then(boot);
+}
+
+init();

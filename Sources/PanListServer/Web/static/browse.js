@@ -1,0 +1,431 @@
+// The file browser: breadcrumbs, toolbar, listing (list or grid), selection and file operations.
+// Big folders: the whole listing is fetched once, sorted/filtered in memory, and rendered PAGE rows at a
+// time (more on scroll through an IntersectionObserver, or with the "Show more" button).
+import { api } from './api.js';
+import { $, h, clear, joinPath, parentPath, baseName, encodePath, signParam, formatSize, formatDate, extOf,
+         showError, clearError, toast } from './util.js';
+import { state, can, PERM, navigate, internalLink, absolutePath, getObject, readText } from './state.js';
+import { promptText, confirmDialog, pickFolder } from './dialogs.js';
+import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
+import { renderMarkdown } from './markdown.js';
+import { icon } from './icons.js';
+import { initUploads } from './upload.js';
+
+const PAGE = 200;
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
+function stored(key, fallback) { try { return localStorage.getItem(key) || fallback; } catch { return fallback; } }
+function store(key, value) { try { localStorage.setItem(key, value); } catch { /* private mode */ } }
+
+const view = {
+  active: false,        // the browse view is on screen
+  loaded: false,        // the current folder's listing arrived
+  path: '/',
+  items: [],            // fs/list content
+  byName: new Map(),
+  shown: [],            // items filtered and sorted, in display order
+  rendered: 0,          // how many of `shown` are in the DOM
+  selected: new Set(),  // selected names
+  write: false,
+  seq: 0,               // guards against answers of an older request
+  pendingPreview: null, // file to preview once its folder is listed (URL of a file)
+  mode: stored('panlist.view', 'list') === 'grid' ? 'grid' : 'list',
+  sortKey: stored('panlist.sort', 'name'),
+  sortDir: stored('panlist.sortdir', 'asc'),
+  filter: '',
+};
+let observer = null;
+
+export function initBrowse() {
+  $('#refresh').addEventListener('click', () => load(view.path, { refresh: view.write, quiet: true }));
+  $('#new-folder').addEventListener('click', newFolder);
+  $('#view-toggle').addEventListener('click', () => {
+    view.mode = view.mode === 'list' ? 'grid' : 'list';
+    store('panlist.view', view.mode);
+    applyView();
+  });
+  $('#sort').addEventListener('change', (e) => setSort(e.target.value, view.sortDir));
+  $('#sort-dir').addEventListener('click', () => setSort(view.sortKey, view.sortDir === 'asc' ? 'desc' : 'asc'));
+  let filterTimer = 0;
+  $('#filter').addEventListener('input', (e) => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => { view.filter = e.target.value.trim().toLowerCase(); applyView(); }, 150);
+  });
+  $('#select-all').addEventListener('change', (e) => {
+    view.selected = e.target.checked ? new Set(view.shown.map(i => i.name)) : new Set();
+    for (const cb of $('#listing').querySelectorAll('input.select')) cb.checked = view.selected.has(cb.closest('.entry').dataset.name);
+    updateBatch();
+  });
+  $('#batch-move').addEventListener('click', () => transfer('move', [...view.selected]));
+  $('#batch-copy').addEventListener('click', () => transfer('copy', [...view.selected]));
+  $('#batch-delete').addEventListener('click', () => remove([...view.selected]));
+  $('#batch-clear').addEventListener('click', () => { view.selected.clear(); syncChecks(); });
+  $('#show-more').addEventListener('click', renderMore);
+  $('#listing').addEventListener('click', onListingClick);
+  $('#listing').addEventListener('dblclick', (e) => {
+    const row = e.target.closest('.entry');
+    if (row && !e.target.closest('a, button, input')) open(view.byName.get(row.dataset.name));
+  });
+  $('#listing').addEventListener('change', (e) => {
+    if (!e.target.matches('input.select')) return;
+    const name = e.target.closest('.entry').dataset.name;
+    if (e.target.checked) view.selected.add(name); else view.selected.delete(name);
+    e.target.closest('.entry').classList.toggle('selected', e.target.checked);
+    updateBatch();
+  });
+  if ('IntersectionObserver' in window) {
+    observer = new IntersectionObserver((entries) => {
+      if (entries.some(en => en.isIntersecting) && view.rendered < view.shown.length) renderMore();
+    }, { rootMargin: '600px 0px' });
+    observer.observe($('#more'));
+  }
+  initUploads({
+    targetDir: () => (view.active && view.loaded && view.write ? view.path : null),
+    done: (dirs) => { if (view.active && dirs.includes(view.path)) load(view.path, { quiet: true }); },
+  });
+}
+
+/** Shows the browse view for `path` (called by the router). */
+export function showBrowse(path) {
+  view.active = true;
+  if (path !== view.path) {
+    view.selected.clear();
+    view.filter = '';
+    $('#filter').value = '';
+  }
+  return load(path);
+}
+export function hideBrowse() { view.active = false; }
+
+async function load(path, { refresh = false, quiet = false } = {}) {
+  const mine = ++view.seq;
+  const changed = path !== view.path || !view.loaded;
+  view.path = path;
+  renderBreadcrumbs(path);
+  document.title = (path === '/' ? '' : baseName(path) + ' – ') + (state.settings.site_title || 'PanList');
+  if (changed) {
+    // Another folder: drop the old rows at once, so nothing stale can be clicked while loading.
+    view.loaded = false;
+    view.items = []; view.byName = new Map();
+    $('#readme').hidden = true;
+    applyView();
+  }
+  if (!quiet || changed) $('#status-line').textContent = 'Loading…';
+  let data;
+  try {
+    data = await api('/fs/list', { path, password: '', refresh });
+  } catch (e) {
+    if (mine !== view.seq) return;
+    if (e.code === 400 && /not a folder/i.test(e.message) && path !== '/') {
+      // The URL names a file: show its folder and preview the file.
+      view.pendingPreview = baseName(path);
+      navigate(parentPath(path), { replace: true });
+      return;
+    }
+    view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
+    applyView();
+    $('#readme').hidden = true;
+    $('#status-line').textContent = '';
+    showError(e.message);
+    return;
+  }
+  if (mine !== view.seq) return;
+  clearError();
+  view.loaded = true;
+  view.items = data.content || [];
+  for (const it of view.items) it._time = Date.parse(it.modified) || 0;
+  view.byName = new Map(view.items.map(i => [i.name, i]));
+  view.write = !!data.write;
+  for (const n of [...view.selected]) if (!view.byName.has(n)) view.selected.delete(n);
+  applyView();
+  loadReadme(mine);
+  if (view.pendingPreview) {
+    const item = view.byName.get(view.pendingPreview);
+    view.pendingPreview = null;
+    if (item && !item.is_dir) openPreview(item, view.path, view.shown);
+  }
+}
+
+function renderBreadcrumbs(path) {
+  const nav = clear($('#breadcrumbs'));
+  const parts = path.split('/').filter(Boolean);
+  const crumb = (label, target, last) => last
+    ? h('span', { class: 'crumb current', 'aria-current': 'page', text: label })
+    : internalLink(h('a', { class: 'crumb', href: encodePath(target), dataset: { path: target }, text: label }));
+  nav.append(crumb('Home', '/', parts.length === 0));
+  let acc = '';
+  parts.forEach((p, k) => {
+    acc += '/' + p;
+    nav.append(h('span', { class: 'sep', 'aria-hidden': 'true', text: '/' }), crumb(p, acc, k === parts.length - 1));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+function setSort(key, dir) {
+  view.sortKey = ['name', 'size', 'modified'].includes(key) ? key : 'name';
+  view.sortDir = dir === 'desc' ? 'desc' : 'asc';
+  store('panlist.sort', view.sortKey);
+  store('panlist.sortdir', view.sortDir);
+  applyView();
+}
+
+function sortedItems() {
+  const sign = view.sortDir === 'desc' ? -1 : 1;
+  const key = view.sortKey;
+  let items = view.items;
+  if (view.filter) items = items.filter(i => i.name.toLowerCase().includes(view.filter));
+  return items.slice().sort((a, b) => {
+    if (a.is_dir !== b.is_dir) return a.is_dir ? -1 : 1;     // folders first, whatever the order
+    let c = 0;
+    if (key === 'size') c = (a.size || 0) - (b.size || 0);
+    else if (key === 'modified') c = a._time - b._time;
+    return sign * (c || collator.compare(a.name, b.name));
+  });
+}
+
+/** Re-sorts, re-filters and re-renders the listing from the first page. */
+function applyView() {
+  $('#sort').value = view.sortKey;
+  $('#sort-dir').replaceChildren(icon(view.sortDir === 'asc' ? 'up' : 'down'));
+  $('#sort-dir').title = view.sortDir === 'asc' ? 'Ascending' : 'Descending';
+  $('#view-toggle').replaceChildren(icon(view.mode === 'list' ? 'grid' : 'list'));
+  $('#view-toggle').setAttribute('aria-pressed', String(view.mode === 'grid'));
+  $('#new-folder').hidden = !view.write || !can(PERM.write);
+  $('#upload-label').hidden = !view.write || !can(PERM.write);
+
+  view.shown = sortedItems();
+  view.rendered = 0;
+  const box = clear($('#listing'));
+  box.className = view.mode;
+  if (view.mode === 'list' && view.shown.length) {
+    const col = (key, label) => h('button', {
+      type: 'button', class: 'col-' + key + (view.sortKey === key ? ' sorted' : ''), dataset: { sort: key },
+      text: label + (view.sortKey === key ? (view.sortDir === 'asc' ? ' ↑' : ' ↓') : ''),
+    });
+    box.append(h('div', { class: 'list-head', role: 'presentation' },
+      h('span'), h('span'), col('name', 'Name'), col('size', 'Size'), col('modified', 'Modified'), h('span')));
+  }
+  box.append(h('div', { id: 'entries', class: 'entries' }));
+  if (view.loaded && !view.shown.length) {
+    box.append(h('p', { class: 'empty muted', text: view.filter ? 'Nothing matches the filter.' : 'This folder is empty.' }));
+  }
+  renderMore();
+  updateBatch();
+}
+
+function renderMore() {
+  const end = Math.min(view.rendered + PAGE, view.shown.length);
+  const frag = document.createDocumentFragment();
+  for (let i = view.rendered; i < end; i++) frag.append(makeEntry(view.shown[i]));
+  $('#entries').append(frag);
+  view.rendered = end;
+  const left = view.shown.length - end;
+  $('#more').hidden = left <= 0;
+  $('#show-more').textContent = `Show more (${left} more)`;
+  const folders = view.items.filter(i => i.is_dir).length;
+  $('#status-line').textContent = view.loaded
+    ? `${folders} folder${folders === 1 ? '' : 's'}, ${view.items.length - folders} file${view.items.length - folders === 1 ? '' : 's'}` +
+      (view.shown.length !== view.items.length ? ` · ${view.shown.length} shown` : '')
+    : $('#status-line').textContent;
+  // The observer reports changes only: re-observe so that a still-visible sentinel loads the next page.
+  if (observer && left > 0) { observer.unobserve($('#more')); observer.observe($('#more')); }
+}
+
+const ICONS = { folder: 'folder', image: 'image', video: 'video', audio: 'audio', text: 'text', markdown: 'text', pdf: 'text', other: 'file' };
+
+function actionButton(action, label, name) {
+  return h('button', { type: 'button', class: 'icon-btn', dataset: { testid: action, action },
+    title: label, 'aria-label': `${label} ${name}` }, icon(action === 'copy-link' ? 'link' : action));
+}
+
+function makeEntry(item) {
+  const isDir = !!item.is_dir;
+  const path = joinPath(view.path, item.name);
+  const kind = kindOf(item);
+  const sel = view.selected.has(item.name);
+  const row = h('div', { class: 'entry' + (sel ? ' selected' : ''), dataset: { testid: 'entry', name: item.name, type: isDir ? 'folder' : 'file', kind } });
+  const check = h('input', { type: 'checkbox', class: 'select', checked: sel, dataset: { testid: 'select' }, 'aria-label': 'Select ' + item.name });
+  const name = h('a', { class: 'name', href: encodePath(path), title: item.name, dataset: { testid: 'entry-name', action: 'open' }, text: item.name });
+
+  let kindIcon;
+  const thumb = thumbUrl(item, path, kind);
+  if (view.mode === 'grid' && thumb) {
+    kindIcon = h('span', { class: 'thumb', dataset: { action: 'open' } },
+      h('img', { src: thumb, alt: '', loading: 'lazy', decoding: 'async', referrerpolicy: 'no-referrer' }));
+  } else {
+    kindIcon = h('span', { class: 'icon k-' + kind, dataset: { action: 'open' }, 'aria-hidden': 'true' }, icon(ICONS[kind] || 'file'));
+  }
+
+  let size;
+  if (isDir && item.mount_details) size = space(item.mount_details);
+  else size = h('span', { class: 'size', text: isDir ? '' : formatSize(item.size) });
+  const date = h('span', { class: 'date', text: formatDate(item.modified) });
+
+  const actions = h('span', { class: 'actions' });
+  if (!isDir) {
+    actions.append(
+      h('a', { class: 'icon-btn', href: fallbackLink(item, path), download: item.name, rel: 'noopener',
+        dataset: { testid: 'download', action: 'download' }, title: 'Download', 'aria-label': 'Download ' + item.name }, icon('download')),
+      actionButton('copy-link', 'Copy link', item.name));
+  }
+  if (can(PERM.rename)) actions.append(actionButton('rename', 'Rename', item.name));
+  if (can(PERM.move)) actions.append(actionButton('move', 'Move', item.name));
+  if (can(PERM.copy)) actions.append(actionButton('copy', 'Copy', item.name));
+  if (can(PERM.remove)) actions.append(actionButton('delete', 'Delete', item.name));
+
+  if (view.mode === 'grid') row.append(check, kindIcon, name, h('span', { class: 'meta' }, size), actions);
+  else row.append(check, kindIcon, name, size, date, actions);
+  return row;
+}
+
+/** A storage's space: "1.2 GB free of 5 TB" with a small bar. */
+function space(d) {
+  const total = d.total_space || 0, used = d.used_space || Math.max(0, total - (d.free_space || 0));
+  const wrap = h('span', { class: 'size space', title: `${d.driver_name || ''} · used ${formatSize(used)}` },
+    total ? `${formatSize(d.free_space || 0)} free of ${formatSize(total)}` : '');
+  if (total) {
+    const fill = h('span', { class: 'fill' });
+    fill.style.width = Math.min(100, Math.round((used / total) * 100)) + '%';
+    wrap.append(h('span', { class: 'bar' }, fill));
+  }
+  return wrap;
+}
+
+/** The /d link of a file from its listing data (used before raw_url is fetched, e.g. when JS clicks are skipped). */
+function fallbackLink(item, path) {
+  return '/d' + encodePath(absolutePath(path)) + (item.sign ? '?sign=' + signParam(item.sign) : '');
+}
+
+/** A grid thumbnail: the storage's thumb, or the image itself (lazy-loaded) when it is signed and not huge. */
+function thumbUrl(item, path, kind) {
+  if (item.thumb && /^(https?:\/\/|\/)/.test(item.thumb)) return item.thumb;
+  if (kind === 'image' && item.sign && item.size < 20 * 1024 * 1024 && extOf(item.name) !== 'svg') return fallbackLink(item, path);
+  return '';
+}
+
+function syncChecks() {
+  for (const cb of $('#listing').querySelectorAll('input.select')) {
+    const row = cb.closest('.entry');
+    cb.checked = view.selected.has(row.dataset.name);
+    row.classList.toggle('selected', cb.checked);
+  }
+  updateBatch();
+}
+
+function updateBatch() {
+  const n = view.selected.size;
+  $('#batch-bar').hidden = !view.items.length;
+  $('#batch-count').textContent = n ? `${n} selected` : '';
+  for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-clear']) $(id).hidden = n === 0;
+  $('#batch-move').hidden ||= !can(PERM.move);
+  $('#batch-copy').hidden ||= !can(PERM.copy);
+  $('#batch-delete').hidden ||= !can(PERM.remove);
+  const all = $('#select-all');
+  all.checked = n > 0 && n >= view.shown.length;
+  all.indeterminate = n > 0 && n < view.shown.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+function onListingClick(e) {
+  const sortBtn = e.target.closest('[data-sort]');
+  if (sortBtn) {
+    const key = sortBtn.dataset.sort;
+    setSort(key, view.sortKey === key && view.sortDir === 'asc' ? 'desc' : 'asc');
+    return;
+  }
+  const target = e.target.closest('[data-action]');
+  const row = e.target.closest('.entry');
+  if (!target || !row) return;
+  const item = view.byName.get(row.dataset.name);
+  if (!item) return;
+  const path = joinPath(view.path, item.name);
+  switch (target.dataset.action) {
+    case 'open':
+      if (e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;   // new tab etc.
+      e.preventDefault();
+      open(item);
+      break;
+    case 'download':
+      e.preventDefault();
+      downloadFile(path, item.name).catch(err => showError(err.message));
+      break;
+    case 'copy-link': copyLink(path).catch(err => showError(err.message)); break;
+    case 'rename': rename(item); break;
+    case 'move': transfer('move', [item.name]); break;
+    case 'copy': transfer('copy', [item.name]); break;
+    case 'delete': remove([item.name]); break;
+  }
+}
+
+function open(item) {
+  if (!item) return;
+  if (item.is_dir) navigate(joinPath(view.path, item.name));
+  else openPreview(item, view.path, view.shown);
+}
+
+/** Runs a write operation, reports its error, and re-lists the folder. */
+async function run(work, success) {
+  let error = null;
+  try { await work(); } catch (e) { error = e; }
+  await load(view.path, { quiet: true });   // a successful listing clears the error box, so report after it
+  if (error) showError(error.message);
+  else if (success) toast(success);
+}
+
+async function newFolder() {
+  const name = await promptText('New folder', { message: 'Name of the new folder', okText: 'Create' });
+  if (!name) return;
+  await run(() => api('/fs/mkdir', { path: joinPath(view.path, name) }), 'Folder created');
+}
+
+async function rename(item) {
+  const name = await promptText('Rename', { value: item.name, okText: 'Rename', selectStem: !item.is_dir });
+  if (!name || name === item.name) return;
+  await run(() => api('/fs/rename', { path: joinPath(view.path, item.name), name }), 'Renamed');
+}
+
+async function transfer(op, names) {
+  if (!names.length) return;
+  const what = names.length === 1 ? `“${names[0]}”` : `${names.length} items`;
+  const dst = await pickFolder({ title: `${op === 'move' ? 'Move' : 'Copy'} ${what} to…`, start: view.path,
+    okText: op === 'move' ? 'Move here' : 'Copy here' });
+  if (dst === null) return;
+  if (op === 'move' && dst === view.path) { toast('Already in this folder'); return; }
+  const srcDir = view.path;
+  await run(async () => {
+    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names });
+    view.selected.clear();
+  }, op === 'move' ? 'Moved' : 'Copied');
+}
+
+async function remove(names) {
+  if (!names.length) return;
+  const what = names.length === 1 ? `“${names[0]}”` : `${names.length} items`;
+  if (!await confirmDialog('Delete', `Delete ${what}? Folders are deleted with everything in them.`, { okText: 'Delete', danger: true })) return;
+  const dir = view.path;
+  await run(async () => {
+    await api('/fs/remove', { dir, names });
+    view.selected.clear();
+  }, 'Deleted');
+}
+
+/** Renders README.md (any case) of the folder under the listing. */
+async function loadReadme(mine) {
+  const box = $('#readme');
+  const item = view.items.find(i => !i.is_dir && i.name.toLowerCase() === 'readme.md');
+  if (!item) { box.hidden = true; clear(box); return; }
+  try {
+    const path = joinPath(view.path, item.name);
+    const obj = await getObject(path);
+    const { text } = await readText(obj, path, 512 * 1024);
+    if (mine !== view.seq) return;
+    clear(box).append(renderMarkdown(text));
+    box.hidden = false;
+  } catch {
+    if (mine === view.seq) { box.hidden = true; clear(box); }
+  }
+}

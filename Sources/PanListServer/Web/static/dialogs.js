@@ -1,0 +1,122 @@
+// Modal dialogs built on <dialog>: prompt, confirm, a read-only text box (links), and the folder picker.
+// Escape closes every dialog (the browser's own behaviour for modal <dialog>), resolving to null/false.
+import { api } from './api.js';
+import { $, h, clear, joinPath, parentPath } from './util.js';
+import { icon } from './icons.js';
+
+/** Shared implementation of #dialog. Resolves to the input's value / true, or null when cancelled. */
+function runDialog({ title, message = '', input = false, value = '', okText = 'OK', danger = false,
+                     selectStem = false, readonly = false }) {
+  const dlg = $('#dialog'), form = $('#dialog-form'), field = $('#dialog-input');
+  const ok = $('#dialog-ok'), cancel = $('#dialog-cancel');
+  if (dlg.open) dlg.close();
+  $('#dialog-title').textContent = title;
+  $('#dialog-message').textContent = message;
+  $('#dialog-message').hidden = !message;
+  field.hidden = !input;
+  field.readOnly = readonly;
+  field.value = value;
+  ok.textContent = okText;
+  ok.classList.toggle('danger', danger);
+  cancel.hidden = readonly;
+
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      form.onsubmit = null; cancel.onclick = null; dlg.onclose = null;
+      if (dlg.open) dlg.close();
+      resolve(result);
+    };
+    form.onsubmit = (e) => { e.preventDefault(); finish(input ? field.value : true); };
+    cancel.onclick = () => finish(null);
+    dlg.onclose = () => finish(null);           // Escape, or closed from elsewhere
+    dlg.showModal();
+    if (input) {
+      field.focus();
+      // Pre-select the name without its extension, like a file manager does.
+      const dot = value.lastIndexOf('.');
+      if (selectStem && dot > 0) field.setSelectionRange(0, dot); else field.select();
+    } else {
+      ok.focus();
+    }
+  });
+}
+
+/** Asks for a text; resolves to the trimmed text, or null when cancelled or empty. */
+export async function promptText(title, { value = '', message = '', okText = 'OK', selectStem = false } = {}) {
+  const v = await runDialog({ title, message, input: true, value, okText, selectStem });
+  if (v === null) return null;
+  const t = v.trim();
+  return t === '' ? null : t;
+}
+
+/** Asks a yes/no question; resolves to true or false. */
+export async function confirmDialog(title, message, { okText = 'OK', danger = false } = {}) {
+  return (await runDialog({ title, message, okText, danger })) === true;
+}
+
+/** Shows a text in a selected read-only field (used when the clipboard is not available). */
+export async function showText(title, text, message = '') {
+  await runDialog({ title, message, input: true, value: text, okText: 'Close', readonly: true });
+}
+
+/**
+ * The folder picker: browses folders with /api/fs/dirs and resolves to the chosen folder's path,
+ * or null when cancelled. Entries are buttons with data-testid="picker-entry" and data-name.
+ */
+export function pickFolder({ title = 'Choose a folder', start = '/', okText = 'Choose this folder' } = {}) {
+  const dlg = $('#picker'), list = $('#picker-list'), errBox = $('#picker-error');
+  const okBtn = $('#picker-ok'), upBtn = $('#picker-up'), cancelBtn = $('#picker-cancel');
+  if (dlg.open) dlg.close();
+  $('#picker-title').textContent = title;
+  okBtn.textContent = okText;
+  let current = '/';
+  let seq = 0;
+
+  async function load(path) {
+    const mine = ++seq;
+    current = path;
+    $('#picker-path').textContent = path;
+    upBtn.disabled = path === '/';
+    errBox.hidden = true;
+    clear(list).append(h('li', { class: 'muted', text: 'Loading…' }));
+    try {
+      const dirs = await api('/fs/dirs', { path, force_root: false });
+      if (mine !== seq) return;
+      clear(list);
+      if (!dirs.length) list.append(h('li', { class: 'muted', text: 'No sub-folders' }));
+      const frag = document.createDocumentFragment();
+      for (const d of dirs) {
+        frag.append(h('li', {}, h('button', {
+          type: 'button', class: 'picker-entry', dataset: { testid: 'picker-entry', name: d.name },
+          onclick: () => load(joinPath(path, d.name)),
+        }, h('span', { class: 'icon k-folder' }, icon('folder')), d.name)));
+      }
+      list.append(frag);
+    } catch (e) {
+      if (mine !== seq) return;
+      clear(list);
+      errBox.textContent = e.message;
+      errBox.hidden = false;
+    }
+  }
+
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      okBtn.onclick = null; upBtn.onclick = null; cancelBtn.onclick = null; dlg.onclose = null;
+      if (dlg.open) dlg.close();
+      resolve(result);
+    };
+    okBtn.onclick = () => finish(current);
+    upBtn.onclick = () => load(parentPath(current));
+    cancelBtn.onclick = () => finish(null);
+    dlg.onclose = () => finish(null);
+    dlg.showModal();
+    load(start).then(() => okBtn.focus());
+  });
+}
