@@ -1,0 +1,29 @@
+import Foundation
+import Testing
+@testable import PanListServer
+
+/// The web UI's files: served from the server's resources with a strict Content-Security-Policy.
+@Suite("Web UI serving")
+struct WebUITests {
+    @Test func indexAssetsAndPolicy() async throws {
+        try await withServer { s in
+            for path in ["/", "/some%20folder/deeper", "/@manage"] {
+                let r = try await s.request(.GET, path)
+                #expect(r.status == 200 && r.header("Content-Type")?.hasPrefix("text/html") == true && r.text.contains("/assets/app.js"), "\(path)")
+                let csp = try #require(r.header("Content-Security-Policy"))
+                #expect(csp.contains("script-src 'self'") && csp.contains("object-src 'none'") && !csp.contains("unsafe-inline"))
+            }
+            let js = try await s.request(.GET, "/assets/app.js")
+            #expect(js.status == 200 && js.header("Content-Type")?.hasPrefix("text/javascript") == true)
+            let etag = try #require(js.header("ETag"))
+            #expect(try await s.request(.GET, "/assets/app.js", headers: [("If-None-Match", etag)]).status == 304)
+            #expect(try await s.request(.GET, "/assets/nope.js").status == 404)
+            // The API, downloads and WebDAV keep their own answers.
+            #expect(try await s.request(.GET, "/api/nope").json["code"] as? Int == 404)
+            #expect(try await s.request(.GET, "/ping").text == "pong")
+            // No inline script or handler in the page: the policy would block it anyway.
+            let index = try await s.request(.GET, "/").text
+            #expect(!index.contains("<script>") && !index.contains("onclick="))
+        }
+    }
+}
