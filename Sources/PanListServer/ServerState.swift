@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import NIOPosix
 import PanListCore
 import PanListStore
 
@@ -69,6 +70,20 @@ public final class ServerState: Sendable {
     }
 
     func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
+
+    /// Rewrites a user's record from the old fast hash to bcrypt after a successful login (the password is
+    /// only known then). Failures are logged and ignored: the old record still works.
+    func upgradePassword(_ stored: StoredUser, staticHash: String) async {
+        guard Passwords.isLegacy(stored.passwordHash) else { return }
+        do {
+            var updated = stored
+            (updated.passwordHash, updated.salt) = try await NIOThreadPool.singleton.runIfActive { Passwords.make(staticHash: staticHash) }
+            try await store.updateUser(updated)
+            forgetUsers()
+        } catch {
+            logger.warning("could not rewrite the password record of \(stored.user.username) as bcrypt: \(error)")
+        }
+    }
 
     /// The user behind a request's `Authorization` header: a login token, the admin token, or the guest when absent.
     /// The token in `Authorization`: raw as Alist sends it, or after "Bearer ".

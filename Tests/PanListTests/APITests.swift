@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import PanListStore
 import Testing
 @testable import PanListCore
 @testable import PanListServer
@@ -65,6 +66,28 @@ struct AuthAPITests {
             #expect(after.code == 401)
             // The logout is stored, so it survives a restart.
             #expect(try await s.state.store.revokedTokens().map(\.hash) == [TokenService.hash(token)])
+        }
+    }
+
+    @Test func passwordsAreBcryptAndOldRecordsAreUpgraded() async throws {
+        try await withServer { s in
+            // The first-run admin is stored with bcrypt (the static hash inside; the salt column marks it).
+            let admin = try #require(try await s.state.store.user(named: "admin"))
+            #expect(admin.passwordHash.hasPrefix("$2") && admin.salt == Passwords.bcryptSalt)
+            // A record in Alist's old salted SHA-256 form still logs in (password and static hash), and is
+            // rewritten as bcrypt on that login; WebDAV Basic uses the same check.
+            let salt = "0123456789abcdef"
+            _ = try await s.state.store.createUser(StoredUser(
+                user: User(id: 0, username: "old", role: .general, permission: [.webdavRead], passwordTimestamp: 1),
+                passwordHash: Passwords.hash(staticHash: Passwords.staticHash("old-password"), salt: salt), salt: salt))
+            s.state.forgetUsers()
+            #expect(try await s.api("/auth/login", ["username": "old", "password": "old-password"]).code == 200)
+            let upgraded = try #require(try await s.state.store.user(named: "old"))
+            #expect(upgraded.passwordHash.hasPrefix("$2") && upgraded.user.passwordTimestamp == 1)
+            #expect(try await s.api("/auth/login/hash", ["username": "old", "password": Passwords.staticHash("old-password")]).code == 200)
+            #expect(try await s.api("/auth/login", ["username": "old", "password": "wrong"]).code == 400)
+            let basic = "Basic " + Data("old:old-password".utf8).base64EncodedString()
+            #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", basic), ("Depth", "0")]).status == 207)
         }
     }
 

@@ -47,11 +47,12 @@ extension APIRoutes {
         try state.loginLimiter.check(keys)
         let staticHash = hashed ? body.password.lowercased() : Passwords.staticHash(body.password)
         guard let stored = try await state.storedUser(named: body.username), !stored.user.isGuest,
-              Passwords.equal(Passwords.hash(staticHash: staticHash, salt: stored.salt), stored.passwordHash)
+              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
         else {
             state.loginLimiter.fail(keys)
             throw FSError.badRequest("username or password is incorrect")
         }
+        await state.upgradePassword(stored, staticHash: staticHash)
         if stored.user.disabled { throw FSError.unauthorized("this user is disabled") }
         state.loginLimiter.succeed(keys)
         struct Token: Encodable { var token: String }

@@ -201,12 +201,14 @@ struct DAVRoutes: Sendable {
         do { try state.loginLimiter.check(keys) } catch {
             throw DAVError(status: .tooManyRequests, message: FSError.from(error).message)
         }
+        let staticHash = Passwords.staticHash(password)
         guard let stored = try await state.storedUser(named: name), !stored.user.isGuest,
-              Passwords.equal(Passwords.hash(staticHash: Passwords.staticHash(password), salt: stored.salt), stored.passwordHash)
+              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
         else {
             state.loginLimiter.fail(keys)
             throw DAVError(status: .unauthorized, message: "user name or password is incorrect")
         }
+        await state.upgradePassword(stored, staticHash: staticHash)
         state.loginLimiter.succeed(keys)
         credentials.put(key, stored.user)
         return stored.user

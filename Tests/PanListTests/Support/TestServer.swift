@@ -69,6 +69,8 @@ final class TestServer: @unchecked Sendable {
     var files: String { dir.path + "/data/files" }
 
     static func start() async throws -> TestServer {
+        // bcrypt at its lowest cost in tests (the default, 12, is checked by a test of its own).
+        setenv("PANLIST_BCRYPT_COST", "4", 0)
         let dir = TempDir()
         var logger = Logger(label: "panlist-test")
         logger.logLevel = .error
