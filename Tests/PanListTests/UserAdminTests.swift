@@ -56,4 +56,24 @@ struct UserAdminTests {
             #expect(try await s.api("/admin/user/get?id=\(id)", token: t, method: .GET).code != 200)
         }
     }
+
+    @Test func bruteForceIsStoppedOnTheAPIAndOverWebDAV() async throws {
+        try await withServer { s in
+            _ = try await s.addUser("dave", password: "dave-pass-1", permission: [.webdavRead])
+            for _ in 0..<5 { #expect(try await s.api("/auth/login", ["username": "dave", "password": "wrong"]).code == 400) }
+            // The 6th try is refused without checking, even with the right password.
+            let sixth = try await s.api("/auth/login", ["username": "dave", "password": "dave-pass-1"])
+            #expect(sixth.code == 429, "\(sixth.text)")
+            let basic = "Basic " + Data("dave:dave-pass-1".utf8).base64EncodedString()
+            #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", basic)]).status == 429)
+        }
+        // And the other way round (a fresh server: the limit also counts per IP): wrong WebDAV passwords
+        // lock the API login too.
+        try await withServer { s in
+            _ = try await s.addUser("erin", password: "erin-pass-1", permission: [.webdavRead])
+            let wrong = "Basic " + Data("erin:nope".utf8).base64EncodedString()
+            for _ in 0..<5 { #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", wrong)]).status == 401) }
+            #expect(try await s.api("/auth/login", ["username": "erin", "password": "erin-pass-1"]).code == 429)
+        }
+    }
 }
