@@ -501,10 +501,13 @@ struct DAVRoutes: Sendable {
 
     func copyMove(_ req: Request, user: User, path src: String, move: Bool) async throws -> Response {
         try Access.check(user, .davManage, src)
-        try Access.check(user, move ? .move : .copy, src)
         guard let destination = req.headers[.destination] else { throw DAVError(status: .badRequest, message: "Destination is missing") }
         let dst = try pathOfURL(destination, user: user)
-        try Access.check(user, .write, dst)
+        // The same bits as /api: a MOVE within one folder is a rename; otherwise move or copy, checked
+        // at the source and at the destination.
+        let action: Action = move ? (VirtualPath.parent(src) == VirtualPath.parent(dst) ? .rename : .move) : .copy
+        try Access.check(user, action, src)
+        try Access.check(user, action, dst)
         let overwrite = (req.headers[.overwriteDAV] ?? "T").uppercased() != "F"
         let depth = req.headers[.depth]?.lowercased() ?? "infinity"
         let (obj, _) = try await state.fs.get(src)
