@@ -212,21 +212,8 @@ struct DeliveryTests {
 
 /// GETs `path` over a raw socket, reads about `bytes` of the answer, then closes the connection.
 func readPartlyThenHangUp(port: Int, path: String, token: String, bytes: Int) async throws {
-    try await Task.detached {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0 else { return }
-        // A small receive buffer, so the kernel does not soak up the whole file for us.
-        var small: Int32 = 64 * 1024
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+    // A small receive buffer, so the kernel does not soak up the whole file for us.
+    try await withRawConnection(port: port, receiveBuffer: 64 * 1024) { fd in
         let head = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(token)\r\n\r\n"
         _ = Array(head.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var got = 0
@@ -237,5 +224,5 @@ func readPartlyThenHangUp(port: Int, path: String, token: String, bytes: Int) as
             got += n
         }
         usleep(300_000)  // the server's writes pile up against a full window meanwhile
-    }.value
+    }
 }

@@ -254,10 +254,21 @@ struct FSAPITests {
 
 /// Sends a PUT whose body stops short of its Content-Length, then closes the connection.
 func rawCutOff(port: Int, token: String) async throws {
+    try await withRawConnection(port: port) { fd in
+        let head = "PUT /api/fs/put HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(token)\r\nFile-Path: /raw.bin\r\nContent-Length: 1000000\r\n\r\n"
+        let bytes = Array(head.utf8) + [UInt8](repeating: 0x42, count: 50_000)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        usleep(100_000)
+    }
+}
+
+/// Runs `body` with a plain TCP socket connected to 127.0.0.1:`port` (off the cooperative pool), then closes it.
+func withRawConnection(port: Int, receiveBuffer: Int32? = nil, _ body: @escaping @Sendable (Int32) -> Void) async throws {
     try await Task.detached {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -266,9 +277,6 @@ func rawCutOff(port: Int, token: String) async throws {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard ok == 0 else { return }
-        let head = "PUT /api/fs/put HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: \(token)\r\nFile-Path: /raw.bin\r\nContent-Length: 1000000\r\n\r\n"
-        let bytes = Array(head.utf8) + [UInt8](repeating: 0x42, count: 50_000)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        usleep(100_000)
+        body(fd)
     }.value
 }

@@ -3,7 +3,19 @@ import Hummingbird
 import PanListCore
 import PanListStore
 
-struct PageJSON<T: Encodable>: Encodable { var content: [T]; var total: Int }
+struct PageJSON<T: Encodable>: Encodable {
+    var content: [T]
+    var total: Int
+
+    /// Alist's paging: `page` (from 1) and `per_page` in the query; without both, everything.
+    static func page(_ all: [T], _ req: Request) -> PageJSON {
+        let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
+        let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
+        guard page >= 1, perPage >= 1 else { return PageJSON(content: all, total: all.count) }
+        let start = min((page - 1) * perPage, all.count)
+        return PageJSON(content: Array(all[start..<min(start + perPage, all.count)]), total: all.count)
+    }
+}
 
 struct StorageJSON: Encodable {
     var r: StorageRecord
@@ -86,14 +98,7 @@ extension APIRoutes {
         // Storages
         admin.get("storage/list") { req, _ in
             let all = await StorageJSON.withDetails(try await state.store.storages().map { shown($0) }, state.fs)
-            let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
-            let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
-            var content = all
-            if page >= 1, perPage >= 1 {
-                let start = min((page - 1) * perPage, all.count)
-                content = Array(all[start..<min(start + perPage, all.count)])
-            }
-            return APIResponse.ok(PageJSON(content: content, total: all.count))
+            return APIResponse.ok(PageJSON.page(all, req))
         }
         admin.get("storage/get") { req, _ in APIResponse.ok(await StorageJSON.withDetails([shown(try await storage(req))], state.fs)[0]) }
         admin.post("storage/create") { req, _ in

@@ -25,14 +25,7 @@ extension APIRoutes {
 
         admin.get("list") { req, _ in
             let all = try await state.store.users().sorted { $0.user.id < $1.user.id }.map { MeJSON($0.user) }
-            let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
-            let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
-            var content = all
-            if page >= 1, perPage >= 1 {
-                let start = min((page - 1) * perPage, all.count)
-                content = Array(all[start..<min(start + perPage, all.count)])
-            }
-            return APIResponse.ok(PageJSON(content: content, total: all.count))
+            return APIResponse.ok(PageJSON.page(all, req))
         }
         admin.get("get") { req, _ in APIResponse.ok(MeJSON(try await storedUser(req).user)) }
         admin.post("create") { req, _ in
