@@ -120,7 +120,11 @@ struct Uploader {
         } else {
             md5 = try await NIOThreadPool.singleton.runIfActive {
                 var h = Insecure.MD5()
-                try SpoolRegion.read(spool, offset: offset, length: length) { h.update(bufferPointer: $0) }
+                do {
+                    try FileRegion.read(spool, offset: offset, length: length) { h.update(bufferPointer: $0) }
+                } catch {
+                    throw FSError.internalError("the upload spool file is gone or short: \(FSError.from(error).message)")
+                }
                 return h.finalize().hexString
             }
         }
@@ -156,22 +160,6 @@ struct SpoolRegion: AsyncSequence, Sendable {
     let tail: ByteBuffer
 
     var totalLength: Int64 { Int64(head.readableBytes) + length + Int64(tail.readableBytes) }
-
-    /// Reads `length` bytes at `offset` from `path` in chunks, blocking (call on a thread pool).
-    static func read(_ path: String, offset: Int64, length: Int64, _ body: (UnsafeRawBufferPointer) -> Void) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FSError.internalError("the upload spool file is gone") }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: chunk)
-        var done: Int64 = 0
-        while done < length {
-            let want = Int(Swift.min(Int64(chunk), length - done))
-            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset + done)) }
-            guard got > 0 else { throw FSError.internalError("the upload spool file is shorter than expected") }
-            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
-            done += Int64(got)
-        }
-    }
 
     struct AsyncIterator: AsyncIteratorProtocol {
         let region: SpoolRegion

@@ -218,18 +218,7 @@ extension EmulatorState {
             let offset = Int64(n - 1) * u.sliceSize, length = u.sliceLength(n)
             let path = u.dir + "/data", running = u.running
             let ok = (try? await NIOThreadPool.singleton.runIfActive { () throws -> Bool in
-                let fd = open(path, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { return false }
-                defer { close(fd) }
-                var buffer = [UInt8](repeating: 0, count: 1 << 20)
-                var done: Int64 = 0
-                while done < length {
-                    let want = Int(min(Int64(buffer.count), length - done))
-                    let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset + done)) }
-                    guard got > 0 else { return false }
-                    buffer.withUnsafeBytes { running.md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
-                    done += Int64(got)
-                }
+                try FileRegion.read(path, offset: offset, length: length) { running.md5.update(bufferPointer: $0) }
                 return true
             }) ?? false
             guard ok else {

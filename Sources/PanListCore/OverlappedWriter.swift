@@ -1,4 +1,7 @@
 import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import _NIOFileSystem
@@ -211,5 +214,25 @@ public struct PrefetchingChunks: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(handle: handle, end: range.upperBound, chunk: chunk, depth: depth, scheduled: range.lowerBound)
+    }
+}
+
+/// Blocking reads of a file range (call on a thread pool): `body` sees the bytes 1 MiB at a time, through
+/// one reused buffer. Throws `.notFound` when the file is missing and `.internalError` when it is shorter.
+public enum FileRegion {
+    public static func read(_ path: String, offset: Int64, length: Int64, chunk: Int = 1 << 20,
+                            _ body: (UnsafeRawBufferPointer) -> Void) throws(FSError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .notFound("\(path) is gone") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var done: Int64 = 0
+        while done < length {
+            let want = Int(Swift.min(Int64(chunk), length - done))
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset + done)) }
+            guard got > 0 else { throw .internalError("\(path) is shorter than expected") }
+            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            done += Int64(got)
+        }
     }
 }
