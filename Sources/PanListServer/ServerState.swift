@@ -71,6 +71,24 @@ public final class ServerState: Sendable {
 
     func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
 
+    /// The one password check, for `/api/auth/login*` and WebDAV Basic: the login limiter (per IP and per
+    /// user; throws `.rateLimited` when locked), the guest refused, the stored hash verified off the event loops, an old
+    /// record upgraded. Nil when the name or password is wrong (counted as a failure). A disabled user's
+    /// success does not clear the failure count; the caller refuses the disabled user.
+    func verifyLogin(username: String, staticHash: String, ip: String) async throws -> StoredUser? {
+        let keys = ["ip:" + ip, "user:" + username]
+        try loginLimiter.check(keys)
+        guard let stored = try await storedUser(named: username), !stored.user.isGuest,
+              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
+        else {
+            loginLimiter.fail(keys)
+            return nil
+        }
+        await upgradePassword(stored, staticHash: staticHash)
+        if !stored.user.disabled { loginLimiter.succeed(keys) }
+        return stored
+    }
+
     /// Rewrites a user's record from the old fast hash to bcrypt after a successful login (the password is
     /// only known then). Failures are logged and ignored: the old record still works.
     func upgradePassword(_ stored: StoredUser, staticHash: String) async {

@@ -43,18 +43,11 @@ extension APIRoutes {
 
     func login(_ req: Request, _ ctx: AppContext, hashed: Bool) async throws -> Response {
         let body = try await req.json(LoginRequest.self, limit: state.config.maxRequestBody)
-        let keys = ["ip:" + ctx.clientIP, "user:" + body.username]
-        try state.loginLimiter.check(keys)
         let staticHash = hashed ? body.password.lowercased() : Passwords.staticHash(body.password)
-        guard let stored = try await state.storedUser(named: body.username), !stored.user.isGuest,
-              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
-        else {
-            state.loginLimiter.fail(keys)
+        guard let stored = try await state.verifyLogin(username: body.username, staticHash: staticHash, ip: ctx.clientIP) else {
             throw FSError.badRequest("username or password is incorrect")
         }
-        await state.upgradePassword(stored, staticHash: staticHash)
         if stored.user.disabled { throw FSError.unauthorized("this user is disabled") }
-        state.loginLimiter.succeed(keys)
         struct Token: Encodable { var token: String }
         return APIResponse.ok(Token(token: try await state.tokens.issue(for: stored.user)))
     }

@@ -122,9 +122,11 @@ enum LocalFileResponder {
 /// The same function serves `/d`, `/p`, WebDAV's `getetag` and its `If` headers, so they always agree.
 enum EntityTag {
     static func of(modified: Date, size: Int64) -> String {
-        let micros = Int64((modified.timeIntervalSince1970 * 1_000_000).rounded())
-        return "\"\(String(micros, radix: 16))-\(String(size, radix: 16))\""
+        "\"\(String(micros(modified), radix: 16))-\(String(size, radix: 16))\""
     }
+
+    /// The time part: microseconds since 1970, rounded.
+    static func micros(_ modified: Date) -> Int64 { Int64((modified.timeIntervalSince1970 * 1_000_000).rounded()) }
 }
 
 /// Small files (up to 64 KiB, 32 MiB in all) read in the last second, like nginx's open_file_cache:

@@ -197,19 +197,11 @@ struct DAVRoutes: Sendable {
            hit == stored.user, !stored.user.isGuest {
             return stored.user
         }
-        let keys = ["ip:" + ip, "user:" + name]
-        do { try state.loginLimiter.check(keys) } catch {
-            throw DAVError(status: .tooManyRequests, message: FSError.from(error).message)
+        let verified: StoredUser?
+        do { verified = try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip) } catch FSError.rateLimited(let message) {
+            throw DAVError(status: .tooManyRequests, message: message)
         }
-        let staticHash = Passwords.staticHash(password)
-        guard let stored = try await state.storedUser(named: name), !stored.user.isGuest,
-              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
-        else {
-            state.loginLimiter.fail(keys)
-            throw DAVError(status: .unauthorized, message: "user name or password is incorrect")
-        }
-        await state.upgradePassword(stored, staticHash: staticHash)
-        state.loginLimiter.succeed(keys)
+        guard let stored = verified else { throw DAVError(status: .unauthorized, message: "user name or password is incorrect") }
         credentials.put(key, stored.user)
         return stored.user
     }
@@ -334,7 +326,9 @@ struct DAVRoutes: Sendable {
                 if !o.isDir {
                     out.raw("<D:getetag>&quot;")
                     if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
-                        out.hex(UInt64(bitPattern: Int64((o.modified.timeIntervalSince1970 * 1_000_000).rounded())))
+                        // EntityTag.of, without building a String (before 1970 the sign needs the String form).
+                        let micros = EntityTag.micros(o.modified)
+                        if micros >= 0 { out.hex(UInt64(micros)) } else { out.raw(String(micros, radix: 16)) }
                         out.raw("-")
                         out.hex(UInt64(bitPattern: o.size))
                     }
