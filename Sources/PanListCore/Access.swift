@@ -1,5 +1,5 @@
 /// The one authorization layer: every front end asks here whether a user may do something to a path.
-public enum Action: Sendable {
+public enum Action: Sendable, Equatable {
     case read, write, rename, move, copy, remove, refresh
     /// WebDAV access (Alist's bit 8) and WebDAV changes (bit 9), checked on top of the operation's own bit.
     case davRead, davManage
@@ -40,6 +40,9 @@ public enum Access {
         return rel == "/" ? base : base + rel
     }
 
+    /// The user's base path as an absolute virtual path.
+    public static func resolve(root user: User) -> String { (try? resolve("/", for: user)) ?? "/" }
+
     /// The path as the user sees it (their base path removed).
     public static func userPath(_ absolute: String, for user: User) -> String {
         let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
@@ -53,13 +56,64 @@ public enum Access {
         return user.permission.contains(p)
     }
 
-    /// Throws `.permissionDenied` unless `user` may do `action` on the absolute path `path`.
-    public static func check(_ user: User, _ action: Action, _ path: String) throws(FSError) {
+    /// Alist's wording for a missing or wrong folder password (its UI asks for the password on it).
+    public static let passwordMessage = "password is incorrect or you have no permission"
+
+    /// Throws unless `user` may do `action` on the absolute path `path` under the folder `rules`, given the folder
+    /// `password` the client sent (nil when it sent none). In order:
+    /// - a disabled user is refused;
+    /// - the path must lie in the user's base path (on segment boundaries);
+    /// - a hidden path (or one inside a hidden folder) does not exist for users without "see hidden";
+    /// - a folder password applies unless the user has "access without password";
+    /// - the action's permission bit; for `.write` a rule granting write on `path` (the folder written
+    ///   into) stands in for the bit.
+    /// The admin passes everything but the first two.
+    public static func check(_ user: User, _ action: Action, _ path: String, rules: FolderRules, password: String?) throws(FSError) {
         if user.disabled { throw .unauthorized("this user is disabled") }
         let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
         guard VirtualPath.isWithin(path, base) else { throw .permissionDenied("permission denied: outside your base path") }
-        guard can(user, action) else {
-            throw .permissionDenied("permission denied: you may not \(action.verb) \(userPath(path, for: user))")
+        if user.isAdmin || rules.isEmpty {
+            guard can(user, action) else { throw denied(user, action, path) }
+            return
         }
+        if !user.permission.contains(.seeHides), rules.isHidden(path) { throw .objectNotFound(userPath(path, for: user)) }
+        if !user.permission.contains(.accessWithoutPassword), let required = rules.password(for: path),
+           !constantTimeEqual(password ?? "", required) {
+            throw .permissionDenied(passwordMessage)
+        }
+        if action == .write, !user.permission.contains(.write), rules.grantsWrite(path) { return }
+        guard can(user, action) else { throw denied(user, action, path) }
+    }
+
+    /// Whether `check` would pass.
+    public static func allows(_ user: User, _ action: Action, _ path: String, rules: FolderRules, password: String?) -> Bool {
+        (try? check(user, action, path, rules: rules, password: password)) != nil
+    }
+
+    /// For listings: a filter keeping the names in `folder` that `user` may see, or nil when all are visible.
+    public static func visibility(_ user: User, in folder: String, rules: FolderRules) -> (@Sendable (String) -> Bool)? {
+        if user.isAdmin || user.permission.contains(.seeHides) { return nil }
+        return rules.visibility(in: folder)
+    }
+
+    /// For listings made without a folder password (WebDAV): a filter keeping the names in `folder` that `user`
+    /// may see and open, or nil when all pass. Guarded entries are left out rather than listed and then refused.
+    public static func openEntries(_ user: User, in folder: String, rules: FolderRules) -> (@Sendable (String) -> Bool)? {
+        let visible = visibility(user, in: folder, rules: rules)
+        let needsPassword = !user.isAdmin && !user.permission.contains(.accessWithoutPassword) && rules.guardsEntries(of: folder)
+        if !needsPassword { return visible }
+        return { name in (visible?(name) ?? true) && rules.password(for: VirtualPath.join(folder, name)) == nil }
+    }
+
+    static func denied(_ user: User, _ action: Action, _ path: String) -> FSError {
+        .permissionDenied("permission denied: you may not \(action.verb) \(userPath(path, for: user))")
+    }
+
+    /// Compares without stopping at the first difference (password checks).
+    public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = x.count ^ y.count
+        for i in 0..<min(x.count, y.count) { diff |= Int(x[i] ^ y[i]) }
+        return diff == 0
     }
 }

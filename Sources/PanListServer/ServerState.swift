@@ -30,6 +30,7 @@ public final class ServerState: Sendable {
         self.logger = logger
         self.tokens = await TokenService(secret: config.jwtSecret, lifetimeHours: config.tokenExpiresIn)
         try await reloadSettings()
+        try await reloadRules()
         for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
     }
 
@@ -59,6 +60,47 @@ public final class ServerState: Sendable {
     /// The link signer, keyed by the `token` setting (rebuilt when settings change).
     var signer: Signer { signerBox.withLockedValue { $0 } }
     private let signerBox = NIOLockedValueBox<Signer>(Signer(key: ""))
+
+    // MARK: folder rules and authorization
+
+    private let rulesBox = NIOLockedValueBox<FolderRules>(.none)
+    /// The folder rules in force (a snapshot; swapped when an admin changes a rule).
+    var rules: FolderRules { rulesBox.withLockedValue { $0 } }
+
+    func reloadRules() async throws {
+        let loaded = FolderRules(try await store.folderRules())
+        rulesBox.withLockedValue { $0 = loaded }
+    }
+
+    /// `Access.check` with the rules in force: the one question every front end asks.
+    func check(_ user: User, _ action: Action, _ path: String, password: String?) throws(FSError) {
+        try Access.check(user, action, path, rules: rules, password: password)
+    }
+
+    func allows(_ user: User, _ action: Action, _ path: String, password: String?) -> Bool {
+        Access.allows(user, action, path, rules: rules, password: password)
+    }
+
+    /// What is kept by path follows an item that was renamed or moved: its WebDAV dead properties and the
+    /// folder rules at or below it (so a guarded folder stays guarded under its new name). Called by every
+    /// front end after a rename or move; failures are logged, the move itself stands.
+    func pathMoved(from: String, to: String) async {
+        try? await store.copyDeadProperties(from: from, to: to)
+        try? await store.deleteDeadProperties(from)
+        guard rules.rules.contains(where: { VirtualPath.isWithin($0.path, from) }) else { return }
+        do {
+            for var r in try await store.folderRules() where VirtualPath.isWithin(r.path, from) {
+                let rest = VirtualPath.relative(r.path, to: from)
+                r.path = rest == "/" ? to : (to == "/" ? rest : to + rest)
+                do { try await store.updateFolderRule(r) } catch {
+                    logger.warning("the folder rule for \(from) could not follow it to \(r.path): \(error)")
+                }
+            }
+            try await reloadRules()
+        } catch {
+            logger.warning("folder rules could not follow \(from) to \(to): \(error)")
+        }
+    }
 
     // MARK: users
 
@@ -170,9 +212,10 @@ public final class ServerState: Sendable {
         return "\(proto)://\(host)"
     }
 
-    /// Whether links under `path` in `storage` must carry a `sign`.
-    func signRequired(_ storage: MountedStorage?) -> Bool {
-        setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true
+    /// Whether download links to `path` (in `storage`) must carry a `sign`: `sign_all`, the storage's
+    /// `enable_sign`, or a folder password guarding the path.
+    func signRequired(_ storage: MountedStorage?, path: String) -> Bool {
+        setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true || rules.password(for: path) != nil
     }
 
     /// Extensions always proxied from `/d` (the `proxy_types` setting), lower case.

@@ -96,6 +96,23 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .primaryKey("path", "ns", "name")
                 .run()
         }),
+        (4, { db in
+            // Folder rules (Alist's x_meta), one row per virtual path.
+            try await db.create(table: "folder_rules").ifNotExists()
+                .column("id", type: .bigint, .primaryKey(autoIncrement: true))
+                .column("path", type: .text, .notNull, .unique)
+                .column("password", type: .text, .notNull, .default(""))
+                .column("p_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("write", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("w_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("hide", type: .text, .notNull, .default(""))
+                .column("h_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("readme", type: .text, .notNull, .default(""))
+                .column("r_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .column("header", type: .text, .notNull, .default(""))
+                .column("header_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+                .run()
+        }),
     ]
 
     public func migrate() async throws {
@@ -165,14 +182,15 @@ public final class SQLStore: Store, @unchecked Sendable {
             .first(decoding: StorageRow.self)?.record
     }
 
-    private func mountPathTaken(_ path: String, except id: Int?) async throws -> Bool {
-        var q = db.select().column("id").from("storages").where("mount_path", .equal, path)
+    /// Whether a row other than `id` already has `value` in a unique `column`.
+    private func taken(_ table: String, _ column: String, _ value: String, except id: Int?) async throws -> Bool {
+        var q = db.select().column("id").from(table).where(SQLIdentifier(column), .equal, SQLBind(value))
         if let id { q = q.where("id", .notEqual, id) }
         return try await q.first() != nil
     }
 
     public func createStorage(_ record: StorageRecord) async throws -> Int {
-        if try await mountPathTaken(record.mountPath, except: nil) {
+        if try await taken("storages", "mount_path", record.mountPath, except: nil) {
             throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
         }
         guard let id = try await db.insert(into: "storages").model(StorageRow(record, withID: false))
@@ -182,7 +200,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     public func updateStorage(_ record: StorageRecord) async throws {
-        if try await mountPathTaken(record.mountPath, except: record.id) {
+        if try await taken("storages", "mount_path", record.mountPath, except: record.id) {
             throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
         }
         try await db.update("storages").set(model: StorageRow(record, withID: false))
@@ -255,6 +273,59 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public func deleteUser(id: Int) async throws {
         try await db.delete(from: "users").where("id", .equal, id).run()
+    }
+
+    // MARK: folder rules
+
+    struct RuleRow: Codable {
+        var id: Int?
+        var path: String
+        var password: String
+        var p_sub: Bool
+        var write: Bool
+        var w_sub: Bool
+        var hide: String
+        var h_sub: Bool
+        var readme: String
+        var r_sub: Bool
+        var header: String
+        var header_sub: Bool
+
+        init(_ r: FolderRule, withID: Bool) {
+            id = withID ? r.id : nil
+            path = r.path; password = r.password; p_sub = r.pSub; write = r.write; w_sub = r.wSub; hide = r.hide
+            h_sub = r.hSub; readme = r.readme; r_sub = r.rSub; header = r.header; header_sub = r.headerSub
+        }
+
+        var rule: FolderRule {
+            FolderRule(id: id ?? 0, path: path, password: password, pSub: p_sub, write: write, wSub: w_sub, hide: hide,
+                       hSub: h_sub, readme: readme, rSub: r_sub, header: header, headerSub: header_sub)
+        }
+    }
+
+    public func folderRules() async throws -> [FolderRule] {
+        try await db.select().column("*").from("folder_rules").orderBy("path").all(decoding: RuleRow.self).map(\.rule)
+    }
+
+    public func folderRule(id: Int) async throws -> FolderRule? {
+        try await db.select().column("*").from("folder_rules").where("id", .equal, id).first(decoding: RuleRow.self)?.rule
+    }
+
+    public func createFolderRule(_ rule: FolderRule) async throws -> Int {
+        if try await taken("folder_rules", "path", rule.path, except: nil) { throw FSError.alreadyExists("there is already a rule for \(rule.path)") }
+        guard let id = try await db.insert(into: "folder_rules").model(RuleRow(rule, withID: false))
+            .returning("id").first(decodingColumn: "id", as: Int.self)
+        else { throw FSError.internalError("the database did not return the new rule's id") }
+        return id
+    }
+
+    public func updateFolderRule(_ rule: FolderRule) async throws {
+        if try await taken("folder_rules", "path", rule.path, except: rule.id) { throw FSError.alreadyExists("there is already a rule for \(rule.path)") }
+        try await db.update("folder_rules").set(model: RuleRow(rule, withID: false)).where("id", .equal, rule.id).run()
+    }
+
+    public func deleteFolderRule(id: Int) async throws {
+        try await db.delete(from: "folder_rules").where("id", .equal, id).run()
     }
 
     // MARK: settings

@@ -32,6 +32,14 @@ public protocol Store: DriverStateStore, Sendable {
     func updateUser(_ user: StoredUser) async throws
     func deleteUser(id: Int) async throws
 
+    /// Folder rules (Alist's metas), by path.
+    func folderRules() async throws -> [FolderRule]
+    func folderRule(id: Int) async throws -> FolderRule?
+    /// Creates a rule and returns its id; refuses a path that already has one.
+    func createFolderRule(_ rule: FolderRule) async throws -> Int
+    func updateFolderRule(_ rule: FolderRule) async throws
+    func deleteFolderRule(id: Int) async throws
+
     func settings() async throws -> [SettingItem]
     func setting(_ key: String) async throws -> SettingItem?
     /// Inserts or replaces each item by key.

@@ -41,10 +41,10 @@ struct VirtualPathTests {
         #expect(try Access.resolve("/docs/x.txt", for: u) == "/home/u/docs/x.txt")
         #expect(try Access.resolve("/", for: u) == "/home/u")
         #expect(throws: FSError.self) { try Access.resolve("/../v/secret", for: u) }
-        #expect(throws: FSError.self) { try Access.check(u, .read, "/home/uv/file") }
-        #expect(throws: FSError.self) { try Access.check(u, .write, "/home/u/file") }
+        #expect(throws: FSError.self) { try Access.check(u, .read, "/home/uv/file", rules: .none, password: nil) }
+        #expect(throws: FSError.self) { try Access.check(u, .write, "/home/u/file", rules: .none, password: nil) }
         let writer = User(id: 3, username: "w", basePath: "/home/u", role: .general, permission: [.write])
-        try Access.check(writer, .write, "/home/u/file")
+        try Access.check(writer, .write, "/home/u/file", rules: .none, password: nil)
     }
 }
 

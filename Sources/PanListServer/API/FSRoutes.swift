@@ -19,15 +19,17 @@ struct PathRequest: Decodable {
     }
 }
 
-struct RenameRequest: Decodable { var path: String; var name: String }
-struct MkdirRequest: Decodable { var path: String }
+/// Changes may carry the folder password in `password` (PanList's UI) or the `Password` header (as uploads do).
+struct RenameRequest: Decodable { var path: String; var name: String; var password: String? }
+struct MkdirRequest: Decodable { var path: String; var password: String? }
 struct BatchRequest: Decodable {
     var srcDir: String
     var dstDir: String
     var names: [String]
-    enum CodingKeys: String, CodingKey { case names, srcDir = "src_dir", dstDir = "dst_dir" }
+    var password: String?
+    enum CodingKeys: String, CodingKey { case names, password, srcDir = "src_dir", dstDir = "dst_dir" }
 }
-struct RemoveRequest: Decodable { var dir: String; var names: [String] }
+struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String? }
 
 struct ListJSON: Encodable {
     var content: [ObjJSON]
@@ -64,6 +66,7 @@ extension HTTPField.Name {
     static let fileSHA1 = Self("X-File-Sha1")!
     static let fileSHA256 = Self("X-File-Sha256")!
     static let fileSize = Self("X-File-Size")!
+    static let folderPassword = Self("Password")!
 }
 
 extension APIRoutes {
@@ -97,19 +100,26 @@ extension APIRoutes {
         api.post("fs/mkdir") { req, _ in
             let (user, body) = try await decode(req, MkdirRequest.self)
             let path = try Access.resolve(body.path, for: user)
-            try Access.check(user, .write, path)
+            guard path != Access.resolve(root: user) else { throw FSError.alreadyExists("/ already exists") }
+            let pw = password(req, body.password)
+            try state.check(user, .write, VirtualPath.parent(path), password: pw)
+            try state.check(user, .read, path, password: pw)
             try await state.fs.makeDir(path)
             return APIResponse.ok()
         }
         api.post("fs/rename") { req, _ in
             let (user, body) = try await decode(req, RenameRequest.self)
             let path = try Access.resolve(body.path, for: user)
-            try Access.check(user, .rename, path)
+            try state.check(user, .rename, path, password: password(req, body.password))
             try await state.fs.rename(path, to: body.name)
+            await state.pathMoved(from: path, to: VirtualPath.join(VirtualPath.parent(path), body.name))
             return APIResponse.ok()
         }
         api.post("fs/move") { req, _ in
-            try await batch(req, .move) { src, dst in try await state.fs.move(src, toDir: dst) }
+            try await batch(req, .move) { src, dst in
+                try await state.fs.move(src, toDir: dst)
+                await state.pathMoved(from: src, to: VirtualPath.join(dst, VirtualPath.base(src)))
+            }
             return APIResponse.ok()
         }
         api.post("fs/copy") { req, _ in
@@ -120,7 +130,7 @@ extension APIRoutes {
         api.post("fs/remove") { req, _ in
             let (user, body) = try await decode(req, RemoveRequest.self)
             let dir = try Access.resolve(body.dir, for: user)
-            try Access.check(user, .remove, dir)
+            try state.check(user, .remove, dir, password: password(req, body.password))
             for name in body.names {
                 try VirtualPath.validateName(name)
                 try await state.fs.remove(VirtualPath.join(dir, name))
@@ -136,8 +146,9 @@ extension APIRoutes {
     func batch(_ req: Request, _ action: Action, _ op: (_ src: String, _ dstDir: String) async throws -> Void) async throws {
         let (user, body) = try await decode(req, BatchRequest.self)
         let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
-        try Access.check(user, action, src)
-        try Access.check(user, action, dst)
+        let pw = password(req, body.password)
+        try state.check(user, action, src, password: pw)
+        try state.check(user, action, dst, password: pw)
         for name in body.names {
             try VirtualPath.validateName(name)
             try await op(VirtualPath.join(src, name), dst)
@@ -161,17 +172,23 @@ extension APIRoutes {
         return (user, body)
     }
 
-    func canWrite(_ user: User, _ path: String) -> Bool { (try? Access.check(user, .write, path)) != nil }
+    /// The folder password sent with a request: the body's `password`, else the `Password` header.
+    func password(_ req: Request, _ fromBody: String?) -> String? {
+        if let p = fromBody, !p.isEmpty { return p }
+        return req.headers[.folderPassword]
+    }
 
     func list(_ req: Request) async throws -> Response {
         let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
-        try Access.check(user, .read, path)
-        if body.refresh == true { try Access.check(user, .refresh, path) }
+        let pw = password(req, body.password)
+        let rules = state.rules
+        try Access.check(user, .read, path, rules: rules, password: pw)
+        if body.refresh == true { try Access.check(user, .refresh, path, rules: rules, password: pw) }
         let listing = try await state.fs.list(path, refresh: body.refresh == true)
         let types = FileTypes(state)
-        let signs = state.signRequired(listing.storage)
         var objs = listing.objects
+        if let visible = Access.visibility(user, in: path, rules: rules) { objs = objs.filter { visible($0.name) } }
         let total = objs.count
         if let page = body.page, let perPage = body.perPage, page >= 1, perPage >= 1 {
             let start = min((page - 1) * perPage, objs.count)
@@ -179,7 +196,8 @@ extension APIRoutes {
         }
         let signer = state.signer, expire = state.signExpiry
         var content = objs.map { o in
-            ObjJSON(o, sign: signs && !o.isDir ? signer.sign(path: VirtualPath.join(path, o.name), expire: expire) : "", types: types)
+            let p = VirtualPath.join(path, o.name)
+            return ObjJSON(o, sign: !o.isDir && state.signRequired(listing.storage, path: p) ? signer.sign(path: p, expire: expire) : "", types: types)
         }
         // Folders where a storage is mounted show its space (fetched together, cached, time-bounded).
         let fs = state.fs
@@ -196,17 +214,19 @@ extension APIRoutes {
             }
             for (i, d) in found { content[i].mountDetails = d }
         }
-        return APIResponse.ok(ListJSON(content: content, total: total, write: canWrite(user, path),
+        return APIResponse.ok(ListJSON(content: content, total: total, readme: rules.readme(for: path), header: rules.header(for: path),
+                                       write: Access.allows(user, .write, path, rules: rules, password: pw),
                                        provider: listing.storage?.record.driver ?? "unknown"))
     }
 
     func get(_ req: Request) async throws -> Response {
         let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
-        try Access.check(user, .read, path)
+        let rules = state.rules
+        try Access.check(user, .read, path, rules: rules, password: password(req, body.password))
         let (obj, storage) = try await state.fs.get(path)
         let types = FileTypes(state)
-        let signs = state.signRequired(storage)
+        let signs = state.signRequired(storage, path: path)
         var named = obj
         if path == "/" { named.name = "root" }
         let sign = signs && !obj.isDir ? state.sign(path) : ""
@@ -225,14 +245,16 @@ extension APIRoutes {
             let stem = obj.name.split(separator: ".", omittingEmptySubsequences: false).dropLast().joined(separator: ".")
             if !stem.isEmpty, let siblings = try? await state.fs.list(VirtualPath.parent(path)).objects {
                 let parent = VirtualPath.parent(path)
-                related = siblings.filter { !$0.isDir && $0.name != obj.name && $0.name.hasPrefix(stem) }.map {
-                    ObjJSON($0, sign: signs ? state.sign(VirtualPath.join(parent, $0.name)) : "", types: types)
+                let visible = Access.visibility(user, in: parent, rules: rules) ?? { _ in true }
+                related = siblings.filter { !$0.isDir && $0.name != obj.name && $0.name.hasPrefix(stem) && visible($0.name) }.map {
+                    let p = VirtualPath.join(parent, $0.name)
+                    return ObjJSON($0, sign: state.signRequired(storage, path: p) ? state.sign(p) : "", types: types)
                 }
             }
         }
         var objJSON = ObjJSON(named, sign: sign, types: types)
         if obj.isDir { objJSON.mountDetails = await MountDetailsJSON.of(state.fs, at: path) }
-        return APIResponse.ok(GetJSON(obj: objJSON, rawURL: rawURL,
+        return APIResponse.ok(GetJSON(obj: objJSON, rawURL: rawURL, readme: rules.readme(for: path), header: rules.header(for: path),
                                       provider: storage?.record.driver ?? "unknown", related: related))
     }
 
@@ -243,9 +265,11 @@ extension APIRoutes {
             user.basePath = "/"
         }
         let path = try Access.resolve(body.path ?? "/", for: user)
-        try Access.check(user, .read, path)
+        let rules = state.rules
+        try Access.check(user, .read, path, rules: rules, password: password(req, body.password))
         struct Dir: Encodable { var name: String; var modified: String }
-        let dirs = try await state.fs.list(path).objects.filter(\.isDir).map {
+        let visible = Access.visibility(user, in: path, rules: rules) ?? { _ in true }
+        let dirs = try await state.fs.list(path).objects.filter { $0.isDir && visible($0.name) }.map {
             Dir(name: $0.name, modified: TimeFormat.rfc3339($0.modified))
         }
         return APIResponse.ok(dirs)
@@ -258,7 +282,9 @@ extension APIRoutes {
         let path = try Access.resolve(decoded, for: user)
         guard path != "/" else { throw FSError.badRequest("File-Path must name a file") }
         let dir = VirtualPath.parent(path)
-        try Access.check(user, .write, dir)
+        let pw = req.headers[.folderPassword]
+        try state.check(user, .write, dir, password: pw)
+        try state.check(user, .read, path, password: pw)
         return (dir, VirtualPath.base(path))
     }
 

@@ -55,10 +55,5 @@ public enum Passwords {
     }
 
     /// Constant-time comparison of two hex strings.
-    static func equal(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var diff = x.count ^ y.count
-        for i in 0..<min(x.count, y.count) { diff |= Int(x[i] ^ y[i]) }
-        return diff == 0
-    }
+    static func equal(_ a: String, _ b: String) -> Bool { Access.constantTimeEqual(a, b) }
 }

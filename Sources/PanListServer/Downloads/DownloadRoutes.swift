@@ -41,9 +41,11 @@ struct DownloadRoutes: Sendable {
             return
         }
         let hasCredentials = !(req.headers[.authorization] ?? "").isEmpty
-        if state.signRequired(storage) && !hasCredentials { throw FSError.unauthorized("sign missing: this link needs a valid sign") }
+        if state.signRequired(storage, path: path) && !hasCredentials { throw FSError.unauthorized("sign missing: this link needs a valid sign") }
         let user = try await state.authenticate(req)
-        try Access.check(user, .read, path)
+        // No folder password travels in a download URL: inside a guarded folder the sign (handed out by a
+        // listing made with the password) is the way in, or the user's "access without password".
+        try state.check(user, .read, path, password: nil)
     }
 
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
