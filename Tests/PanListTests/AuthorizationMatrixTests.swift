@@ -6,16 +6,21 @@ import Testing
 
 /// Who may do what, where, through which front end: every cell checked against the permission model
 /// (read needs no bit; write, rename, move, copy and delete need theirs; WebDAV needs WebDAV read, and
-/// WebDAV changes WebDAV manage too; nothing outside the base path; the admin may do everything).
+/// WebDAV changes WebDAV manage too; nothing outside the base path; a folder password must be given
+/// unless the user may access without one, and WebDAV cannot give it; the guest is whoever comes without
+/// credentials, on WebDAV too, with the guest's bits; the admin may do everything).
 @Suite("Security: authorization matrix")
 struct AuthorizationMatrixTests {
     enum Op: String, CaseIterable { case list, get, download, upload, mkdir, rename, move, copy, delete }
     enum Front: String { case api, dav }
+    /// The cell's folder: open, or guarded by a folder password that the client sends or does not send.
+    enum Lock: String { case open, withPassword, withoutPassword }
 
     struct Who {
         var name: String
         var permission: Permission
         var admin = false
+        var guest = false
     }
 
     static func bit(_ op: Op) -> Permission? {
@@ -29,9 +34,12 @@ struct AuthorizationMatrixTests {
         }
     }
 
-    static func expected(_ who: Who, _ op: Op, _ front: Front, inside: Bool) -> Bool {
+    static func expected(_ who: Who, _ op: Op, _ front: Front, inside: Bool, lock: Lock) -> Bool {
         if who.admin { return true }
         guard inside else { return false }
+        if lock != .open && !who.permission.contains(.accessWithoutPassword) {
+            if front == .dav || lock == .withoutPassword { return false }
+        }
         if front == .dav {
             guard who.permission.contains(.webdavRead) else { return false }
             if bit(op) != nil && !who.permission.contains(.webdavManage) { return false }
@@ -49,16 +57,23 @@ struct AuthorizationMatrixTests {
                 people.append(Who(name: "d-\(n)", permission: p.union(dav)))
             }
             people.append(Who(name: "davread", permission: [.webdavRead]))
+            people.append(Who(name: "trusted", permission: Permission([.accessWithoutPassword, .write, .remove]).union(dav)))
+            people.append(Who(name: "guest", permission: [], guest: true))
+            people.append(Who(name: "guest", permission: Permission([.write, .rename, .move, .copy, .remove]).union(dav), guest: true))
+            let adminToken = try await s.login()
             var failures: [String] = []
+            var cells = 0
             for who in people {
                 let password = "pw-\(who.name)-123"
-                if !who.admin {
+                if who.guest {
+                    try await s.setGuest(enabled: true, permission: who.permission, basePath: "/home/guest")
+                } else if !who.admin {
                     _ = try await s.addUser(who.name, password: password, basePath: "/home/\(who.name)", permission: who.permission)
                 }
-                let token = try await s.login(who.name, who.admin ? s.adminPassword : password)
-                let basic = "Basic " + Data("\(who.name):\(who.admin ? s.adminPassword : password)".utf8).base64EncodedString()
+                let token = who.guest ? "" : try await s.login(who.name, who.admin ? s.adminPassword : password)
+                let basic = who.guest ? "" : "Basic " + Data("\(who.name):\(who.admin ? s.adminPassword : password)".utf8).base64EncodedString()
                 let home = who.admin ? "/" : "/home/\(who.name)"
-                for inside in [true, false] {
+                for (inside, lock) in [(true, Lock.open), (true, .withPassword), (true, .withoutPassword), (false, .open)] {
                     for front in [Front.api, .dav] {
                         for op in Op.allCases {
                             // Fresh fixtures: a folder with a file and a sub-folder, inside the user's home or in another one.
@@ -69,51 +84,82 @@ struct AuthorizationMatrixTests {
                             try Data("cell".utf8).write(to: URL(fileURLWithPath: disk + "/cell/f.txt"))
                             // The path as the user names it (relative to their base path).
                             let rel = who.admin ? area + "/cell" : (inside ? "/cell" : "/../other/cell")
-                            let ok = try await attempt(s, op, front, rel: rel, token: token, basic: basic, disk: disk + "/cell")
-                            let want = Self.expected(who, op, front, inside: inside)
-                            if ok != want { failures.append("\(who.name) \(front) \(op) \(inside ? "inside" : "outside"): got \(ok), want \(want)") }
+                            var ruleID: Int?
+                            if lock != .open {
+                                let made = try await s.api("/admin/meta/create", ["path": area + "/cell", "password": "cell-pw", "p_sub": true], token: adminToken)
+                                ruleID = made.data["id"] as? Int
+                            }
+                            let ok = try await attempt(s, op, front, rel: rel, token: token, basic: basic, disk: disk + "/cell",
+                                                       password: lock == .withPassword ? "cell-pw" : nil)
+                            if let ruleID { _ = try await s.api("/admin/meta/delete?id=\(ruleID)", token: adminToken) }
+                            let want = Self.expected(who, op, front, inside: inside, lock: lock)
+                            cells += 1
+                            if ok != want {
+                                failures.append("\(who.name)(\(who.permission.rawValue)) \(front) \(op) \(inside ? "inside" : "outside") \(lock): got \(ok), want \(want)")
+                            }
                         }
                     }
                 }
             }
+            #expect(cells == people.count * 4 * 2 * Op.allCases.count)
             #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
         }
     }
 
     /// Performs one operation; true when it succeeded (checked on disk for the writes).
-    func attempt(_ s: TestServer, _ op: Op, _ front: Front, rel: String, token: String, basic: String, disk: String) async throws -> Bool {
+    /// `password` is the folder password the client sends (in the body, the `Password` header, or by
+    /// downloading with the sign a listing made with it hands out).
+    func attempt(_ s: TestServer, _ op: Op, _ front: Front, rel: String, token: String, basic: String, disk: String,
+                 password: String?) async throws -> Bool {
         let fm = FileManager.default
+        let tok: String? = token.isEmpty ? nil : token
+        func body(_ b: [String: Any]) -> [String: Any] {
+            var b = b
+            if let password { b["password"] = password }
+            return b
+        }
         switch front {
         case .api:
             switch op {
-            case .list: return try await s.api("/fs/list", ["path": rel], token: token).code == 200
-            case .get: return try await s.api("/fs/get", ["path": rel + "/f.txt"], token: token).code == 200
+            case .list: return try await s.api("/fs/list", body(["path": rel]), token: tok).code == 200
+            case .get: return try await s.api("/fs/get", body(["path": rel + "/f.txt"]), token: tok).code == 200
             case .download:
-                let r = try await s.request(.GET, "/d" + URLPath.encode(absolute(s, rel, token)) + "/f.txt", headers: [("Authorization", token)])
+                let path = try await absolute(s, rel, token) + "/f.txt"
+                let r: HTTPResult
+                if password != nil || tok == nil {
+                    // As the UI does (and the guest must, as `sign_all` is on by default): the sign that
+                    // `fs/get` hands out, made with the folder password when there is one.
+                    let got = try await s.api("/fs/get", body(["path": rel + "/f.txt"]), token: tok)
+                    guard let sign = got.data["sign"] as? String, !sign.isEmpty else { return false }
+                    r = try await s.request(.GET, "/d" + URLPath.encode(path) + "?sign=" + URLPath.encode(sign, keepSlash: false))
+                } else {
+                    r = try await s.request(.GET, "/d" + URLPath.encode(path), headers: tok.map { [("Authorization", $0)] } ?? [])
+                }
                 return r.status == 200 && r.text == "cell"
             case .upload:
-                _ = try await s.put(rel + "/new.txt", Data("n".utf8), token: token)
+                _ = try await s.put(rel + "/new.txt", Data("n".utf8), token: token, extra: password.map { [("Password", $0)] } ?? [])
                 return fm.fileExists(atPath: disk + "/new.txt")
             case .mkdir:
-                _ = try await s.api("/fs/mkdir", ["path": rel + "/made"], token: token)
+                _ = try await s.api("/fs/mkdir", body(["path": rel + "/made"]), token: tok)
                 return fm.fileExists(atPath: disk + "/made")
             case .rename:
-                _ = try await s.api("/fs/rename", ["path": rel + "/f.txt", "name": "g.txt"], token: token)
+                _ = try await s.api("/fs/rename", body(["path": rel + "/f.txt", "name": "g.txt"]), token: tok)
                 return fm.fileExists(atPath: disk + "/g.txt")
             case .move:
-                _ = try await s.api("/fs/move", ["src_dir": rel, "dst_dir": rel + "/sub", "names": ["f.txt"]], token: token)
+                _ = try await s.api("/fs/move", body(["src_dir": rel, "dst_dir": rel + "/sub", "names": ["f.txt"]]), token: tok)
                 return fm.fileExists(atPath: disk + "/sub/f.txt")
             case .copy:
-                _ = try await s.api("/fs/copy", ["src_dir": rel, "dst_dir": rel + "/sub", "names": ["f.txt"]], token: token)
+                _ = try await s.api("/fs/copy", body(["src_dir": rel, "dst_dir": rel + "/sub", "names": ["f.txt"]]), token: tok)
                 return fm.fileExists(atPath: disk + "/sub/f.txt")
             case .delete:
-                _ = try await s.api("/fs/remove", ["dir": rel, "names": ["f.txt"]], token: token)
+                _ = try await s.api("/fs/remove", body(["dir": rel, "names": ["f.txt"]]), token: tok)
                 return !fm.fileExists(atPath: disk + "/f.txt")
             }
         case .dav:
             let base = "/dav" + rel.replacingOccurrences(of: "/../", with: "/%2e%2e/")
             func req(_ m: String, _ path: String, _ headers: [(String, String)] = [], _ body: String? = nil) async throws -> HTTPResult {
-                try await s.request(.RAW(value: m), path, headers: [("Authorization", basic)] + headers, body: body.map { Data($0.utf8) })
+                try await s.request(.RAW(value: m), path, headers: (basic.isEmpty ? [] : [("Authorization", basic)]) + headers,
+                                    body: body.map { Data($0.utf8) })
             }
             switch op {
             case .list: return try await req("PROPFIND", base + "/", [("Depth", "1")]).status == 207
@@ -145,7 +191,7 @@ struct AuthorizationMatrixTests {
 
     /// The absolute path for `/d` (download links carry absolute paths): the user's base path joined.
     func absolute(_ s: TestServer, _ rel: String, _ token: String) async throws -> String {
-        let me = try await s.api("/me", token: token, method: .GET)
+        let me = try await s.api("/me", token: token.isEmpty ? nil : token, method: .GET)
         let base = me.data["base_path"] as? String ?? "/"
         return base == "/" ? rel : base + rel
     }

@@ -143,10 +143,11 @@ final class TestServer: @unchecked Sendable {
         return User(id: id, username: name, basePath: basePath, role: .general, permission: permission, passwordTimestamp: 1)
     }
 
-    func setGuest(enabled: Bool, permission: Permission) async throws {
+    func setGuest(enabled: Bool, permission: Permission, basePath: String = "/") async throws {
         guard var guest = try await state.store.user(named: "guest") else { return }
         guest.user.disabled = !enabled
         guest.user.permission = permission
+        guest.user.basePath = basePath
         try await state.store.updateUser(guest)
         state.forgetUsers()
     }
