@@ -136,7 +136,7 @@ function init() {
   $('#logout').addEventListener('click', logout);
   $('#login-link').addEventListener('click', () => showLogin());
   $('#error-close').addEventListener('click', clearError);
-  for (const id of ['#site-title', '#manage-link', '#browse-link', '#tab-storages', '#tab-settings']) internalLink($(id));
+  for (const id of ['#site-title', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings']) internalLink($(id));
 
   window.addEventListener('popstate', route);
   window.addEventListener('panlist:route', route);

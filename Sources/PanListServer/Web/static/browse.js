@@ -4,7 +4,8 @@
 import { api } from './api.js';
 import { $, h, clear, joinPath, parentPath, baseName, encodePath, signParam, formatSize, formatDate, extOf,
          showError, clearError, toast } from './util.js';
-import { state, can, PERM, navigate, internalLink, absolutePath, getObject, readText } from './state.js';
+import { state, can, PERM, navigate, internalLink, absolutePath, getObject, readText,
+         passwordFor, rememberPassword, forgetPassword, isPasswordError } from './state.js';
 import { promptText, confirmDialog, pickFolder } from './dialogs.js';
 import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
 import { renderMarkdown } from './markdown.js';
@@ -108,14 +109,30 @@ async function load(path, { refresh = false, quiet = false } = {}) {
     view.loaded = false;
     view.items = []; view.byName = new Map();
     $('#readme').hidden = true;
+    $('#folder-header').hidden = true;
     applyView();
   }
   if (!quiet || changed) $('#status-line').textContent = 'Loading…';
   let data;
   try {
-    data = await api('/fs/list', { path, password: '', refresh });
+    data = await api('/fs/list', { path, password: passwordFor(path), refresh });
   } catch (e) {
     if (mine !== view.seq) return;
+    if (isPasswordError(e)) {
+      // A folder guarded by a password: ask for it, keep it for this tab, and list again.
+      const tried = passwordFor(path);
+      if (tried) forgetPassword(path);
+      $('#status-line').textContent = '';
+      const pw = await promptText('Password', {
+        message: tried ? 'The password is incorrect. Try again.' : 'This folder is protected by a password.',
+        okText: 'Open', secret: true });
+      if (mine !== view.seq) return;
+      if (pw !== null) { rememberPassword(path, pw); return load(path, { refresh }); }
+      view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
+      applyView();
+      showError('This folder needs its password.');
+      return;
+    }
     if (e.code === 400 && /not a folder/i.test(e.message) && path !== '/') {
       // The URL names a file: show its folder and preview the file.
       view.pendingPreview = baseName(path);
@@ -125,6 +142,7 @@ async function load(path, { refresh = false, quiet = false } = {}) {
     view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
     applyView();
     $('#readme').hidden = true;
+    $('#folder-header').hidden = true;
     $('#status-line').textContent = '';
     showError(e.message);
     return;
@@ -136,6 +154,8 @@ async function load(path, { refresh = false, quiet = false } = {}) {
   for (const it of view.items) it._time = Date.parse(it.modified) || 0;
   view.byName = new Map(view.items.map(i => [i.name, i]));
   view.write = !!data.write;
+  view.readme = data.readme || '';
+  view.header = data.header || '';
   for (const n of [...view.selected]) if (!view.byName.has(n)) view.selected.delete(n);
   applyView();
   loadReadme(mine);
@@ -379,13 +399,13 @@ async function run(work, success) {
 async function newFolder() {
   const name = await promptText('New folder', { message: 'Name of the new folder', okText: 'Create' });
   if (!name) return;
-  await run(() => api('/fs/mkdir', { path: joinPath(view.path, name) }), 'Folder created');
+  await run(() => api('/fs/mkdir', { path: joinPath(view.path, name), password: passwordFor(view.path) }), 'Folder created');
 }
 
 async function rename(item) {
   const name = await promptText('Rename', { value: item.name, okText: 'Rename', selectStem: !item.is_dir });
   if (!name || name === item.name) return;
-  await run(() => api('/fs/rename', { path: joinPath(view.path, item.name), name }), 'Renamed');
+  await run(() => api('/fs/rename', { path: joinPath(view.path, item.name), name, password: passwordFor(view.path) }), 'Renamed');
 }
 
 async function transfer(op, names) {
@@ -397,7 +417,7 @@ async function transfer(op, names) {
   if (op === 'move' && dst === view.path) { toast('Already in this folder'); return; }
   const srcDir = view.path;
   await run(async () => {
-    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names });
+    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir) || passwordFor(dst) });
     view.selected.clear();
   }, op === 'move' ? 'Moved' : 'Copied');
 }
@@ -408,14 +428,37 @@ async function remove(names) {
   if (!await confirmDialog('Delete', `Delete ${what}? Folders are deleted with everything in them.`, { okText: 'Delete', danger: true })) return;
   const dir = view.path;
   await run(async () => {
-    await api('/fs/remove', { dir, names });
+    await api('/fs/remove', { dir, names, password: passwordFor(dir) });
     view.selected.clear();
   }, 'Deleted');
 }
 
 /** Renders README.md (any case) of the folder under the listing. */
+/** Shows a folder rule's readme or header: Markdown, or a link when the rule gives a URL. */
+async function showRuleText(box, text, mine) {
+  clear(box);
+  box.hidden = !text;
+  if (!text) return;
+  if (/^https?:\/\/\S+$/i.test(text.trim())) {
+    box.append(h('p', {}, h('a', { href: text.trim(), target: '_blank', rel: 'noopener noreferrer', text: text.trim() })));
+    return;
+  }
+  if (/^\/\S+$/.test(text.trim())) {
+    // A path on this server: fetch it (same origin only, as the CSP allows).
+    try {
+      const res = await fetch(text.trim(), { credentials: 'same-origin' });
+      const body = res.ok ? (await res.text()).slice(0, 512 * 1024) : '';
+      if (mine === view.seq) clear(box).append(renderMarkdown(body));
+    } catch { if (mine === view.seq) box.hidden = true; }
+    return;
+  }
+  box.append(renderMarkdown(text));
+}
+
 async function loadReadme(mine) {
   const box = $('#readme');
+  showRuleText($('#folder-header'), view.header, mine);
+  if (view.readme) { await showRuleText(box, view.readme, mine); return; }
   const item = view.items.find(i => !i.is_dir && i.name.toLowerCase() === 'readme.md');
   if (!item) { box.hidden = true; clear(box); return; }
   try {

@@ -1,12 +1,13 @@
 // Modal dialogs built on <dialog>: prompt, confirm, a read-only text box (links), and the folder picker.
 // Escape closes every dialog (the browser's own behaviour for modal <dialog>), resolving to null/false.
 import { api } from './api.js';
+import { passwordFor } from './state.js';
 import { $, h, clear, joinPath, parentPath } from './util.js';
 import { icon } from './icons.js';
 
 /** Shared implementation of #dialog. Resolves to the input's value / true, or null when cancelled. */
 function runDialog({ title, message = '', input = false, value = '', okText = 'OK', danger = false,
-                     selectStem = false, readonly = false }) {
+                     selectStem = false, readonly = false, secret = false }) {
   const dlg = $('#dialog'), form = $('#dialog-form'), field = $('#dialog-input');
   const ok = $('#dialog-ok'), cancel = $('#dialog-cancel');
   if (dlg.open) dlg.close();
@@ -14,6 +15,7 @@ function runDialog({ title, message = '', input = false, value = '', okText = 'O
   $('#dialog-message').textContent = message;
   $('#dialog-message').hidden = !message;
   field.hidden = !input;
+  field.type = secret ? 'password' : 'text';
   field.readOnly = readonly;
   field.value = value;
   ok.textContent = okText;
@@ -45,8 +47,8 @@ function runDialog({ title, message = '', input = false, value = '', okText = 'O
 }
 
 /** Asks for a text; resolves to the trimmed text, or null when cancelled or empty. */
-export async function promptText(title, { value = '', message = '', okText = 'OK', selectStem = false } = {}) {
-  const v = await runDialog({ title, message, input: true, value, okText, selectStem });
+export async function promptText(title, { value = '', message = '', okText = 'OK', selectStem = false, secret = false } = {}) {
+  const v = await runDialog({ title, message, input: true, value, okText, selectStem, secret });
   if (v === null) return null;
   const t = v.trim();
   return t === '' ? null : t;
@@ -83,7 +85,7 @@ export function pickFolder({ title = 'Choose a folder', start = '/', okText = 'C
     errBox.hidden = true;
     clear(list).append(h('li', { class: 'muted', text: 'Loading…' }));
     try {
-      const dirs = await api('/fs/dirs', { path, force_root: false });
+      const dirs = await api('/fs/dirs', { path, password: passwordFor(path), force_root: false });
       if (mine !== seq) return;
       clear(list);
       if (!dirs.length) list.append(h('li', { class: 'muted', text: 'No sub-folders' }));

@@ -1,8 +1,11 @@
 // The admin pages at /@manage: storages (list, add/edit with a form built from the driver's items,
-// enable/disable, delete) and settings (edit and save). Only shown to the admin (role 2).
+// enable/disable, delete), users (users.js), folder rules (rules.js) and settings (edit and save).
+// Only shown to the admin (role 2).
 import { api, apiGet } from './api.js';
 import { $, h, clear, formatSize, showError, clearError, toast } from './util.js';
 import { confirmDialog, showText } from './dialogs.js';
+import { renderUsers } from './users.js';
+import { renderRules } from './rules.js';
 
 let onSettingsSaved = () => {};
 let seq = 0;
@@ -10,21 +13,30 @@ let seq = 0;
 export function initManage({ settingsSaved }) {
   onSettingsSaved = settingsSaved;
   $('#storage-cancel').addEventListener('click', () => $('#storage-dialog').close());
+  // The users and rules pages ask for a fresh render after a change.
+  window.addEventListener('panlist:manage', (e) => showManage(e.detail));
 }
 
-/** Renders a manage page: "storages" (default) or "settings". */
+const PAGES = {
+  storages: ['Storages', (mine) => renderStorages(mine)],
+  users: ['Users', (mine) => renderUsers(() => mine === seq)],
+  rules: ['Folder rules', (mine) => renderRules(() => mine === seq)],
+  settings: ['Settings', (mine) => renderSettings(mine)],
+};
+
+/** Renders a manage page: "storages" (default), "users", "rules" or "settings". */
 export async function showManage(page) {
   const mine = ++seq;
   clearError();
-  const settings = page === 'settings';
-  $('#tab-storages').classList.toggle('active', !settings);
-  $('#tab-settings').classList.toggle('active', settings);
-  $('#tab-storages').toggleAttribute('aria-current', !settings);
-  $('#tab-settings').toggleAttribute('aria-current', settings);
-  document.title = (settings ? 'Settings' : 'Storages') + ' – Manage';
+  if (!PAGES[page]) page = 'storages';
+  for (const p of Object.keys(PAGES)) {
+    $('#tab-' + p).classList.toggle('active', p === page);
+    $('#tab-' + p).toggleAttribute('aria-current', p === page);
+  }
+  document.title = PAGES[page][0] + ' – Manage';
   clear($('#manage-body')).append(h('p', { class: 'muted', text: 'Loading…' }));
   try {
-    if (settings) await renderSettings(mine); else await renderStorages(mine);
+    await PAGES[page][1](mine);
   } catch (e) {
     if (mine === seq) { clear($('#manage-body')); showError(e.message); }
   }

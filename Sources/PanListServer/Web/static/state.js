@@ -49,8 +49,32 @@ export function internalLink(a) {
 // ---------------------------------------------------------------------------------------------
 // File links
 
+// ---------------------------------------------------------------------------------------------
+// Folder passwords (folder rules): what the user typed, kept for this tab only (sessionStorage), by folder.
+// A folder's password is also tried below it.
+
+const PW_KEY = 'panlist.folder-passwords';
+function passwordMap() { try { return JSON.parse(sessionStorage.getItem(PW_KEY) || '{}') || {}; } catch { return {}; } }
+function savePasswordMap(m) { try { sessionStorage.setItem(PW_KEY, JSON.stringify(m)); } catch { /* private mode */ } }
+
+/** The password typed for `path` or the nearest folder above it, or ''. */
+export function passwordFor(path) {
+  const m = passwordMap();
+  let p = path || '/';
+  for (;;) {
+    if (m[p]) return m[p];
+    if (p === '/') return '';
+    const i = p.lastIndexOf('/');
+    p = i <= 0 ? '/' : p.slice(0, i);
+  }
+}
+export function rememberPassword(path, password) { const m = passwordMap(); m[path] = password; savePasswordMap(m); }
+export function forgetPassword(path) { const m = passwordMap(); delete m[path]; savePasswordMap(m); }
+/** The server's answer when a folder password is missing or wrong (Alist's wording, code 403). */
+export const isPasswordError = (e) => !!e && e.code === 403 && /password is incorrect/i.test(e.message || '');
+
 /** fs/get for a path: the object with its absolute `raw_url` (signed when signing applies). */
-export const getObject = (path) => api('/fs/get', { path, password: '' });
+export const getObject = (path) => api('/fs/get', { path, password: passwordFor(path) });
 
 /** The user's path as an absolute path of the tree (download links include the base path). */
 export function absolutePath(path) {

@@ -3,6 +3,7 @@
 // streams it from disk (never read into memory). Progress per file and overall; cancel per file.
 import { $, h, joinPath, encodePath, formatSize } from './util.js';
 import { getToken, unwrap } from './api.js';
+import { passwordFor } from './state.js';
 
 const CONCURRENCY = 3;
 const queue = [];       // every upload of the panel: {file, path, state, loaded, xhr, row, bar, status}
@@ -134,6 +135,9 @@ function start(u) {
   xhr.setRequestHeader('File-Path', encodePath(u.path));
   xhr.setRequestHeader('Content-Type', 'application/octet-stream');
   if (u.file.lastModified) xhr.setRequestHeader('Last-Modified', String(u.file.lastModified));
+  // The folder password, when the folder has one (a header value must be plain ASCII).
+  const pw = passwordFor(u.dir);
+  if (pw && /^[\x20-\x7e]*$/.test(pw)) xhr.setRequestHeader('Password', pw);
   xhr.upload.onprogress = (e) => {
     u.loaded = e.loaded;
     u.bar.value = e.loaded;

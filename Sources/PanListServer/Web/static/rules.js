@@ -1,0 +1,86 @@
+// Manage → Folder rules (Alist's "metas"): per folder, a password, names to hide, a write grant, a readme
+// and a header, each with "applies to sub-folders". They apply to the web UI, the API, download links and
+// WebDAV alike.
+import { api, apiGet } from './api.js';
+import { $, h, clear, showError, toast } from './util.js';
+import { confirmDialog } from './dialogs.js';
+import { openRecordForm } from './forms.js';
+
+export async function renderRules(isCurrent) {
+  const data = await apiGet('/admin/meta/list');
+  if (!isCurrent()) return;
+  const rules = data.content || [];
+  const tbody = h('tbody');
+  for (const r of rules) tbody.append(ruleRow(r));
+  if (!rules.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No folder rules. Add one to protect or hide a folder.' })));
+  clear($('#manage-body')).append(
+    h('div', { class: 'manage-head' },
+      h('h1', { text: 'Folder rules' }),
+      h('button', { type: 'button', id: 'rule-add', class: 'primary', text: 'Add rule', onclick: () => openRuleForm(null) })),
+    h('p', { class: 'muted small', text: 'Rules apply everywhere: this site, the API, download links and WebDAV. WebDAV cannot ask for a password, so guarded folders are only reachable there for users allowed to access without password.' }),
+    h('div', { class: 'table-wrap' }, h('table', { id: 'rule-table', class: 'data' },
+      h('thead', {}, h('tr', {}, ...['Folder', 'Password', 'Hide', 'Write', 'Readme / header', ''].map(t => h('th', { text: t })))),
+      tbody)));
+}
+
+const sub = (on) => on ? ' (and below)' : '';
+
+function ruleRow(r) {
+  const btn = (testid, text, onclick, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid }, text, onclick });
+  const hides = (r.hide || '').split('\n').map(s => s.trim()).filter(Boolean);
+  return h('tr', { dataset: { testid: 'rule-row', path: r.path, id: String(r.id) } },
+    h('td', {}, h('strong', { text: r.path })),
+    h('td', { 'data-label': 'Password', text: r.password ? 'set' + sub(r.p_sub) : '' }),
+    h('td', { 'data-label': 'Hide', class: 'small', text: hides.length ? hides.join('  ') + sub(r.h_sub) : '' }),
+    h('td', { 'data-label': 'Write', text: r.write ? 'anyone who can read' + sub(r.w_sub) : '' }),
+    h('td', { 'data-label': 'Readme', class: 'small', text: [r.readme ? 'readme' + sub(r.r_sub) : '', r.header ? 'header' + sub(r.header_sub) : ''].filter(Boolean).join(', ') }),
+    h('td', { class: 'row-actions' },
+      btn('rule-edit', 'Edit', () => openRuleForm(r)),
+      btn('rule-delete', 'Delete', () => remove(r), 'danger')));
+}
+
+const refresh = () => window.dispatchEvent(new CustomEvent('panlist:manage', { detail: 'rules' }));
+
+async function remove(r) {
+  if (!await confirmDialog('Delete rule', `Delete the rule for ${r.path}? Its password, hides and write grant stop applying at once.`,
+    { okText: 'Delete', danger: true })) return;
+  try {
+    await api('/admin/meta/delete', {}, { query: { id: r.id } });
+    toast('Rule deleted');
+  } catch (e) { showError(e.message); }
+  refresh();
+}
+
+async function openRuleForm(r) {
+  const v = r || { path: '/', password: '', p_sub: true, write: false, w_sub: false, hide: '', h_sub: true, readme: '', r_sub: false, header: '', header_sub: false };
+  const saved = await openRecordForm({
+    title: r ? `Edit rule for ${r.path}` : 'Add folder rule',
+    fields: [
+      { name: 'path', label: 'Folder', type: 'text', value: v.path, help: 'The folder\'s full path in the tree, e.g. /Movies/Private.' },
+      { heading: 'Password' },
+      { name: 'password', label: 'Password', type: 'text', value: v.password,
+        help: 'Asked before listing the folder or opening its files. Empty: no password. Users allowed to "access without password" skip it.' },
+      { name: 'p_sub', label: 'Also for all sub-folders', type: 'bool', value: v.p_sub,
+        help: 'Unchecked: only this folder and the entries directly in it.' },
+      { heading: 'Hide' },
+      { name: 'hide', label: 'Names to hide (one regular expression per line)', type: 'textarea', value: v.hide, placeholder: '^\\.\n\\.nfo$',
+        help: 'Matching entries are left out of listings and cannot be opened by users who may not see hidden files.' },
+      { name: 'h_sub', label: 'Also in all sub-folders', type: 'bool', value: v.h_sub },
+      { heading: 'Write' },
+      { name: 'write', label: 'Anyone who can read this folder may upload and make folders here', type: 'bool', value: v.write },
+      { name: 'w_sub', label: 'Also in all sub-folders', type: 'bool', value: v.w_sub },
+      { heading: 'Readme and header' },
+      { name: 'readme', label: 'Readme (Markdown, or a URL)', type: 'textarea', value: v.readme, help: 'Shown below the listing.' },
+      { name: 'r_sub', label: 'Also in all sub-folders', type: 'bool', value: v.r_sub },
+      { name: 'header', label: 'Header (Markdown, or a URL)', type: 'textarea', value: v.header, help: 'Shown above the listing.' },
+      { name: 'header_sub', label: 'Also in all sub-folders', type: 'bool', value: v.header_sub },
+    ],
+    save: async (vals) => {
+      if (!vals.path.trim()) throw new Error('The folder is required.');
+      const rec = { ...vals, path: vals.path.trim() };
+      if (r) rec.id = r.id;
+      await api(r ? '/admin/meta/update' : '/admin/meta/create', rec);
+    },
+  });
+  if (saved) { toast('Rule saved'); refresh(); }
+}
