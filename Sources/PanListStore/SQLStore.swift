@@ -18,6 +18,10 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// Opens (creating if needed) an SQLite database file, or an in-memory one for `:memory:`.
     public static func sqlite(path: String, logger: Logger = Logger(label: "panlist.store")) async throws -> SQLStore {
         let storage: SQLiteConnection.Storage = path == ":memory:" ? .memory : .file(path: path)
+        // SQLite's driver logs every statement with its bound values at debug level, and those values
+        // include storage secrets, password hashes and access tokens: never below info here.
+        var logger = logger
+        if logger.logLevel < .info { logger.logLevel = .info }
         let conn = try await SQLiteConnection.open(storage: storage, logger: logger)
         let sql = conn.sql()
         if path != ":memory:" {

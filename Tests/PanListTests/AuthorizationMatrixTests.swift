@@ -124,18 +124,22 @@ struct AuthorizationMatrixTests {
             case .list: return try await s.api("/fs/list", body(["path": rel]), token: tok).code == 200
             case .get: return try await s.api("/fs/get", body(["path": rel + "/f.txt"]), token: tok).code == 200
             case .download:
+                // Through /d and /p; both must give the same answer.
                 let path = try await absolute(s, rel, token) + "/f.txt"
-                let r: HTTPResult
+                var query = "", headers: [(String, String)] = tok.map { [("Authorization", $0)] } ?? []
                 if password != nil || tok == nil {
                     // As the UI does (and the guest must, as `sign_all` is on by default): the sign that
                     // `fs/get` hands out, made with the folder password when there is one.
                     let got = try await s.api("/fs/get", body(["path": rel + "/f.txt"]), token: tok)
                     guard let sign = got.data["sign"] as? String, !sign.isEmpty else { return false }
-                    r = try await s.request(.GET, "/d" + URLPath.encode(path) + "?sign=" + URLPath.encode(sign, keepSlash: false))
-                } else {
-                    r = try await s.request(.GET, "/d" + URLPath.encode(path), headers: tok.map { [("Authorization", $0)] } ?? [])
+                    query = "?sign=" + URLPath.encode(sign, keepSlash: false)
+                    headers = []
                 }
-                return r.status == 200 && r.text == "cell"
+                let d = try await s.request(.GET, "/d" + URLPath.encode(path) + query, headers: headers)
+                let p = try await s.request(.GET, "/p" + URLPath.encode(path) + query, headers: headers)
+                let viaD = d.status == 200 && d.text == "cell", viaP = p.status == 200 && p.text == "cell"
+                if viaD != viaP { throw FSError.internalError("/d (\(d.status)) and /p (\(p.status)) disagree on \(path)") }
+                return viaD
             case .upload:
                 _ = try await s.put(rel + "/new.txt", Data("n".utf8), token: token, extra: password.map { [("Password", $0)] } ?? [])
                 return fm.fileExists(atPath: disk + "/new.txt")
