@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 @testable import PanListCore
 @testable import PanListStore
@@ -61,6 +62,49 @@ struct StoreTests {
         #expect(try await store.driverState("123open:token") == "def")
         try await store.setDriverState("123open:token", nil)
         #expect(try await store.driverState("123open:token") == nil)
+        await store.close()
+    }
+}
+
+/// Everything logged through it, for tests that check what reaches a log.
+final class CapturingLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    var text: String { lock.withLock { lines.joined(separator: "\n") } }
+    func append(_ s: String) { lock.withLock { lines.append(s) } }
+
+    struct Handler: LogHandler {
+        let sink: CapturingLog
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            sink.append("\(level) \(message) \(self.metadata.merging(metadata ?? [:]) { $1 })")
+        }
+    }
+
+    func logger(level: Logger.Level = .trace) -> Logger {
+        var l = Logger(label: "capture") { _ in Handler(sink: self) }
+        l.logLevel = level
+        return l
+    }
+}
+
+@Suite("Store: secrets stay out of logs")
+struct StoreLogTests {
+    @Test func statementsAreNotLoggedWithTheirValues() async throws {
+        let log = CapturingLog()
+        let store = try await SQLStore.sqlite(path: ":memory:", logger: log.logger(level: .trace))
+        try await store.migrate()
+        _ = try await store.createStorage(StorageRecord(mountPath: "/c", driver: "123 Open", addition: "{\"ClientSecret\":\"very-secret-value\"}"))
+        try await store.setDriverState("token", "{\"token\":\"access-token-value\"}")
+        _ = try await store.storages()
+        _ = try await store.driverState("token")
+        #expect(!log.text.contains("very-secret-value"))
+        #expect(!log.text.contains("access-token-value"))
         await store.close()
     }
 }
