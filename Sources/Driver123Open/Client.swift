@@ -58,7 +58,11 @@ final class Open123Client: Sendable {
         do {
             res = try await http.execute(req, timeout: .seconds(60))
         } catch {
-            throw FSError.upstream(code: -1, message: "cannot reach 123 Open at \(base): \(error)")
+            let text = "\(error)"
+            if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+                throw FSError.upstream(code: -1, message: "the TLS certificate of \(base) is not trusted (PanList always verifies certificates): \(text)")
+            }
+            throw FSError.upstream(code: -1, message: "cannot reach 123 Open at \(base): \(text)")
         }
         let buffer = try await res.body.collect(upTo: 32 << 20)
         do {
