@@ -121,6 +121,11 @@ public struct FolderRules: Sendable {
         }
     }
 
+    /// Whether some rule sits at `path` or below it.
+    public func hasRule(within path: String) -> Bool {
+        byPath.keys.contains { VirtualPath.isWithin($0, path) }
+    }
+
     /// The password that guards `path`, if any. A password guards its folder and the entries directly in
     /// it (so a file's download needs it as much as the folder's listing); with `p_sub`, everything below.
     /// (Alist leaves the files in a folder without `p_sub` open to anyone who knows their names.)

@@ -87,7 +87,7 @@ public final class ServerState: Sendable {
     func pathMoved(from: String, to: String) async {
         try? await store.copyDeadProperties(from: from, to: to)
         try? await store.deleteDeadProperties(from)
-        guard rules.rules.contains(where: { VirtualPath.isWithin($0.path, from) }) else { return }
+        guard rules.hasRule(within: from) else { return }
         do {
             for var r in try await store.folderRules() where VirtualPath.isWithin(r.path, from) {
                 let rest = VirtualPath.relative(r.path, to: from)
@@ -215,7 +215,14 @@ public final class ServerState: Sendable {
     /// Whether download links to `path` (in `storage`) must carry a `sign`: `sign_all`, the storage's
     /// `enable_sign`, or a folder password guarding the path.
     func signRequired(_ storage: MountedStorage?, path: String) -> Bool {
-        setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true || rules.password(for: path) != nil
+        signRule(storage)(path)
+    }
+
+    /// `signRequired` for many paths of one storage (a listing): settings and rules are read once.
+    func signRule(_ storage: MountedStorage?) -> (String) -> Bool {
+        if setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true { return { _ in true } }
+        let rules = rules
+        return { rules.password(for: $0) != nil }
     }
 
     /// Extensions always proxied from `/d` (the `proxy_types` setting), lower case.

@@ -195,9 +195,10 @@ extension APIRoutes {
             objs = Array(objs[start..<min(start + perPage, objs.count)])
         }
         let signer = state.signer, expire = state.signExpiry
+        let signs = state.signRule(listing.storage)
         var content = objs.map { o in
             let p = VirtualPath.join(path, o.name)
-            return ObjJSON(o, sign: !o.isDir && state.signRequired(listing.storage, path: p) ? signer.sign(path: p, expire: expire) : "", types: types)
+            return ObjJSON(o, sign: !o.isDir && signs(p) ? signer.sign(path: p, expire: expire) : "", types: types)
         }
         // Folders where a storage is mounted show its space (fetched together, cached, time-bounded).
         let fs = state.fs
@@ -246,9 +247,10 @@ extension APIRoutes {
             if !stem.isEmpty, let siblings = try? await state.fs.list(VirtualPath.parent(path)).objects {
                 let parent = VirtualPath.parent(path)
                 let visible = Access.visibility(user, in: parent, rules: rules) ?? { _ in true }
+                let signsHere = state.signRule(storage)
                 related = siblings.filter { !$0.isDir && $0.name != obj.name && $0.name.hasPrefix(stem) && visible($0.name) }.map {
                     let p = VirtualPath.join(parent, $0.name)
-                    return ObjJSON($0, sign: state.signRequired(storage, path: p) ? state.sign(p) : "", types: types)
+                    return ObjJSON($0, sign: signsHere(p) ? state.sign(p) : "", types: types)
                 }
             }
         }
