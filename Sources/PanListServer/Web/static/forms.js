@@ -1,7 +1,38 @@
-// A small form dialog for admin records (users, folder rules): fields from a list, values read back typed.
-// Field ids are "rec-<name>"; the save button is #record-save. Resolves when saved; `save` may throw to
-// show its message in the form and keep it open.
-import { $, h, clear } from './util.js';
+// Pieces shared by the Manage pages (storages, users, folder rules): the page with its table, row
+// buttons, an admin action (confirm, call, toast, re-render), and a small form dialog for records whose
+// fields are known (users, folder rules). Form field ids are "rec-<name>"; the save button is #record-save.
+import { $, h, clear, showError, toast } from './util.js';
+import { confirmDialog } from './dialogs.js';
+
+/** Renders a Manage page: a heading with an "add" button, an optional note, and a table of rows. */
+export function managePage({ title, addId, addText, onAdd, note = '', tableId, headers, rows, empty }) {
+  const tbody = h('tbody', {}, ...rows);
+  if (!rows.length) tbody.append(h('tr', {}, h('td', { colspan: headers.length, class: 'muted', text: empty })));
+  clear($('#manage-body')).append(
+    h('div', { class: 'manage-head' },
+      h('h1', { text: title }),
+      h('button', { type: 'button', id: addId, class: 'primary', text: addText, onclick: onAdd })),
+    note ? h('p', { class: 'muted small', text: note }) : null,
+    h('div', { class: 'table-wrap' }, h('table', { id: tableId, class: 'data' },
+      h('thead', {}, h('tr', {}, ...headers.map(t => h('th', { text: t })))),
+      tbody)));
+}
+
+/** A button in a table row (`data-testid` for the browser test). */
+export const rowButton = (testid, text, onclick, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid }, text, onclick });
+
+/**
+ * An admin change from a row: asks `confirm` ([title, message]) first when given, runs `call`, shows
+ * `done` (or the error), then re-renders the Manage page `page`.
+ */
+export async function adminAction({ confirm = null, call, done, page }) {
+  if (confirm && !await confirmDialog(confirm[0], confirm[1], { okText: confirm[2] || 'Delete', danger: true })) return;
+  try {
+    await call();
+    toast(done);
+  } catch (e) { showError(e.message); }
+  window.dispatchEvent(new CustomEvent('panlist:manage', { detail: page }));
+}
 
 /**
  * fields: [{ name, label, type: 'text'|'password'|'textarea'|'bool', value, help, disabled, placeholder }]

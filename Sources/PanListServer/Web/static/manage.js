@@ -6,6 +6,7 @@ import { $, h, clear, formatSize, showError, clearError, toast } from './util.js
 import { confirmDialog, showText } from './dialogs.js';
 import { renderUsers } from './users.js';
 import { renderRules } from './rules.js';
+import { managePage, rowButton as btn, adminAction } from './forms.js';
 
 let onSettingsSaved = () => {};
 let seq = 0;
@@ -51,17 +52,11 @@ const isSecret = (name) => /secret|password|private_?key|token/i.test(name);
 async function renderStorages(mine) {
   const data = await apiGet('/admin/storage/list');
   if (mine !== seq) return;
-  const storages = data.content || [];
-  const tbody = h('tbody');
-  for (const s of storages) tbody.append(storageRow(s));
-  if (!storages.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No storage yet. Add one to see files.' })));
-  clear($('#manage-body')).append(
-    h('div', { class: 'manage-head' },
-      h('h1', { text: 'Storages' }),
-      h('button', { type: 'button', id: 'storage-add', class: 'primary', text: 'Add storage', onclick: () => openStorageForm(null) })),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'storage-table', class: 'data' },
-      h('thead', {}, h('tr', {}, ...['Mount path', 'Driver', 'Status', 'Space', 'Order', ''].map(t => h('th', { text: t })))),
-      tbody)));
+  managePage({
+    title: 'Storages', addId: 'storage-add', addText: 'Add storage', onAdd: () => openStorageForm(null),
+    tableId: 'storage-table', headers: ['Mount path', 'Driver', 'Status', 'Space', 'Order', ''],
+    rows: (data.content || []).map(storageRow), empty: 'No storage yet. Add one to see files.',
+  });
 }
 
 function storageRow(s) {
@@ -70,7 +65,6 @@ function storageRow(s) {
   let space = '';
   const d = s.mount_details;
   if (d && d.total_space) space = `${formatSize(d.used_space || 0)} used, ${formatSize(d.free_space || 0)} free of ${formatSize(d.total_space)}`;
-  const btn = (testid, text, onclick, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid }, text, onclick });
   return h('tr', { dataset: { testid: 'storage-row', mount: s.mount_path, id: String(s.id), status: s.status || '' } },
     h('td', { class: 'mount' }, h('strong', { text: s.mount_path }), s.remark ? h('div', { class: 'muted small', text: s.remark }) : null),
     h('td', { 'data-label': 'Driver', text: s.driver }),
@@ -83,22 +77,17 @@ function storageRow(s) {
       btn('storage-delete', 'Delete', () => deleteStorage(s), 'danger')));
 }
 
-async function toggleStorage(s) {
-  try {
-    await api('/admin/storage/' + (s.disabled ? 'enable' : 'disable'), {}, { query: { id: s.id } });
-    toast(s.disabled ? 'Enabled' : 'Disabled');
-  } catch (e) { showError(e.message); }
-  showManage('storages');
+function toggleStorage(s) {
+  return adminAction({
+    call: () => api('/admin/storage/' + (s.disabled ? 'enable' : 'disable'), {}, { query: { id: s.id } }),
+    done: s.disabled ? 'Enabled' : 'Disabled', page: 'storages' });
 }
 
-async function deleteStorage(s) {
-  if (!await confirmDialog('Delete storage', `Unmount and delete the storage at ${s.mount_path}? The files themselves are not touched.`,
-    { okText: 'Delete', danger: true })) return;
-  try {
-    await api('/admin/storage/delete', {}, { query: { id: s.id } });
-    toast('Storage deleted');
-  } catch (e) { showError(e.message); }
-  showManage('storages');
+function deleteStorage(s) {
+  return adminAction({
+    confirm: ['Delete storage', `Unmount and delete the storage at ${s.mount_path}? The files themselves are not touched.`],
+    call: () => api('/admin/storage/delete', {}, { query: { id: s.id } }),
+    done: 'Storage deleted', page: 'storages' });
 }
 
 /** Builds one form field for a driver item; `value` is the current value (string, number or bool). */

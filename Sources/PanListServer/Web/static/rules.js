@@ -2,31 +2,23 @@
 // and a header, each with "applies to sub-folders". They apply to the web UI, the API, download links and
 // WebDAV alike.
 import { api, apiGet } from './api.js';
-import { $, h, clear, showError, toast } from './util.js';
-import { confirmDialog } from './dialogs.js';
-import { openRecordForm } from './forms.js';
+import { h, toast } from './util.js';
+import { openRecordForm, managePage, rowButton as btn, adminAction } from './forms.js';
 
 export async function renderRules(isCurrent) {
   const data = await apiGet('/admin/meta/list');
   if (!isCurrent()) return;
-  const rules = data.content || [];
-  const tbody = h('tbody');
-  for (const r of rules) tbody.append(ruleRow(r));
-  if (!rules.length) tbody.append(h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No folder rules. Add one to protect or hide a folder.' })));
-  clear($('#manage-body')).append(
-    h('div', { class: 'manage-head' },
-      h('h1', { text: 'Folder rules' }),
-      h('button', { type: 'button', id: 'rule-add', class: 'primary', text: 'Add rule', onclick: () => openRuleForm(null) })),
-    h('p', { class: 'muted small', text: 'Rules apply everywhere: this site, the API, download links and WebDAV. WebDAV cannot ask for a password, so guarded folders are only reachable there for users allowed to access without password.' }),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'rule-table', class: 'data' },
-      h('thead', {}, h('tr', {}, ...['Folder', 'Password', 'Hide', 'Write', 'Readme / header', ''].map(t => h('th', { text: t })))),
-      tbody)));
+  managePage({
+    title: 'Folder rules', addId: 'rule-add', addText: 'Add rule', onAdd: () => openRuleForm(null),
+    note: 'Rules apply everywhere: this site, the API, download links and WebDAV. WebDAV cannot ask for a password, so guarded folders are only reachable there for users allowed to access without password.',
+    tableId: 'rule-table', headers: ['Folder', 'Password', 'Hide', 'Write', 'Readme / header', ''],
+    rows: (data.content || []).map(ruleRow), empty: 'No folder rules. Add one to protect or hide a folder.',
+  });
 }
 
 const sub = (on) => on ? ' (and below)' : '';
 
 function ruleRow(r) {
-  const btn = (testid, text, onclick, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid }, text, onclick });
   const hides = (r.hide || '').split('\n').map(s => s.trim()).filter(Boolean);
   return h('tr', { dataset: { testid: 'rule-row', path: r.path, id: String(r.id) } },
     h('td', {}, h('strong', { text: r.path })),
@@ -41,14 +33,11 @@ function ruleRow(r) {
 
 const refresh = () => window.dispatchEvent(new CustomEvent('panlist:manage', { detail: 'rules' }));
 
-async function remove(r) {
-  if (!await confirmDialog('Delete rule', `Delete the rule for ${r.path}? Its password, hides and write grant stop applying at once.`,
-    { okText: 'Delete', danger: true })) return;
-  try {
-    await api('/admin/meta/delete', {}, { query: { id: r.id } });
-    toast('Rule deleted');
-  } catch (e) { showError(e.message); }
-  refresh();
+function remove(r) {
+  return adminAction({
+    confirm: ['Delete rule', `Delete the rule for ${r.path}? Its password, hides and write grant stop applying at once.`],
+    call: () => api('/admin/meta/delete', {}, { query: { id: r.id } }),
+    done: 'Rule deleted', page: 'rules' });
 }
 
 async function openRuleForm(r) {

@@ -1,9 +1,8 @@
 // Manage → Users: the admin, the guest and general users; add, edit (name, password, base path,
 // permission bits, disabled) and delete. A new password or disabling ends the user's sessions at once.
 import { api, apiGet } from './api.js';
-import { $, h, clear, showError, toast } from './util.js';
-import { confirmDialog } from './dialogs.js';
-import { openRecordForm } from './forms.js';
+import { h, toast } from './util.js';
+import { openRecordForm, managePage, rowButton as btn, adminAction } from './forms.js';
 
 const ROLES = { 0: 'User', 1: 'Guest', 2: 'Admin' };
 // Alist's permission bits (docs/API.md).
@@ -22,16 +21,11 @@ export const BITS = [
 export async function renderUsers(isCurrent) {
   const data = await apiGet('/admin/user/list');
   if (!isCurrent()) return;
-  const users = data.content || [];
-  const tbody = h('tbody');
-  for (const u of users) tbody.append(userRow(u, isCurrent));
-  clear($('#manage-body')).append(
-    h('div', { class: 'manage-head' },
-      h('h1', { text: 'Users' }),
-      h('button', { type: 'button', id: 'user-add', class: 'primary', text: 'Add user', onclick: () => openUserForm(null) })),
-    h('div', { class: 'table-wrap' }, h('table', { id: 'user-table', class: 'data' },
-      h('thead', {}, h('tr', {}, ...['User', 'Role', 'Base path', 'May', 'Status', ''].map(t => h('th', { text: t })))),
-      tbody)));
+  managePage({
+    title: 'Users', addId: 'user-add', addText: 'Add user', onAdd: () => openUserForm(null),
+    tableId: 'user-table', headers: ['User', 'Role', 'Base path', 'May', 'Status', ''],
+    rows: (data.content || []).map(userRow), empty: 'No users.',
+  });
 }
 
 function bitsText(u) {
@@ -41,7 +35,6 @@ function bitsText(u) {
 }
 
 function userRow(u) {
-  const btn = (testid, text, onclick, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid }, text, onclick });
   const actions = [btn('user-edit', 'Edit', () => openUserForm(u))];
   if (u.role !== 2) actions.push(btn('user-toggle', u.disabled ? 'Enable' : 'Disable', () => toggle(u)));
   if (u.role === 0) actions.push(btn('user-delete', 'Delete', () => remove(u), 'danger'));
@@ -56,22 +49,17 @@ function userRow(u) {
 
 const refresh = () => window.dispatchEvent(new CustomEvent('panlist:manage', { detail: 'users' }));
 
-async function toggle(u) {
-  try {
-    await api('/admin/user/update', { id: u.id, disabled: !u.disabled });
-    toast(u.disabled ? `${u.username} enabled` : `${u.username} disabled; their sessions have ended`);
-  } catch (e) { showError(e.message); }
-  refresh();
+function toggle(u) {
+  return adminAction({
+    call: () => api('/admin/user/update', { id: u.id, disabled: !u.disabled }),
+    done: u.disabled ? `${u.username} enabled` : `${u.username} disabled; their sessions have ended`, page: 'users' });
 }
 
-async function remove(u) {
-  if (!await confirmDialog('Delete user', `Delete ${u.username}? Their sessions and WebDAV access end at once. Files are not touched.`,
-    { okText: 'Delete', danger: true })) return;
-  try {
-    await api('/admin/user/delete', {}, { query: { id: u.id } });
-    toast('User deleted');
-  } catch (e) { showError(e.message); }
-  refresh();
+function remove(u) {
+  return adminAction({
+    confirm: ['Delete user', `Delete ${u.username}? Their sessions and WebDAV access end at once. Files are not touched.`],
+    call: () => api('/admin/user/delete', {}, { query: { id: u.id } }),
+    done: 'User deleted', page: 'users' });
 }
 
 async function openUserForm(u) {
