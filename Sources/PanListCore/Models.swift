@@ -144,3 +144,15 @@ public struct SettingItem: Codable, Sendable, Equatable {
     public static let readonly = 2
     public static let deprecated = 3
 }
+
+/// Alist's paging (`page` from 1, `per_page`), safe for any numbers a client sends.
+public enum Paging {
+    /// The indices of page `page` of `count` items, or nil when the client asked for no paging.
+    public static func range(count: Int, page: Int?, perPage: Int?) -> Range<Int>? {
+        guard let page, let perPage, page >= 1, perPage >= 1 else { return nil }
+        let (skip, overflow) = (page - 1).multipliedReportingOverflow(by: perPage)
+        let start = overflow ? count : min(skip, count)
+        let end = perPage >= count - start ? count : start + perPage
+        return start..<end
+    }
+}

@@ -36,6 +36,17 @@ struct VirtualPathTests {
         #expect(VirtualPath.base("/a/b.txt") == "b.txt")
     }
 
+    @Test func pagingSurvivesAnyNumbers() {
+        #expect(Paging.range(count: 10, page: 2, perPage: 4) == 4..<8)
+        #expect(Paging.range(count: 10, page: 3, perPage: 4) == 8..<10)
+        #expect(Paging.range(count: 10, page: 4_611_686_018_427_387_905, perPage: 4) == 10..<10)
+        #expect(Paging.range(count: 10, page: 1, perPage: Int.max) == 0..<10)
+        #expect(Paging.range(count: 10, page: Int.max, perPage: Int.max) == 10..<10)
+        #expect(Paging.range(count: 10, page: 0, perPage: 4) == nil)
+        #expect(Paging.range(count: 10, page: nil, perPage: 4) == nil)
+        #expect(Paging.range(count: 0, page: 1, perPage: 1) == 0..<0)
+    }
+
     @Test func userBasePathJoinStaysInside() throws {
         let u = User(id: 2, username: "u", basePath: "/home/u", role: .general, permission: [])
         #expect(try Access.resolve("/docs/x.txt", for: u) == "/home/u/docs/x.txt")

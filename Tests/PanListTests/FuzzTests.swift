@@ -74,6 +74,12 @@ struct FuzzTests {
                 }
             }
             #expect(bad.isEmpty, "\(bad.prefix(10).joined(separator: "\n"))")
+            // Paging numbers near the integer limits (they once overflowed and stopped the server).
+            for (page, perPage) in [(4_611_686_018_427_387_905, 4), (1, Int.max), (Int.max, Int.max), (-5, -5)] {
+                let r = try await s.request(.GET, "/api/fs/list?path=/&page=\(page)&per_page=\(perPage)", headers: [("Authorization", t)])
+                #expect(r.code == 200, "page \(page) per_page \(perPage): \(r.text)")
+                #expect(try await s.request(.GET, "/api/admin/user/list?page=\(page)&per_page=\(perPage)", headers: [("Authorization", t)]).code == 200)
+            }
             // Still alive and answering normally.
             #expect(try await s.request(.GET, "/ping").text == "pong")
             #expect(try await s.api("/fs/list", ["path": "/"], token: t).code == 200)

@@ -9,11 +9,10 @@ struct PageJSON<T: Encodable>: Encodable {
 
     /// Alist's paging: `page` (from 1) and `per_page` in the query; without both, everything.
     static func page(_ all: [T], _ req: Request) -> PageJSON {
-        let page = req.uri.queryParameters.get("page", as: Int.self) ?? 0
-        let perPage = req.uri.queryParameters.get("per_page", as: Int.self) ?? 0
-        guard page >= 1, perPage >= 1 else { return PageJSON(content: all, total: all.count) }
-        let start = min((page - 1) * perPage, all.count)
-        return PageJSON(content: Array(all[start..<min(start + perPage, all.count)]), total: all.count)
+        guard let r = Paging.range(count: all.count, page: req.uri.queryParameters.get("page", as: Int.self),
+                                   perPage: req.uri.queryParameters.get("per_page", as: Int.self))
+        else { return PageJSON(content: all, total: all.count) }
+        return PageJSON(content: Array(all[r]), total: all.count)
     }
 }
 

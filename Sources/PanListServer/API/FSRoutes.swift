@@ -190,10 +190,7 @@ extension APIRoutes {
         var objs = listing.objects
         if let visible = Access.visibility(user, in: path, rules: rules) { objs = objs.filter { visible($0.name) } }
         let total = objs.count
-        if let page = body.page, let perPage = body.perPage, page >= 1, perPage >= 1 {
-            let start = min((page - 1) * perPage, objs.count)
-            objs = Array(objs[start..<min(start + perPage, objs.count)])
-        }
+        if let r = Paging.range(count: objs.count, page: body.page, perPage: body.perPage) { objs = Array(objs[r]) }
         let signer = state.signer, expire = state.signExpiry
         let signs = state.signRule(listing.storage)
         var content = objs.map { o in
