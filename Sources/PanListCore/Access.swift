@@ -1,6 +1,9 @@
 /// The one authorization layer: every front end asks here whether a user may do something to a path.
 public enum Action: Sendable, Equatable {
     case read, write, rename, move, copy, remove, refresh
+    /// Replacing an existing file by an upload: the write bit itself (a folder rule's write grant only
+    /// lets people add things).
+    case replace
     /// WebDAV access (Alist's bit 8) and WebDAV changes (bit 9), checked on top of the operation's own bit.
     case davRead, davManage
     var permission: Permission? {
@@ -8,7 +11,7 @@ public enum Action: Sendable, Equatable {
         case .read: return nil
         case .davRead: return .webdavRead
         case .davManage: return .webdavManage
-        case .write, .refresh: return .write
+        case .write, .refresh, .replace: return .write
         case .rename: return .rename
         case .move: return .move
         case .copy: return .copy
@@ -19,6 +22,7 @@ public enum Action: Sendable, Equatable {
         switch self {
         case .read: "read"
         case .write: "write to"
+        case .replace: "replace files in"
         case .rename: "rename in"
         case .move: "move in"
         case .copy: "copy in"
@@ -103,6 +107,30 @@ public enum Access {
         let needsPassword = !user.isAdmin && !user.permission.contains(.accessWithoutPassword) && rules.guardsEntries(of: folder)
         if !needsPassword { return visible }
         return { name in (visible?(name) ?? true) && rules.password(for: VirtualPath.join(folder, name)) == nil }
+    }
+
+    /// Before `src` (a folder) is copied or moved to `dst`: names inside it hidden from `user` by rules
+    /// above `src` that do not also cover `dst` would become visible there, so the change is refused. (Rules
+    /// at or below `src` travel with it; see `ServerState.pathMoved`.) Walks at most `limit` entries.
+    public static func checkTransfer(_ user: User, from src: String, to dst: String, rules: FolderRules, fs: FileSystem,
+                                     limit: Int = 20_000) async throws(FSError) {
+        if user.isAdmin || user.permission.contains(.seeHides) { return }
+        let inherited = rules.inheritedHideRules(src)
+        if inherited.isEmpty || inherited.isSubset(of: rules.inheritedHideRules(dst)) { return }
+        var queue = [src], seen = 0
+        while let dir = queue.popLast() {
+            let listing: FileSystem.Listing
+            do { listing = try await fs.list(dir) } catch { throw FSError.from(error) }
+            let visible = rules.visibility(in: dir)
+            for o in listing.objects {
+                seen += 1
+                if seen > limit { throw .permissionDenied("permission denied: \(userPath(src, for: user)) is too big to check for hidden items") }
+                if let visible, !visible(o.name) {
+                    throw .permissionDenied("permission denied: \(userPath(src, for: user)) holds items hidden from you; it cannot be copied or moved there")
+                }
+                if o.isDir { queue.append(VirtualPath.join(dir, o.name)) }
+            }
+        }
     }
 
     static func denied(_ user: User, _ action: Action, _ path: String) -> FSError {

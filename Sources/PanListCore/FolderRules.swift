@@ -80,8 +80,15 @@ public struct FolderRules: Sendable {
     /// A compiled hide pattern (NSRegularExpression is immutable and thread-safe once built).
     struct Pattern: @unchecked Sendable {
         let regex: NSRegularExpression
+        /// Names are matched as sent and in both Unicode normal forms: storages (and Swift's own string
+        /// comparison) treat "é" and "e + ◌́" as the same name, so a hide must too.
         func matches(_ name: String) -> Bool {
-            regex.firstMatch(in: name, range: NSRange(name.startIndex..., in: name)) != nil
+            if hit(name) { return true }
+            let nfc = name.precomposedStringWithCanonicalMapping, nfd = name.decomposedStringWithCanonicalMapping
+            return (nfc.utf8.elementsEqual(name.utf8) ? false : hit(nfc)) || (nfd.utf8.elementsEqual(name.utf8) ? false : hit(nfd))
+        }
+        private func hit(_ s: String) -> Bool {
+            regex.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
         }
     }
 
@@ -173,6 +180,19 @@ public struct FolderRules: Sendable {
         let patterns = hides(in: folder)
         if patterns.isEmpty { return nil }
         return { name in !patterns.contains { $0.matches(name) } }
+    }
+
+    /// The rules above `path` (strictly) whose hides reach into everything below them (`h_sub`): what a
+    /// folder at `path` inherits, and would not take along to another place.
+    public func inheritedHideRules(_ path: String) -> Set<String> {
+        guard anyHide, path != "/" else { return [] }
+        var found: Set<String> = []
+        var p = VirtualPath.parent(path)
+        while true {
+            if let e = byPath[p], !e.hides.isEmpty, e.rule.hSub { found.insert(p) }
+            if p == "/" { return found }
+            p = VirtualPath.parent(p)
+        }
     }
 
     /// Whether `path` or any folder on the way to it is hidden (a hidden folder hides everything in it).

@@ -63,43 +63,79 @@ public final class ServerState: Sendable {
 
     // MARK: folder rules and authorization
 
-    private let rulesBox = NIOLockedValueBox<FolderRules>(.none)
+    private let rulesBox = NIOLockedValueBox<(generation: Int, rules: FolderRules)>((0, .none))
+    private let rulesGeneration = NIOLockedValueBox<Int>(0)
     /// The folder rules in force (a snapshot; swapped when an admin changes a rule).
-    var rules: FolderRules { rulesBox.withLockedValue { $0 } }
+    var rules: FolderRules { rulesBox.withLockedValue { $0.rules } }
 
+    /// Reads the rules from the store. Reloads that overlap install the newest read, never an older one.
     func reloadRules() async throws {
+        let generation = rulesGeneration.withLockedValue { $0 += 1; return $0 }
         let loaded = FolderRules(try await store.folderRules())
-        rulesBox.withLockedValue { $0 = loaded }
+        rulesBox.withLockedValue { if generation > $0.generation { $0 = (generation, loaded) } }
     }
 
-    /// `Access.check` with the rules in force: the one question every front end asks.
-    func check(_ user: User, _ action: Action, _ path: String, password: String?) throws(FSError) {
-        try Access.check(user, action, path, rules: rules, password: password)
+    /// `Access.check` with the rules in force: the one question every front end asks. With the client's
+    /// `ip`, folder passwords tried on a guarded path count towards the login limiter (5 wrong ones in
+    /// 5 minutes lock that IP's folder-password attempts for a while), so they cannot be guessed quickly.
+    func check(_ user: User, _ action: Action, _ path: String, password: String?, ip: String? = nil) throws(FSError) {
+        let r = rules
+        let keys: [String]
+        if let ip, let password, !password.isEmpty, !user.isAdmin, !user.permission.contains(.accessWithoutPassword),
+           r.password(for: path) != nil {
+            keys = ["folder-password:" + ip]
+            try loginLimiter.check(keys)
+        } else {
+            keys = []
+        }
+        do {
+            try Access.check(user, action, path, rules: r, password: password)
+        } catch {
+            if !keys.isEmpty, case .permissionDenied(let m) = error, m == Access.passwordMessage { loginLimiter.fail(keys) }
+            throw error
+        }
+        if !keys.isEmpty { loginLimiter.succeed(keys) }
     }
 
     func allows(_ user: User, _ action: Action, _ path: String, password: String?) -> Bool {
         Access.allows(user, action, path, rules: rules, password: password)
     }
 
-    /// What is kept by path follows an item that was renamed or moved: its WebDAV dead properties and the
-    /// folder rules at or below it (so a guarded folder stays guarded under its new name). Called by every
-    /// front end after a rename or move; failures are logged, the move itself stands.
-    func pathMoved(from: String, to: String) async {
-        try? await store.copyDeadProperties(from: from, to: to)
-        try? await store.deleteDeadProperties(from)
-        guard rules.hasRule(within: from) else { return }
-        do {
-            for var r in try await store.folderRules() where VirtualPath.isWithin(r.path, from) {
-                let rest = VirtualPath.relative(r.path, to: from)
-                r.path = rest == "/" ? to : (to == "/" ? rest : to + rest)
-                do { try await store.updateFolderRule(r) } catch {
-                    logger.warning("the folder rule for \(from) could not follow it to \(r.path): \(error)")
-                }
-            }
-            try await reloadRules()
-        } catch {
-            logger.warning("folder rules could not follow \(from) to \(to): \(error)")
+    /// Refuses to copy or move `src` to `dst` when folder rules at or below `src` would have to travel to
+    /// places below `dst` that have rules of their own (call before changing anything).
+    func checkRulesCanTravel(from src: String, to dst: String) throws(FSError) {
+        let r = rules
+        if r.hasRule(within: src) && r.hasRule(within: dst) {
+            throw .alreadyExists("folder rules exist at \(src) and at \(dst); delete the rule at the destination first")
         }
+    }
+
+    /// Runs `op`, a copy or move of `src` to `dst`, so that what is kept by path follows: folder rules at or
+    /// below `src` are copied to `dst` before (so the new place is guarded as soon as anything arrives) and
+    /// removed from `src` after a move; WebDAV dead properties likewise. When `op` fails, the copied rules go.
+    func transfer(from src: String, to dst: String, move: Bool, _ op: () async throws -> Void) async throws {
+        try checkRulesCanTravel(from: src, to: dst)
+        let carried = rules.hasRule(within: src) ? try await store.copyFolderRules(from: src, to: dst) : 0
+        if carried > 0 { try await reloadRules() }
+        do {
+            try await op()
+        } catch {
+            if carried > 0 {
+                try? await store.deleteFolderRules(within: dst)
+                try? await reloadRules()
+            }
+            throw error
+        }
+        if move && carried > 0 {
+            do {
+                try await store.deleteFolderRules(within: src)
+                try await reloadRules()
+            } catch {
+                logger.warning("the folder rules at \(src) stay after its move to \(dst): \(error)")
+            }
+        }
+        try? await store.copyDeadProperties(from: src, to: dst)
+        if move { try? await store.deleteDeadProperties(src) }
     }
 
     // MARK: users

@@ -39,6 +39,11 @@ public protocol Store: DriverStateStore, Sendable {
     func createFolderRule(_ rule: FolderRule) async throws -> Int
     func updateFolderRule(_ rule: FolderRule) async throws
     func deleteFolderRule(id: Int) async throws
+    /// Copies the rules at or below `from` to the same places below `to`, all or nothing (a rule already
+    /// at a new path refuses the copy with `.alreadyExists`); returns how many were copied.
+    @discardableResult func copyFolderRules(from: String, to: String) async throws -> Int
+    /// Deletes the rules at or below `path`.
+    func deleteFolderRules(within path: String) async throws
 
     func settings() async throws -> [SettingItem]
     func setting(_ key: String) async throws -> SettingItem?

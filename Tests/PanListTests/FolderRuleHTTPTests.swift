@@ -142,6 +142,11 @@ struct FolderRuleHTTPTests {
             #expect(try await s.api("/fs/remove", ["dir": "/club", "names": ["b.txt"], "password": "pw1"], token: m).code == 200)
             #expect(FileManager.default.fileExists(atPath: s.files + "/club/up.txt"))
             #expect(!FileManager.default.fileExists(atPath: s.files + "/club/b.txt"))
+            // A password beyond ASCII travels in the Password header as UTF-8 (as the web UI sends it).
+            try FileManager.default.createDirectory(atPath: s.files + "/café", withIntermediateDirectories: true)
+            #expect(try await s.api("/admin/meta/create", ["path": "/café", "password": "pässwörd 密码"], token: t).code == 200)
+            #expect(try await s.put("/café/u.txt", Data("u".utf8), token: m, extra: [("Password", "pässwörd 密码")]).code == 200)
+            #expect(try await s.put("/café/v.txt", Data("v".utf8), token: m, extra: [("Password", "passwort")]).code == 403)
         }
     }
 
@@ -215,6 +220,100 @@ struct FolderRuleHTTPTests {
                 #expect(FileManager.default.fileExists(atPath: s.files + "/drop/" + f), "\(f)")
             }
             #expect(!FileManager.default.fileExists(atPath: s.files + "/drop/inner/dav.txt"))
+        }
+    }
+
+    @Test func entriesAreCheckedNotJustTheirFolders() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let fm = FileManager.default
+            for d in ["pub/secret", "mine", "club/inner"] { try fm.createDirectory(atPath: s.files + "/" + d, withIntermediateDirectories: true) }
+            try Data("s".utf8).write(to: URL(fileURLWithPath: s.files + "/pub/secret/x.txt"))
+            try Data("o".utf8).write(to: URL(fileURLWithPath: s.files + "/pub/open.txt"))
+            #expect(try await s.api("/admin/meta/create", ["path": "/pub", "hide": "^secret$"], token: t).code == 200)
+            _ = try await s.addUser("mo", password: "mo-pass-1", permission: [.write, .rename, .move, .copy, .remove])
+            let m = try await s.login("mo", "mo-pass-1")
+            // A hidden entry named in a batch is not reachable through its visible folder.
+            for (route, body) in [("/fs/copy", ["src_dir": "/pub", "dst_dir": "/mine", "names": ["secret"]] as [String: Any]),
+                                  ("/fs/move", ["src_dir": "/pub", "dst_dir": "/mine", "names": ["secret"]]),
+                                  ("/fs/remove", ["dir": "/pub", "names": ["secret"]]),
+                                  ("/fs/rename", ["path": "/pub/secret", "name": "shown"]),
+                                  ("/fs/rename", ["path": "/pub/open.txt", "name": "secret"])] {
+                let r = try await s.api(route, body, token: m)
+                #expect(r.code != 200, "\(route) \(body): \(r.text)")
+            }
+            #expect(fm.fileExists(atPath: s.files + "/pub/secret/x.txt") && fm.fileExists(atPath: s.files + "/pub/open.txt"))
+            #expect(!fm.fileExists(atPath: s.files + "/mine/secret"))
+            // The visible one moves.
+            #expect(try await s.api("/fs/copy", ["src_dir": "/pub", "dst_dir": "/mine", "names": ["open.txt"]], token: m).code == 200)
+        }
+    }
+
+    @Test func foldersDoNotCarryHiddenThingsOutOrLeaveTheirRulesBehind() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let fm = FileManager.default
+            for d in ["pub/dir/.secret", "pub/other", "mine", "vault/inner"] {
+                try fm.createDirectory(atPath: s.files + "/" + d, withIntermediateDirectories: true)
+            }
+            try Data("v".utf8).write(to: URL(fileURLWithPath: s.files + "/vault/inner/v.txt"))
+            #expect(try await s.api("/admin/meta/create", ["path": "/pub", "hide": "^\\.secret$", "h_sub": true], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/vault/inner", "password": "in-pw"], token: t).code == 200)
+            _ = try await s.addUser("mo", password: "mo-pass-1", permission: [.move, .copy, .webdavRead, .webdavManage])
+            let m = try await s.login("mo", "mo-pass-1")
+            // Out of the hiding rule's reach: refused (over /api and WebDAV); within it: fine.
+            let out = try await s.api("/fs/copy", ["src_dir": "/pub", "dst_dir": "/mine", "names": ["dir"]], token: m)
+            #expect(out.code == 403 && out.message.contains("hidden"), "\(out.text)")
+            let b = basic("mo", "mo-pass-1")
+            #expect(try await s.request(.RAW(value: "MOVE"), "/dav/pub/dir", headers: [b, ("Destination", "/dav/mine/dir")]).status == 403)
+            #expect(!fm.fileExists(atPath: s.files + "/mine/dir"))
+            #expect(try await s.api("/fs/copy", ["src_dir": "/pub", "dst_dir": "/pub/other", "names": ["dir"]], token: m).code == 200)
+            // The admin may; and a folder's own rules go with it: copied with a copy, moved with a move.
+            #expect(try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/mine", "names": ["vault"]], token: t).code == 200)
+            #expect(try await s.api("/fs/list", ["path": "/mine/vault/inner"], token: m).code == 403)
+            #expect(try await s.api("/fs/list", ["path": "/mine/vault/inner", "password": "in-pw"], token: m).code == 200)
+            let moved = try await s.request(.RAW(value: "MOVE"), "/dav/vault", headers: [basic("admin", s.adminPassword), ("Destination", "/dav/pub/vault")])
+            #expect(moved.status == 201, "\(moved.text)")
+            let paths = Set(((try await s.api("/admin/meta/list", token: t, method: .GET)).data["content"] as? [[String: Any]] ?? []).compactMap { $0["path"] as? String })
+            #expect(paths == ["/pub", "/mine/vault/inner", "/pub/vault/inner"], "\(paths)")
+            // A destination with rules of its own is not overwritten by travelling rules: refused, nothing changed.
+            try fm.createDirectory(atPath: s.files + "/mine/vault2", withIntermediateDirectories: true)
+            #expect(try await s.api("/admin/meta/create", ["path": "/mine/vault2", "readme": "mine"], token: t).code == 200)
+            let clash = try await s.api("/fs/rename", ["path": "/mine/vault", "name": "vault2"], token: t)
+            #expect(clash.code == 403 && clash.message.contains("folder rules"), "\(clash.text)")
+            #expect(fm.fileExists(atPath: s.files + "/mine/vault/inner/v.txt"))
+        }
+    }
+
+    @Test func twoPasswordsOverwritesLocksAndGuessing() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let fm = FileManager.default
+            for d in ["a", "b", "drop"] { try fm.createDirectory(atPath: s.files + "/" + d, withIntermediateDirectories: true) }
+            try Data("a".utf8).write(to: URL(fileURLWithPath: s.files + "/a/f.txt"))
+            try Data("keep".utf8).write(to: URL(fileURLWithPath: s.files + "/drop/old.txt"))
+            #expect(try await s.api("/admin/meta/create", ["path": "/a", "password": "pa"], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/b", "password": "pb"], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/drop", "write": true], token: t).code == 200)
+            _ = try await s.addUser("mo", password: "mo-pass-1", permission: [.move, .webdavRead, .webdavManage])
+            let m = try await s.login("mo", "mo-pass-1")
+            // Between two guarded folders: each with its own password.
+            #expect(try await s.api("/fs/move", ["src_dir": "/a", "dst_dir": "/b", "names": ["f.txt"], "password": "pa"], token: m).code == 403)
+            #expect(try await s.api("/fs/move", ["src_dir": "/a", "dst_dir": "/b", "names": ["f.txt"], "password": "pa", "dst_password": "pb"], token: m).code == 200)
+            #expect(fm.fileExists(atPath: s.files + "/b/f.txt"))
+            // A write grant adds files but does not replace them.
+            #expect(try await s.put("/drop/new.txt", Data("n".utf8), token: m).code == 200)
+            #expect(try await s.put("/drop/old.txt", Data("x".utf8), token: m).code == 403)
+            let b = basic("mo", "mo-pass-1")
+            #expect(try await s.request(.PUT, "/dav/drop/old.txt", headers: [b], body: Data("x".utf8)).status == 403)
+            #expect(try String(contentsOfFile: s.files + "/drop/old.txt", encoding: .utf8) == "keep")
+            // WebDAV clients that LOCK before they PUT can use the write grant.
+            let lock = try await s.request(.RAW(value: "LOCK"), "/dav/drop/locked.txt", headers: [b, ("Timeout", "Second-60")],
+                                           body: Data("<?xml version=\"1.0\"?><D:lockinfo xmlns:D=\"DAV:\"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>".utf8))
+            #expect([200, 201].contains(lock.status), "\(lock.status) \(lock.text)")
+            // Folder passwords cannot be guessed quickly: the 6th try within minutes is refused, right or not.
+            for i in 0..<5 { #expect(try await s.api("/fs/list", ["path": "/b", "password": "guess-\(i)"], token: m).code == 403) }
+            #expect(try await s.api("/fs/list", ["path": "/b", "password": "pb"], token: m).code == 429)
         }
     }
 }

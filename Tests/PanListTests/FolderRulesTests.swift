@@ -35,6 +35,9 @@ struct FolderRulesTests {
         #expect(rules.isHidden("/pub/deeper/old.bak"))
         #expect(!rules.isHidden("/pub/notsecret"))
         #expect(!rules.isHidden("/other/secret"))
+        // The same name in either Unicode normal form.
+        let accents = FolderRules([FolderRule(path: "/pub", hide: "^café\\.txt$")])
+        #expect(accents.isHidden("/pub/caf\u{E9}.txt") && accents.isHidden("/pub/cafe\u{301}.txt"))
         #expect(rules.grantsWrite("/pub"))
         #expect(!rules.grantsWrite("/pub/sub"))
         #expect(rules.readme(for: "/club/inner") == "# Inner")

@@ -27,7 +27,9 @@ struct BatchRequest: Decodable {
     var dstDir: String
     var names: [String]
     var password: String?
-    enum CodingKeys: String, CodingKey { case names, password, srcDir = "src_dir", dstDir = "dst_dir" }
+    /// The destination folder's password, when it differs from the source's.
+    var dstPassword: String?
+    enum CodingKeys: String, CodingKey { case names, password, srcDir = "src_dir", dstDir = "dst_dir", dstPassword = "dst_password" }
 }
 struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String? }
 
@@ -72,9 +74,9 @@ extension HTTPField.Name {
 extension APIRoutes {
     func addFSRoutes(to api: RouterGroup<AppContext>) {
         for method in [HTTPRequest.Method.get, .post] {
-            api.on("fs/list", method: method) { req, _ in try await list(req) }
-            api.on("fs/get", method: method) { req, _ in try await get(req) }
-            api.on("fs/dirs", method: method) { req, _ in try await dirs(req) }
+            api.on("fs/list", method: method) { req, ctx in try await list(req, ctx) }
+            api.on("fs/get", method: method) { req, ctx in try await get(req, ctx) }
+            api.on("fs/dirs", method: method) { req, ctx in try await dirs(req, ctx) }
         }
         // For download proxies (down_proxy_url): the admin asks for the link behind a file, `{url, header}`.
         // Files this server must stream (Local) give `<site>/p<path>?d&sign=…`, which the proxy fetches.
@@ -97,61 +99,71 @@ extension APIRoutes {
                 return APIResponse.ok(LinkJSON(url: url, header: [:], expiration: nil))
             }
         }
-        api.post("fs/mkdir") { req, _ in
+        api.post("fs/mkdir") { req, ctx in
             let (user, body) = try await decode(req, MkdirRequest.self)
             let path = try Access.resolve(body.path, for: user)
             guard path != Access.resolve(root: user) else { throw FSError.alreadyExists("/ already exists") }
             let pw = password(req, body.password)
-            try state.check(user, .write, VirtualPath.parent(path), password: pw)
-            try state.check(user, .read, path, password: pw)
+            try state.check(user, .write, VirtualPath.parent(path), password: pw, ip: ctx.clientIP)
+            try state.check(user, .read, path, password: pw, ip: ctx.clientIP)
             try await state.fs.makeDir(path)
             return APIResponse.ok()
         }
-        api.post("fs/rename") { req, _ in
+        api.post("fs/rename") { req, ctx in
             let (user, body) = try await decode(req, RenameRequest.self)
             let path = try Access.resolve(body.path, for: user)
-            try state.check(user, .rename, path, password: password(req, body.password))
-            try await state.fs.rename(path, to: body.name)
-            await state.pathMoved(from: path, to: VirtualPath.join(VirtualPath.parent(path), body.name))
+            try VirtualPath.validateName(body.name)
+            let target = VirtualPath.join(VirtualPath.parent(path), body.name)
+            let pw = password(req, body.password)
+            try state.check(user, .rename, path, password: pw, ip: ctx.clientIP)
+            try state.check(user, .rename, target, password: pw, ip: ctx.clientIP)
+            try await state.transfer(from: path, to: target, move: true) { try await state.fs.rename(path, to: body.name) }
             return APIResponse.ok()
         }
-        api.post("fs/move") { req, _ in
-            try await batch(req, .move) { src, dst in
-                try await state.fs.move(src, toDir: dst)
-                await state.pathMoved(from: src, to: VirtualPath.join(dst, VirtualPath.base(src)))
-            }
+        api.post("fs/move") { req, ctx in
+            try await batch(req, ctx, .move) { src, dst in try await state.fs.move(src, toDir: VirtualPath.parent(dst)) }
             return APIResponse.ok()
         }
-        api.post("fs/copy") { req, _ in
-            try await batch(req, .copy) { src, dst in try await state.fs.copy(src, toDir: dst) }
+        api.post("fs/copy") { req, ctx in
+            try await batch(req, ctx, .copy) { src, dst in try await state.fs.copy(src, toDir: VirtualPath.parent(dst)) }
             struct Tasks: Encodable { var tasks: [String] = [] }
             return APIResponse.ok(Tasks())
         }
-        api.post("fs/remove") { req, _ in
+        api.post("fs/remove") { req, ctx in
             let (user, body) = try await decode(req, RemoveRequest.self)
             let dir = try Access.resolve(body.dir, for: user)
-            try state.check(user, .remove, dir, password: password(req, body.password))
+            let pw = password(req, body.password)
+            try state.check(user, .remove, dir, password: pw, ip: ctx.clientIP)
             for name in body.names {
                 try VirtualPath.validateName(name)
-                try await state.fs.remove(VirtualPath.join(dir, name))
+                let path = VirtualPath.join(dir, name)
+                try state.check(user, .remove, path, password: pw, ip: ctx.clientIP)
+                try await state.fs.remove(path)
             }
             return APIResponse.ok()
         }
-        api.put("fs/put") { req, _ in try await put(req) }
-        api.put("fs/form") { req, _ in try await form(req) }
-        api.post("fs/form") { req, _ in try await form(req) }
+        api.put("fs/put") { req, ctx in try await put(req, ctx) }
+        api.put("fs/form") { req, ctx in try await form(req, ctx) }
+        api.post("fs/form") { req, ctx in try await form(req, ctx) }
     }
 
-    /// Move or copy: `names` from `src_dir` into `dst_dir`, after checking `action` on both folders.
-    func batch(_ req: Request, _ action: Action, _ op: (_ src: String, _ dstDir: String) async throws -> Void) async throws {
+    /// Move or copy: `names` from `src_dir` into `dst_dir`. `action` is checked on both folders and on every
+    /// entry and its new place (a hidden or guarded entry is not reachable just because its folder is);
+    /// the folder password of the destination may differ (`dst_password`). Folder rules travel along.
+    func batch(_ req: Request, _ ctx: AppContext, _ action: Action, _ op: @escaping (_ src: String, _ dst: String) async throws -> Void) async throws {
         let (user, body) = try await decode(req, BatchRequest.self)
         let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
         let pw = password(req, body.password)
-        try state.check(user, action, src, password: pw)
-        try state.check(user, action, dst, password: pw)
+        let dstPW = body.dstPassword.flatMap { $0.isEmpty ? nil : $0 } ?? pw
+        try state.check(user, action, src, password: pw, ip: ctx.clientIP)
+        try state.check(user, action, dst, password: dstPW, ip: ctx.clientIP)
         for name in body.names {
             try VirtualPath.validateName(name)
-            try await op(VirtualPath.join(src, name), dst)
+            let from = VirtualPath.join(src, name), to = VirtualPath.join(dst, name)
+            try state.check(user, action, from, password: pw, ip: ctx.clientIP)
+            try state.check(user, action, to, password: dstPW, ip: ctx.clientIP)
+            try await Access.checkTransfer(user, from: from, to: to, rules: state.rules, fs: state.fs)
+            try await state.transfer(from: from, to: to, move: action == .move) { try await op(from, to) }
         }
     }
 
@@ -178,13 +190,13 @@ extension APIRoutes {
         return req.headers[.folderPassword]
     }
 
-    func list(_ req: Request) async throws -> Response {
+    func list(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
         let pw = password(req, body.password)
         let rules = state.rules
-        try Access.check(user, .read, path, rules: rules, password: pw)
-        if body.refresh == true { try Access.check(user, .refresh, path, rules: rules, password: pw) }
+        try state.check(user, .read, path, password: pw, ip: ctx.clientIP)
+        if body.refresh == true { try state.check(user, .refresh, path, password: pw) }
         let listing = try await state.fs.list(path, refresh: body.refresh == true)
         let types = FileTypes(state)
         var objs = listing.objects
@@ -217,11 +229,11 @@ extension APIRoutes {
                                        provider: listing.storage?.record.driver ?? "unknown"))
     }
 
-    func get(_ req: Request) async throws -> Response {
+    func get(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let (user, body) = try await pathRequest(req)
         let path = try Access.resolve(body.path ?? "/", for: user)
         let rules = state.rules
-        try Access.check(user, .read, path, rules: rules, password: password(req, body.password))
+        try state.check(user, .read, path, password: password(req, body.password), ip: ctx.clientIP)
         let (obj, storage) = try await state.fs.get(path)
         let types = FileTypes(state)
         let signs = state.signRequired(storage, path: path)
@@ -257,7 +269,7 @@ extension APIRoutes {
                                       provider: storage?.record.driver ?? "unknown", related: related))
     }
 
-    func dirs(_ req: Request) async throws -> Response {
+    func dirs(_ req: Request, _ ctx: AppContext) async throws -> Response {
         var (user, body) = try await pathRequest(req)
         if body.forceRoot == true {
             guard user.isAdmin else { throw FSError.permissionDenied("force_root is for admins only") }
@@ -265,7 +277,7 @@ extension APIRoutes {
         }
         let path = try Access.resolve(body.path ?? "/", for: user)
         let rules = state.rules
-        try Access.check(user, .read, path, rules: rules, password: password(req, body.password))
+        try state.check(user, .read, path, password: password(req, body.password), ip: ctx.clientIP)
         struct Dir: Encodable { var name: String; var modified: String }
         let visible = Access.visibility(user, in: path, rules: rules) ?? { _ in true }
         let dirs = try await state.fs.list(path).objects.filter { $0.isDir && visible($0.name) }.map {
@@ -275,15 +287,19 @@ extension APIRoutes {
     }
 
     /// The upload target from `File-Path` (percent-decoded once), authorised for writing.
-    func uploadTarget(_ req: Request, _ user: User) throws -> (dir: String, name: String) {
+    func uploadTarget(_ req: Request, _ user: User, ip: String) async throws -> (dir: String, name: String) {
         guard let raw = req.headers[.filePath], !raw.isEmpty else { throw FSError.badRequest("the File-Path header is required") }
         guard let decoded = URLPath.decode(raw) else { throw FSError.badRequest("the File-Path header is not valid percent-encoded UTF-8") }
         let path = try Access.resolve(decoded, for: user)
         guard path != "/" else { throw FSError.badRequest("File-Path must name a file") }
         let dir = VirtualPath.parent(path)
         let pw = req.headers[.folderPassword]
-        try state.check(user, .write, dir, password: pw)
-        try state.check(user, .read, path, password: pw)
+        try state.check(user, .write, dir, password: pw, ip: ip)
+        try state.check(user, .read, path, password: pw, ip: ip)
+        // Over an existing file: the write bit itself (a folder rule's write grant only lets people add files).
+        if !Access.can(user, .replace), (try? await state.fs.get(path)) != nil {
+            try state.check(user, .replace, dir, password: pw, ip: ip)
+        }
         return (dir, VirtualPath.base(path))
     }
 
@@ -304,9 +320,9 @@ extension APIRoutes {
                             sha256: try hash(.fileSHA256, length: 64), body: body)
     }
 
-    func put(_ req: Request) async throws -> Response {
+    func put(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let user = try await state.authenticate(req)
-        let (dir, name) = try uploadTarget(req, user)
+        let (dir, name) = try await uploadTarget(req, user, ip: ctx.clientIP)
         var size: Int64?
         if let cl = req.headers[.contentLength] {
             guard let n = Int64(cl), n >= 0 else { throw FSError.badRequest("invalid Content-Length") }
@@ -320,9 +336,9 @@ extension APIRoutes {
     }
 
     /// `multipart/form-data` upload: the part named `file` is streamed to a spool file in temp_dir, then stored.
-    func form(_ req: Request) async throws -> Response {
+    func form(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let user = try await state.authenticate(req)
-        let (dir, name) = try uploadTarget(req, user)
+        let (dir, name) = try await uploadTarget(req, user, ip: ctx.clientIP)
         guard let contentType = req.headers[.contentType], contentType.lowercased().hasPrefix("multipart/form-data"),
               let boundary = Self.boundary(contentType)
         else { throw FSError.badRequest("the body must be multipart/form-data with a boundary") }

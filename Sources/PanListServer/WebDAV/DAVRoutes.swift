@@ -381,7 +381,7 @@ struct DAVRoutes: Sendable {
 
     func proppatch(_ req: Request, user: User, path: String) async throws -> Response {
         try state.check(user, .davManage, path, password: nil)
-        try state.check(user, .write, path, password: nil)
+        try state.check(user, .write, writeTarget(path, user: user), password: nil)
         let (obj, _) = try await state.fs.get(path)
         try checkLocks(req, user: user, path: path, obj: obj)
         let body = try await req.body.collect(upTo: DAVXML.maxBody)
@@ -454,6 +454,7 @@ struct DAVRoutes: Sendable {
         guard parentObj.isDir else { throw DAVError(status: .conflict, message: "\(Access.userPath(parent, for: user)) is not a folder") }
         let existing = try? await state.fs.get(path).0
         if existing?.isDir == true { throw DAVError(status: .methodNotAllowed, message: "\(path) is a folder") }
+        if existing != nil { try state.check(user, .replace, parent, password: nil) }
         try checkLocks(req, user: user, path: path, obj: existing)
         var modified: Date?
         if let mtime = req.headers[.ocMtime].flatMap({ Double($0) }) { modified = Date(timeIntervalSince1970: mtime) }
@@ -519,24 +520,29 @@ struct DAVRoutes: Sendable {
         }
         let existing = try? await state.fs.get(dst).0
         if existing != nil && !overwrite { throw DAVError(status: .preconditionFailed, message: "\(dst) exists and Overwrite is F") }
+        // Replacing what is there takes the write bit itself, as an upload over a file does.
+        if existing != nil { try state.check(user, .replace, dstParent, password: nil) }
         if move { try checkLocks(req, user: user, path: src, obj: obj, deep: true) }
         try checkLocks(req, user: user, path: dst, obj: existing, deep: true)
+        let shallow = !move && obj.isDir && depth == "0"
+        if !shallow {
+            // Folder rules travel with the folder (checked before anything changes), and names hidden from
+            // this user by rules that would not cover the destination keep it from going there.
+            try state.checkRulesCanTravel(from: src, to: dst)
+            try await Access.checkTransfer(user, from: src, to: dst, rules: state.rules, fs: state.fs)
+        }
         if existing != nil {
             try await state.fs.remove(dst)
             locks.removeAll(below: dst)
             try? await state.store.deleteDeadProperties(dst)
         }
-        if move {
-            try await relocate(src, to: dst, move: true)
-            locks.removeAll(below: src)
-            await state.pathMoved(from: src, to: dst)
-        } else if obj.isDir && depth == "0" {
+        if shallow {
             try await state.fs.makeDir(dst)
             let props = (try? await state.store.deadProperties(src)) ?? []
             try? await state.store.setDeadProperties(dst, set: props, remove: [])
         } else {
-            try await relocate(src, to: dst, move: false)
-            try? await state.store.copyDeadProperties(from: src, to: dst)
+            try await state.transfer(from: src, to: dst, move: move) { try await relocate(src, to: dst, move: move) }
+            if move { locks.removeAll(below: src) }
         }
         return Response(status: existing == nil ? .created : .noContent)
     }
@@ -571,11 +577,17 @@ struct DAVRoutes: Sendable {
         }
     }
 
+    /// The folder a LOCK or PROPPATCH writes into, for the write check: the item's folder (so a folder
+    /// rule's write grant counts, as for PUT), or the user's root itself.
+    func writeTarget(_ path: String, user: User) -> String {
+        path == Access.resolve(root: user) ? path : VirtualPath.parent(path)
+    }
+
     // MARK: LOCK, UNLOCK
 
     func lock(_ req: Request, user: User, path: String) async throws -> Response {
         try state.check(user, .davManage, path, password: nil)
-        try state.check(user, .write, path, password: nil)
+        try state.check(user, .write, writeTarget(path, user: user), password: nil)
         let body = try await req.body.collect(upTo: DAVXML.maxBody)
         let timeout = DAVLocks.timeout(req.headers[.timeoutDAV])
         var status = HTTPResponse.Status.ok

@@ -405,7 +405,8 @@ async function newFolder() {
 async function rename(item) {
   const name = await promptText('Rename', { value: item.name, okText: 'Rename', selectStem: !item.is_dir });
   if (!name || name === item.name) return;
-  await run(() => api('/fs/rename', { path: joinPath(view.path, item.name), name, password: passwordFor(view.path) }), 'Renamed');
+  const itemPath = joinPath(view.path, item.name);
+  await run(() => api('/fs/rename', { path: itemPath, name, password: passwordFor(itemPath) }), 'Renamed');
 }
 
 async function transfer(op, names) {
@@ -417,7 +418,7 @@ async function transfer(op, names) {
   if (op === 'move' && dst === view.path) { toast('Already in this folder'); return; }
   const srcDir = view.path;
   await run(async () => {
-    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir) || passwordFor(dst) });
+    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir), dst_password: passwordFor(dst) });
     view.selected.clear();
   }, op === 'move' ? 'Moved' : 'Copied');
 }

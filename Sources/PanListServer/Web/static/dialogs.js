@@ -46,11 +46,11 @@ function runDialog({ title, message = '', input = false, value = '', okText = 'O
   });
 }
 
-/** Asks for a text; resolves to the trimmed text, or null when cancelled or empty. */
+/** Asks for a text; resolves to the trimmed text (a secret as typed), or null when cancelled or empty. */
 export async function promptText(title, { value = '', message = '', okText = 'OK', selectStem = false, secret = false } = {}) {
   const v = await runDialog({ title, message, input: true, value, okText, selectStem, secret });
   if (v === null) return null;
-  const t = v.trim();
+  const t = secret ? v : v.trim();
   return t === '' ? null : t;
 }
 

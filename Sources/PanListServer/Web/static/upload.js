@@ -135,9 +135,9 @@ function start(u) {
   xhr.setRequestHeader('File-Path', encodePath(u.path));
   xhr.setRequestHeader('Content-Type', 'application/octet-stream');
   if (u.file.lastModified) xhr.setRequestHeader('Last-Modified', String(u.file.lastModified));
-  // The folder password, when the folder has one (a header value must be plain ASCII).
+  // The folder password, when the folder has one, as UTF-8 bytes (a header value is a byte string).
   const pw = passwordFor(u.dir);
-  if (pw && /^[\x20-\x7e]*$/.test(pw)) xhr.setRequestHeader('Password', pw);
+  if (pw) xhr.setRequestHeader('Password', String.fromCharCode(...new TextEncoder().encode(pw)));
   xhr.upload.onprogress = (e) => {
     u.loaded = e.loaded;
     u.bar.value = e.loaded;
