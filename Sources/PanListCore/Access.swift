@@ -111,7 +111,7 @@ public enum Access {
 
     /// Before `src` (a folder) is copied or moved to `dst`: names inside it hidden from `user` by rules
     /// above `src` that do not also cover `dst` would become visible there, so the change is refused. (Rules
-    /// at or below `src` travel with it; see `ServerState.pathMoved`.) Walks at most `limit` entries.
+    /// at or below `src` travel with it; see `ServerState.transfer`.) Walks at most `limit` entries.
     public static func checkTransfer(_ user: User, from src: String, to dst: String, rules: FolderRules, fs: FileSystem,
                                      limit: Int = 20_000) async throws(FSError) {
         if user.isAdmin || user.permission.contains(.seeHides) { return }
