@@ -89,6 +89,13 @@ public enum Access {
         guard can(user, action) else { throw denied(user, action, path) }
     }
 
+    /// For a name about to be created (a rename's or a copy's new name, checked with its folder
+    /// separately): throws "not found" when `user` could not see it there.
+    public static func checkVisible(_ user: User, _ path: String, rules: FolderRules) throws(FSError) {
+        if user.isAdmin || user.permission.contains(.seeHides) { return }
+        if rules.isHidden(path) { throw .objectNotFound(userPath(path, for: user)) }
+    }
+
     /// Whether `check` would pass.
     public static func allows(_ user: User, _ action: Action, _ path: String, rules: FolderRules, password: String?) -> Bool {
         (try? check(user, action, path, rules: rules, password: password)) != nil
@@ -117,6 +124,9 @@ public enum Access {
         if user.isAdmin || user.permission.contains(.seeHides) { return }
         let inherited = rules.inheritedHideRules(src)
         if inherited.isEmpty || inherited.isSubset(of: rules.inheritedHideRules(dst)) { return }
+        do {
+            guard try await fs.get(src).0.isDir else { return }    // a file carries nothing inside it
+        } catch { throw FSError.from(error) }
         var queue = [src], seen = 0
         while let dir = queue.popLast() {
             let listing: FileSystem.Listing

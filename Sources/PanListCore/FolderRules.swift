@@ -136,9 +136,12 @@ public struct FolderRules: Sendable {
     /// The password that guards `path`, if any. A password guards its folder and the entries directly in
     /// it (so a file's download needs it as much as the folder's listing); with `p_sub`, everything below.
     /// (Alist leaves the files in a folder without `p_sub` open to anyone who knows their names.)
-    public func password(for path: String) -> String? {
+    public func password(for path: String) -> String? { passwordRule(for: path)?.password }
+
+    /// The rule whose password guards `path`, if any.
+    public func passwordRule(for path: String) -> FolderRule? {
         guard anyPassword else { return nil }
-        return nearest(path) { r, levels in !r.password.isEmpty && (levels <= 1 || r.pSub) }?.password
+        return nearest(path) { r, levels in !r.password.isEmpty && (levels <= 1 || r.pSub) }
     }
 
     /// Whether some entry directly in `folder` may be guarded by a password (cheap; false lets listings skip

@@ -76,17 +76,16 @@ public final class ServerState: Sendable {
     }
 
     /// `Access.check` with the rules in force: the one question every front end asks. With the client's
-    /// `ip`, folder passwords tried on a guarded path count towards the login limiter (5 wrong ones in
-    /// 5 minutes lock that IP's folder-password attempts for a while), so they cannot be guessed quickly.
+    /// `ip`, a wrong folder password counts towards the login limiter, per IP and guarded folder: five in
+    /// 5 minutes lock that IP's attempts on that folder for a while, right or wrong, so passwords cannot
+    /// be guessed quickly (a right one does not reset the count).
     func check(_ user: User, _ action: Action, _ path: String, password: String?, ip: String? = nil) throws(FSError) {
         let r = rules
-        let keys: [String]
+        var keys: [String] = []
         if let ip, let password, !password.isEmpty, !user.isAdmin, !user.permission.contains(.accessWithoutPassword),
-           r.password(for: path) != nil {
-            keys = ["folder-password:" + ip]
+           let guardPath = r.passwordRule(for: path)?.path {
+            keys = ["folder-password:\(ip):\(guardPath)"]
             try loginLimiter.check(keys)
-        } else {
-            keys = []
         }
         do {
             try Access.check(user, action, path, rules: r, password: password)
@@ -94,7 +93,6 @@ public final class ServerState: Sendable {
             if !keys.isEmpty, case .permissionDenied(let m) = error, m == Access.passwordMessage { loginLimiter.fail(keys) }
             throw error
         }
-        if !keys.isEmpty { loginLimiter.succeed(keys) }
     }
 
     func allows(_ user: User, _ action: Action, _ path: String, password: String?) -> Bool {
@@ -105,30 +103,41 @@ public final class ServerState: Sendable {
     /// places below `dst` that have rules of their own (call before changing anything).
     func checkRulesCanTravel(from src: String, to dst: String) throws(FSError) {
         let r = rules
-        if r.hasRule(within: src) && r.hasRule(within: dst) {
+        if src != dst && r.hasRule(within: src) && r.hasRule(within: dst) {
             throw .alreadyExists("folder rules exist at \(src) and at \(dst); delete the rule at the destination first")
         }
     }
 
-    /// Runs `op`, a copy or move of `src` to `dst`, so that what is kept by path follows: folder rules at or
-    /// below `src` are copied to `dst` before (so the new place is guarded as soon as anything arrives) and
-    /// removed from `src` after a move; WebDAV dead properties likewise. When `op` fails, the copied rules go.
+    /// Runs `op`, a copy or move of `src` to `dst`, so that what is kept by path follows: the folder rules at
+    /// or below `src` are copied to the same places below `dst` first (one insert, all or nothing; so the
+    /// new place is guarded as soon as anything arrives there) and, after a move, removed from `src`; WebDAV
+    /// dead properties likewise. When `op` fails and nothing arrived at `dst`, the copied rules go again.
     func transfer(from src: String, to dst: String, move: Bool, _ op: () async throws -> Void) async throws {
+        if src == dst { return try await op() }
         try checkRulesCanTravel(from: src, to: dst)
-        let carried = rules.hasRule(within: src) ? try await store.copyFolderRules(from: src, to: dst) : 0
-        if carried > 0 { try await reloadRules() }
+        let travelling = rules.rules.filter { VirtualPath.isWithin($0.path, src) }
+        var added: [Int] = []
+        if !travelling.isEmpty {
+            added = try await store.insertFolderRules(travelling.map { rule in
+                var r = rule
+                let rest = VirtualPath.relative(rule.path, to: src)
+                r.path = rest == "/" ? dst : (dst == "/" ? rest : dst + rest)
+                return r
+            })
+            try await reloadRules()
+        }
         do {
             try await op()
         } catch {
-            if carried > 0 {
-                try? await store.deleteFolderRules(within: dst)
+            if !added.isEmpty, (try? await fs.get(dst)) == nil {
+                try? await store.deleteFolderRules(ids: added)
                 try? await reloadRules()
             }
             throw error
         }
-        if move && carried > 0 {
+        if move && !travelling.isEmpty {
             do {
-                try await store.deleteFolderRules(within: src)
+                try await store.deleteFolderRules(ids: travelling.map(\.id))
                 try await reloadRules()
             } catch {
                 logger.warning("the folder rules at \(src) stay after its move to \(dst): \(error)")

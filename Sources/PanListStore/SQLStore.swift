@@ -332,41 +332,22 @@ public final class SQLStore: Store, @unchecked Sendable {
         try await db.delete(from: "folder_rules").where("id", .equal, id).run()
     }
 
-    /// Copies the rules at or below `from` to the same places below `to`, in one statement (all or
-    /// nothing: a rule already at one of the new paths fails the whole copy). Returns how many were copied.
-    @discardableResult
-    public func copyFolderRules(from: String, to: String) async throws -> Int {
-        guard from != "/", to != "/" else { throw FSError.badRequest("folder rules of / cannot be copied") }
-        let before = try await countFolderRules(within: to)
-        let n = from.unicodeScalars.count
-        let columns = "\"password\", \"p_sub\", \"write\", \"w_sub\", \"hide\", \"h_sub\", \"readme\", \"r_sub\", \"header\", \"header_sub\""
+    /// Inserts several rules in one statement (all or nothing: a path that already has a rule fails the
+    /// whole insert with `.alreadyExists`). Returns their ids.
+    public func insertFolderRules(_ rules: [FolderRule]) async throws -> [Int] {
+        guard !rules.isEmpty else { return [] }
         do {
-            try await db.raw("""
-                INSERT INTO "folder_rules" ("path", \(unsafeRaw: columns))
-                SELECT \(bind: to) || substr("path", \(bind: n + 1)), \(unsafeRaw: columns) FROM "folder_rules"
-                WHERE "path" = \(bind: from) OR substr("path", 1, \(bind: n + 1)) = \(bind: from + "/")
-                """).run()
+            return try await db.insert(into: "folder_rules").models(rules.map { RuleRow($0, withID: false) })
+                .returning("id").all(decodingColumn: "id", as: Int.self)
         } catch where "\(String(reflecting: error))".localizedCaseInsensitiveContains("unique") {
-            throw FSError.alreadyExists("a folder rule already exists at or below \(to)")
+            throw FSError.alreadyExists("a folder rule already exists at \(rules.map(\.path).joined(separator: ", "))")
         }
-        return try await countFolderRules(within: to) - before
     }
 
-    /// Deletes the rules at or below `path`, in one statement.
-    public func deleteFolderRules(within path: String) async throws {
-        guard path != "/" else { throw FSError.badRequest("refusing to delete every folder rule") }
-        let n = path.unicodeScalars.count
-        try await db.raw("""
-            DELETE FROM "folder_rules" WHERE "path" = \(bind: path) OR substr("path", 1, \(bind: n + 1)) = \(bind: path + "/")
-            """).run()
-    }
-
-    func countFolderRules(within path: String) async throws -> Int {
-        let n = path.unicodeScalars.count
-        let rows = try await db.raw("""
-            SELECT count(*) AS "n" FROM "folder_rules" WHERE "path" = \(bind: path) OR substr("path", 1, \(bind: n + 1)) = \(bind: path + "/")
-            """).all()
-        return try rows.first?.decode(column: "n", as: Int.self) ?? 0
+    /// Deletes the rules with these ids, in one statement.
+    public func deleteFolderRules(ids: [Int]) async throws {
+        guard !ids.isEmpty else { return }
+        try await db.delete(from: "folder_rules").where("id", .in, ids).run()
     }
 
     // MARK: settings

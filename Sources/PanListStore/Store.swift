@@ -39,11 +39,9 @@ public protocol Store: DriverStateStore, Sendable {
     func createFolderRule(_ rule: FolderRule) async throws -> Int
     func updateFolderRule(_ rule: FolderRule) async throws
     func deleteFolderRule(id: Int) async throws
-    /// Copies the rules at or below `from` to the same places below `to`, all or nothing (a rule already
-    /// at a new path refuses the copy with `.alreadyExists`); returns how many were copied.
-    @discardableResult func copyFolderRules(from: String, to: String) async throws -> Int
-    /// Deletes the rules at or below `path`.
-    func deleteFolderRules(within path: String) async throws
+    /// Inserts several rules at once, all or nothing (`.alreadyExists` when a path has a rule); their ids.
+    func insertFolderRules(_ rules: [FolderRule]) async throws -> [Int]
+    func deleteFolderRules(ids: [Int]) async throws
 
     func settings() async throws -> [SettingItem]
     func setting(_ key: String) async throws -> SettingItem?

@@ -38,6 +38,10 @@ struct FolderRulesTests {
         // The same name in either Unicode normal form.
         let accents = FolderRules([FolderRule(path: "/pub", hide: "^café\\.txt$")])
         #expect(accents.isHidden("/pub/caf\u{E9}.txt") && accents.isHidden("/pub/cafe\u{301}.txt"))
+        // Rules are found for a path in either form (what lets them travel with a folder named either way).
+        let guarded = FolderRules([FolderRule(path: "/caf\u{E9}", password: "p", pSub: true)])
+        #expect(guarded.password(for: "/cafe\u{301}/x") == "p" && guarded.hasRule(within: "/cafe\u{301}"))
+        #expect(VirtualPath.relative("/cafe\u{301}/sub", to: "/caf\u{E9}") == "/sub")
         #expect(rules.grantsWrite("/pub"))
         #expect(!rules.grantsWrite("/pub/sub"))
         #expect(rules.readme(for: "/club/inner") == "# Inner")

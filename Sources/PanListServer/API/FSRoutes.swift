@@ -29,9 +29,13 @@ struct BatchRequest: Decodable {
     var password: String?
     /// The destination folder's password, when it differs from the source's.
     var dstPassword: String?
-    enum CodingKeys: String, CodingKey { case names, password, srcDir = "src_dir", dstDir = "dst_dir", dstPassword = "dst_password" }
+    /// Passwords of entries guarded by their own rule, by name (PanList's UI sends those it knows).
+    var passwords: [String: String]?
+    enum CodingKeys: String, CodingKey {
+        case names, password, passwords, srcDir = "src_dir", dstDir = "dst_dir", dstPassword = "dst_password"
+    }
 }
-struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String? }
+struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String?; var passwords: [String: String]? }
 
 struct ListJSON: Encodable {
     var content: [ObjJSON]
@@ -114,9 +118,8 @@ extension APIRoutes {
             let path = try Access.resolve(body.path, for: user)
             try VirtualPath.validateName(body.name)
             let target = VirtualPath.join(VirtualPath.parent(path), body.name)
-            let pw = password(req, body.password)
-            try state.check(user, .rename, path, password: pw, ip: ctx.clientIP)
-            try state.check(user, .rename, target, password: pw, ip: ctx.clientIP)
+            try state.check(user, .rename, path, password: password(req, body.password), ip: ctx.clientIP)
+            try Access.checkVisible(user, target, rules: state.rules)
             try await state.transfer(from: path, to: target, move: true) { try await state.fs.rename(path, to: body.name) }
             return APIResponse.ok()
         }
@@ -137,7 +140,7 @@ extension APIRoutes {
             for name in body.names {
                 try VirtualPath.validateName(name)
                 let path = VirtualPath.join(dir, name)
-                try state.check(user, .remove, path, password: pw, ip: ctx.clientIP)
+                try state.check(user, .remove, path, password: body.passwords?[name] ?? pw, ip: ctx.clientIP)
                 try await state.fs.remove(path)
             }
             return APIResponse.ok()
@@ -160,8 +163,8 @@ extension APIRoutes {
         for name in body.names {
             try VirtualPath.validateName(name)
             let from = VirtualPath.join(src, name), to = VirtualPath.join(dst, name)
-            try state.check(user, action, from, password: pw, ip: ctx.clientIP)
-            try state.check(user, action, to, password: dstPW, ip: ctx.clientIP)
+            try state.check(user, action, from, password: body.passwords?[name] ?? pw, ip: ctx.clientIP)
+            try Access.checkVisible(user, to, rules: state.rules)
             try await Access.checkTransfer(user, from: from, to: to, rules: state.rules, fs: state.fs)
             try await state.transfer(from: from, to: to, move: action == .move) { try await op(from, to) }
         }

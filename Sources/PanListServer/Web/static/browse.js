@@ -409,6 +409,13 @@ async function rename(item) {
   await run(() => api('/fs/rename', { path: itemPath, name, password: passwordFor(itemPath) }), 'Renamed');
 }
 
+/** Passwords typed for entries guarded by their own rule (sent by name with batch changes). */
+function entryPasswords(dir, names) {
+  const own = passwordFor(dir), map = {};
+  for (const n of names) { const p = passwordFor(joinPath(dir, n)); if (p && p !== own) map[n] = p; }
+  return map;
+}
+
 async function transfer(op, names) {
   if (!names.length) return;
   const what = names.length === 1 ? `“${names[0]}”` : `${names.length} items`;
@@ -418,7 +425,8 @@ async function transfer(op, names) {
   if (op === 'move' && dst === view.path) { toast('Already in this folder'); return; }
   const srcDir = view.path;
   await run(async () => {
-    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir), dst_password: passwordFor(dst) });
+    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir), dst_password: passwordFor(dst),
+                             passwords: entryPasswords(srcDir, names) });
     view.selected.clear();
   }, op === 'move' ? 'Moved' : 'Copied');
 }
@@ -429,7 +437,7 @@ async function remove(names) {
   if (!await confirmDialog('Delete', `Delete ${what}? Folders are deleted with everything in them.`, { okText: 'Delete', danger: true })) return;
   const dir = view.path;
   await run(async () => {
-    await api('/fs/remove', { dir, names, password: passwordFor(dir) });
+    await api('/fs/remove', { dir, names, password: passwordFor(dir), passwords: entryPasswords(dir, names) });
     view.selected.clear();
   }, 'Deleted');
 }
