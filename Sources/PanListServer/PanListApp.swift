@@ -8,6 +8,7 @@ import PanListCore
 public enum PanListApp {
     public static func router(state: ServerState) -> Router<AppContext> {
         let router = Router(context: AppContext.self)
+        router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }
         APIRoutes(state: state).register(on: router)
         DownloadRoutes(state: state).register(on: router)
@@ -28,5 +29,16 @@ public enum PanListApp {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: state.logger
         )
+    }
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer (API JSON, WebDAV XML and errors, downloads, the UI),
+/// so that no browser reads anything PanList sends as a type other than the one it says.
+struct NoSniffMiddleware: RouterMiddleware {
+    typealias Context = AppContext
+    func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.contentTypeOptions] = "nosniff"
+        return response
     }
 }

@@ -21,6 +21,12 @@ struct WebUITests {
             // The API, downloads and WebDAV keep their own answers.
             #expect(try await s.request(.GET, "/api/nope").json["code"] as? Int == 404)
             #expect(try await s.request(.GET, "/ping").text == "pong")
+            // nosniff on every kind of answer: the UI, API JSON (also errors), WebDAV errors, downloads.
+            for (method, path) in [("GET", "/"), ("GET", "/assets/app.js"), ("GET", "/api/me"), ("GET", "/api/nope"),
+                                   ("PROPFIND", "/dav/"), ("GET", "/d/missing.txt"), ("GET", "/ping")] {
+                let r = try await s.request(.RAW(value: method), path)
+                #expect(r.header("X-Content-Type-Options") == "nosniff", "\(method) \(path)")
+            }
             // No inline script or handler in the page: the policy would block it anyway.
             let index = try await s.request(.GET, "/").text
             #expect(!index.contains("<script>") && !index.contains("onclick="))

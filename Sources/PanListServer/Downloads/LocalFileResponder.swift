@@ -71,7 +71,6 @@ enum LocalFileResponder {
         headers[.acceptRanges] = "bytes"
         headers[.eTag] = etag
         headers[.lastModified] = HTTPDate.format(modified)
-        headers[.contentTypeOptions] = "nosniff"
         let mime = ContentTypes.forName(name)
         headers[.contentType] = mime
         headers[.contentDisposition] = ContentTypes.disposition(name: name, inline: ContentTypes.isSafeInline(mime))

@@ -8,7 +8,7 @@ import PanListCore
 
 /// Streams a remote link (a cloud's download URL) to the client: the client's Range and conditional
 /// headers go upstream, the upstream status (200, 206, 304, 416) and its length, range and validator
-/// headers come back, with PanList's own Content-Type, Content-Disposition and nosniff. The body is
+/// headers come back, with PanList's own Content-Type and Content-Disposition (nosniff: NoSniffMiddleware). The body is
 /// pulled from upstream only as fast as the client takes it, and a client that goes away cancels the
 /// upstream request. Upstream errors (an HTTP error status, or a JSON error body from the cloud)
 /// become a clear error instead of file content.
@@ -56,7 +56,6 @@ enum RemoteProxy {
         let mime = ContentTypes.forName(obj.name)
         headers[.contentType] = mime
         headers[.contentDisposition] = ContentTypes.disposition(name: obj.name, inline: ContentTypes.isSafeInline(mime))
-        headers[.contentTypeOptions] = "nosniff"
 
         // A 200 whose body is a JSON error from the cloud (123 answers errors that way) is not file content.
         var prefix: ByteBuffer?

@@ -95,7 +95,6 @@ struct WebUI: Sendable {
         var h = HTTPFields()
         h[.contentType] = type
         h[.contentSecurityPolicy] = csp
-        h[.contentTypeOptions] = "nosniff"
         h[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         return h
     }
