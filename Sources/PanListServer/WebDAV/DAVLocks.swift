@@ -21,10 +21,15 @@ final class DAVLocks: Sendable {
 
     private func live() -> [Lock] {
         box.withLockedValue { locks in
-            let now = ContinuousClock.now
-            locks = locks.filter { $0.value.expires > now }
+            Self.dropExpired(&locks)
             return Array(locks.values)
         }
+    }
+
+    /// Removes expired locks (the table is rewritten only when one has expired).
+    private static func dropExpired(_ locks: inout [String: Lock]) {
+        let now = ContinuousClock.now
+        if locks.values.contains(where: { $0.expires <= now }) { locks = locks.filter { $0.value.expires > now } }
     }
 
     /// Whether `lock` applies to `path` (its root, or below it with depth infinity).
@@ -48,8 +53,8 @@ final class DAVLocks: Sendable {
     /// Creates a lock, or nil when an existing lock conflicts (423).
     func create(root: String, infinite: Bool, exclusive: Bool, owner: String, timeout: Int) -> Lock? {
         box.withLockedValue { locks in
+            Self.dropExpired(&locks)
             let now = ContinuousClock.now
-            locks = locks.filter { $0.value.expires > now }
             for l in locks.values {
                 let overlaps = Self.covers(l, root) || (infinite && VirtualPath.isWithin(l.root, root))
                 if overlaps && (exclusive || l.exclusive) { return nil }

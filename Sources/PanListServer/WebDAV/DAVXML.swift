@@ -59,23 +59,15 @@ enum DAVXML {
     /// Bodies are small: over this they are refused.
     static let maxBody = 1 << 20
 
+    /// `s` with `&`, `<`, `>` and `"` escaped (by `XMLOut.text`, the one escaping rule of the WebDAV answers).
     static func escape(_ s: String) -> String {
         // Most names and values need nothing: return them as they are.
         if !s.utf8.contains(where: { $0 == UInt8(ascii: "&") || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") || $0 == UInt8(ascii: "\"") }) {
             return s
         }
-        var out = ""
-        out.reserveCapacity(s.utf8.count)
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
+        var out = XMLOut(capacity: s.utf8.count + 32)
+        out.text(s)
+        return String(buffer: out.buffer)
     }
 
     /// Opening and closing tag text for a qualified name: `D:x` for DAV:, a local prefix with its
