@@ -1,4 +1,7 @@
 import AsyncHTTPClient
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -61,6 +64,35 @@ struct DAVTests {
             let get = try await dav(s, "GET", "/dav/" + URLPath.encode(name), auth: admin, headers: [("Range", "bytes=1-2")])
             #expect(get.status == 206 && get.text == "el")
             #expect(try await dav(s, "GET", "/dav/sub/", auth: admin).status == 405)
+        }
+    }
+
+    @Test func bigListingsAreStreamedWhole() async throws {
+        try await withServer { s in
+            let dir = s.files + "/big"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for i in 0..<1500 { try Data("x".utf8).write(to: URL(fileURLWithPath: dir + String(format: "/f%05d & <%d>.txt", i, i))) }
+            let basic = "Basic " + Data("admin:\(s.adminPassword)".utf8).base64EncodedString()
+            let r = try await s.request(.RAW(value: "PROPFIND"), "/dav/big/", headers: [("Authorization", basic), ("Depth", "1")])
+            // Over 1 MB: sent in chunks as it is written (no Content-Length), and still one well-formed answer.
+            #expect(r.status == 207 && r.body.count > 1_000_000)
+            #expect(r.header("Content-Length") == nil)
+            final class Count: NSObject, XMLParserDelegate {
+                var responses = 0
+                func parser(_ p: XMLParser, didStartElement e: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String]) {
+                    if e == "response" { responses += 1 }
+                }
+            }
+            let parser = XMLParser(data: r.body)
+            parser.shouldProcessNamespaces = true
+            let counter = Count()
+            parser.delegate = counter
+            #expect(parser.parse())
+            #expect(counter.responses == 1501)
+            #expect(r.text.contains("/dav/big/f01499%20%26%20%3C1499%3E.txt"))
+            // A small one keeps its length.
+            let small = try await s.request(.RAW(value: "PROPFIND"), "/dav/big/", headers: [("Authorization", basic), ("Depth", "0")])
+            #expect(small.status == 207 && small.header("Content-Length") == String(small.body.count))
         }
     }
 

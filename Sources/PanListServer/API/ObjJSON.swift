@@ -3,12 +3,19 @@ import PanListCore
 
 /// RFC 3339 with milliseconds in UTC, the shape Alist clients parse (`2024-05-17T05:47:55.417Z`).
 enum TimeFormat {
+    /// `2006-01-02T15:04:05.000Z`
+    static let rfc3339Length = 24
+
     static func rfc3339(_ date: Date) -> String {
+        String(unsafeUninitializedCapacity: rfc3339Length) { rfc3339(date, into: UnsafeMutableRawBufferPointer($0)) }
+    }
+
+    /// Writes the RFC 3339 form (UTC, milliseconds) into `out` (at least 24 bytes); returns 24.
+    static func rfc3339(_ date: Date, into out: UnsafeMutableRawBufferPointer) -> Int {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
         let ms = max(0, min(999, Int((date.timeIntervalSince1970 - Double(t)) * 1000)))
-        var out = [UInt8](repeating: 0, count: 24)
         func put(_ value: Int, _ at: Int, _ digits: Int) {
             var v = value
             for i in stride(from: at + digits - 1, through: at, by: -1) { out[i] = UInt8(48 + v % 10); v /= 10 }
@@ -17,7 +24,7 @@ enum TimeFormat {
         put(Int(tm.tm_mday), 8, 2); out[10] = 84; put(Int(tm.tm_hour), 11, 2); out[13] = 58
         put(Int(tm.tm_min), 14, 2); out[16] = 58; put(Int(tm.tm_sec), 17, 2); out[19] = 46
         put(ms, 20, 3); out[23] = 90
-        return String(decoding: out, as: UTF8.self)
+        return rfc3339Length
     }
 }
 

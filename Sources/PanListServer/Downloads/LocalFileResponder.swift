@@ -206,25 +206,32 @@ enum HTTPDate {
     static let dayBytes = days.map { Array($0.utf8) }
     static let monthBytes = months.map { Array($0.utf8) }
 
-    /// `Sun, 06 Nov 1994 08:49:37 GMT`, built byte by byte (listings format thousands).
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`
+    static let length = 29
+
+    /// The IMF-fixdate form, built byte by byte (listings format thousands).
     static func format(_ date: Date) -> String {
+        String(unsafeUninitializedCapacity: length) { format(date, into: UnsafeMutableRawBufferPointer($0)) }
+    }
+
+    /// Writes the IMF-fixdate form into `out` (at least 29 bytes); returns 29.
+    static func format(_ date: Date, into out: UnsafeMutableRawBufferPointer) -> Int {
         var t = time_t(date.timeIntervalSince1970.rounded(.down))
         var tm = tm()
         gmtime_r(&t, &tm)
-        var out = [UInt8](repeating: 0x20, count: 29)
         func put(_ value: Int, _ at: Int, _ digits: Int) {
             var v = value
             for i in stride(from: at + digits - 1, through: at, by: -1) { out[i] = UInt8(48 + v % 10); v /= 10 }
         }
         let d = dayBytes[Int(tm.tm_wday)], m = monthBytes[Int(tm.tm_mon)]
-        out[0] = d[0]; out[1] = d[1]; out[2] = d[2]; out[3] = UInt8(ascii: ",")
-        put(Int(tm.tm_mday), 5, 2)
-        out[8] = m[0]; out[9] = m[1]; out[10] = m[2]
-        put(Int(tm.tm_year) + 1900, 12, 4)
+        out[0] = d[0]; out[1] = d[1]; out[2] = d[2]; out[3] = UInt8(ascii: ","); out[4] = 0x20
+        put(Int(tm.tm_mday), 5, 2); out[7] = 0x20
+        out[8] = m[0]; out[9] = m[1]; out[10] = m[2]; out[11] = 0x20
+        put(Int(tm.tm_year) + 1900, 12, 4); out[16] = 0x20
         put(Int(tm.tm_hour), 17, 2); out[19] = UInt8(ascii: ":"); put(Int(tm.tm_min), 20, 2); out[22] = UInt8(ascii: ":")
-        put(Int(tm.tm_sec), 23, 2)
+        put(Int(tm.tm_sec), 23, 2); out[25] = 0x20
         out[26] = UInt8(ascii: "G"); out[27] = UInt8(ascii: "M"); out[28] = UInt8(ascii: "T")
-        return String(decoding: out, as: UTF8.self)
+        return length
     }
 
     /// Parses the IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`).

@@ -293,84 +293,162 @@ struct DAVRoutes: Sendable {
         // Dead properties: one query for the target and one for everything below it.
         var deadByPath = obj.isDir && depth != "0" ? ((try? await state.store.deadProperties(below: path)) ?? [:]) : [:]
         deadByPath[path] = (try? await state.store.deadProperties(path)) ?? []
-        let base = Access.resolve(root: user)
-        let hasLocks = locks.any
-        var out = XMLOut(capacity: 600 * resources.count + 256)
-        out.raw("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
-        for (p, o) in resources {
-            let dead = deadByPath[p] ?? []
-            out.raw("<D:response><D:href>")
-            let encoded = URLPath.encode(base == "/" ? p : VirtualPath.relative(p, to: base))
-            out.raw(Self.prefix)
-            out.text(encoded)
-            if o.isDir && !encoded.hasSuffix("/") { out.raw("/") }
-            out.raw("</D:href>")
-            func liveValue(_ q: QName) -> String? {
-                if q.name == "lockdiscovery" && !hasLocks { return "" }
-                return live(q, o, path: p, user: user, ua: ua, quota: quota, root: base)
-            }
-            switch request {
-            case .propname:
-                out.raw("<D:propstat><D:prop>")
-                for q in Self.liveNames where liveValue(q) != nil { out.element(q, "") }
-                for d in dead { out.element(QName(ns: d.ns, name: d.name), "") }
-                out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
-            case .allprop:
-                // The common request (and an empty body): written directly, property by property.
-                out.raw(o.isDir ? "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
-                                : "<D:propstat><D:prop><D:resourcetype/><D:displayname>")
-                if p != base { out.text(o.name) }
-                out.raw("</D:displayname>")
-                if !o.isDir {
-                    out.raw("<D:getcontentlength>"); out.raw(String(o.size)); out.raw("</D:getcontentlength>")
-                }
-                out.raw("<D:getlastmodified>"); out.raw(HTTPDate.format(o.modified)); out.raw("</D:getlastmodified><D:creationdate>")
-                out.raw(ua.contains("Microsoft-WebDAV") ? HTTPDate.format(o.created) : TimeFormat.rfc3339(o.created))
-                out.raw("</D:creationdate>")
-                if !o.isDir {
-                    out.raw("<D:getetag>&quot;")
-                    if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
-                        // EntityTag.of, without building a String (before 1970 the sign needs the String form).
-                        let micros = EntityTag.micros(o.modified)
-                        if micros >= 0 { out.hex(UInt64(micros)) } else { out.raw(String(micros, radix: 16)) }
-                        out.raw("-")
-                        out.hex(UInt64(bitPattern: o.size))
-                    }
-                    out.raw("&quot;</D:getetag><D:getcontenttype>")
-                    out.text(ContentTypes.forName(o.name)); out.raw("</D:getcontenttype>")
-                }
-                out.raw(Self.supportedLock)
-                if hasLocks {
-                    out.raw("<D:lockdiscovery>")
-                    out.raw(live(.dav("lockdiscovery"), o, path: p, user: user, ua: ua, quota: nil, root: base) ?? "")
-                    out.raw("</D:lockdiscovery>")
-                } else {
-                    out.raw("<D:lockdiscovery/>")
-                }
-                for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
-                out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
-            case .prop(let names):
-                var missing: [QName] = []
-                var opened = false
-                for q in names {
-                    let v = liveValue(q) ?? dead.first(where: { $0.ns == q.ns && $0.name == q.name })?.value
-                    guard let v else { missing.append(q); continue }
-                    if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
-                    out.element(q, v)
-                }
-                if opened { out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>") }
-                if !missing.isEmpty {
-                    out.raw("<D:propstat><D:prop>")
-                    for q in missing { out.element(q, "") }
-                    out.raw("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
-                }
-            }
-            out.raw("</D:response>")
-        }
-        out.raw("</D:multistatus>")
+        let page = PropfindPage(request: request, user: user, ua: ua, windows: ua.contains("Microsoft-WebDAV"), quota: quota,
+                                base: Access.resolve(root: user), hasLocks: locks.any, dead: deadByPath)
         var headers = HTTPFields()
         headers[.contentType] = "application/xml; charset=utf-8"
-        return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: out.buffer))
+        // A small answer goes in one piece (with its length); a big one is sent in chunks of about 128 KiB
+        // as it is written, so a 10,000-entry folder never sits in memory as one 7 MB buffer.
+        let chunk = 128 * 1024
+        var memo = RenderMemo()
+        var out = XMLOut(capacity: min(chunk, 760 * resources.count) + 4096)
+        out.raw("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
+        let next = renderChunk(&out, resources, from: 0, page, &memo, until: chunk)
+        if next == resources.count {
+            out.raw("</D:multistatus>")
+            return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: out.buffer))
+        }
+        let first = out.buffer, all = resources, routes = self, memoSoFar = memo
+        let from = next
+        return Response(status: .multiStatusDAV, headers: headers, body: ResponseBody { writer in
+            try await writer.write(first)
+            var memo = memoSoFar
+            var out = XMLOut(capacity: chunk + 8192)
+            var i = from
+            while i < all.count {
+                i = routes.renderChunk(&out, all, from: i, page, &memo, until: chunk)
+                if out.buffer.readableBytes >= chunk {
+                    try await writer.write(out.buffer)
+                    out = XMLOut(capacity: chunk + 8192)
+                }
+            }
+            out.raw("</D:multistatus>")
+            try await writer.write(out.buffer)
+            try await writer.finish(nil)
+        })
+    }
+
+    /// What every `<D:response>` of one PROPFIND answer shares.
+    struct PropfindPage: Sendable {
+        let request: PropfindRequest
+        let user: User
+        let ua: String
+        /// Windows' WebDAV client wants `creationdate` as an HTTP date.
+        let windows: Bool
+        let quota: StorageDetails?
+        /// The user's root (its displayname is empty).
+        let base: String
+        let hasLocks: Bool
+        let dead: [String: [DeadProperty]]
+        /// Whether any resource has dead properties (most listings have none: no lookup per entry then).
+        let anyDead: Bool
+
+        init(request: PropfindRequest, user: User, ua: String, windows: Bool, quota: StorageDetails?, base: String,
+             hasLocks: Bool, dead: [String: [DeadProperty]]) {
+            self.request = request; self.user = user; self.ua = ua; self.windows = windows; self.quota = quota
+            self.base = base; self.hasLocks = hasLocks; self.dead = dead
+            anyDead = dead.values.contains { !$0.isEmpty }
+        }
+    }
+
+    /// The content type of the previous entry, by extension (a folder's files mostly share a few).
+    struct RenderMemo: Sendable {
+        private var ext = "", mime = ""
+
+        mutating func contentType(_ name: String) -> String {
+            guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return ContentTypes.forName(name) }
+            let e = name[name.index(after: dot)...]
+            if !mime.isEmpty, e.utf8.elementsEqual(ext.utf8) { return mime }
+            ext = String(e)
+            mime = ContentTypes.forName(name)
+            return mime
+        }
+    }
+
+    /// Renders resources from `from` on until `out` holds `until` bytes; returns the next index. (The
+    /// resources are read in place: copying each out of the array cost more than writing it.)
+    func renderChunk(_ out: inout XMLOut, _ resources: [(String, Obj)], from: Int, _ page: PropfindPage,
+                     _ memo: inout RenderMemo, until: Int) -> Int {
+        resources.withUnsafeBufferPointer { all in
+            var i = from
+            while i < all.count && out.buffer.readableBytes < until {
+                render(&out, all[i].0, all[i].1, page, &memo)
+                i += 1
+            }
+            return i
+        }
+    }
+
+    /// One `<D:response>` of a PROPFIND answer.
+    func render(_ out: inout XMLOut, _ p: String, _ o: Obj, _ page: PropfindPage, _ memo: inout RenderMemo) {
+        let dead = page.anyDead ? page.dead[p] ?? [] : []
+        out.raw("<D:response><D:href>")
+        let encoded = URLPath.encode(page.base == "/" ? p : VirtualPath.relative(p, to: page.base))
+        out.raw(Self.prefix)
+        out.text(encoded)
+        if o.isDir && !encoded.hasSuffix("/") { out.raw("/") }
+        out.raw("</D:href>")
+        func liveValue(_ q: QName) -> String? {
+            if q.name == "lockdiscovery" && !page.hasLocks { return "" }
+            return live(q, o, path: p, user: page.user, ua: page.ua, quota: page.quota, root: page.base)
+        }
+        switch page.request {
+        case .propname:
+            out.raw("<D:propstat><D:prop>")
+            for q in Self.liveNames where liveValue(q) != nil { out.element(q, "") }
+            for d in dead { out.element(QName(ns: d.ns, name: d.name), "") }
+            out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
+        case .allprop:
+            // The common request (and an empty body): written directly, property by property.
+            out.raw(o.isDir ? "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
+                            : "<D:propstat><D:prop><D:resourcetype/><D:displayname>")
+            if p != page.base { out.text(o.name) }
+            out.raw("</D:displayname>")
+            if !o.isDir {
+                out.raw("<D:getcontentlength>"); out.raw(String(o.size)); out.raw("</D:getcontentlength>")
+            }
+            out.raw("<D:getlastmodified>"); out.httpDate(o.modified); out.raw("</D:getlastmodified><D:creationdate>")
+            if page.windows { out.httpDate(o.created) } else { out.rfc3339(o.created) }
+            out.raw("</D:creationdate>")
+            if !o.isDir {
+                out.raw("<D:getetag>&quot;")
+                if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
+                    // EntityTag.of, without building a String (before 1970 the sign needs the String form).
+                    let micros = EntityTag.micros(o.modified)
+                    if micros >= 0 { out.hex(UInt64(micros)) } else { out.raw(String(micros, radix: 16)) }
+                    out.raw("-")
+                    out.hex(UInt64(bitPattern: o.size))
+                }
+                out.raw("&quot;</D:getetag><D:getcontenttype>")
+                out.text(memo.contentType(o.name)); out.raw("</D:getcontenttype>")
+            }
+            out.raw(Self.supportedLock)
+            if page.hasLocks {
+                out.raw("<D:lockdiscovery>")
+                out.raw(live(.dav("lockdiscovery"), o, path: p, user: page.user, ua: page.ua, quota: nil, root: page.base) ?? "")
+                out.raw("</D:lockdiscovery>")
+            } else {
+                out.raw("<D:lockdiscovery/>")
+            }
+            for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
+            out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
+        case .prop(let names):
+            var missing: [QName] = []
+            var opened = false
+            for q in names {
+                let v = liveValue(q) ?? dead.first(where: { $0.ns == q.ns && $0.name == q.name })?.value
+                guard let v else { missing.append(q); continue }
+                if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
+                out.element(q, v)
+            }
+            if opened { out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>") }
+            if !missing.isEmpty {
+                out.raw("<D:propstat><D:prop>")
+                for q in missing { out.element(q, "") }
+                out.raw("</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>")
+            }
+        }
+        out.raw("</D:response>")
     }
 
     static func multistatus(_ xml: String) -> Response {

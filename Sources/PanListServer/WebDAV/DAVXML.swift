@@ -171,15 +171,27 @@ struct XMLOut {
 
     /// Lower-case hex digits of `value` (as `String(value, radix: 16)`), without building a String.
     mutating func hex(_ value: UInt64) {
-        var digits: (UInt64, Int) = (value, 0)
-        var tmp = [UInt8](repeating: 0, count: 16)
-        repeat {
-            let d = UInt8(digits.0 & 15)
-            tmp[15 - digits.1] = d < 10 ? 48 + d : 87 + d
-            digits.0 >>= 4
-            digits.1 += 1
-        } while digits.0 != 0
-        tmp.withUnsafeBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[(16 - digits.1)...])) }
+        // Lower-case hex digits, most significant first, written straight into the buffer.
+        let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { out in
+            var v = value
+            for i in stride(from: digits - 1, through: 0, by: -1) {
+                let d = UInt8(v & 15)
+                out[i] = d < 10 ? 48 + d : 87 + d
+                v >>= 4
+            }
+            return digits
+        }
+    }
+
+    /// An HTTP date (`getlastmodified`), written straight into the buffer.
+    mutating func httpDate(_ d: Date) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: HTTPDate.length) { HTTPDate.format(d, into: $0) }
+    }
+
+    /// An RFC 3339 time (`creationdate`), written straight into the buffer.
+    mutating func rfc3339(_ d: Date) {
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TimeFormat.rfc3339Length) { TimeFormat.rfc3339(d, into: $0) }
     }
 
     /// `<D:name>inner</D:name>` (inner is already XML).
