@@ -220,9 +220,23 @@ struct DAVRoutes: Sendable {
 
     // MARK: properties
 
-    static let liveNames: [QName] = ["resourcetype", "displayname", "getcontentlength", "getlastmodified", "creationdate",
-                                     "getetag", "getcontenttype", "supportedlock", "lockdiscovery"].map { .dav($0) }
-    static let quotaNames: [QName] = [.dav("quota-available-bytes"), .dav("quota-used-bytes")]
+    /// The live properties PanList serves: RFC 4918's (in allprop order) and RFC 4331's quota, on request.
+    enum LiveProperty: String, CaseIterable {
+        case resourcetype, displayname, getcontentlength, getlastmodified, creationdate, getetag, getcontenttype
+        case supportedlock, lockdiscovery
+        case quotaAvailable = "quota-available-bytes", quotaUsed = "quota-used-bytes"
+
+        /// What allprop and propname return (quota only when asked for by name).
+        static let standard: [LiveProperty] = allCases.filter { !$0.isQuota }
+        var isQuota: Bool { self == .quotaAvailable || self == .quotaUsed }
+        var name: QName { .dav(rawValue) }
+
+        init?(_ q: QName) {
+            guard q.ns == "DAV:" else { return nil }
+            self.init(rawValue: q.name)
+        }
+    }
+    static let liveNames: [QName] = LiveProperty.standard.map(\.name)
 
     static let lockEntries = "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
         + "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
@@ -233,24 +247,57 @@ struct DAVRoutes: Sendable {
         return EntityTag.of(modified: obj.modified, size: obj.size)
     }
 
-    /// One live property of `obj` at `path`, or nil when it does not apply.
-    func live(_ q: QName, _ obj: Obj, path: String, user: User, ua: String, quota: StorageDetails?, root: String? = nil) -> String? {
-        guard q.ns == "DAV:" else { return nil }
-        switch q.name {
-        case "resourcetype": return obj.isDir ? "<D:collection/>" : ""
-        case "displayname": return path == (root ?? Access.resolve(root: user)) ? "" : DAVXML.escape(obj.name)
-        case "getcontentlength": return obj.isDir ? nil : String(obj.size)
-        case "getlastmodified": return HTTPDate.format(obj.modified)
-        case "creationdate":
-            return ua.contains("Microsoft-WebDAV") ? HTTPDate.format(obj.created) : TimeFormat.rfc3339(obj.created)
-        case "getetag": return obj.isDir ? nil : DAVXML.escape(Self.etag(obj))
-        case "getcontenttype": return obj.isDir ? nil : DAVXML.escape(ContentTypes.forName(obj.name))
-        case "supportedlock": return Self.lockEntries
-        case "lockdiscovery":
-            return locks.locks(on: path).map { DAVLocks.activeLock($0, href: href($0.root, user: user, isDir: false)) }.joined()
-        case "quota-available-bytes": return quota.map { String($0.freeSpace) }
-        case "quota-used-bytes": return quota.map { String($0.usedSpace) }
-        default: return nil
+    /// Whether live property `prop` exists on `o` (length, ETag and type are for files; quota where known).
+    static func applies(_ prop: LiveProperty, _ o: Obj, _ page: PropfindPage) -> Bool {
+        switch prop {
+        case .getcontentlength, .getetag, .getcontenttype: return !o.isDir
+        case .quotaAvailable, .quotaUsed: return page.quota != nil
+        default: return true
+        }
+    }
+
+    /// Writes live property `prop` of `o` at `p` as a whole element (`<D:name>value</D:name>`, or `<D:name/>`
+    /// when empty); the one rendering of live properties, for allprop, prop and propname alike. Call only
+    /// when `applies`.
+    func write(_ prop: LiveProperty, _ o: Obj, _ p: String, _ page: PropfindPage, _ memo: inout RenderMemo, into out: inout XMLOut) {
+        switch prop {
+        case .resourcetype:
+            out.raw(o.isDir ? "<D:resourcetype><D:collection/></D:resourcetype>" : "<D:resourcetype/>")
+        case .displayname:
+            if p == page.base { out.raw("<D:displayname/>"); return }
+            out.raw("<D:displayname>"); out.text(o.name); out.raw("</D:displayname>")
+        case .getcontentlength:
+            out.raw("<D:getcontentlength>"); out.raw(String(o.size)); out.raw("</D:getcontentlength>")
+        case .getlastmodified:
+            out.raw("<D:getlastmodified>"); out.httpDate(o.modified); out.raw("</D:getlastmodified>")
+        case .creationdate:
+            out.raw("<D:creationdate>")
+            if page.windows { out.httpDate(o.created) } else { out.rfc3339(o.created) }
+            out.raw("</D:creationdate>")
+        case .getetag:
+            out.raw("<D:getetag>&quot;")
+            if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
+                // EntityTag.of, without building a String (before 1970 the sign needs the String form).
+                let micros = EntityTag.micros(o.modified)
+                if micros >= 0 { out.hex(UInt64(micros)) } else { out.raw(String(micros, radix: 16)) }
+                out.raw("-")
+                out.hex(UInt64(bitPattern: o.size))
+            }
+            out.raw("&quot;</D:getetag>")
+        case .getcontenttype:
+            out.raw("<D:getcontenttype>"); out.text(memo.contentType(o.name)); out.raw("</D:getcontenttype>")
+        case .supportedlock:
+            out.raw(Self.supportedLock)
+        case .lockdiscovery:
+            let active = page.hasLocks ? locks.locks(on: p) : []
+            if active.isEmpty { out.raw("<D:lockdiscovery/>"); return }
+            out.raw("<D:lockdiscovery>")
+            for l in active { out.raw(DAVLocks.activeLock(l, href: href(l.root, user: page.user, isDir: false))) }
+            out.raw("</D:lockdiscovery>")
+        case .quotaAvailable:
+            out.raw("<D:quota-available-bytes>"); out.raw(String(page.quota?.freeSpace ?? 0)); out.raw("</D:quota-available-bytes>")
+        case .quotaUsed:
+            out.raw("<D:quota-used-bytes>"); out.raw(String(page.quota?.usedSpace ?? 0)); out.raw("</D:quota-used-bytes>")
         }
     }
 
@@ -288,12 +335,12 @@ struct DAVRoutes: Sendable {
         }
         let ua = req.headers[.userAgent] ?? ""
         var wantsQuota = false
-        if case .prop(let names) = request { wantsQuota = names.contains { Self.quotaNames.contains($0) } }
+        if case .prop(let names) = request { wantsQuota = names.contains { LiveProperty($0)?.isQuota == true } }
         let quota = wantsQuota ? await state.fs.resolve(path)?.0.details() : nil
         // Dead properties: one query for the target and one for everything below it.
         var deadByPath = obj.isDir && depth != "0" ? ((try? await state.store.deadProperties(below: path)) ?? [:]) : [:]
         deadByPath[path] = (try? await state.store.deadProperties(path)) ?? []
-        let page = PropfindPage(request: request, user: user, ua: ua, windows: ua.contains("Microsoft-WebDAV"), quota: quota,
+        let page = PropfindPage(request: request, user: user, windows: ua.contains("Microsoft-WebDAV"), quota: quota,
                                 base: Access.resolve(root: user), hasLocks: locks.any, dead: deadByPath)
         var headers = HTTPFields()
         headers[.contentType] = "application/xml; charset=utf-8"
@@ -332,7 +379,6 @@ struct DAVRoutes: Sendable {
     struct PropfindPage: Sendable {
         let request: PropfindRequest
         let user: User
-        let ua: String
         /// Windows' WebDAV client wants `creationdate` as an HTTP date.
         let windows: Bool
         let quota: StorageDetails?
@@ -343,9 +389,9 @@ struct DAVRoutes: Sendable {
         /// Whether any resource has dead properties (most listings have none: no lookup per entry then).
         let anyDead: Bool
 
-        init(request: PropfindRequest, user: User, ua: String, windows: Bool, quota: StorageDetails?, base: String,
+        init(request: PropfindRequest, user: User, windows: Bool, quota: StorageDetails?, base: String,
              hasLocks: Bool, dead: [String: [DeadProperty]]) {
-            self.request = request; self.user = user; self.ua = ua; self.windows = windows; self.quota = quota
+            self.request = request; self.user = user; self.windows = windows; self.quota = quota
             self.base = base; self.hasLocks = hasLocks; self.dead = dead
             anyDead = dead.values.contains { !$0.isEmpty }
         }
@@ -388,58 +434,31 @@ struct DAVRoutes: Sendable {
         out.text(encoded)
         if o.isDir && !encoded.hasSuffix("/") { out.raw("/") }
         out.raw("</D:href>")
-        func liveValue(_ q: QName) -> String? {
-            if q.name == "lockdiscovery" && !page.hasLocks { return "" }
-            return live(q, o, path: p, user: page.user, ua: page.ua, quota: page.quota, root: page.base)
-        }
         switch page.request {
+        case .allprop:
+            // The common request (and an empty body).
+            out.raw("<D:propstat><D:prop>")
+            for prop in LiveProperty.standard where Self.applies(prop, o, page) { write(prop, o, p, page, &memo, into: &out) }
+            for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
+            out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
         case .propname:
             out.raw("<D:propstat><D:prop>")
-            for q in Self.liveNames where liveValue(q) != nil { out.element(q, "") }
+            for prop in LiveProperty.standard where Self.applies(prop, o, page) { out.element(prop.name, "") }
             for d in dead { out.element(QName(ns: d.ns, name: d.name), "") }
-            out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
-        case .allprop:
-            // The common request (and an empty body): written directly, property by property.
-            out.raw(o.isDir ? "<D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype><D:displayname>"
-                            : "<D:propstat><D:prop><D:resourcetype/><D:displayname>")
-            if p != page.base { out.text(o.name) }
-            out.raw("</D:displayname>")
-            if !o.isDir {
-                out.raw("<D:getcontentlength>"); out.raw(String(o.size)); out.raw("</D:getcontentlength>")
-            }
-            out.raw("<D:getlastmodified>"); out.httpDate(o.modified); out.raw("</D:getlastmodified><D:creationdate>")
-            if page.windows { out.httpDate(o.created) } else { out.rfc3339(o.created) }
-            out.raw("</D:creationdate>")
-            if !o.isDir {
-                out.raw("<D:getetag>&quot;")
-                if let md5 = o.hashes["md5"], !md5.isEmpty { out.text(md5) } else {
-                    // EntityTag.of, without building a String (before 1970 the sign needs the String form).
-                    let micros = EntityTag.micros(o.modified)
-                    if micros >= 0 { out.hex(UInt64(micros)) } else { out.raw(String(micros, radix: 16)) }
-                    out.raw("-")
-                    out.hex(UInt64(bitPattern: o.size))
-                }
-                out.raw("&quot;</D:getetag><D:getcontenttype>")
-                out.text(memo.contentType(o.name)); out.raw("</D:getcontenttype>")
-            }
-            out.raw(Self.supportedLock)
-            if page.hasLocks {
-                out.raw("<D:lockdiscovery>")
-                out.raw(live(.dav("lockdiscovery"), o, path: p, user: page.user, ua: page.ua, quota: nil, root: page.base) ?? "")
-                out.raw("</D:lockdiscovery>")
-            } else {
-                out.raw("<D:lockdiscovery/>")
-            }
-            for d in dead { out.element(QName(ns: d.ns, name: d.name), d.value) }
             out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>")
         case .prop(let names):
             var missing: [QName] = []
             var opened = false
             for q in names {
-                let v = liveValue(q) ?? dead.first(where: { $0.ns == q.ns && $0.name == q.name })?.value
-                guard let v else { missing.append(q); continue }
-                if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
-                out.element(q, v)
+                if let prop = LiveProperty(q), Self.applies(prop, o, page) {
+                    if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
+                    write(prop, o, p, page, &memo, into: &out)
+                } else if LiveProperty(q) == nil, let d = dead.first(where: { $0.ns == q.ns && $0.name == q.name }) {
+                    if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
+                    out.element(q, d.value)
+                } else {
+                    missing.append(q)
+                }
             }
             if opened { out.raw("</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>") }
             if !missing.isEmpty {
