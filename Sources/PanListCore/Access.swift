@@ -80,7 +80,7 @@ public enum Access {
             guard can(user, action) else { throw denied(user, action, path) }
             return
         }
-        if !user.permission.contains(.seeHides), rules.isHidden(path) { throw .objectNotFound(userPath(path, for: user)) }
+        try checkVisible(user, path, rules: rules)
         if !user.permission.contains(.accessWithoutPassword), let required = rules.password(for: path),
            !constantTimeEqual(password ?? "", required) {
             throw .permissionDenied(passwordMessage)

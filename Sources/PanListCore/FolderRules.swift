@@ -148,7 +148,8 @@ public struct FolderRules: Sendable {
     /// a per-entry lookup).
     public func guardsEntries(of folder: String) -> Bool {
         guard anyPassword else { return false }
-        if password(for: VirtualPath.join(folder, "\u{1}")) != nil { return true }
+        // A rule at the folder, or one above it for everything below, guards every entry.
+        if nearest(folder, { r, levels in !r.password.isEmpty && (levels == 0 || r.pSub) }) != nil { return true }
         let prefix = folder == "/" ? "/" : folder + "/"
         return byPath.values.contains { !$0.rule.password.isEmpty && $0.rule.path.hasPrefix(prefix) }
     }

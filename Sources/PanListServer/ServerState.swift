@@ -95,8 +95,11 @@ public final class ServerState: Sendable {
         }
     }
 
-    func allows(_ user: User, _ action: Action, _ path: String, password: String?) -> Bool {
-        Access.allows(user, action, path, rules: rules, password: password)
+    /// Creating something new at `path` (a folder, an uploaded file): writing into its folder, and the
+    /// new name itself must be one the user may see there.
+    func checkCreate(_ user: User, _ path: String, password: String?, ip: String) throws(FSError) {
+        try check(user, .write, VirtualPath.parent(path), password: password, ip: ip)
+        try check(user, .read, path, password: password, ip: ip)
     }
 
     /// Refuses to copy or move `src` to `dst` when folder rules at or below `src` would have to travel to

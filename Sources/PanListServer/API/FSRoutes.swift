@@ -107,9 +107,7 @@ extension APIRoutes {
             let (user, body) = try await decode(req, MkdirRequest.self)
             let path = try Access.resolve(body.path, for: user)
             guard path != Access.resolve(root: user) else { throw FSError.alreadyExists("/ already exists") }
-            let pw = password(req, body.password)
-            try state.check(user, .write, VirtualPath.parent(path), password: pw, ip: ctx.clientIP)
-            try state.check(user, .read, path, password: pw, ip: ctx.clientIP)
+            try state.checkCreate(user, path, password: password(req, body.password), ip: ctx.clientIP)
             try await state.fs.makeDir(path)
             return APIResponse.ok()
         }
@@ -297,8 +295,7 @@ extension APIRoutes {
         guard path != "/" else { throw FSError.badRequest("File-Path must name a file") }
         let dir = VirtualPath.parent(path)
         let pw = req.headers[.folderPassword]
-        try state.check(user, .write, dir, password: pw, ip: ip)
-        try state.check(user, .read, path, password: pw, ip: ip)
+        try state.checkCreate(user, path, password: pw, ip: ip)
         // Over an existing file: the write bit itself (a folder rule's write grant only lets people add files).
         if !Access.can(user, .replace), (try? await state.fs.get(path)) != nil {
             try state.check(user, .replace, dir, password: pw, ip: ip)

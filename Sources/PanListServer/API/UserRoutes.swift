@@ -50,24 +50,14 @@ extension APIRoutes {
             let body = try await req.json(UserRequest.self, limit: state.config.maxRequestBody)
             guard let id = body.id, var stored = try await state.store.user(id: id) else { throw FSError.noSuchRecord("user \(body.id ?? 0) does not exist") }
             if let role = body.role, role != stored.user.role.rawValue { throw FSError.badRequest("a user's role cannot be changed") }
-            if let name = body.username?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name != stored.user.username {
-                guard !stored.user.isGuest else { throw FSError.badRequest("the guest's name cannot be changed") }
-                try Self.checkUsername(name)
-                if try await state.store.user(named: name) != nil { throw FSError.alreadyExists("user \(name) already exists") }
-                stored.user.username = name
-            }
+            try await rename(&stored, to: body.username)
             if let base = body.basePath { stored.user.basePath = try VirtualPath.normalize(base) }
             if let permission = body.permission { stored.user.permission = Permission(rawValue: permission) }
             if let disabled = body.disabled {
                 if disabled && stored.user.isAdmin { throw FSError.badRequest("the admin cannot be disabled") }
                 if disabled != stored.user.disabled { stored.user.disabled = disabled }
             }
-            if let password = body.password, !password.isEmpty {
-                guard !stored.user.isGuest else { throw FSError.badRequest("the guest has no password") }
-                (stored.passwordHash, stored.salt) = try await Passwords.makeAsync(password)
-                // Sessions (login tokens) issued before now stop working.
-                stored.user.passwordTimestamp = Self.nextPasswordTimestamp(after: stored.user.passwordTimestamp)
-            }
+            try await setPassword(&stored, body.password)
             try await state.store.updateUser(stored)
             state.forgetUsers()
             return APIResponse.ok()
@@ -92,19 +82,30 @@ extension APIRoutes {
             guard !me.isGuest else { throw FSError.permissionDenied("the guest cannot change its account") }
             let body = try await req.json(UserRequest.self, limit: state.config.maxRequestBody)
             guard var stored = try await state.store.user(id: me.id) else { throw FSError.unauthorized("this user no longer exists") }
-            if let name = body.username?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name != stored.user.username {
-                try Self.checkUsername(name)
-                if try await state.store.user(named: name) != nil { throw FSError.alreadyExists("user \(name) already exists") }
-                stored.user.username = name
-            }
-            if let password = body.password, !password.isEmpty {
-                (stored.passwordHash, stored.salt) = try await Passwords.makeAsync(password)
-                stored.user.passwordTimestamp = Self.nextPasswordTimestamp(after: stored.user.passwordTimestamp)
-            }
+            try await rename(&stored, to: body.username)
+            try await setPassword(&stored, body.password)
             try await state.store.updateUser(stored)
             state.forgetUsers()
             return APIResponse.ok()
         }
+    }
+
+    /// A new user name, when one is given and differs (not for the guest): checked and unique.
+    func rename(_ stored: inout StoredUser, to requested: String?) async throws {
+        guard let name = requested?.trimmingCharacters(in: .whitespaces), !name.isEmpty, name != stored.user.username else { return }
+        guard !stored.user.isGuest else { throw FSError.badRequest("the guest's name cannot be changed") }
+        try Self.checkUsername(name)
+        if try await state.store.user(named: name) != nil { throw FSError.alreadyExists("user \(name) already exists") }
+        stored.user.username = name
+    }
+
+    /// A new password, when one is given (not for the guest): hashed, and sessions (login tokens) issued
+    /// before now stop working.
+    func setPassword(_ stored: inout StoredUser, _ password: String?) async throws {
+        guard let password, !password.isEmpty else { return }
+        guard !stored.user.isGuest else { throw FSError.badRequest("the guest has no password") }
+        (stored.passwordHash, stored.salt) = try await Passwords.makeAsync(password)
+        stored.user.passwordTimestamp = Self.nextPasswordTimestamp(after: stored.user.passwordTimestamp)
     }
 
     func storedUser(_ req: Request) async throws -> StoredUser {

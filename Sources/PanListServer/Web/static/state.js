@@ -1,6 +1,6 @@
 // Shared state of the page: who is logged in, the public settings, and navigation.
 import { api, authHeaders } from './api.js';
-import { encodePath, decodeUrlPath, joinPath, signParam, safeHref, downloadTarget, h } from './util.js';
+import { encodePath, decodeUrlPath, joinPath, parentPath, signParam, safeHref, downloadTarget, h } from './util.js';
 
 export const state = {
   /** /api/me answer, or null when not known / not logged in */
@@ -60,12 +60,9 @@ function savePasswordMap(m) { try { sessionStorage.setItem(PW_KEY, JSON.stringif
 /** The password typed for `path` or the nearest folder above it, or ''. */
 export function passwordFor(path) {
   const m = passwordMap();
-  let p = path || '/';
-  for (;;) {
+  for (let p = path || '/'; ; p = parentPath(p)) {
     if (m[p]) return m[p];
     if (p === '/') return '';
-    const i = p.lastIndexOf('/');
-    p = i <= 0 ? '/' : p.slice(0, i);
   }
 }
 export function rememberPassword(path, password) { const m = passwordMap(); m[path] = password; savePasswordMap(m); }
