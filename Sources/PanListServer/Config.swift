@@ -73,11 +73,16 @@ public struct PanListConfig: Codable, Sendable {
     public var tempDir = "data/temp"
     /// Largest JSON request body accepted by /api, in bytes.
     public var maxRequestBody = 1 << 20
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` are believed (addresses or CIDR ranges).
+    public var trustedProxies: [String] = []
+    /// One info-level line per request (method, path, status, bytes, time, client address).
+    public var accessLog = true
 
     enum CodingKeys: String, CodingKey {
         case force, database, scheme
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
+        case trustedProxies = "trusted_proxies", accessLog = "access_log"
     }
 
     public init() {}
@@ -93,6 +98,8 @@ public struct PanListConfig: Codable, Sendable {
         scheme = try c.decodeIfPresent(Scheme.self, forKey: .scheme) ?? d.scheme
         tempDir = try c.decodeIfPresent(String.self, forKey: .tempDir) ?? d.tempDir
         maxRequestBody = try c.decodeIfPresent(Int.self, forKey: .maxRequestBody) ?? d.maxRequestBody
+        trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? d.trustedProxies
+        accessLog = try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
@@ -122,8 +129,7 @@ public struct PanListConfig: Codable, Sendable {
         if config.jwtSecret.isEmpty { config.jwtSecret = RandomString.make(64) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try encoder.encode(config).write(to: URL(fileURLWithPath: path), options: .atomic)
-        _ = chmod(path, 0o600)
+        try PrivateFiles.write(try encoder.encode(config), to: path)
         // Environment overrides apply to this run only; they are not written into the file.
         if !config.force { config.applyEnvironment(ProcessInfo.processInfo.environment) }
         return (config, created)
@@ -137,5 +143,9 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_JWT_SECRET"] { jwtSecret = v }
         if let v = env["PANLIST_TEMP_DIR"] { tempDir = v }
         if let v = env["PANLIST_DB_FILE"] { database.dbFile = v }
+        if let v = env["PANLIST_TRUSTED_PROXIES"] {
+            trustedProxies = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

@@ -8,6 +8,8 @@ import PanListCore
 public enum PanListApp {
     public static func router(state: ServerState) -> Router<AppContext> {
         let router = Router(context: AppContext.self)
+        router.add(middleware: ClientAddressMiddleware(trusted: state.trustedProxies, logger: state.logger))
+        if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger)) }
         router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }
         APIRoutes(state: state).register(on: router)

@@ -18,6 +18,12 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// Opens (creating if needed) an SQLite database file, or an in-memory one for `:memory:`.
     public static func sqlite(path: String, logger: Logger = Logger(label: "panlist.store")) async throws -> SQLStore {
         let storage: SQLiteConnection.Storage = path == ":memory:" ? .memory : .file(path: path)
+        // The database holds secrets: created 0600 (SQLite gives its -wal and -shm files the same mode),
+        // and an older installation's wider files are tightened.
+        if path != ":memory:" {
+            try PrivateFiles.touch(path)
+            for f in PrivateFiles.databaseFiles(path).dropFirst() { PrivateFiles.tighten(f, to: 0o600) }
+        }
         // SQLite's driver logs every statement with its bound values at debug level, and those values
         // include storage secrets, password hashes and access tokens: never below info here.
         var logger = logger
@@ -369,9 +375,13 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
     }
 
+    /// Adds the settings that are missing; for those already there, refreshes what describes them (help,
+    /// type, options, group) and keeps their value.
     public func addMissingSettings(_ items: [SettingItem]) async throws {
         for item in items {
-            try await db.insert(into: "settings").model(item).ignoringConflicts(with: ["key"]).run()
+            try await db.insert(into: "settings").model(item).onConflict(with: ["key"]) { update in
+                update.set("help", to: item.help).set("type", to: item.type).set("options", to: item.options).set("group", to: item.group)
+            }.run()
         }
     }
 

@@ -33,7 +33,8 @@ final class TokenService: Sendable {
     }
 
     func issue(for user: User) async throws -> String {
-        let now = Date()
+        // Whole seconds: typed clients read exp, iat and nbf as integers (RFC 7519's NumericDate allows both).
+        let now = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         let claims = TokenClaims(username: user.username, pwd_ts: user.passwordTimestamp,
                                  exp: .init(value: now.addingTimeInterval(lifetime)), iat: .init(value: now),
                                  nbf: .init(value: now.addingTimeInterval(-5)))
@@ -63,33 +64,67 @@ final class TokenService: Sendable {
     }
 }
 
-/// Throttles failed logins: after 5 failures an IP (or a username) waits 5 minutes.
+/// Throttles failed password attempts (logins on every front end, folder passwords). A failure counts
+/// towards one or more keys, each with its own limit; once a key reaches its limit, every attempt that
+/// names it is refused, right password or not, until `window` has passed since that key's first failure.
+///
+/// Logins count per user and client address first (`userAddress`: 5), and per address alone only at a much
+/// higher limit (`address`: 50), so one guesser locks out the name they guess from their own address,
+/// not every user behind a shared address (a reverse proxy, a NAT).
 final class LoginLimiter: Sendable {
-    private let failures = NIOLockedValueBox<[String: (count: Int, since: Date)]>([:])
-    let maxFailures = 5
-    let window: TimeInterval = 300
+    struct Key: Hashable, Sendable {
+        var name: String
+        var limit: Int
+    }
+    private let failures = NIOLockedValueBox<[String: (count: Int, since: ContinuousClock.Instant)]>([:])
+    let window: Duration
+    let userAddressLimit: Int
+    let addressLimit: Int
 
-    func check(_ keys: [String]) throws(FSError) {
-        let now = Date()
+    init(window: Duration = .seconds(300), userAddressLimit: Int = 5, addressLimit: Int = 50) {
+        self.window = window
+        self.userAddressLimit = userAddressLimit
+        self.addressLimit = addressLimit
+    }
+
+    /// The keys of a login attempt for `username` from `address`.
+    func loginKeys(username: String, address: String) -> [Key] {
+        [Key(name: "user+address:\(username)\u{0}\(address)", limit: userAddressLimit),
+         Key(name: "address:\(address)", limit: addressLimit)]
+    }
+
+    /// Refuses (`.rateLimited`) when any key is at its limit.
+    func check(_ keys: [Key]) throws(FSError) {
+        let now = ContinuousClock.now
         let blocked = failures.withLockedValue { map in
             keys.contains { k in
-                guard let f = map[k] else { return false }
-                if now.timeIntervalSince(f.since) > window { map[k] = nil; return false }
-                return f.count >= maxFailures
+                guard let f = map[k.name] else { return false }
+                if now - f.since > window { map[k.name] = nil; return false }
+                return f.count >= k.limit
             }
         }
-        if blocked { throw .rateLimited("too many failed login attempts, try again in 5 minutes") }
+        if blocked { throw .rateLimited("too many failed attempts, try again in \(window.components.seconds / 60) minutes") }
     }
 
-    func fail(_ keys: [String]) {
-        let now = Date()
-        failures.withLockedValue { map in
+    /// Counts a failure; returns the keys this failure brought to their limit (just blocked).
+    @discardableResult
+    func fail(_ keys: [Key]) -> [Key] {
+        let now = ContinuousClock.now
+        return failures.withLockedValue { map in
+            if map.count > 100_000 { map = map.filter { now - $0.value.since <= window } }
+            var reached: [Key] = []
             for k in keys {
-                if let f = map[k], now.timeIntervalSince(f.since) <= window { map[k] = (f.count + 1, f.since) }
-                else { map[k] = (1, now) }
+                var f: (count: Int, since: ContinuousClock.Instant) = map[k.name].flatMap { now - $0.since <= window ? $0 : nil } ?? (0, now)
+                f.count += 1
+                map[k.name] = f
+                if f.count == k.limit { reached.append(k) }
             }
+            return reached
         }
     }
 
-    func succeed(_ keys: [String]) { failures.withLockedValue { map in keys.forEach { map[$0] = nil } } }
+    /// A right password clears the user's own count from that address (not the address's count).
+    func succeed(_ keys: [Key]) {
+        failures.withLockedValue { map in for k in keys where k.limit == userAddressLimit && k.name.hasPrefix("user+address:") { map[k.name] = nil } }
+    }
 }

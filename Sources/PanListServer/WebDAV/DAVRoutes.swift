@@ -194,12 +194,19 @@ struct DAVRoutes: Sendable {
         }
         let name = String(text[..<colon]), password = String(text[text.index(after: colon)...])
         let key = SHA256.hash(data: Data(text.utf8)).hexString
-        if let stored = try await state.storedUser(named: name), let hit = credentials.get(key),
-           hit == stored.user, !stored.user.isGuest {
-            return stored.user
+        do {
+            // The limiter first: while a user or address is blocked, remembered credentials do not let anyone in.
+            try state.loginLimiter.check(state.loginLimiter.loginKeys(username: name, address: ip))
+            if let stored = try await state.storedUser(named: name), let hit = credentials.get(key),
+               hit == stored.user, !stored.user.isGuest {
+                return stored.user
+            }
+        } catch FSError.rateLimited(let message) {
+            state.logger.warning("login refused while blocked: user \(LogText.quoted(name)) from \(ip) (webdav)")
+            throw DAVError(status: .tooManyRequests, message: message)
         }
         let verified: StoredUser?
-        do { verified = try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip) } catch FSError.rateLimited(let message) {
+        do { verified = try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip, via: "webdav") } catch FSError.rateLimited(let message) {
             throw DAVError(status: .tooManyRequests, message: message)
         }
         guard let stored = verified else { throw DAVError(status: .unauthorized, message: "user name or password is incorrect") }
