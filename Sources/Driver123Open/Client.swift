@@ -58,9 +58,9 @@ final class Open123Client: Sendable {
         do {
             res = try await http.execute(req, timeout: .seconds(60))
         } catch {
-            let text = "\(error)"
-            if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
-                throw FSError.upstream(code: -1, message: "the TLS certificate of \(base) is not trusted (PanList always verifies certificates): \(text)")
+            let text = ErrorText.describe(error)
+            if text == "the TLS certificate is not trusted" {
+                throw FSError.upstream(code: -1, message: "the TLS certificate of \(base) is not trusted (PanList always verifies certificates; use a certificate from a public authority)")
             }
             throw FSError.upstream(code: -1, message: "cannot reach 123 Open at \(base): \(text)")
         }

@@ -176,3 +176,83 @@ public func decodeAddition<T: Decodable>(_ type: T.Type, from addition: String) 
         throw FSError.badRequest("the storage's addition is not valid JSON for this driver: \(error)")
     }
 }
+
+extension DriverFactory {
+    /// The driver's settings, one per line, as help texts and error messages show them.
+    public var fieldList: String {
+        additional.map { item in
+            var line = "  \(item.name) (\(item.type)\(item.required ? ", required" : "")"
+            if !item.default.isEmpty { line += ", default \(item.default)" }
+            if !item.options.isEmpty { line += ", one of \(item.options)" }
+            line += ")"
+            if !item.help.isEmpty { line += ": \(item.help)" }
+            return line
+        }.joined(separator: "\n")
+    }
+
+    /// Checks a storage's `addition` against this driver's settings: a JSON object, every required setting
+    /// present and not empty, values of the setting's kind (a number, true/false, one of a select's options).
+    /// With `refuseUnknown`, names the driver does not have are refused too (the CLI; the API accepts them,
+    /// as Alist's clients send settings of their own). The message names the problem and lists the settings.
+    public func validate(addition: String, refuseUnknown: Bool) throws(FSError) {
+        let text = addition.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let obj = try? JSONDecoder().decode([String: SettingValue].self, from: Data((text.isEmpty ? "{}" : text).utf8)) else {
+            throw .badRequest("the \(config.name) settings (addition) must be a JSON object; its settings are:\n\(fieldList)")
+        }
+        var problems: [String] = []
+        let known = Set(additional.map(\.name))
+        if refuseUnknown {
+            for name in obj.keys.sorted() where !known.contains(name) { problems.append("\(name) is not a \(config.name) setting") }
+        }
+        for item in additional {
+            let value = obj[item.name] ?? .null
+            if case .string(let s) = value, s.trimmingCharacters(in: .whitespaces).isEmpty {
+                if item.required { problems.append("\(item.name) is required") }
+                continue
+            }
+            if case .null = value {
+                if item.required { problems.append("\(item.name) is required") }
+                continue
+            }
+            switch (item.type, value) {
+            case ("number", .number): break
+            case ("number", .string(let s)) where Double(s.trimmingCharacters(in: .whitespaces)) != nil: break
+            case ("number", _): problems.append("\(item.name) must be a number")
+            case ("bool", .bool): break
+            case ("bool", .string(let s)) where ["true", "false"].contains(s.lowercased()): break
+            case ("bool", _): problems.append("\(item.name) must be true or false")
+            case ("select", _):
+                let options = item.options.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                if !options.isEmpty && !options.contains(value.text) { problems.append("\(item.name) must be one of \(item.options)") }
+            case (_, .string), (_, .number): break
+            default: problems.append("\(item.name) must be text")
+            }
+        }
+        guard problems.isEmpty else {
+            throw .badRequest("\(problems.joined(separator: "; ")). The \(config.name) settings are:\n\(fieldList)")
+        }
+    }
+}
+
+/// One value of a storage's `addition` object, by JSON kind.
+enum SettingValue: Decodable {
+    case string(String), number(Double), bool(Bool), null, other
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+        else if let d = try? c.decode(Double.self) { self = .number(d) }
+        else if let s = try? c.decode(String.self) { self = .string(s) }
+        else { self = .other }
+    }
+
+    var text: String {
+        switch self {
+        case .string(let s): return s
+        case .number(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+        case .bool(let b): return b ? "true" : "false"
+        case .null, .other: return ""
+        }
+    }
+}

@@ -40,7 +40,7 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func from(_ error: any Error) -> FSError {
         if let e = error as? FSError { return e }
         if error is CancellationError { return .internalError("request cancelled") }
-        return .internalError("\(error)")
+        return .internalError(ErrorText.describe(error))
     }
 
     public static func objectNotFound(_ path: String) -> FSError { .notFound("\(path): object not found") }

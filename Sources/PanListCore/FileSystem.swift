@@ -42,14 +42,25 @@ public final class FileSystem: Sendable {
 
     public func storage(id: Int) -> MountedStorage? { table.withLockedValue { $0.first { $0.id == id } } }
 
-    /// Creates and initialises the driver of `record` and puts it in the table (replacing one with the same id).
+    /// Puts `record` in the table with the status `loading` and no driver, so that its mount path exists
+    /// (answering "loading") while `load` initialises it. Disabled storages are left out.
+    public func placeLoading(_ record: StorageRecord) {
+        guard !record.disabled else { return }
+        var record = record
+        record.mountPath = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
+        record.status = StorageStatus.loading
+        insert(MountedStorage(record: record, driver: nil))
+    }
+
+    /// Creates and initialises the driver of `record` and puts it in the table, replacing one with the same id
+    /// (which keeps serving until the new one is ready, then is dropped).
     /// Never throws: a failed init is kept as the storage's status, and everything else keeps working.
     @discardableResult
     public func load(_ record: StorageRecord) async -> MountedStorage {
-        await unload(id: record.id)
         var record = record
         record.mountPath = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
         guard !record.disabled else {
+            await unload(id: record.id)
             record.status = StorageStatus.disabled
             return MountedStorage(record: record, driver: nil)
         }
@@ -64,16 +75,27 @@ public final class FileSystem: Sendable {
             record.status = StorageStatus.work
         } catch {
             record.status = FSError.from(error).message
-            logger.warning("storage \(record.mountPath) failed to initialise: \(record.status)")
+            logger.warning("storage \(record.mountPath) (\(record.driver)) is not working: \(record.status)")
         }
         let mounted = MountedStorage(record: record, driver: driver)
-        table.withLockedValue { list in
-            list.removeAll { $0.id == record.id }
-            list.append(mounted)
-            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
+        let old = insert(mounted)
+        if let old {
+            await old.driver?.drop()
+            await cache.clear(storageID: old.id)
         }
         didWrite()  // links and cached files of the old instance no longer apply
         return mounted
+    }
+
+    /// Puts `mounted` in the table in place of the storage with its id; returns the one it replaced.
+    @discardableResult
+    private func insert(_ mounted: MountedStorage) -> MountedStorage? {
+        table.withLockedValue { list in
+            let old = list.firstIndex { $0.id == mounted.id }.map { list.remove(at: $0) }
+            list.append(mounted)
+            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
+            return old
+        }
     }
 
     /// Drops a storage's driver and removes it from the table.
@@ -102,6 +124,22 @@ public final class FileSystem: Sendable {
         return nil
     }
 
+    /// How long an operation waits for a storage that is still initialising at start-up.
+    public static let loadingWait: Duration = .seconds(10)
+
+    /// `resolve`, but when the owning storage is still loading (at start-up), waits for it to finish (at most
+    /// `loadingWait`), so that clients that come early are answered instead of refused.
+    func resolveLoaded(_ path: String) async -> (MountedStorage, String)? {
+        var r = resolve(path)
+        guard let first = r, first.0.record.status == StorageStatus.loading else { return r }
+        let deadline = ContinuousClock.now + Self.loadingWait
+        while let (m, _) = r, m.record.status == StorageStatus.loading, ContinuousClock.now < deadline {
+            do { try await Task.sleep(for: .milliseconds(50)) } catch { break }
+            r = resolve(path)
+        }
+        return r
+    }
+
     /// Folders that exist only because a storage is mounted deeper than `dir`.
     func virtualFolders(in dir: String) -> [Obj] {
         var seen = Set<String>()
@@ -121,13 +159,15 @@ public final class FileSystem: Sendable {
     public struct Listing: Sendable {
         public var objects: [Obj]
         public var storage: MountedStorage?
+        /// Names of folders listed only because a storage is mounted deeper (no storage has them).
+        public var virtualNames: Set<String> = []
     }
 
     public func list(_ path: String, refresh: Bool = false) async throws -> Listing {
         let virtual = virtualFolders(in: path)
-        guard let (m, actual) = resolve(path) else {
+        guard let (m, actual) = await resolveLoaded(path) else {
             if virtual.isEmpty && path != "/" { throw FSError.objectNotFound(path) }
-            return Listing(objects: virtual, storage: nil)
+            return Listing(objects: virtual, storage: nil, virtualNames: Set(virtual.map(\.name)))
         }
         var objs: [Obj]
         do {
@@ -138,16 +178,19 @@ public final class FileSystem: Sendable {
             // A storage that is down still shows the folders mounted below it.
             if case .notFound = e { objs = [] } else if case .storageUnavailable = e { objs = [] } else { throw e }
         }
+        var virtualNames: Set<String> = []
         if !virtual.isEmpty {
             let names = Set(objs.map(\.name))
-            objs += virtual.filter { !names.contains($0.name) }
+            let added = virtual.filter { !names.contains($0.name) }
+            objs += added
+            virtualNames = Set(added.map(\.name))
         }
-        return Listing(objects: objs, storage: m)
+        return Listing(objects: objs, storage: m, virtualNames: virtualNames)
     }
 
     /// The object at a virtual path, and its storage (nil for virtual folders).
     public func get(_ path: String) async throws -> (Obj, MountedStorage?) {
-        guard let (m, actual) = resolve(path) else {
+        guard let (m, actual) = await resolveLoaded(path) else {
             if path == "/" { return (Obj(id: "", path: "/", name: "root", size: 0, modified: Date(timeIntervalSince1970: 0), isDir: true), nil) }
             if let v = virtualFolders(in: VirtualPath.parent(path)).first(where: { $0.name == VirtualPath.base(path) }) {
                 return (v, nil)
@@ -176,6 +219,11 @@ public final class FileSystem: Sendable {
         return (link, obj, m)
     }
 
+    /// The storage mounted exactly at `path`, whatever its state (working, loading, failed), if any.
+    public func storage(anyStateAt path: String) -> MountedStorage? {
+        table.withLockedValue { list in list.first { $0.mountPath == path } }
+    }
+
     /// The working storage mounted exactly at `path`, if any.
     public func storage(mountedAt path: String) -> MountedStorage? {
         storages.first { $0.mountPath == path && $0.isWorking }
@@ -184,7 +232,7 @@ public final class FileSystem: Sendable {
     /// `link`, through the link cache: a link with an expiry is reused until shortly before it, and
     /// concurrent requests for one path share one driver call. `fresh` skips a kept link (it was refused).
     public func cachedLink(_ path: String, args: LinkArgs = LinkArgs(), fresh: Bool = false) async throws -> (Link, Obj, MountedStorage) {
-        guard let (m, _) = resolve(path) else { throw FSError.badRequest("\(path) is a folder") }
+        guard let (m, _) = await resolveLoaded(path) else { throw FSError.badRequest("\(path) is a folder") }
         let key = "\(m.id)\u{0}\(path)"
         if fresh { links.forget(key: key) }
         let (link, obj) = try await links.link(key: key, generation: writeGeneration) { [self] in
@@ -196,7 +244,7 @@ public final class FileSystem: Sendable {
 
     /// Free and total space of the storage owning `path`, when its driver reports them.
     public func details(_ path: String) async throws -> StorageDetails? {
-        guard let (m, _) = resolve(path), let d = try m.ready() as? any DetailsCapable else { return nil }
+        guard let (m, _) = await resolveLoaded(path), let d = try m.ready() as? any DetailsCapable else { return nil }
         return try await d.details()
     }
 
@@ -244,8 +292,8 @@ public final class FileSystem: Sendable {
     // MARK: - Writing
 
     /// The storage that owns `path` for a write, refusing purely virtual areas.
-    private func writable(_ path: String) throws -> (MountedStorage, String) {
-        guard let r = resolve(path) else {
+    private func writable(_ path: String) async throws -> (MountedStorage, String) {
+        guard let r = await resolveLoaded(path) else {
             throw FSError.notSupported("no storage is mounted at \(path); add a storage first")
         }
         return r
@@ -262,7 +310,7 @@ public final class FileSystem: Sendable {
     @discardableResult
     public func makeDir(_ path: String) async throws -> Obj {
         defer { didWrite() }
-        let (m, actual) = try writable(path)
+        let (m, actual) = try await writable(path)
         if let existing = try? await object(in: m, at: actual) {
             guard existing.isDir else { throw FSError.alreadyExists("\(path) already exists and is a file") }
             return existing
@@ -284,7 +332,7 @@ public final class FileSystem: Sendable {
     public func rename(_ path: String, to newName: String) async throws {
         defer { didWrite() }
         try VirtualPath.validateName(newName)
-        let (m, actual) = try writable(path)
+        let (m, actual) = try await writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be renamed; change its mount path instead") }
         let obj = try await object(in: m, at: actual)
         if newName == obj.name { return }
@@ -301,8 +349,8 @@ public final class FileSystem: Sendable {
     /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
     public func move(_ srcPath: String, toDir dstDir: String) async throws {
         defer { didWrite() }
-        let (sm, sActual) = try writable(srcPath)
-        let (dm, dActual) = try writable(dstDir)
+        let (sm, sActual) = try await writable(srcPath)
+        let (dm, dActual) = try await writable(dstDir)
         guard sActual != "/" else { throw FSError.notSupported("a storage's root cannot be moved") }
         guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot move \(srcPath) into itself") }
         if VirtualPath.parent(srcPath) == dstDir { return }
@@ -328,8 +376,8 @@ public final class FileSystem: Sendable {
     /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
     public func copy(_ srcPath: String, toDir dstDir: String) async throws {
         defer { didWrite() }
-        let (sm, sActual) = try writable(srcPath)
-        let (dm, dActual) = try writable(dstDir)
+        let (sm, sActual) = try await writable(srcPath)
+        let (dm, dActual) = try await writable(dstDir)
         guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot copy \(srcPath) into itself") }
         let obj = try await object(in: sm, at: sActual)
         let dst = try await object(in: dm, at: dActual)
@@ -370,7 +418,7 @@ public final class FileSystem: Sendable {
 
     public func remove(_ path: String) async throws {
         defer { didWrite() }
-        let (m, actual) = try writable(path)
+        let (m, actual) = try await writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be deleted; remove the storage instead") }
         let obj = try await object(in: m, at: actual)
         let rm = try capability(m, (any RemoveCapable).self, "delete")
@@ -385,7 +433,7 @@ public final class FileSystem: Sendable {
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
         defer { didWrite() }
         try VirtualPath.validateName(stream.name)
-        let (m, dActual) = try writable(dirPath)
+        let (m, dActual) = try await writable(dirPath)
         if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
         let put = try capability(m, (any PutCapable).self, "upload")
         let dir = try await makeDir(dirPath)

@@ -38,6 +38,9 @@ public final class MountedStorage: Sendable {
     /// The driver, or the storage's status text as the error.
     func ready() throws(FSError) -> any Driver {
         guard let driver else {
+            if record.status == StorageStatus.loading {
+                throw .storageUnavailable("storage \(record.mountPath) is still loading; try again in a moment")
+            }
             let status = record.status.isEmpty ? "not initialised" : record.status
             throw .storageUnavailable("storage \(record.mountPath) is not available: \(status)")
         }
@@ -49,4 +52,6 @@ public final class MountedStorage: Sendable {
 public enum StorageStatus {
     public static let work = "work"
     public static let disabled = "disabled"
+    /// Initialising in the background (at start-up).
+    public static let loading = "loading"
 }

@@ -21,30 +21,33 @@ public enum DefaultSettings {
     /// Settings created on first run. `token` gets a random value when created.
     public static func items(randomToken: String) -> [SettingItem] {
         let site = 1, style = 2, preview = 3, global = 4
+        // `help` says what each setting does in PanList; the ones kept only because Alist's clients and
+        // front ends read them say so.
+        let alistOnly = " Kept for Alist clients; PanList's own UI does not use it."
         return [
-            SettingItem(key: SettingKey.version, value: version, group: site, flag: SettingItem.readonly),
-            SettingItem(key: SettingKey.siteTitle, value: "PanList", group: site),
-            SettingItem(key: "announcement", value: "", type: "text", group: site),
-            SettingItem(key: "pagination_type", value: "all", type: "select", options: "all,pagination,load_more,auto_load_more", group: site),
-            SettingItem(key: "default_page_size", value: "30", type: "number", group: site),
-            SettingItem(key: "allow_indexed", value: "false", type: "bool", group: site),
-            SettingItem(key: "allow_mounted", value: "true", type: "bool", group: site),
-            SettingItem(key: "logo", value: "", type: "text", group: style),
-            SettingItem(key: "favicon", value: "", group: style),
-            SettingItem(key: "main_color", value: "#1890ff", group: style),
-            SettingItem(key: SettingKey.textTypes, value: "txt,htm,html,xml,java,properties,sql,js,md,json,conf,ini,vue,php,py,bat,gitignore,yml,go,sh,c,cpp,h,hpp,tsx,vtt,srt,ass,rs,lrc", type: "text", group: preview, flag: SettingItem.private),
-            SettingItem(key: SettingKey.audioTypes, value: "mp3,flac,ogg,m4a,wav,opus,wma", type: "text", group: preview, flag: SettingItem.private),
-            SettingItem(key: SettingKey.videoTypes, value: "mp4,mkv,avi,mov,rmvb,webm,flv,m3u8,ts,m2ts,wmv", type: "text", group: preview, flag: SettingItem.private),
-            SettingItem(key: SettingKey.imageTypes, value: "jpg,tiff,jpeg,png,gif,bmp,svg,ico,swf,webp,avif,heic", type: "text", group: preview, flag: SettingItem.private),
-            SettingItem(key: SettingKey.proxyTypes, value: "m3u8", type: "text", group: preview, flag: SettingItem.private),
-            SettingItem(key: "audio_autoplay", value: "true", type: "bool", group: preview),
-            SettingItem(key: "video_autoplay", value: "true", type: "bool", group: preview),
-            SettingItem(key: "hide_files", value: "/\\/README.md/i", type: "text", group: global),
-            SettingItem(key: "package_download", value: "true", type: "bool", group: global),
-            SettingItem(key: "search_index", value: "none", type: "select", options: "none", group: global),
-            SettingItem(key: SettingKey.signAll, value: "true", type: "bool", group: global, flag: SettingItem.private),
-            SettingItem(key: SettingKey.linkExpiration, value: "0", help: "hours a signed link stays valid; 0 = no expiry", type: "number", group: global, flag: SettingItem.private),
-            SettingItem(key: SettingKey.token, value: randomToken, help: "admin API token; also the key that signs download links", group: 0, flag: SettingItem.private),
+            SettingItem(key: SettingKey.version, value: version, help: "PanList's version (read-only).", group: site, flag: SettingItem.readonly),
+            SettingItem(key: SettingKey.siteTitle, value: "PanList", help: "The name shown in the browser tab and the page header.", group: site),
+            SettingItem(key: "announcement", value: "", help: "A notice shown at the top of every page (plain text). Leave empty for none.", type: "text", group: site),
+            SettingItem(key: "pagination_type", value: "all", help: "How Alist's front end pages long folders." + alistOnly, type: "select", options: "all,pagination,load_more,auto_load_more", group: site),
+            SettingItem(key: "default_page_size", value: "30", help: "Entries per page in Alist's front end." + alistOnly, type: "number", group: site),
+            SettingItem(key: "allow_indexed", value: "false", help: "Whether search engines may index the site (Alist's front end)." + alistOnly, type: "bool", group: site),
+            SettingItem(key: "allow_mounted", value: "true", help: "Whether Alist's front end may be embedded in other sites." + alistOnly, type: "bool", group: site),
+            SettingItem(key: "logo", value: "", help: "Address of an image shown in the page header instead of the site title.", type: "text", group: style),
+            SettingItem(key: "favicon", value: "", help: "Address of the browser tab icon; empty for PanList's own.", group: style),
+            SettingItem(key: "main_color", value: "#1890ff", help: "The accent color of the UI, as #rrggbb.", group: style),
+            SettingItem(key: SettingKey.textTypes, value: "txt,htm,html,xml,java,properties,sql,js,md,json,conf,ini,vue,php,py,bat,gitignore,yml,go,sh,c,cpp,h,hpp,tsx,vtt,srt,ass,rs,lrc", help: "File extensions previewed as text (comma-separated).", type: "text", group: preview, flag: SettingItem.private),
+            SettingItem(key: SettingKey.audioTypes, value: "mp3,flac,ogg,m4a,wav,opus,wma", help: "File extensions played as audio (comma-separated).", type: "text", group: preview, flag: SettingItem.private),
+            SettingItem(key: SettingKey.videoTypes, value: "mp4,mkv,avi,mov,rmvb,webm,flv,m3u8,ts,m2ts,wmv", help: "File extensions played as video (comma-separated).", type: "text", group: preview, flag: SettingItem.private),
+            SettingItem(key: SettingKey.imageTypes, value: "jpg,tiff,jpeg,png,gif,bmp,svg,ico,swf,webp,avif,heic", help: "File extensions shown as images (comma-separated).", type: "text", group: preview, flag: SettingItem.private),
+            SettingItem(key: SettingKey.proxyTypes, value: "m3u8", help: "File extensions that /d always streams through PanList instead of redirecting to the cloud (comma-separated).", type: "text", group: preview, flag: SettingItem.private),
+            SettingItem(key: "audio_autoplay", value: "true", help: "Start audio as soon as its preview opens (Alist's front end)." + alistOnly, type: "bool", group: preview),
+            SettingItem(key: "video_autoplay", value: "true", help: "Start video as soon as its preview opens (Alist's front end)." + alistOnly, type: "bool", group: preview),
+            SettingItem(key: "hide_files", value: "/\\/README.md/i", help: "Regular expressions of names Alist's front end hides (one per line)." + alistOnly + " To hide names from everyone, use a folder rule.", type: "text", group: global),
+            SettingItem(key: "package_download", value: "true", help: "Whether Alist's front end offers downloading a folder as one archive." + alistOnly, type: "bool", group: global),
+            SettingItem(key: "search_index", value: "none", help: "The search index (search is not built yet).", type: "select", options: "none", group: global),
+            SettingItem(key: SettingKey.signAll, value: "true", help: "Download links carry a sign (an HMAC of the path), so a link works without logging in and only for that file. Off: downloads need a login or the guest.", type: "bool", group: global, flag: SettingItem.private),
+            SettingItem(key: SettingKey.linkExpiration, value: "0", help: "Hours a signed download link stays valid; 0 = no expiry.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: SettingKey.token, value: randomToken, help: "The admin API token; also the key that signs download links (resetting it invalidates every link handed out).", group: 0, flag: SettingItem.private),
         ]
     }
 }

@@ -13,28 +13,45 @@ public enum Bootstrap {
         public var createdAdminPassword: String?
     }
 
+    /// A data folder made ready: its configuration and its open, migrated store.
+    public struct Prepared: Sendable {
+        public var config: PanListConfig
+        public var store: SQLStore
+        public var dataDir: String
+        /// The admin password when the admin user was just created (printed once).
+        public var createdAdminPassword: String?
+    }
+
     public static let localDriverName = "Local"
 
-    public static func open(dataDir rawDataDir: String, registry: DriverRegistry, logger: Logger,
-                            address: String? = nil, port: Int? = nil,
-                            prepare: (@Sendable (any Store) async throws -> Void)? = nil) async throws -> Result {
+    /// Makes a data folder ready, as the first start does: the folder (0700), `config.json` (0600), the
+    /// SQLite database (0600) with its migrations, default settings, the admin and the disabled guest, and on
+    /// first run the Local storage at `/` over `files/`. Used by the server and by the offline commands
+    /// (`panlist admin …`, `panlist storage …`), so that those work on a fresh folder too.
+    /// `sweepTemp` empties `temp_dir` (the server does; the offline commands must not, a server may be running).
+    public static func prepare(dataDir rawDataDir: String, logger: Logger, address: String? = nil, port: Int? = nil,
+                               sweepTemp: Bool) async throws -> Prepared {
         let fm = FileManager.default
         let dataDir = absolute(rawDataDir)
-        try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        try PrivateFiles.makeFolder(dataDir)
         var (config, created) = try PanListConfig.loadOrCreate(dataDir: dataDir)
         if let address { config.scheme.address = address }
         if let port { config.scheme.httpPort = port }
         config.tempDir = absolute(config.tempDir)
         config.database.dbFile = absolute(config.database.dbFile)
+        _ = try TrustedProxies(config.trustedProxies)   // a wrong entry stops here, with the entry named
 
-        // temp_dir holds only spool files of requests in flight: empty it at every start.
-        try? fm.removeItem(atPath: config.tempDir)
-        try fm.createDirectory(atPath: config.tempDir, withIntermediateDirectories: true)
+        if sweepTemp {
+            // temp_dir holds only spool files of requests in flight: empty it at every start.
+            try? fm.removeItem(atPath: config.tempDir)
+        }
+        try PrivateFiles.makeFolder(config.tempDir)
 
         guard config.database.type == "sqlite3" || config.database.type == "sqlite" else {
             throw FSError.badRequest("database type '\(config.database.type)' is not supported yet; use sqlite3")
         }
-        try fm.createDirectory(atPath: (config.database.dbFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let dbFolder = (config.database.dbFile as NSString).deletingLastPathComponent
+        if !fm.fileExists(atPath: dbFolder) { try PrivateFiles.makeFolder(dbFolder) }
         let store = try await SQLStore.sqlite(path: config.database.dbFile, logger: logger)
         do {
             try await store.migrate()
@@ -51,19 +68,40 @@ public enum Bootstrap {
                 _ = try await store.createStorage(StorageRecord(mountPath: "/", driver: localDriverName, addition: addition,
                                                                 remark: "created on first run"))
             }
-            try await prepare?(store)
-            let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: config.tempDir, state: store))
-            fs.remote = RemoteProxy.Fetcher()
-            let state = try await ServerState(config: config, store: store, fs: fs, logger: logger)
-            // Storages initialise concurrently: one slow or unreachable upstream does not hold up the others.
-            await withTaskGroup(of: Void.self) { group in
-                for record in (try? await store.storages()) ?? [] {
-                    group.addTask { await state.mount(record) }
-                }
-            }
-            return Result(state: state, createdAdminPassword: password)
+            return Prepared(config: config, store: store, dataDir: dataDir, createdAdminPassword: password)
         } catch {
             await store.close()
+            throw error
+        }
+    }
+
+    /// Opens a data folder for the server: `prepare`, then the file system and `ServerState`. Every enabled
+    /// storage is in the mount table with the status `loading`; `ServerState.mountAll` initialises them
+    /// (the server calls it once it listens). One storage that fails never stops the start.
+    public static func open(dataDir: String, registry: DriverRegistry, logger: Logger,
+                            address: String? = nil, port: Int? = nil,
+                            prepare before: (@Sendable (any Store) async throws -> Void)? = nil) async throws -> Result {
+        // One server per data folder: a second one would empty the first one's temp folder under its uploads.
+        let lock = try DataFolderLock(dataDir: absolute(dataDir))
+        let prepared: Prepared
+        do {
+            prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true)
+        } catch {
+            lock.release()
+            throw error
+        }
+        let store = prepared.store
+        do {
+            try await before?(store)
+            let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: prepared.config.tempDir, state: store))
+            fs.remote = RemoteProxy.Fetcher()
+            let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger)
+            for record in try await store.storages() { fs.placeLoading(record) }
+            state.dataFolderLock = lock
+            return Result(state: state, createdAdminPassword: prepared.createdAdminPassword)
+        } catch {
+            await store.close()
+            lock.release()
             throw error
         }
     }
@@ -91,7 +129,7 @@ public enum Bootstrap {
         return password
     }
 
-    static func absolute(_ path: String) -> String {
+    public static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return (path as NSString).standardizingPath }
         return ((FileManager.default.currentDirectoryPath + "/" + path) as NSString).standardizingPath
     }
@@ -107,4 +145,30 @@ public enum Bootstrap {
         admin.user.passwordTimestamp = max(Int64(Date().timeIntervalSince1970), admin.user.passwordTimestamp + 1)
         try await store.updateUser(admin)
     }
+}
+
+/// An exclusive `flock` on `<data>/panlist.lock`, held while a server runs on that data folder (released by
+/// the system when the process ends, however it ends). The file holds the holder's process id.
+public final class DataFolderLock: Sendable {
+    private let fd: Int32
+
+    init(dataDir: String) throws {
+        try PrivateFiles.makeFolder(dataDir)
+        let path = dataDir + "/panlist.lock"
+        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FSError.internalError("cannot open \(path): \(ErrorText.errno(errno))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &buffer, buffer.count)
+            let pid = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            close(fd)
+            throw FSError.conflict("another PanList server (process \(pid)) is using the data folder \(dataDir); stop it first, or give this one its own --data folder")
+        }
+        _ = ftruncate(fd, 0)
+        let text = Array("\(getpid())\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        self.fd = fd
+    }
+
+    public func release() { close(fd) }
 }

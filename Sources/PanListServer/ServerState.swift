@@ -16,6 +16,14 @@ public final class ServerState: Sendable {
     public let logger: Logger
     let tokens: TokenService
     let loginLimiter = LoginLimiter()
+    /// The data folder's lock, held while this server runs (see `DataFolderLock`).
+    public var dataFolderLock: DataFolderLock? {
+        get { lockBox.withLockedValue { $0 } }
+        set { lockBox.withLockedValue { $0 = newValue } }
+    }
+    private let lockBox = NIOLockedValueBox<DataFolderLock?>(nil)
+    /// `trusted_proxies`, parsed (an entry that is neither an address nor a range stops the start).
+    let trustedProxies: TrustedProxies
     let smallFiles = SmallFileCache()
     private let parsedProxyTypes = NIOLockedValueBox<(raw: String, set: Set<String>)>(("", []))
     private let settingsBox = NIOLockedValueBox<[String: SettingItem]>([:])
@@ -28,6 +36,7 @@ public final class ServerState: Sendable {
         self.store = store
         self.fs = fs
         self.logger = logger
+        self.trustedProxies = try TrustedProxies(config.trustedProxies)
         self.tokens = await TokenService(secret: config.jwtSecret, lifetimeHours: config.tokenExpiresIn)
         try await reloadSettings()
         try await reloadRules()
@@ -81,16 +90,21 @@ public final class ServerState: Sendable {
     /// be guessed quickly (a right one does not reset the count).
     func check(_ user: User, _ action: Action, _ path: String, password: String?, ip: String? = nil) throws(FSError) {
         let r = rules
-        var keys: [String] = []
+        var keys: [LoginLimiter.Key] = []
         if let ip, let password, !password.isEmpty, !user.isAdmin, !user.permission.contains(.accessWithoutPassword),
            let guardPath = r.passwordRule(for: path)?.path {
-            keys = ["folder-password:\(ip):\(guardPath)"]
+            keys = [LoginLimiter.Key(name: "folder-password:\(ip)\u{0}\(guardPath)", limit: loginLimiter.userAddressLimit)]
             try loginLimiter.check(keys)
         }
         do {
             try Access.check(user, action, path, rules: r, password: password)
         } catch {
-            if !keys.isEmpty, case .permissionDenied(let m) = error, m == Access.passwordMessage { loginLimiter.fail(keys) }
+            if !keys.isEmpty, case .permissionDenied(let m) = error, m == Access.passwordMessage {
+                logger.warning("wrong folder password for \(LogText.quoted(r.passwordRule(for: path)?.path ?? path)) from \(ip ?? "?") (user \(LogText.quoted(user.username)))")
+                if !loginLimiter.fail(keys).isEmpty {
+                    logger.warning("folder password attempts from \(ip ?? "?") on \(LogText.quoted(r.passwordRule(for: path)?.path ?? path)) blocked for \(loginLimiter.window.components.seconds / 60) minutes")
+                }
+            }
             throw error
         }
     }
@@ -161,17 +175,26 @@ public final class ServerState: Sendable {
 
     func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
 
-    /// The one password check, for `/api/auth/login*` and WebDAV Basic: the login limiter (per IP and per
-    /// user; throws `.rateLimited` when locked), the guest refused, the stored hash verified off the event loops, an old
-    /// record upgraded. Nil when the name or password is wrong (counted as a failure). A disabled user's
-    /// success does not clear the failure count; the caller refuses the disabled user.
-    func verifyLogin(username: String, staticHash: String, ip: String) async throws -> StoredUser? {
-        let keys = ["ip:" + ip, "user:" + username]
-        try loginLimiter.check(keys)
+    /// The one password check, for `/api/auth/login*` and WebDAV Basic (`via` names the front end in the log):
+    /// the login limiter (per user and address, and per address at a higher limit; throws `.rateLimited`
+    /// while blocked, whatever the password), the guest refused, the stored hash verified off the event
+    /// loops, an old record upgraded. Nil when the name or password is wrong (counted as a failure and
+    /// logged at warning level, never with the password). A disabled user's success does not clear the count;
+    /// the caller refuses the disabled user.
+    func verifyLogin(username: String, staticHash: String, ip: String, via: String = "api") async throws -> StoredUser? {
+        let keys = loginLimiter.loginKeys(username: username, address: ip)
+        do { try loginLimiter.check(keys) } catch {
+            logger.warning("login refused while blocked: user \(LogText.quoted(username)) from \(ip) (\(via))")
+            throw error
+        }
         guard let stored = try await storedUser(named: username), !stored.user.isGuest,
               await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
         else {
-            loginLimiter.fail(keys)
+            logger.warning("failed login: user \(LogText.quoted(username)) from \(ip) (\(via))")
+            for k in loginLimiter.fail(keys) {
+                let who = k.limit == loginLimiter.addressLimit ? "every login from \(ip)" : "user \(LogText.quoted(username)) from \(ip)"
+                logger.warning("blocked \(who) for \(loginLimiter.window.components.seconds / 60) minutes after \(k.limit) failed logins")
+            }
             return nil
         }
         await upgradePassword(stored, staticHash: staticHash)
@@ -232,6 +255,22 @@ public final class ServerState: Sendable {
     }
 
     // MARK: storages
+
+    /// Initialises every stored storage, concurrently (one slow or unreachable upstream does not hold up the
+    /// others); each is in the table as `loading` until its own initialisation ends.
+    public func mountAll() async {
+        let records: [StorageRecord]
+        do { records = try await store.storages() } catch {
+            logger.error("could not read the storages from the database: \(error)")
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for record in records where !record.disabled {
+                fs.placeLoading(record)
+                group.addTask { await self.mount(record) }
+            }
+        }
+    }
 
     /// Loads a storage into the file system and records its status.
     @discardableResult

@@ -3,11 +3,14 @@ import Driver123Open
 import DriverLocal
 import Foundation
 import Hummingbird
-import Open123Emulator
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import Open123Emulator
 import PanListCore
 import PanListServer
 import PanListStore
+import ServiceLifecycle
 
 @main
 struct PanList: AsyncParsableCommand {
@@ -21,7 +24,7 @@ struct PanList: AsyncParsableCommand {
 }
 
 struct DataOption: ParsableArguments {
-    @Option(name: .long, help: "The data folder (config.json, panlist.db, files/, temp/).")
+    @Option(name: .long, help: "The data folder (config.json, panlist.db, files/, temp/); created when missing.")
     var data: String = "data"
 }
 
@@ -45,28 +48,31 @@ func makeRegistry() -> DriverRegistry {
 }
 
 func makeLogger(_ label: String = "panlist") -> Logger {
-    var logger = Logger(label: label)
+    var logger = Logger(label: label) { ShutdownQuietLogHandler(StreamLogHandler.standardError(label: $0)) }
     let level = ProcessInfo.processInfo.environment["PANLIST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
     logger.logLevel = level
     return logger
 }
 
-/// Runs `body` on the store of a data folder without starting the server (the offline CLI commands),
-/// and always closes it.
+/// The line printed once when the admin was just created, by the server and the offline commands alike.
+func announceAdmin(_ password: String?) {
+    if let password { say("Successfully created the admin user and the initial password is: \(password)") }
+}
+
+/// Runs `body` on the store of a data folder without starting the server (the offline CLI commands).
+/// A fresh or missing data folder is set up as the first start would (config, database, admin, default
+/// storage); the store is always closed.
 func withStore<T>(_ dataDir: String, _ body: (SQLStore) async throws -> T) async throws -> T {
-    let configPath = dataDir + "/config.json"
-    guard FileManager.default.fileExists(atPath: configPath) else {
-        throw CLIError("\(configPath) does not exist; run `panlist server --data \(dataDir)` once first")
-    }
-    let (config, _) = try PanListConfig.loadOrCreate(dataDir: dataDir)
-    let store = try await SQLStore.sqlite(path: config.database.dbFile)
+    var logger = makeLogger()
+    if logger.logLevel < .warning { logger.logLevel = .warning }
+    let prepared = try await Bootstrap.prepare(dataDir: dataDir, logger: logger, sweepTemp: false)
+    announceAdmin(prepared.createdAdminPassword)
     do {
-        try await store.migrate()
-        let result = try await body(store)
-        await store.close()
+        let result = try await body(prepared.store)
+        await prepared.store.close()
         return result
     } catch {
-        await store.close()
+        await prepared.store.close()
         throw error
     }
 }
@@ -76,81 +82,127 @@ struct Server: AsyncParsableCommand {
     @OptionGroup var options: DataOption
     @Option(help: "Address to listen on (default from config.json: 127.0.0.1).") var address: String?
     @Option(help: "Port to listen on (default from config.json: 5244).") var port: Int?
-    @Flag(help: "Also start the 123 Open emulator in-process and mount it at /123open (try the 123 Open driver with no account).")
+    @Flag(help: "Also start the 123 Open emulator in-process and mount it at /123open (try the 123 Open driver with no account). Its files are kept in <data>/demo-123open; the mount is removed when the server stops.")
     var demo = false
 
     func run() async throws {
         MemoryTuning.apply()
         let logger = makeLogger()
-        let emulator = demo ? try await startDemoEmulator() : nil
+        let dataDir = Bootstrap.absolute(options.data)
+        let emulator = demo ? try await Demo.startEmulator(dataDir: dataDir) : nil
         let boot: Bootstrap.Result
         do {
-            boot = try await Bootstrap.open(dataDir: options.data, registry: makeRegistry(), logger: logger,
+            boot = try await Bootstrap.open(dataDir: dataDir, registry: makeRegistry(), logger: logger,
                                             address: address, port: port, prepare: { store in
-                                                if let emulator { try await Self.mountDemo(emulator, store) }
+                                                // A demo mount left by a server that was killed is never kept.
+                                                try await Demo.removeMount(store)
+                                                if let emulator { try await Demo.mount(emulator, store) }
                                             })
         } catch {
             await emulator?.stop()
             throw error
         }
         let state = boot.state
-        if let emulator {
-            say("demo: 123 Open emulator at \(emulator.baseURL), mounted at /123open (\(state.fs.storages.first { $0.mountPath == "/123open" }?.record.status ?? "?"))")
-        }
-        if let pw = boot.createdAdminPassword {
-            say("Successfully created the admin user and the initial password is: \(pw)")
-        }
-        for s in state.fs.storages where !s.isWorking && !s.record.disabled {
-            say("warning: storage \(s.mountPath) (\(s.record.driver)) is not working: \(s.record.status)")
-        }
+        announceAdmin(boot.createdAdminPassword)
+        if let emulator { say("demo: 123 Open emulator at \(emulator.baseURL), mounted at /123open") }
         let address = state.config.scheme.address
-        let app = PanListApp.application(state: state, address: address, port: state.config.scheme.httpPort) { bound in
+        let port = state.config.scheme.httpPort
+        // Storages initialise once the server listens (a port in use is reported before any storage work).
+        let mounting = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        let app = PanListApp.application(state: state, address: address, port: port) { bound in
             let host = address.contains(":") ? "[\(address)]" : address
             say("PanList server listening on http://\(host):\(bound)")
+            mounting.withLockedValue { $0 = Task { await state.mountAll() } }
         }
+        var failure: (any Error)?
         do {
-            try await app.runService()
+            // Ctrl-C or SIGTERM: requests in flight get 10 seconds to finish (a long download is then cut off).
+            var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            group.maximumGracefulShutdownDuration = .seconds(10)
+            try await ServiceGroup(configuration: group).run()
         } catch {
-            await state.fs.unloadAll()
-            await state.store.close()
-            await emulator?.stop()
-            throw error
+            failure = ListenError.describe(error, address: address, port: port) ?? error
         }
+        if let task = mounting.withLockedValue({ $0 }) {
+            task.cancel()
+            await task.value
+        }
+        if emulator != nil { try? await Demo.removeMount(state.store) }
         await state.fs.unloadAll()
         await state.store.close()
+        state.dataFolderLock?.release()
         await emulator?.stop()
+        if let failure { throw failure }
     }
+}
 
-    /// `--demo`: an in-memory 123 Open emulator on a free loopback port with a little content.
-    func startDemoEmulator() async throws -> Open123Emulator {
+/// Bind failures, said in words.
+enum ListenError {
+    static func describe(_ error: any Error, address: String, port: Int) -> CLIError? {
+        guard let io = error as? IOError else { return nil }
+        let at = "\(address.contains(":") ? "[\(address)]" : address):\(port)"
+        switch io.errnoCode {
+        case EADDRINUSE:
+            return CLIError("cannot listen on \(at): the address is already in use (another PanList, Alist or other program listens there). Stop it, or choose another port with --port or scheme.http_port in config.json.")
+        case EACCES:
+            return CLIError("cannot listen on \(at): permission denied (ports below 1024 need root or the CAP_NET_BIND_SERVICE capability). Choose a port above 1023 with --port.")
+        case EADDRNOTAVAIL:
+            return CLIError("cannot listen on \(at): \(address) is not an address of this machine. Use 127.0.0.1, 0.0.0.0 or one of its own addresses.")
+        default:
+            return CLIError("cannot listen on \(at): \(String(cString: strerror(io.errnoCode)))")
+        }
+    }
+}
+
+/// `panlist server --demo`: an emulator on a free loopback port, its files kept under the data folder, and
+/// a storage at /123open that exists only while the demo runs.
+enum Demo {
+    static let mountPath = "/123open"
+    static let marker = "demo:storage_id"
+
+    static func startEmulator(dataDir: String) async throws -> Open123Emulator {
+        let dir = dataDir + "/demo-123open"
+        try PrivateFiles.makeFolder(dir)
+        let secretFile = dir + "/client_secret"
+        var secret = (try? String(contentsOfFile: secretFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        if secret.isEmpty {
+            secret = RandomString.make(24)
+            try PrivateFiles.write(Data(secret.utf8), to: secretFile)
+        }
         var config = EmulatorConfig()
         config.clientID = "panlist-demo"
-        config.clientSecret = RandomString.make(24)
+        config.clientSecret = secret
         config.rateLimits = .off
+        config.dataDir = dir
         let emu = try await Open123Emulator.start(config: config)
         try await emu.seed(path: "/Demo/README.md", data: Data("# 123 Open demo\n\nThis folder lives in the open123-emulator that `panlist server --demo` started.\n".utf8))
         try await emu.seed(path: "/Demo/hello.txt", data: Data("Hello from the emulated 123 Cloud Drive.\n".utf8))
         return emu
     }
 
-    /// Points the storage at /123open (created when missing) at the demo emulator, before storages load.
-    static func mountDemo(_ emu: Open123Emulator, _ store: any Store) async throws {
+    /// Adds the storage at /123open pointing at the emulator (refused when /123open is used by another storage).
+    static func mount(_ emu: Open123Emulator, _ store: any Store) async throws {
+        if let other = try await store.storages().first(where: { $0.mountPath == mountPath }) {
+            throw CLIError("\(mountPath) is already used by storage \(other.id) (\(other.driver)); remove it to use --demo")
+        }
         let addition = String(decoding: try JSONSerialization.data(withJSONObject: [
             "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL], options: [.sortedKeys]), as: UTF8.self)
-        var record = try await store.storages().first { $0.mountPath == "/123open" }
-            ?? StorageRecord(mountPath: "/123open", driver: Open123Driver.name, remark: "panlist server --demo")
-        guard record.driver == Open123Driver.name else {
-            throw CLIError("/123open is already used by a \(record.driver) storage; remove it to use --demo")
-        }
-        record.addition = addition
-        record.disabled = false
-        if record.id == 0 { _ = try await store.createStorage(record) } else { try await store.updateStorage(record) }
+        let id = try await store.createStorage(StorageRecord(mountPath: mountPath, driver: Open123Driver.name, addition: addition,
+                                                             remark: "panlist server --demo (removed when the demo stops)"))
+        try await store.setDriverState(marker, String(id))
+    }
+
+    /// Removes the demo's storage, if one is recorded.
+    static func removeMount(_ store: any Store) async throws {
+        guard let raw = try await store.driverState(marker) else { return }
+        if let id = Int(raw), try await store.storage(id: id) != nil { try await store.deleteStorage(id: id) }
+        try await store.setDriverState(marker, nil)
     }
 }
 
 struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show or change the admin account (works offline, on the data folder).",
+        abstract: "Show or change the admin account (works offline, on the data folder; a fresh folder is set up first).",
         subcommands: [Show.self, Set.self, Random.self], defaultSubcommand: Show.self)
 
     struct Show: AsyncParsableCommand {
@@ -158,17 +210,25 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         func run() async throws {
             let admin = try await withStore(options.data) { try await $0.users() }.first { $0.user.isAdmin }
-            guard let admin else { throw CLIError("there is no admin user yet; start the server once") }
+            guard let admin else { throw CLIError("there is no admin user") }
             print("admin username: \(admin.user.username)")
-            print("The password is stored hashed and cannot be shown. Use `panlist admin set NEW_PASSWORD` or `panlist admin random`.")
+            print("The password is stored hashed and cannot be shown. Use `panlist admin set` or `panlist admin random`.")
         }
     }
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set the admin's password.")
+        static let configuration = CommandConfiguration(
+            abstract: "Set the admin's password.",
+            discussion: """
+            Without PASSWORD, the password is read from the terminal (asked twice, not shown) or, when standard \
+            input is not a terminal, from its first line, so that it stays out of the shell history:
+              panlist admin set
+              printf '%s\\n' "$NEW_PASSWORD" | panlist admin set
+            """)
         @OptionGroup var options: DataOption
-        @Argument(help: "The new password.") var password: String
+        @Argument(help: "The new password (prefer leaving it out: it would be kept in the shell history).") var password: String?
         func run() async throws {
+            let password = try password ?? PasswordInput.read()
             guard !password.isEmpty else { throw ValidationError("the password cannot be empty") }
             try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password updated; a running server uses it within 2 seconds, and tokens issued before stop working")
@@ -183,6 +243,37 @@ struct Admin: AsyncParsableCommand {
             try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password: \(password)")
         }
+    }
+}
+
+/// A password typed at the terminal without echo (asked twice), or the first line of standard input.
+enum PasswordInput {
+    static func read() throws -> String {
+        guard isatty(STDIN_FILENO) == 1 else {
+            guard let line = readLine(strippingNewline: true) else { throw ValidationError("no password on standard input") }
+            return line
+        }
+        let first = try prompt("New admin password: ")
+        let second = try prompt("Repeat it: ")
+        guard first == second else { throw ValidationError("the two passwords differ") }
+        return first
+    }
+
+    static func prompt(_ text: String) throws -> String {
+        FileHandle.standardError.write(Data(text.utf8))
+        var old = termios()
+        let hasTerm = tcgetattr(STDIN_FILENO, &old) == 0
+        if hasTerm {
+            var quiet = old
+            quiet.c_lflag &= ~tcflag_t(ECHO)
+            _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet)
+        }
+        defer {
+            if hasTerm { _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &old) }
+            FileHandle.standardError.write(Data("\n".utf8))
+        }
+        guard let line = readLine(strippingNewline: true) else { throw ValidationError("no password given") }
+        return line
     }
 }
 
@@ -202,24 +293,68 @@ struct StorageCommand: AsyncParsableCommand {
     }
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a storage; a running server picks it up on restart.")
+        static var configuration: CommandConfiguration {
+            let drivers = makeRegistry().all.map { "\($0.config.name):\n\($0.fieldList)" }.joined(separator: "\n\n")
+            return CommandConfiguration(
+                abstract: "Add a storage; a running server picks it up on restart (or use the web UI / admin API).",
+                discussion: """
+                Drivers and their settings (--addition, a JSON object):
+
+                \(drivers)
+
+                Examples:
+                  panlist storage add --driver Local --mount /media --addition '{"root_folder_path":"/srv/media"}'
+                  panlist storage add --driver "123 Open" --mount /123 --webdav-policy native_proxy \\
+                    --addition '{"ClientID":"…","ClientSecret":"…","RootFolderID":"0"}'
+                """)
+        }
         @OptionGroup var options: DataOption
-        @Option(help: "Driver name, e.g. Local.") var driver: String
+        @Option(help: "Driver name: Local or \"123 Open\".") var driver: String
         @Option(help: "Mount path, e.g. /media.") var mount: String
-        @Option(help: "The driver's settings as a JSON object, e.g. '{\"root_folder_path\":\"/srv/media\"}'.")
-        var addition: String = "{}"
+        @Option(help: "The driver's settings as a JSON object (see the list below).") var addition: String = "{}"
+        @Option(name: .customLong("web-proxy"), help: "true: the web UI and /d stream files through PanList instead of redirecting to the cloud.")
+        var webProxy: Bool?
+        @Option(name: .customLong("webdav-policy"), help: "WebDAV downloads: 302_redirect, use_proxy_url or native_proxy.")
+        var webdavPolicy: String?
+        @Option(name: .customLong("down-proxy-url"), help: "A separate download proxy's address, e.g. https://dl.example.com.")
+        var downProxyURL: String?
+        @Option(name: .customLong("cache-expiration"), help: "Minutes a folder listing stays cached (default 30; 0 = no cache).")
+        var cacheExpiration: Int?
+        @Option(help: "Sort order among storages (default 0).") var order: Int?
+        @Option(help: "A note shown in the storage list.") var remark: String?
+        @Option(name: .customLong("enable-sign"), help: "true: downloads from this storage need a sign even when sign_all is off.")
+        var enableSign: Bool?
+        @Flag(help: "Add it disabled.") var disabled = false
 
         func run() async throws {
             let registry = makeRegistry()
-            guard registry.factory(named: driver) != nil else {
+            guard let factory = registry.factory(named: driver) else {
                 throw ValidationError("unknown driver '\(driver)'; known drivers: \(registry.names.joined(separator: ", "))")
             }
-            guard (try? JSONSerialization.jsonObject(with: Data(addition.utf8))) is [String: Any] else {
-                throw ValidationError("--addition must be a JSON object")
+            do { try factory.validate(addition: addition, refuseUnknown: true) } catch {
+                throw ValidationError(error.message)
             }
-            let mountPath = try VirtualPath.normalize(mount)
-            let record = StorageRecord(mountPath: mountPath, driver: driver, addition: addition)
-            let id = try await withStore(options.data) { try await $0.createStorage(record) }
+            if let webdavPolicy, !["302_redirect", "use_proxy_url", "native_proxy"].contains(webdavPolicy) {
+                throw ValidationError("--webdav-policy must be 302_redirect, use_proxy_url or native_proxy")
+            }
+            if let cacheExpiration, cacheExpiration < 0 { throw ValidationError("--cache-expiration cannot be negative") }
+            let mountPath: String
+            do { mountPath = try VirtualPath.normalize(mount) } catch { throw ValidationError("--mount: \(FSError.from(error).message)") }
+            var record = StorageRecord(mountPath: mountPath, driver: driver, addition: addition)
+            record.webProxy = webProxy ?? false
+            record.webdavPolicy = webdavPolicy ?? (factory.config.onlyProxy ? "native_proxy" : "302_redirect")
+            record.downProxyURL = downProxyURL ?? ""
+            record.cacheExpiration = cacheExpiration ?? 30
+            record.order = order ?? 0
+            record.remark = remark ?? ""
+            record.enableSign = enableSign ?? false
+            record.disabled = disabled
+            let id = try await withStore(options.data) { store in
+                if let other = try await store.storages().first(where: { $0.mountPath == mountPath }) {
+                    throw CLIError("\(mountPath) is already used by storage \(other.id) (\(other.driver))")
+                }
+                return try await store.createStorage(record)
+            }
             print("added storage \(id) at \(mountPath)")
         }
     }

@@ -208,9 +208,11 @@ extension APIRoutes {
     func validate(_ record: inout StorageRecord) throws {
         guard !record.mountPath.isEmpty else { throw FSError.badRequest("mount_path is required") }
         record.mountPath = try VirtualPath.normalize(record.mountPath)
-        guard state.fs.registry.factory(named: record.driver) != nil else {
+        guard let factory = state.fs.registry.factory(named: record.driver) else {
             throw FSError.badRequest("driver '\(record.driver)' does not exist; see /api/admin/driver/names")
         }
+        // A storage missing a required setting would only be saved broken: refused, with the settings named.
+        try factory.validate(addition: record.addition, refuseUnknown: false)
         if !["", "302_redirect", "use_proxy_url", "native_proxy"].contains(record.webdavPolicy) {
             throw FSError.badRequest("webdav_policy must be 302_redirect, use_proxy_url or native_proxy")
         }

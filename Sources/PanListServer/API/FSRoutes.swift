@@ -210,9 +210,18 @@ extension APIRoutes {
             let p = VirtualPath.join(path, o.name)
             return ObjJSON(o, sign: !o.isDir && signs(p) ? signer.sign(path: p, expire: expire) : "", types: types)
         }
-        // Folders where a storage is mounted show its space (fetched together, cached, time-bounded).
+        // Mount points and virtual folders say so; working mount points show their space (fetched together,
+        // cached, time-bounded).
         let fs = state.fs
-        let mounts = content.indices.filter { content[$0].isDir && fs.storage(mountedAt: VirtualPath.join(path, content[$0].name)) != nil }
+        let mountPoints = Dictionary(fs.storages.filter { VirtualPath.parent($0.mountPath) == path && $0.mountPath != path }
+                                        .map { (VirtualPath.base($0.mountPath), $0) }, uniquingKeysWith: { a, _ in a })
+        if !mountPoints.isEmpty || !listing.virtualNames.isEmpty {
+            for i in content.indices where content[i].isDir {
+                if let m = mountPoints[content[i].name] { content[i].mount = MountJSON(m, admin: user.isAdmin) }
+                else if listing.virtualNames.contains(content[i].name) { content[i].mount = .virtualFolder }
+            }
+        }
+        let mounts = content.indices.filter { content[$0].isDir && mountPoints[content[$0].name]?.isWorking == true }
         if !mounts.isEmpty {
             let found = await withTaskGroup(of: (Int, MountDetailsJSON?).self) { group in
                 for i in mounts {
@@ -265,7 +274,11 @@ extension APIRoutes {
             }
         }
         var objJSON = ObjJSON(named, sign: sign, types: types)
-        if obj.isDir { objJSON.mountDetails = await MountDetailsJSON.of(state.fs, at: path) }
+        if obj.isDir {
+            objJSON.mountDetails = await MountDetailsJSON.of(state.fs, at: path)
+            if let m = state.fs.storage(anyStateAt: path) { objJSON.mount = MountJSON(m, admin: user.isAdmin) }
+            else if storage == nil && path != "/" { objJSON.mount = .virtualFolder }
+        }
         return APIResponse.ok(GetJSON(obj: objJSON, rawURL: rawURL, readme: rules.readme(for: path), header: rules.header(for: path),
                                       provider: storage?.record.driver ?? "unknown", related: related))
     }

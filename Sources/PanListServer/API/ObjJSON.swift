@@ -65,6 +65,9 @@ struct ObjJSON: Encodable {
     var hashes: [String: String]
     /// For a folder where a storage is mounted: its space, when the driver reports it (OpenList's `mount_details`).
     var mountDetails: MountDetailsJSON?
+    /// For a storage's mount point or a virtual folder: what it is (PanList's own field; renaming, moving or
+    /// deleting such a folder is refused, so the UI does not offer it).
+    var mount: MountJSON?
 
     init(_ obj: Obj, sign: String, types: FileTypes) {
         name = obj.name; size = obj.size; isDir = obj.isDir; modified = obj.modified; created = obj.created
@@ -73,7 +76,7 @@ struct ObjJSON: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case name, size, modified, created, sign, thumb, type, hashinfo
-        case isDir = "is_dir", hashInfo = "hash_info", mountDetails = "mount_details"
+        case isDir = "is_dir", hashInfo = "hash_info", mountDetails = "mount_details", mount
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -95,6 +98,30 @@ struct ObjJSON: Encodable {
             try c.encode(hashes, forKey: .hashInfo)
         }
         try c.encodeIfPresent(mountDetails, forKey: .mountDetails)
+        try c.encodeIfPresent(mount, forKey: .mount)
+    }
+}
+
+/// `{driver, status, working, virtual}` of a mount point: `status` is `work`, `loading`, `disabled` or, for
+/// a storage that failed, its error (for admins; others see "unavailable"). A virtual folder (one that exists
+/// only because a storage is mounted deeper) has `virtual: true` and no driver.
+struct MountJSON: Encodable {
+    var driver = ""
+    var status = ""
+    var working = true
+    var virtual = false
+
+    static let virtualFolder = MountJSON(virtual: true)
+
+    init(driver: String = "", status: String = "", working: Bool = true, virtual: Bool = false) {
+        self.driver = driver; self.status = status; self.working = working; self.virtual = virtual
+    }
+
+    init(_ m: MountedStorage, admin: Bool) {
+        driver = m.record.driver
+        working = m.isWorking
+        let s = m.record.status
+        status = working || admin || s == StorageStatus.loading ? s : "unavailable"
     }
 }
 

@@ -112,7 +112,7 @@ enum RemoteProxy {
             }
             return res
         } catch {
-            throw FSError.upstream(code: -1, message: "cannot reach the cloud's download server: \(error)")
+            throw FSError.upstream(code: -1, message: "cannot reach the cloud's download server: \(ErrorText.describe(error))")
         }
     }
 
@@ -134,7 +134,7 @@ enum RemoteProxy {
             for (k, v) in headers { up.headers.replaceOrAdd(name: k, value: v) }
             let res: HTTPClientResponse
             do { res = try await http.execute(up, timeout: .seconds(30)) } catch {
-                throw FSError.upstream(code: -1, message: "cannot reach the cloud's download server: \(error)")
+                throw FSError.upstream(code: -1, message: "cannot reach the cloud's download server: \(ErrorText.describe(error))")
             }
             guard res.status.code < 400 else { throw try await error(from: res, name: URL(string: url)?.lastPathComponent ?? url) }
             return try await body(ByteStream(res.body))

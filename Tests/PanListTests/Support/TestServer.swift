@@ -76,6 +76,7 @@ final class TestServer: @unchecked Sendable {
         logger.logLevel = .error
         let boot = try await Bootstrap.open(dataDir: dir.path + "/data", registry: testRegistry(), logger: logger,
                                             address: "127.0.0.1", port: 0)
+        await boot.state.mountAll()
         let (stream, cont) = AsyncStream<Int>.makeStream()
         let app = PanListApp.application(state: boot.state, address: "127.0.0.1", port: 0) { port in cont.yield(port) }
         let task = Task { try await app.run() }
@@ -99,6 +100,7 @@ final class TestServer: @unchecked Sendable {
         _ = try? await runTask.value
         await state.fs.unloadAll()
         await state.store.close()
+        state.dataFolderLock?.release()
         dir.remove()
     }
 

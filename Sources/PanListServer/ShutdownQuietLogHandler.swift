@@ -1,0 +1,35 @@
+import Logging
+
+/// A log handler that passes everything on, except the HTTP server's report of each connection cut at
+/// shutdown (`Waiting on child channel: CancellationError()`, logged as an error for every keep-alive
+/// connection still open): at shutdown that is expected, not an error, so it goes out at debug level.
+public struct ShutdownQuietLogHandler: LogHandler {
+    public var inner: any LogHandler
+
+    public init(_ inner: any LogHandler) { self.inner = inner }
+
+    public var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                    file: String, function: String, line: UInt) {
+        var level = level
+        if level == .error, source == "HummingbirdCore", message.description.hasSuffix("CancellationError()") {
+            guard inner.logLevel <= .debug else { return }
+            level = .debug
+        }
+        inner.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
+    }
+}
