@@ -29,14 +29,16 @@ public enum Bootstrap {
     /// first run the Local storage at `/` over `files/`. Used by the server and by the offline commands
     /// (`panlist admin …`, `panlist storage …`), so that those work on a fresh folder too.
     /// `sweepTemp` empties `temp_dir` (the server does; the offline commands must not, a server may be running).
+    /// `adjust` changes the configuration for this run only (tests).
     public static func prepare(dataDir rawDataDir: String, logger: Logger, address: String? = nil, port: Int? = nil,
-                               sweepTemp: Bool) async throws -> Prepared {
+                               sweepTemp: Bool, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil) async throws -> Prepared {
         let fm = FileManager.default
         let dataDir = absolute(rawDataDir)
         try PrivateFiles.makeFolder(dataDir)
         var (config, created) = try PanListConfig.loadOrCreate(dataDir: dataDir)
         if let address { config.scheme.address = address }
         if let port { config.scheme.httpPort = port }
+        adjust?(&config)
         config.tempDir = absolute(config.tempDir)
         config.database.dbFile = absolute(config.database.dbFile)
         _ = try TrustedProxies(config.trustedProxies)   // a wrong entry stops here, with the entry named
@@ -80,12 +82,13 @@ public enum Bootstrap {
     /// (the server calls it once it listens). One storage that fails never stops the start.
     public static func open(dataDir: String, registry: DriverRegistry, logger: Logger,
                             address: String? = nil, port: Int? = nil,
+                            adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
                             prepare before: (@Sendable (any Store) async throws -> Void)? = nil) async throws -> Result {
         // One server per data folder: a second one would empty the first one's temp folder under its uploads.
         let lock = try DataFolderLock(dataDir: absolute(dataDir))
         let prepared: Prepared
         do {
-            prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true)
+            prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true, adjust: adjust)
         } catch {
             lock.release()
             throw error

@@ -234,7 +234,7 @@ struct ListCacheTests {
     }
 
     @Test func concurrentIdenticalListingsShareOneCall() async throws {
-        let fs = await makeFS([StorageRecord(id: 1, mountPath: "/c", driver: "Counting", cacheExpiration: 0, addition: "{\"slow\":true}")])
+        let fs = await makeFS([StorageRecord(id: 1, mountPath: "/c", driver: "Counting", cacheExpiration: 0, addition: "{\"slowlist\":true}")])
         try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<8 { group.addTask { try await fs.list("/c").objects.count } }
             for try await n in group { #expect(n == 2) }

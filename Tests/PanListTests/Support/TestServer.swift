@@ -68,15 +68,18 @@ final class TestServer: @unchecked Sendable {
     var base: String { "http://127.0.0.1:\(port)" }
     var files: String { dir.path + "/data/files" }
 
-    static func start() async throws -> TestServer {
+    /// `logger` replaces the quiet default (errors only); `adjust` changes the configuration of this run;
+    /// `mount` false leaves the storages loading (the test mounts them).
+    static func start(logger: Logger? = nil, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
+                      prepare: (@Sendable (any Store) async throws -> Void)? = nil, mount: Bool = true) async throws -> TestServer {
         // bcrypt at its lowest cost in tests (the default, 12, is checked by a test of its own).
         setenv("PANLIST_BCRYPT_COST", "4", 0)
         let dir = TempDir()
-        var logger = Logger(label: "panlist-test")
-        logger.logLevel = .error
-        let boot = try await Bootstrap.open(dataDir: dir.path + "/data", registry: testRegistry(), logger: logger,
-                                            address: "127.0.0.1", port: 0)
-        await boot.state.mountAll()
+        var quiet = Logger(label: "panlist-test") { ShutdownQuietLogHandler(StreamLogHandler.standardError(label: $0)) }
+        quiet.logLevel = .error
+        let boot = try await Bootstrap.open(dataDir: dir.path + "/data", registry: testRegistry(), logger: logger ?? quiet,
+                                            address: "127.0.0.1", port: 0, adjust: adjust, prepare: prepare)
+        if mount { await boot.state.mountAll() }
         let (stream, cont) = AsyncStream<Int>.makeStream()
         let app = PanListApp.application(state: boot.state, address: "127.0.0.1", port: 0) { port in cont.yield(port) }
         let task = Task { try await app.run() }
@@ -162,8 +165,10 @@ final class TestServer: @unchecked Sendable {
 }
 
 /// Runs `body` with a fresh server and always stops it.
-func withServer(_ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer.start()
+func withServer(logger: Logger? = nil, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
+                prepare: (@Sendable (any Store) async throws -> Void)? = nil, mount: Bool = true,
+                _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer.start(logger: logger, adjust: adjust, prepare: prepare, mount: mount)
     do {
         try await body(server)
     } catch {
@@ -179,7 +184,9 @@ final class CountingDriver: Driver, @unchecked Sendable {
         config: DriverConfig(name: "Counting", localSort: true), additional: [],
         make: { record, _ in
             if record.addition.contains("fail") { return FailingDriver() }
-            return CountingDriver(delay: record.addition.contains("slow"))
+            let d = CountingDriver(delay: record.addition.contains("slowlist"))
+            d.initDelay = record.addition.contains("slowinit") ? .seconds(1) : .zero
+            return d
         })
     let config = DriverConfig(name: "Counting", localSort: true)
     let lock = NSLock()
@@ -187,8 +194,9 @@ final class CountingDriver: Driver, @unchecked Sendable {
     var calls: Int { lock.withLock { _calls } }
     var names = ["b.txt", "a.txt"]
     let delay: Bool
+    var initDelay: Duration = .zero
     init(delay: Bool) { self.delay = delay }
-    func initialize() async throws {}
+    func initialize() async throws { if initDelay > .zero { try await Task.sleep(for: initDelay) } }
     func drop() async {}
     func root() async throws -> Obj { Obj(id: "/", path: "/", name: "root", size: 0, modified: Date(), isDir: true) }
     func list(dir: Obj) async throws -> [Obj] {

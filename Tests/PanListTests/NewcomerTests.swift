@@ -1,0 +1,243 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+@testable import PanListCore
+@testable import PanListServer
+import PanListStore
+
+/// Issue 13's security points: the login limiter on every path, per user and address, behind trusted
+/// proxies only; failed logins in the log without passwords; secrets at rest; token claims.
+@Suite("Security: login limiter, client address, secrets at rest")
+struct NewcomerSecurityTests {
+    static func basic(_ user: String, _ password: String) -> String {
+        "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
+    }
+
+    /// WebDAV remembers verified credentials for a minute; a block must still refuse them.
+    @Test func aBlockHoldsForRememberedWebDAVCredentials() async throws {
+        try await withServer { s in
+            _ = try await s.addUser("dave", password: "dave-pass-1", permission: [.webdavRead])
+            let right = Self.basic("dave", "dave-pass-1")
+            #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", right), ("Depth", "0")]).status == 207)
+            for _ in 0..<5 { #expect(try await s.api("/auth/login", ["username": "dave", "password": "wrong"]).code == 400) }
+            // Blocked: the remembered right password does not get in, on WebDAV or the API.
+            #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", right), ("Depth", "0")]).status == 429)
+            #expect(try await s.api("/auth/login", ["username": "dave", "password": "dave-pass-1"]).code == 429)
+        }
+    }
+
+    /// Behind a trusted proxy every client has its own address; one guesser blocks only the name they guess
+    /// from their own address, and an address as a whole only after many more failures.
+    @Test func oneGuesserDoesNotLockOutEveryone() async throws {
+        try await withServer(adjust: { $0.trustedProxies = ["127.0.0.1", "::1"] }) { s in
+            _ = try await s.addUser("bob", password: "bob-pass-1", permission: [])
+            func login(_ user: String, _ pw: String, from ip: String) async throws -> Int {
+                let body = try JSONSerialization.data(withJSONObject: ["username": user, "password": pw])
+                return try await s.request(.POST, "/api/auth/login", headers: [("X-Forwarded-For", "203.0.113.9, \(ip)")], body: body).code
+            }
+            for _ in 0..<5 { #expect(try await login("admin", "wrong", from: "10.0.0.1") == 400) }
+            #expect(try await login("admin", s.adminPassword, from: "10.0.0.1") == 429)   // the guesser's own address
+            #expect(try await login("admin", s.adminPassword, from: "10.0.0.2") == 200)   // the admin elsewhere
+            #expect(try await login("bob", "bob-pass-1", from: "10.0.0.1") == 200)        // another user, same address
+            // Many names guessed from one address: the address as a whole is blocked at 50.
+            for i in 0..<45 { #expect(try await login("nobody\(i)", "x", from: "10.0.0.3") == 400) }
+            #expect(try await login("bob", "bob-pass-1", from: "10.0.0.3") == 200)
+            for i in 45..<50 { #expect(try await login("nobody\(i)", "x", from: "10.0.0.3") == 400) }
+            #expect(try await login("bob", "bob-pass-1", from: "10.0.0.3") == 429)
+            #expect(try await login("bob", "bob-pass-1", from: "10.0.0.4") == 200)
+            // X-Real-IP when there is no X-Forwarded-For.
+            let body = try JSONSerialization.data(withJSONObject: ["username": "bob", "password": "bob-pass-1"])
+            #expect(try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.3")], body: body).code == 429)
+        }
+    }
+
+    /// Without a configured trusted proxy, a client cannot choose its address with a header.
+    @Test func forwardedHeadersAreIgnoredFromUntrustedPeers() async throws {
+        try await withServer { (s: TestServer) async throws in
+            func login(_ pw: String, from ip: String) async throws -> Int {
+                let body = try JSONSerialization.data(withJSONObject: ["username": "admin", "password": pw])
+                return try await s.request(.POST, "/api/auth/login", headers: [("X-Forwarded-For", ip), ("X-Real-IP", ip)], body: body).code
+            }
+            for i in 0..<5 { #expect(try await login("wrong", from: "10.1.0.\(i)") == 400) }
+            #expect(try await login(s.adminPassword, from: "10.1.0.99") == 429)
+        }
+    }
+
+    @Test func trustedProxyEntriesAreParsedStrictly() throws {
+        let t = try TrustedProxies(["10.0.0.0/8", "fd00::/8", "192.168.1.7"])
+        #expect(t.trusts("10.200.3.4") && t.trusts("fd12::1") && t.trusts("192.168.1.7") && t.trusts("::ffff:10.1.1.1"))
+        #expect(!t.trusts("11.0.0.1") && !t.trusts("192.168.1.8") && !t.trusts("fe80::1") && !t.trusts("garbage"))
+        // From the right: the first untrusted hop; garbage ends the walk.
+        #expect(t.clientAddress(peer: "10.0.0.1", forwardedFor: "1.2.3.4, 5.6.7.8, 10.9.9.9", realIP: nil) == "5.6.7.8")
+        #expect(t.clientAddress(peer: "10.0.0.1", forwardedFor: "1.2.3.4, junk, 10.9.9.9", realIP: nil) == "10.9.9.9")
+        #expect(t.clientAddress(peer: "8.8.8.8", forwardedFor: "1.2.3.4", realIP: "1.2.3.4") == "8.8.8.8")
+        #expect(throws: TrustedProxiesError.self) { try TrustedProxies(["10.0.0.0/33"]) }
+        #expect(throws: TrustedProxiesError.self) { try TrustedProxies(["example.com"]) }
+    }
+
+    /// Failed logins and blocks are logged at warning level with user and address, never the password;
+    /// the access log names each request without its query (signs, passwords).
+    @Test func failedLoginsAndRequestsAreLoggedWithoutSecrets() async throws {
+        let log = CapturingLog()
+        try await withServer(logger: log.logger(level: .info)) { s in
+            for _ in 0..<5 { _ = try await s.api("/auth/login", ["username": "admin", "password": "hunter2-very-secret"]) }
+            _ = try await s.request(.GET, "/d/nothing.txt?sign=abcdef-secret-sign:0")
+            let text = log.text
+            #expect(text.contains("warning failed login: user \"admin\" from 127.0.0.1 (api)"))
+            #expect(text.contains("warning blocked user \"admin\" from 127.0.0.1 for 5 minutes after 5 failed logins"))
+            #expect(!text.contains("hunter2"))
+            #expect(text.contains("info 127.0.0.1 \"POST /api/auth/login\" 200 "))
+            #expect(text.contains("\"GET /d/nothing.txt\" 4"))
+            #expect(!text.contains("abcdef-secret-sign"))
+            // A user name cannot forge a log line.
+            _ = try await s.api("/auth/login", ["username": "x\nwarning forged", "password": "y"])
+            #expect(log.text.contains("user \"x\\u{a}warning forged\""))
+        }
+    }
+
+    /// The data folder is 0700; config.json, the database and its -wal/-shm files 0600, from the start, and
+    /// an older installation's wider modes are tightened at the next start.
+    @Test func secretsAtRestAreOnlyTheServersToRead() async throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let data = dir.path + "/data"
+        func mode(_ p: String) -> mode_t {
+            var st = stat()
+            return stat(p, &st) == 0 ? st.st_mode & 0o777 : 0
+        }
+        var logger = Logger(label: "t")
+        logger.logLevel = .error
+        var p = try await Bootstrap.prepare(dataDir: data, logger: logger, sweepTemp: true)
+        _ = try await p.store.storages()
+        #expect(mode(data) == 0o700)
+        #expect(mode(data + "/temp") == 0o700)
+        for f in ["config.json", "panlist.db", "panlist.db-wal", "panlist.db-shm"] {
+            #expect(mode(data + "/" + f) == 0o600, "\(f): \(String(mode(data + "/" + f), radix: 8))")
+        }
+        await p.store.close()
+        // An older installation: everything world-readable.
+        for f in ["config.json", "panlist.db"] { chmod(data + "/" + f, 0o644) }
+        chmod(data, 0o755)
+        p = try await Bootstrap.prepare(dataDir: data, logger: logger, sweepTemp: true)
+        #expect(mode(data) == 0o700)
+        for f in ["config.json", "panlist.db", "panlist.db-wal", "panlist.db-shm"] {
+            #expect(mode(data + "/" + f) == 0o600, "\(f): \(String(mode(data + "/" + f), radix: 8))")
+        }
+        await p.store.close()
+    }
+
+    /// exp, iat and nbf are whole numbers (typed clients decode them as integers).
+    @Test func loginTokenClaimsAreWholeSeconds() async throws {
+        try await withServer { s in
+            let token = try await s.login()
+            let parts = token.split(separator: ".")
+            #expect(parts.count == 3)
+            var b64 = String(parts[1]).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            while b64.count % 4 != 0 { b64 += "=" }
+            let payload = String(decoding: Data(base64Encoded: b64) ?? Data(), as: UTF8.self)
+            for claim in ["exp", "iat", "nbf"] {
+                let match = payload.range(of: "\"\(claim)\":[0-9]+[,}]", options: .regularExpression)
+                #expect(match != nil, "\(claim) is not a whole number in \(payload)")
+            }
+            #expect(!payload.contains("."))
+        }
+    }
+}
+
+/// Issue 13's first-run points that are checked in-process (the CLI ones are in scripts/interop).
+@Suite("First run: loading storages, mount points, validation, settings help, error text")
+struct FirstRunTests {
+    /// Storages initialise in the background: while one loads, the admin sees `loading`, and a request into
+    /// it waits for it instead of failing.
+    @Test func storagesLoadInTheBackgroundAndRequestsWait() async throws {
+        try await withServer(prepare: { store in
+            _ = try await store.createStorage(StorageRecord(mountPath: "/slow", driver: "Counting", addition: "{\"slowinit\":true}"))
+        }, mount: false) { s in
+            let t = try await s.login()
+            let mounting = Task { await s.state.mountAll() }
+            try await Task.sleep(for: .milliseconds(200))
+            let list = try await s.api("/admin/storage/list", token: t, method: .GET)
+            let rows = (list.data["content"] as? [[String: Any]]) ?? []
+            #expect(rows.first { $0["mount_path"] as? String == "/slow" }?["status"] as? String == "loading")
+            let root = try await s.api("/fs/list", ["path": "/"], token: t)
+            let slow = (root.data["content"] as? [[String: Any]])?.first { $0["name"] as? String == "slow" }
+            #expect((slow?["mount"] as? [String: Any])?["status"] as? String == "loading")
+            let started = ContinuousClock.now
+            let inside = try await s.api("/fs/list", ["path": "/slow"], token: t)
+            #expect(inside.code == 200, "\(inside.text)")
+            #expect(ContinuousClock.now - started > .milliseconds(300))
+            await mounting.value
+        }
+    }
+
+    /// Mount points and virtual folders say what they are; a broken storage's error is for admins only.
+    @Test func listingsMarkMountPointsAndVirtualFolders() async throws {
+        try await withServer(prepare: { store in
+            _ = try await store.createStorage(StorageRecord(mountPath: "/broken", driver: "Counting", addition: "{\"fail\":true}"))
+            _ = try await store.createStorage(StorageRecord(mountPath: "/deep/er", driver: "Counting"))
+        }) { s in
+            let t = try await s.login()
+            _ = try await s.addUser("carol", password: "carol-pass-1", permission: [])
+            let c = try await s.login("carol", "carol-pass-1")
+            func entries(_ token: String) async throws -> [String: [String: Any]] {
+                let r = try await s.api("/fs/list", ["path": "/"], token: token)
+                var out: [String: [String: Any]] = [:]
+                for e in (r.data["content"] as? [[String: Any]]) ?? [] { out[e["name"] as? String ?? ""] = e }
+                return out
+            }
+            let admin = try await entries(t), user = try await entries(c)
+            let broken = admin["broken"]?["mount"] as? [String: Any]
+            #expect(broken?["working"] as? Bool == false)
+            #expect((broken?["status"] as? String ?? "").contains("invalid client credentials"))
+            #expect((user["broken"]?["mount"] as? [String: Any])?["status"] as? String == "unavailable")
+            #expect((admin["deep"]?["mount"] as? [String: Any])?["virtual"] as? Bool == true)
+            let deep = try await s.api("/fs/list", ["path": "/deep"], token: t)
+            let er = (deep.data["content"] as? [[String: Any]])?.first { $0["name"] as? String == "er" }
+            #expect((er?["mount"] as? [String: Any])?["status"] as? String == "work")
+            #expect(try await s.api("/fs/rename", ["path": "/deep/er", "name": "x"], token: t).code != 200)
+        }
+    }
+
+    /// A storage missing a required setting is refused by the API and not saved.
+    @Test func storagesWithoutRequiredSettingsAreRefused() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let before = try await s.state.store.storages().count
+            let r = try await s.api("/admin/storage/create", ["mount_path": "/c", "driver": "123 Open",
+                                                              "addition": "{\"ClientID\":\"a\",\"ClientSecret\":\"\"}"], token: t)
+            #expect(r.code == 400 && r.message.hasPrefix("ClientSecret is required"), "\(r.text)")
+            #expect(r.message.contains("ClientID (string, required)"))
+            let n = try await s.api("/admin/storage/create", ["mount_path": "/c", "driver": "123 Open",
+                                                              "addition": "{\"ClientID\":\"a\",\"ClientSecret\":\"b\",\"UploadThread\":\"many\"}"], token: t)
+            #expect(n.code == 400 && n.message.hasPrefix("UploadThread must be a number"), "\(n.text)")
+            #expect(try await s.state.store.storages().count == before)
+        }
+    }
+
+    @Test func everySettingHasHelp() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let r = try await s.api("/admin/setting/list", token: t, method: .GET)
+            let items = (r.json["data"] as? [[String: Any]]) ?? []
+            #expect(items.count >= 20)
+            for item in items { #expect(!(item["help"] as? String ?? "").isEmpty, "\(item["key"] ?? "?") has no help") }
+        }
+    }
+
+    /// System and network errors read as words, not type dumps.
+    @Test func networkErrorsReadAsWords() async throws {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            _ = try await client.execute(HTTPClientRequest(url: "http://127.0.0.1:1/"), timeout: .seconds(5))
+            Issue.record("connected to port 1")
+        } catch {
+            #expect(ErrorText.describe(error) == "connection refused", "\(error)")
+        }
+        try await client.shutdown()
+        #expect(ErrorText.describe(IOError(errnoCode: ENOENT, reason: "open")) == "no such file or directory")
+        #expect(FSError.from(IOError(errnoCode: EACCES, reason: "open")).message == "permission denied")
+    }
+}
