@@ -235,9 +235,9 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
     /// Uploads into `dir`, replacing a file of the same name (`duplicate: 2`).
     public func put(dir: Obj, stream: UploadStream, replacing existing: Obj?) async throws -> Obj {
         let uploader = Uploader(client: client, tempDir: tempDir, threads: addition.uploadThread)
-        let id = try await uploader.upload(stream, parentID: try Self.id(dir))
-        return Obj(id: String(id), path: VirtualPath.join(dir.path, stream.name), name: stream.name, size: stream.size ?? 0,
-                   modified: Date(), isDir: false)
+        let (id, size, md5) = try await uploader.upload(stream, parentID: try Self.id(dir))
+        return Obj(id: String(id), path: VirtualPath.join(dir.path, stream.name), name: stream.name, size: size,
+                   modified: Date(), isDir: false, hashes: md5.isEmpty ? [:] : ["md5": md5])
     }
 
     public func details() async throws -> StorageDetails {

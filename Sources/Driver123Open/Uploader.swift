@@ -35,7 +35,8 @@ struct Uploader {
     let tempDir: String
     let threads: Int
 
-    func upload(_ stream: UploadStream, parentID: Int64) async throws -> Int64 {
+    /// Uploads `stream` into the folder `parentID`; returns the new file's id, its size and its MD5.
+    func upload(_ stream: UploadStream, parentID: Int64) async throws -> (id: Int64, size: Int64, md5: String) {
         if let size = stream.size, size > Self.maxSize {
             throw FSError.tooLarge("123 Open accepts files up to 10 GiB; \(stream.name) has \(size) bytes")
         }
@@ -48,7 +49,7 @@ struct Uploader {
         guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
             "parentFileID": parentID, "filename": stream.name, "etag": md5, "size": size, "duplicate": 2,
         ], as: CreateData.self) else { throw FSError.upstream(code: 1, message: "123 Open did not answer the upload request") }
-        if created.reuse == true, let id = created.fileID, id != 0 { return id }
+        if created.reuse == true, let id = created.fileID, id != 0 { return (id, size, md5) }
         guard let pre = created.preuploadID, !pre.isEmpty, let sliceSize = created.sliceSize, sliceSize > 0 else {
             throw FSError.upstream(code: 1, message: "123 Open gave no upload session")
         }
@@ -78,7 +79,7 @@ struct Uploader {
             do {
                 if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": pre], as: CompleteData.self),
                    r.completed == true, let id = r.fileID, id != 0 {
-                    return id
+                    return (id, size, md5)
                 }
             } catch let e as FSError {
                 guard case .upstream(20103, _) = e else { throw e }

@@ -21,7 +21,7 @@ struct LocalAddition: Decodable {
 /// A folder on this machine's disk. Every path is confined to the root: `..` never reaches the driver
 /// (the core refuses it), and symbolic links whose target lies outside the root are neither listed nor followed.
 public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
-    RemoveCapable, PutCapable, DetailsCapable
+    RemoveCapable, PutCapable, DetailsCapable, SetModifiedCapable
 {
     public static let name = "Local"
     public static let factory = DriverFactory(
@@ -262,6 +262,14 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
             try? await blocking { Posix.setModified(disk, modified) }
         }
         return try await get(path: rel)
+    }
+
+    public func setModified(_ obj: Obj, to date: Date) async throws -> Obj {
+        forgetLookups()
+        defer { forgetLookups() }
+        let target = try await entry(obj.path)
+        try await blocking { Posix.setModified(target, date) }
+        return try await get(path: obj.path)
     }
 }
 

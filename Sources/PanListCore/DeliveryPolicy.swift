@@ -12,8 +12,10 @@ public enum DeliveryPolicy {
         /// `/p/<path>`; `fromProxy` when the request carries the `d` parameter (it already came through
         /// the storage's download proxy, so it must be served here).
         case proxy(fromProxy: Bool)
-        /// A WebDAV GET.
-        case webdav
+        /// A WebDAV GET; `followsRedirects` when the client is one known to follow them (the
+        /// `webdav_redirect_agents` setting). Clients that do not (cadaver, many NAS backup tools) would
+        /// save a redirect as an empty file, so they are always streamed.
+        case webdav(followsRedirects: Bool)
     }
 
     public enum Decision: Sendable, Equatable {
@@ -41,13 +43,22 @@ public enum DeliveryPolicy {
         case .proxy(let fromProxy):
             if !proxyURL.isEmpty && !fromProxy { return .redirectToProxyURL(proxyURL) }
             return .stream
-        case .webdav:
+        case .webdav(let follows):
+            guard follows else { return .stream }
             switch storage.webdavPolicy {
             case "use_proxy_url": return proxyURL.isEmpty ? .stream : .redirectToProxyURL(proxyURL)
             case "native_proxy": return .stream
             default: return onlyProxy ? .stream : .redirectToLink
             }
         }
+    }
+
+    /// Whether a WebDAV client with this User-Agent follows redirects: `agents` are lower-case parts of
+    /// User-Agents (the `webdav_redirect_agents` setting); `*` stands for every client.
+    public static func followsRedirects(userAgent: String, agents: [String]) -> Bool {
+        if agents.contains("*") { return true }
+        let ua = userAgent.lowercased()
+        return !ua.isEmpty && agents.contains { !$0.isEmpty && ua.contains($0) }
     }
 
     /// The first non-empty line of `down_proxy_url`, without a trailing `/`.

@@ -20,6 +20,12 @@ public final class FileSystem: Sendable {
         set { remoteBox.withLockedValue { $0 = newValue } }
     }
     private let writes = NIOLockedValueBox<Int>(0)
+    private let keptBox = NIOLockedValueBox<(any KeptTimesStore)?>(nil)
+    /// Where modification times are kept for storages that cannot keep them (set by the server).
+    public var keptTimes: (any KeptTimesStore)? {
+        get { keptBox.withLockedValue { $0 } }
+        set { keptBox.withLockedValue { $0 = newValue } }
+    }
 
     /// Counts finished write operations. Caches of file contents or lookups outside the core compare it
     /// to drop what a write through PanList may have changed.
@@ -174,6 +180,7 @@ public final class FileSystem: Sendable {
             let dir = try await object(in: m, at: actual)
             guard dir.isDir else { throw FSError.badRequest("\(path) is not a folder") }
             objs = try await children(of: dir, in: m, at: actual, refresh: refresh)
+            objs = await withKeptTimes(objs, in: path, storage: m)
         } catch let e as FSError where !virtual.isEmpty {
             // A storage that is down still shows the folders mounted below it.
             if case .notFound = e { objs = [] } else if case .storageUnavailable = e { objs = [] } else { throw e }
@@ -200,6 +207,7 @@ public final class FileSystem: Sendable {
         do {
             var obj = try await object(in: m, at: actual)
             if actual == "/" { obj.name = path == "/" ? "root" : VirtualPath.base(path) }
+            else if !obj.isDir, keepsTimes(for: m), let kept = try? await keptTimes?.keptTime(path) { obj = kept.apply(to: obj) }
             return (obj, m)
         } catch let e as FSError {
             if case .notFound = e,
@@ -289,6 +297,70 @@ public final class FileSystem: Sendable {
         }
     }
 
+    // MARK: - Kept modification times
+
+    /// The virtual path of `actual`, a path inside `m`.
+    static func virtualPath(of actual: String, in m: MountedStorage) -> String {
+        if m.mountPath == "/" { return actual }
+        return actual == "/" ? m.mountPath : m.mountPath + actual
+    }
+
+    /// Whether PanList keeps modification times for `m` (its driver cannot set them itself).
+    func keepsTimes(for m: MountedStorage) -> Bool {
+        keptTimes != nil && m.driver != nil && !(m.driver is any SetModifiedCapable)
+    }
+
+    /// `objs` (the files of the folder `folder` in `m`) with the times PanList kept for them.
+    func withKeptTimes(_ objs: [Obj], in folder: String, storage m: MountedStorage) async -> [Obj] {
+        guard keepsTimes(for: m), let store = keptTimes, objs.contains(where: { !$0.isDir }),
+              let kept = try? await store.keptTimes(in: folder), !kept.isEmpty else { return objs }
+        return objs.map { o in kept[o.name].map { $0.apply(to: o) } ?? o }
+    }
+
+    /// After `obj` was written at `path` in `m` from `stream`: keeps the time the upload carried when the
+    /// storage cannot (and forgets an old one when it carried none).
+    func keepTime(of stream: UploadStream, written obj: Obj, at path: String, in m: MountedStorage) async {
+        guard keepsTimes(for: m), let store = keptTimes else { return }
+        let kept = stream.modified.map {
+            KeptTime(modified: $0, size: obj.size, md5: obj.hashes["md5"] ?? stream.md5 ?? "", sha1: stream.sha1 ?? obj.hashes["sha1"] ?? "")
+        }
+        do { try await store.setKeptTime(path, kept) } catch {
+            logger.warning("could not keep the modification time of \(path): \(ErrorText.describe(error))")
+        }
+    }
+
+    /// Sets the modification time of the file at `path` (WebDAV PROPPATCH of `lastmodified`): the storage
+    /// sets it when it can, PanList keeps it otherwise. Returns the file as listings will show it.
+    @discardableResult
+    public func setModified(_ path: String, to date: Date) async throws -> Obj {
+        defer { didWrite() }
+        let (m, actual) = try await writable(path)
+        let obj = try await object(in: m, at: actual)
+        guard !obj.isDir else { throw FSError.notSupported("a folder's modification time cannot be set") }
+        if let setter = try m.ready() as? any SetModifiedCapable {
+            let updated = try await setter.setModified(obj, to: date)
+            await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            return updated
+        }
+        guard let store = keptTimes else { throw FSError.notSupported("the \(m.record.driver) storage cannot keep modification times") }
+        let old = try? await store.keptTime(path)
+        let kept = KeptTime(modified: date, size: obj.size, md5: obj.hashes["md5"] ?? old?.md5 ?? "",
+                            sha1: old.flatMap { $0.applies(to: obj) ? $0.sha1 : nil } ?? "")
+        try await store.setKeptTime(path, kept)
+        return kept.apply(to: obj)
+    }
+
+    /// Kept times follow a rename, move or copy (`move` forgets them at the old place).
+    func relocateKeptTimes(from src: String, to dst: String, move: Bool) async {
+        guard let store = keptTimes, src != dst else { return }
+        do {
+            try await store.copyKeptTimes(from: src, to: dst)
+            if move { try await store.deleteKeptTimes(src) }
+        } catch {
+            logger.warning("the kept modification times of \(src) did not follow it to \(dst): \(ErrorText.describe(error))")
+        }
+    }
+
     // MARK: - Writing
 
     /// The storage that owns `path` for a write, refusing purely virtual areas.
@@ -344,6 +416,7 @@ public final class FileSystem: Sendable {
         _ = try await rn.rename(obj, to: newName)
         await cache.invalidate(storageID: m.id, path: parent)
         if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+        await relocateKeptTimes(from: path, to: VirtualPath.join(VirtualPath.parent(path), newName), move: true)
     }
 
     /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
@@ -360,13 +433,16 @@ public final class FileSystem: Sendable {
         if (try? await object(in: dm, at: VirtualPath.join(dActual, obj.name))) != nil {
             throw FSError.alreadyExists("\(VirtualPath.join(dstDir, obj.name)) already exists")
         }
+        let target = VirtualPath.join(dstDir, obj.name)
         if sm.id == dm.id {
             let mv = try capability(sm, (any MoveCapable).self, "move")
             _ = try await mv.move(obj, to: dst)
+            await relocateKeptTimes(from: srcPath, to: target, move: true)
         } else {
-            try await copyAcross(obj, from: sm, to: dst, in: dm, dstActual: dActual)
+            try await copyAcross(obj, from: sm, to: dst, in: dm, dstActual: dActual, srcPath: srcPath)
             let rm = try capability(sm, (any RemoveCapable).self, "delete")
             try await rm.remove(obj)
+            try? await keptTimes?.deleteKeptTimes(srcPath)
         }
         await cache.invalidate(storageID: sm.id, path: VirtualPath.parent(sActual))
         if obj.isDir { await cache.invalidate(storageID: sm.id, path: sActual, recursive: true) }
@@ -388,31 +464,40 @@ public final class FileSystem: Sendable {
         }
         if sm.id == dm.id, sActual != "/", let cp = sm.driver as? any CopyCapable {
             _ = try await cp.copy(obj, to: dst)
+            await relocateKeptTimes(from: srcPath, to: VirtualPath.join(dstDir, name), move: false)
         } else {
             var named = obj
             named.name = name
-            try await copyAcross(named, from: sm, to: dst, in: dm, dstActual: dActual)
+            try await copyAcross(named, from: sm, to: dst, in: dm, dstActual: dActual, srcPath: srcPath)
         }
         await cache.invalidate(storageID: dm.id, path: dActual)
     }
 
-    /// Copies through the file system layer: folders are created, files streamed from a link into `put`.
-    private func copyAcross(_ obj: Obj, from sm: MountedStorage, to dstDir: Obj, in dm: MountedStorage, dstActual: String) async throws {
+    /// Copies through the file system layer: folders are created, files streamed from a link into `put`, each
+    /// with its modification time as listings show it (kept or not); `srcPath` is `obj`'s virtual path.
+    private func copyAcross(_ obj: Obj, from sm: MountedStorage, to dstDir: Obj, in dm: MountedStorage, dstActual: String,
+                            srcPath: String) async throws {
+        let dstPath = VirtualPath.join(Self.virtualPath(of: dstActual, in: dm), obj.name)
         if obj.isDir {
             let mk = try capability(dm, (any MakeDirCapable).self, "create folders")
             let newDir = try await mk.makeDir(parent: dstDir, name: obj.name)
             let childActual = VirtualPath.join(dstActual, obj.name)
-            for child in try await sm.ready().list(dir: obj) {
-                try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual)
+            let children = await withKeptTimes(try await sm.ready().list(dir: obj), in: srcPath, storage: sm)
+            for child in children {
+                try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual, srcPath: VirtualPath.join(srcPath, child.name))
             }
             await cache.invalidate(storageID: dm.id, path: childActual)
             return
         }
+        var source = obj
+        if keepsTimes(for: sm), let kept = try? await keptTimes?.keptTime(srcPath) { source = kept.apply(to: obj) }
         let put = try capability(dm, (any PutCapable).self, "upload")
         let link = try await sm.ready().link(file: obj, args: LinkArgs())
         try await LinkReader.withStream(link, size: obj.size, remote: remote) { stream in
-            _ = try await put.put(dir: dstDir, stream: UploadStream(name: obj.name, size: obj.size, modified: obj.modified,
-                                                                    md5: obj.hashes["md5"], body: stream), replacing: nil)
+            let upload = UploadStream(name: source.name, size: source.size, modified: source.modified,
+                                      md5: source.hashes["md5"], sha1: source.hashes["sha1"], body: stream)
+            let written = try await put.put(dir: dstDir, stream: upload, replacing: nil)
+            await keepTime(of: upload, written: written, at: dstPath, in: dm)
         }
     }
 
@@ -425,6 +510,7 @@ public final class FileSystem: Sendable {
         try await rm.remove(obj)
         await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
         if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+        try? await keptTimes?.deleteKeptTimes(path)
     }
 
     /// Writes an uploaded file into the folder `dirPath` (created when missing).
@@ -442,8 +528,11 @@ public final class FileSystem: Sendable {
             if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }
             if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
         }
-        let obj = try await put.put(dir: dir, stream: stream, replacing: existing)
+        var obj = try await put.put(dir: dir, stream: stream, replacing: existing)
         await cache.invalidate(storageID: m.id, path: dActual)
+        let path = VirtualPath.join(dirPath, stream.name)
+        await keepTime(of: stream, written: obj, at: path, in: m)
+        if keepsTimes(for: m), let modified = stream.modified { obj = KeptTime(modified: modified, size: obj.size).apply(to: obj) }
         return obj
     }
 }

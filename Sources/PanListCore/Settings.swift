@@ -13,6 +13,7 @@ public enum SettingKey {
     public static let imageTypes = "image_types"
     public static let proxyTypes = "proxy_types"
     public static let tokenExpiresIn = "token_expires_in"
+    public static let webdavRedirectAgents = "webdav_redirect_agents"
 }
 
 public enum DefaultSettings {
@@ -44,6 +45,7 @@ public enum DefaultSettings {
             SettingItem(key: "video_autoplay", value: "true", help: "Start video as soon as its preview opens (Alist's front end)." + alistOnly, type: "bool", group: preview),
             SettingItem(key: "hide_files", value: "/\\/README.md/i", help: "Regular expressions of names Alist's front end hides (one per line)." + alistOnly + " To hide names from everyone, use a folder rule.", type: "text", group: global),
             SettingItem(key: "package_download", value: "true", help: "Whether Alist's front end offers downloading a folder as one archive." + alistOnly, type: "bool", group: global),
+            SettingItem(key: SettingKey.webdavRedirectAgents, value: "rclone,Infuse,Kodi,VLC,Lavf,mpv,nPlayer,Mozilla,Wget", help: "WebDAV clients known to follow redirects (parts of their User-Agent, comma-separated): they get the storage's redirect (webdav_policy 302_redirect or use_proxy_url). Every other client gets the bytes streamed through PanList, because clients such as cadaver and many NAS backup tools save a redirect as an empty file. * redirects every client.", type: "text", group: global, flag: SettingItem.private),
             SettingItem(key: "search_index", value: "none", help: "The search index (search is not built yet).", type: "select", options: "none", group: global),
             SettingItem(key: SettingKey.signAll, value: "true", help: "Download links carry a sign (an HMAC of the path), so a link works without logging in and only for that file. Off: downloads need a login or the guest.", type: "bool", group: global, flag: SettingItem.private),
             SettingItem(key: SettingKey.linkExpiration, value: "0", help: "Hours a signed download link stays valid; 0 = no expiry.", type: "number", group: global, flag: SettingItem.private),

@@ -98,6 +98,7 @@ public enum Bootstrap {
             try await before?(store)
             let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: prepared.config.tempDir, state: store))
             fs.remote = RemoteProxy.Fetcher()
+            fs.keptTimes = store
             let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger)
             for record in try await store.storages() { fs.placeLoading(record) }
             state.dataFolderLock = lock

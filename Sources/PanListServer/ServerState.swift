@@ -164,6 +164,13 @@ public final class ServerState: Sendable {
         if move { try? await store.deleteDeadProperties(src) }
     }
 
+    /// Deletes `path` and what is kept by its path (WebDAV dead properties; the file system forgets kept
+    /// times itself), for every front end. Folder rules stay: they are the admin's, not the file's.
+    func remove(_ path: String) async throws {
+        try await fs.remove(path)
+        try? await store.deleteDeadProperties(path)
+    }
+
     // MARK: users
 
     func storedUser(named name: String) async throws -> StoredUser? {
@@ -322,6 +329,18 @@ public final class ServerState: Sendable {
             return set
         }
     }
+
+    /// `webdav_redirect_agents`, lower case.
+    var webdavRedirectAgents: [String] {
+        let raw = setting(SettingKey.webdavRedirectAgents) ?? ""
+        return parsedAgents.withLockedValue { cached in
+            if cached.raw == raw { return cached.list }
+            let list = raw.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            cached = (raw, list)
+            return list
+        }
+    }
+    private let parsedAgents = NIOLockedValueBox<(raw: String, list: [String])>(("\u{0}", []))
 
     /// When signs made now expire: `link_expiration` hours from now, or 0 (never).
     var signExpiry: Int64 {

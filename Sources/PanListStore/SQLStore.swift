@@ -123,6 +123,18 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("header_sub", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
                 .run()
         }),
+        (5, { db in
+            // Modification times PanList keeps for storages that cannot (KeptTime), by virtual path.
+            try await db.create(table: "kept_times").ifNotExists()
+                .column("path", type: .text, .primaryKey(autoIncrement: false))
+                .column("parent", type: .text, .notNull)
+                .column("modified_ms", type: .bigint, .notNull)
+                .column("size", type: .bigint, .notNull)
+                .column("md5", type: .text, .notNull, .default(""))
+                .column("sha1", type: .text, .notNull, .default(""))
+                .run()
+            try await db.create(index: "kept_times_parent").on("kept_times").column("parent").run()
+        }),
     ]
 
     public func migrate() async throws {
@@ -454,23 +466,85 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     public func copyDeadProperties(from: String, to: String) async throws {
-        struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
-        let rows = try await db.select().columns("path", "ns", "name", "value").from("dav_props")
-            .where { $0.where("path", .equal, from).orWhere("path", .like, Self.likePrefix(from)) }
-            .all(decoding: Row.self).filter { Self.isWithin($0.path, from) }
-        try await deleteDeadProperties(to)
-        for r in rows {
-            let row = Row(path: to + r.path.dropFirst(from.count), ns: r.ns, name: r.name, value: r.value)
-            try await db.insert(into: "dav_props").model(row)
-                .onConflict(with: ["path", "ns", "name"]) { try $0.set(excludedContentOf: row) }.run()
+        try await copyPathRows(DeadRow.self, table: "dav_props", conflict: ["path", "ns", "name"], from: from, to: to) { row, path in
+            row.path = path
         }
     }
 
     public func deleteDeadProperties(_ path: String) async throws {
-        let paths = try await db.select().distinct().column("path").from("dav_props")
+        try await deletePathRows(table: "dav_props", path)
+    }
+
+    struct DeadRow: Codable, Sendable { var path: String; var ns: String; var name: String; var value: String }
+
+    // MARK: kept modification times
+
+    struct KeptRow: Codable, Sendable {
+        var path: String
+        var parent: String
+        var modified_ms: Int64
+        var size: Int64
+        var md5: String
+        var sha1: String
+        var kept: KeptTime {
+            KeptTime(modified: Date(timeIntervalSince1970: Double(modified_ms) / 1000), size: size, md5: md5, sha1: sha1)
+        }
+    }
+
+    public func keptTimes(in folder: String) async throws -> [String: KeptTime] {
+        let rows = try await db.select().columns("*").from("kept_times").where("parent", .equal, folder).all(decoding: KeptRow.self)
+        return Dictionary(rows.map { (VirtualPath.base($0.path), $0.kept) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func keptTime(_ path: String) async throws -> KeptTime? {
+        try await db.select().columns("*").from("kept_times").where("path", .equal, path).first(decoding: KeptRow.self)?.kept
+    }
+
+    public func setKeptTime(_ path: String, _ time: KeptTime?) async throws {
+        guard let time else {
+            try await db.delete(from: "kept_times").where("path", .equal, path).run()
+            return
+        }
+        let row = KeptRow(path: path, parent: VirtualPath.parent(path), modified_ms: Int64((time.modified.timeIntervalSince1970 * 1000).rounded()),
+                          size: time.size, md5: time.md5, sha1: time.sha1)
+        try await db.insert(into: "kept_times").model(row).onConflict(with: ["path"]) { try $0.set(excludedContentOf: row) }.run()
+    }
+
+    public func copyKeptTimes(from: String, to: String) async throws {
+        try await copyPathRows(KeptRow.self, table: "kept_times", conflict: ["path"], from: from, to: to) { row, path in
+            row.path = path
+            row.parent = VirtualPath.parent(path)
+        }
+    }
+
+    public func deleteKeptTimes(_ path: String) async throws {
+        try await deletePathRows(table: "kept_times", path)
+    }
+
+    // MARK: rows kept by path (dead properties, kept times)
+
+    /// Copies the rows of `table` at `from` and below to the same places below `to` (replacing what was there).
+    func copyPathRows<Row: Codable & Sendable>(_ type: Row.Type, table: String, conflict: [String], from: String, to: String,
+                                               move: (inout Row, String) -> Void) async throws {
+        let rows = try await db.select().columns("*").from(table)
+            .where { $0.where("path", .equal, from).orWhere("path", .like, Self.likePrefix(from)) }
+            .all().compactMap { raw -> Row? in
+                guard let p = try? raw.decode(column: "path", as: String.self), Self.isWithin(p, from), var row = try? raw.decode(model: Row.self) else { return nil }
+                move(&row, to + p.dropFirst(from.count))
+                return row
+            }
+        try await deletePathRows(table: table, to)
+        for row in rows {
+            try await db.insert(into: table).model(row).onConflict(with: conflict) { try $0.set(excludedContentOf: row) }.run()
+        }
+    }
+
+    /// Deletes the rows of `table` at `path` and below.
+    func deletePathRows(table: String, _ path: String) async throws {
+        let paths = try await db.select().distinct().column("path").from(table)
             .where { $0.where("path", .equal, path).orWhere("path", .like, Self.likePrefix(path)) }
             .all(decodingColumn: "path", as: String.self).filter { Self.isWithin($0, path) }
-        for p in paths { try await db.delete(from: "dav_props").where("path", .equal, p).run() }
+        for p in paths { try await db.delete(from: table).where("path", .equal, p).run() }
     }
 
     /// `path/%` for LIKE. `_` and `%` in `path` are wildcards there, so callers filter with `isWithin`.

@@ -139,7 +139,7 @@ extension APIRoutes {
                 try VirtualPath.validateName(name)
                 let path = VirtualPath.join(dir, name)
                 try state.check(user, .remove, path, password: body.passwords?[name] ?? pw, ip: ctx.clientIP)
-                try await state.fs.remove(path)
+                try await state.remove(path)
             }
             return APIResponse.ok()
         }

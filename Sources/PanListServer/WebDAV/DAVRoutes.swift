@@ -26,6 +26,7 @@ extension HTTPField.Name {
     static let ifDAV = Self("If")!
     static let timeoutDAV = Self("Timeout")!
     static let ocMtime = Self("X-OC-Mtime")!
+    static let ocChecksum = Self("OC-Checksum")!
     static let msAuthorVia = Self("MS-Author-Via")!
 }
 
@@ -457,7 +458,13 @@ struct DAVRoutes: Sendable {
             var missing: [QName] = []
             var opened = false
             for q in names {
-                if let prop = LiveProperty(q), Self.applies(prop, o, page) {
+                if q == Self.ocChecksums {
+                    // ownCloud's checksums (rclone's owncloud/nextcloud vendors compare them): what is known.
+                    let value = Self.checksums(o)
+                    if value.isEmpty { missing.append(q); continue }
+                    if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
+                    out.element(q, "<x:checksum>" + value + "</x:checksum>")
+                } else if let prop = LiveProperty(q), Self.applies(prop, o, page) {
                     if !opened { out.raw("<D:propstat><D:prop>"); opened = true }
                     write(prop, o, p, page, &memo, into: &out)
                 } else if LiveProperty(q) == nil, let d = dead.first(where: { $0.ns == q.ns && $0.name == q.name }) {
@@ -475,6 +482,25 @@ struct DAVRoutes: Sendable {
             }
         }
         out.raw("</D:response>")
+    }
+
+    static let ownCloudNS = "http://owncloud.org/ns"
+    static let ocChecksums = QName(ns: ownCloudNS, name: "checksums")
+
+    /// `SHA1:<hex> MD5:<hex>` (ownCloud's form) with the hashes known for `o`; empty for folders and when none is.
+    static func checksums(_ o: Obj) -> String {
+        guard !o.isDir else { return "" }
+        var parts: [String] = []
+        if let sha1 = o.hashes["sha1"], sha1.count == 40 { parts.append("SHA1:" + sha1) }
+        if let md5 = o.hashes["md5"], md5.count == 32 { parts.append("MD5:" + md5) }
+        return parts.joined(separator: " ")
+    }
+
+    /// The time in a PROPPATCH of `lastmodified` (ownCloud's, which rclone sends): seconds since 1970, or an HTTP date.
+    static func modifiedTime(_ value: String) -> Date? {
+        let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        if let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds < 1e11 { return Date(timeIntervalSince1970: seconds) }
+        return HTTPDate.parse(text)
     }
 
     static func multistatus(_ xml: String) -> Response {
@@ -511,6 +537,21 @@ struct DAVRoutes: Sendable {
             var set: [DeadProperty] = [], remove: [(ns: String, name: String)] = []
             for op in ops {
                 switch op {
+                case .set(let p) where p.ns == "DAV:" && p.name == "lastmodified" && !obj.isDir:
+                    // The file's modification time (ownCloud's extension; rclone sets times this way).
+                    guard let date = Self.modifiedTime(p.value) else {
+                        results.append((QName(ns: p.ns, name: p.name), "HTTP/1.1 400 Bad Request"))
+                        continue
+                    }
+                    do {
+                        try await state.fs.setModified(path, to: date)
+                        results.append((QName(ns: p.ns, name: p.name), "HTTP/1.1 200 OK"))
+                    } catch {
+                        results.append((QName(ns: p.ns, name: p.name), "HTTP/1.1 \(FSError.from(error).davStatus.code) \(FSError.from(error).davStatus.reasonPhrase)"))
+                    }
+                case .set(let p) where QName(ns: p.ns, name: p.name) == Self.ocChecksums:
+                    // Checksums are the file's own (computed, or the cloud's): accepted, not stored.
+                    results.append((QName(ns: p.ns, name: p.name), "HTTP/1.1 200 OK"))
                 case .set(let p):
                     set.removeAll { $0.ns == p.ns && $0.name == p.name }
                     remove.removeAll { $0.ns == p.ns && $0.name == p.name }
@@ -543,7 +584,8 @@ struct DAVRoutes: Sendable {
             headers[.contentType] = "httpd/unix-directory"
             return Response(status: .ok, headers: headers)
         }
-        return try await Delivery(state: state).respond(req, path: path, entry: .webdav, clientIP: ctx.clientIP)
+        let follows = DeliveryPolicy.followsRedirects(userAgent: req.headers[.userAgent] ?? "", agents: state.webdavRedirectAgents)
+        return try await Delivery(state: state).respond(req, path: path, entry: .webdav(followsRedirects: follows), clientIP: ctx.clientIP)
     }
 
     func put(_ req: Request, user: User, path: String) async throws -> Response {
@@ -563,8 +605,21 @@ struct DAVRoutes: Sendable {
         var modified: Date?
         if let mtime = req.headers[.ocMtime].flatMap({ Double($0) }) { modified = Date(timeIntervalSince1970: mtime) }
         let size = req.headers[.contentLength].flatMap { Int64($0) }
+        // `OC-Checksum: SHA1:<hex>` (or MD5:): checked against the bytes, kept to be offered back.
+        var md5: String?, sha1: String?
+        if let declared = req.headers[.ocChecksum] {
+            for part in declared.split(separator: " ") {
+                let kv = part.split(separator: ":", maxSplits: 1).map(String.init)
+                guard kv.count == 2, kv[1].allSatisfy(\.isHexDigit) else { continue }
+                switch kv[0].uppercased() {
+                case "MD5" where kv[1].count == 32: md5 = kv[1].lowercased()
+                case "SHA1" where kv[1].count == 40: sha1 = kv[1].lowercased()
+                default: continue
+                }
+            }
+        }
         let stream = UploadStream(name: VirtualPath.base(path), size: size, modified: modified,
-                                  md5: nil, body: ByteStream(req.body))
+                                  md5: md5, sha1: sha1, body: ByteStream(req.body))
         let obj = try await state.fs.put(stream, into: parent)
         var headers = HTTPFields()
         headers[.eTag] = Self.etag(obj)
@@ -595,9 +650,8 @@ struct DAVRoutes: Sendable {
         try state.check(user, .remove, path, password: nil)
         let (obj, _) = try await state.fs.get(path)
         try checkLocks(req, user: user, path: path, obj: obj, deep: true)
-        try await state.fs.remove(path)
+        try await state.remove(path)
         locks.removeAll(below: path)
-        try? await state.store.deleteDeadProperties(path)
         return Response(status: .noContent)
     }
 

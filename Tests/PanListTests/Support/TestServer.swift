@@ -185,7 +185,7 @@ final class CountingDriver: Driver, @unchecked Sendable {
         make: { record, _ in
             if record.addition.contains("fail") { return FailingDriver() }
             let d = CountingDriver(delay: record.addition.contains("slowlist"))
-            d.initDelay = record.addition.contains("slowinit") ? .seconds(1) : .zero
+            d.initDelay = record.addition.contains("slowinit") ? .seconds(3) : .zero
             return d
         })
     let config = DriverConfig(name: "Counting", localSort: true)
