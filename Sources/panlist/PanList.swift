@@ -329,17 +329,17 @@ struct StorageCommand: AsyncParsableCommand {
         func run() async throws {
             let registry = makeRegistry()
             guard let factory = registry.factory(named: driver) else {
-                throw ValidationError("unknown driver '\(driver)'; known drivers: \(registry.names.joined(separator: ", "))")
+                throw CLIError("unknown driver '\(driver)'; known drivers: \(registry.names.joined(separator: ", "))")
             }
             do { try factory.validate(addition: addition, refuseUnknown: true) } catch {
-                throw ValidationError(error.message)
+                throw CLIError(error.message)
             }
             if let webdavPolicy, !["302_redirect", "use_proxy_url", "native_proxy"].contains(webdavPolicy) {
-                throw ValidationError("--webdav-policy must be 302_redirect, use_proxy_url or native_proxy")
+                throw CLIError("--webdav-policy must be 302_redirect, use_proxy_url or native_proxy")
             }
-            if let cacheExpiration, cacheExpiration < 0 { throw ValidationError("--cache-expiration cannot be negative") }
+            if let cacheExpiration, cacheExpiration < 0 { throw CLIError("--cache-expiration cannot be negative") }
             let mountPath: String
-            do { mountPath = try VirtualPath.normalize(mount) } catch { throw ValidationError("--mount: \(FSError.from(error).message)") }
+            do { mountPath = try VirtualPath.normalize(mount) } catch { throw CLIError("--mount: \(FSError.from(error).message)") }
             var record = StorageRecord(mountPath: mountPath, driver: driver, addition: addition)
             record.webProxy = webProxy ?? false
             record.webdavPolicy = webdavPolicy ?? (factory.config.onlyProxy ? "native_proxy" : "302_redirect")
