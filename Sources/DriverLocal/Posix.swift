@@ -33,6 +33,19 @@ enum Posix {
 
     static func isDirectory(_ path: String) -> Bool { stat(path)?.isDir ?? false }
 
+    /// What changes when a folder's entries change: its modification and change times (nanoseconds), inode and device.
+    struct Stamp: Equatable, Sendable {
+        var mtime: Int64, ctime: Int64, inode: UInt64, device: UInt64
+    }
+
+    static func stamp(_ path: String) -> Stamp? {
+        var st = Glibc.stat()
+        guard fstatat(AT_FDCWD, path, &st, 0) == 0 else { return nil }
+        return Stamp(mtime: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                     ctime: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec),
+                     inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
+    }
+
     /// True when something (a dangling link included) exists at `path`.
     static func exists(_ path: String) -> Bool {
         var st = Glibc.stat()

@@ -9,9 +9,23 @@ public struct Signer: Sendable {
     /// Signs already found valid (path and sign), so a link fetched again and again (a player's range
     /// requests, a busy `/d`) is not re-hashed each time. The expiry is still checked on every use.
     private let verified = NIOLockedValueBox<Set<String>>([])
+    /// Signs that never expire, by path: a listing of 10,000 files signs each of them, request after request.
+    private let made = NIOLockedValueBox<[String: String]>([:])
+    static let maxMade = 100_000
     public init(key: String) { self.key = SymmetricKey(data: Data(key.utf8)) }
 
     public func sign(path: String, expire: Int64) -> String {
+        guard expire == 0 else { return compute(path: path, expire: expire) }
+        if let hit = made.withLockedValue({ $0[path] }) { return hit }
+        let sign = compute(path: path, expire: 0)
+        made.withLockedValue { map in
+            if map.count >= Self.maxMade { map.removeAll(keepingCapacity: true) }
+            map[path] = sign
+        }
+        return sign
+    }
+
+    func compute(path: String, expire: Int64) -> String {
         var message = path + ":" + String(expire)
         let mac = message.withUTF8 { HMAC<SHA256>.authenticationCode(for: UnsafeRawBufferPointer($0), using: key) }
         return "\(Self.base64URL(Array(mac))):\(expire)"
@@ -47,7 +61,7 @@ public struct Signer: Sendable {
         if expire != 0 && Int64(now.timeIntervalSince1970) > expire { throw .unauthorized("sign expired") }
         let memo = path + "\u{0}" + sign
         if verified.withLockedValue({ $0.contains(memo) }) { return }
-        let expected = self.sign(path: path, expire: expire)
+        let expected = compute(path: path, expire: expire)
         // Constant-time comparison of the whole string.
         let a = Array(expected.utf8), b = Array(sign.utf8)
         var diff = a.count ^ b.count

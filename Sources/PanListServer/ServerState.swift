@@ -56,6 +56,8 @@ public final class ServerState: Sendable {
         let items = try await store.settings()
         settingsBox.withLockedValue { $0 = Dictionary(items.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a }) }
         signerBox.withLockedValue { $0 = Signer(key: setting(SettingKey.token) ?? "") }
+        let types = FileTypes(setting: setting)
+        fileTypesBox.withLockedValue { $0 = types }
     }
 
     func setting(_ key: String) -> String? { settingsBox.withLockedValue { $0[key]?.value } }
@@ -65,6 +67,10 @@ public final class ServerState: Sendable {
         try await store.saveSettings(items)
         try await reloadSettings()
     }
+
+    /// File type codes by extension (rebuilt when settings change).
+    var fileTypes: FileTypes { fileTypesBox.withLockedValue { $0 } }
+    private let fileTypesBox = NIOLockedValueBox<FileTypes>(FileTypes(setting: { _ in nil }))
 
     /// The link signer, keyed by the `token` setting (rebuilt when settings change).
     var signer: Signer { signerBox.withLockedValue { $0 } }

@@ -29,6 +29,22 @@ struct CutOffBody: AsyncSequence, Sendable {
 struct LocalDriverTests {
     func fs(_ root: String) async -> FileSystem { await makeFS([localRecord(1, "/", root)]) }
 
+    /// Listings are kept for a second, but a change of the folder's entries made outside PanList shows at
+    /// once (the folder's own times are checked on every listing); a change through PanList too.
+    @Test func keptListingsSeeChangesMadeOutside() async throws {
+        let root = TempDir()
+        defer { root.remove() }
+        let fs = await fs(root.path)
+        try root.write("d/a.txt", "a")
+        #expect(try await fs.list("/d").objects.map(\.name) == ["a.txt"])
+        try root.write("d/b.txt", "b")
+        #expect(try await fs.list("/d").objects.map(\.name) == ["a.txt", "b.txt"])
+        try FileManager.default.removeItem(atPath: root.file("d/a.txt"))
+        #expect(try await fs.list("/d").objects.map(\.name) == ["b.txt"])
+        try await upload(fs, "/d", "c.txt", "c")
+        #expect(try await fs.list("/d").objects.map(\.name) == ["b.txt", "c.txt"])
+    }
+
     @Test func writeOperationsWork() async throws {
         let root = TempDir()
         defer { root.remove() }

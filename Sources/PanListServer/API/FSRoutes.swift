@@ -37,31 +37,83 @@ struct BatchRequest: Decodable {
 }
 struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String?; var passwords: [String: String]? }
 
-struct ListJSON: Encodable {
-    var content: [ObjJSON]
+/// A listing's `data`, written by hand: `{content, total, readme, header, write, provider}`. Entries are
+/// written straight from the listing's objects; mount points and virtual folders carry `extras`.
+struct ListPage: JSONWritable {
+    var objects: ArraySlice<Obj>
+    var folder: String
     var total: Int
-    var readme = ""
-    var header = ""
+    var readme: String
+    var header: String
     var write: Bool
     var provider: String
+    /// Which files get a sign (by virtual path), the signer and the expiry of signs made now.
+    var signs: (String) -> Bool
+    var signer: Signer
+    var expire: Int64
+    var types: FileTypes
+    /// Mount points and virtual folders, by name.
+    var extras: [String: (mount: MountJSON, details: MountDetailsJSON?)]
+
+    var sizeHint: Int { objects.count * 300 + 256 }
+
+    func write(_ out: inout JSONOut) {
+        out.raw("{\"content\":[")
+        var memo = FileTypes.Memo(types)
+        var first = true
+        for o in objects {
+            if !first { out.raw(",") }
+            first = false
+            var sign = ""
+            if !o.isDir {
+                let p = VirtualPath.join(folder, o.name)
+                if signs(p) { sign = signer.sign(path: p, expire: expire) }
+            }
+            if o.isDir, let extra = extras[o.name] {
+                var e = ObjJSON(o, sign: sign, type: 1)
+                e.mount = extra.mount
+                e.mountDetails = extra.details
+                e.write(&out)
+            } else {
+                ObjJSON.write(o, sign: sign, type: memo.type(of: o), into: &out)
+            }
+        }
+        out.raw("],\"total\":"); out.int(total)
+        out.raw(",\"readme\":"); out.string(readme)
+        out.raw(",\"header\":"); out.string(header)
+        out.raw(",\"write\":"); out.bool(write)
+        out.raw(",\"provider\":"); out.string(provider)
+        out.raw("}")
+    }
 }
 
-struct GetJSON: Encodable {
+/// `fs/get`'s `data`: the object's fields with `raw_url`, `readme`, `header`, `provider` and `related`.
+struct GetPage: JSONWritable {
     var obj: ObjJSON
     var rawURL: String
     var readme = ""
     var header = ""
     var provider: String
     var related: [ObjJSON]
-    enum CodingKeys: String, CodingKey { case rawURL = "raw_url", readme, header, provider, related }
-    func encode(to encoder: any Encoder) throws {
-        try obj.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(rawURL, forKey: .rawURL)
-        try c.encode(readme, forKey: .readme)
-        try c.encode(header, forKey: .header)
-        try c.encode(provider, forKey: .provider)
-        try c.encode(related, forKey: .related)
+
+    var sizeHint: Int { 512 + related.count * 300 }
+
+    func write(_ out: inout JSONOut) {
+        var head = JSONOut(capacity: 512)
+        obj.write(&head)
+        // The object's fields, then ours in the same object.
+        head.buffer.moveWriterIndex(to: head.buffer.writerIndex - 1)
+        out.buffer.writeBuffer(&head.buffer)
+        out.raw(",\"raw_url\":"); out.string(rawURL)
+        out.raw(",\"readme\":"); out.string(readme)
+        out.raw(",\"header\":"); out.string(header)
+        out.raw(",\"provider\":"); out.string(provider)
+        out.raw(",\"related\":[")
+        for (i, r) in related.enumerated() {
+            if i > 0 { out.raw(",") }
+            r.write(&out)
+        }
+        out.raw("]}")
     }
 }
 
@@ -199,44 +251,38 @@ extension APIRoutes {
         try state.check(user, .read, path, password: pw, ip: ctx.clientIP)
         if body.refresh == true { try state.check(user, .refresh, path, password: pw) }
         let listing = try await state.fs.list(path, refresh: body.refresh == true)
-        let types = FileTypes(state)
         var objs = listing.objects
         if let visible = Access.visibility(user, in: path, rules: rules) { objs = objs.filter { visible($0.name) } }
         let total = objs.count
-        if let r = Paging.range(count: objs.count, page: body.page, perPage: body.perPage) { objs = Array(objs[r]) }
-        let signer = state.signer, expire = state.signExpiry
-        let signs = state.signRule(listing.storage)
-        var content = objs.map { o in
-            let p = VirtualPath.join(path, o.name)
-            return ObjJSON(o, sign: !o.isDir && signs(p) ? signer.sign(path: p, expire: expire) : "", types: types)
-        }
+        let page = Paging.range(count: objs.count, page: body.page, perPage: body.perPage).map { objs[$0] } ?? objs[...]
         // Mount points and virtual folders say so; working mount points show their space (fetched together,
         // cached, time-bounded).
         let fs = state.fs
+        var extras: [String: (mount: MountJSON, details: MountDetailsJSON?)] = [:]
         let mountPoints = Dictionary(fs.storages.filter { VirtualPath.parent($0.mountPath) == path && $0.mountPath != path }
                                         .map { (VirtualPath.base($0.mountPath), $0) }, uniquingKeysWith: { a, _ in a })
         if !mountPoints.isEmpty || !listing.virtualNames.isEmpty {
-            for i in content.indices where content[i].isDir {
-                if let m = mountPoints[content[i].name] { content[i].mount = MountJSON(m, admin: user.isAdmin) }
-                else if listing.virtualNames.contains(content[i].name) { content[i].mount = .virtualFolder }
+            for o in page where o.isDir {
+                if let m = mountPoints[o.name] { extras[o.name] = (MountJSON(m, admin: user.isAdmin), nil) }
+                else if listing.virtualNames.contains(o.name) { extras[o.name] = (.virtualFolder, nil) }
             }
-        }
-        let mounts = content.indices.filter { content[$0].isDir && mountPoints[content[$0].name]?.isWorking == true }
-        if !mounts.isEmpty {
-            let found = await withTaskGroup(of: (Int, MountDetailsJSON?).self) { group in
-                for i in mounts {
-                    let p = VirtualPath.join(path, content[i].name)
-                    group.addTask { (i, await MountDetailsJSON.of(fs, at: p)) }
+            let working = extras.keys.filter { mountPoints[$0]?.isWorking == true }
+            let found = await withTaskGroup(of: (String, MountDetailsJSON?).self) { group in
+                for name in working {
+                    let p = VirtualPath.join(path, name)
+                    group.addTask { (name, await MountDetailsJSON.of(fs, at: p)) }
                 }
-                var all: [(Int, MountDetailsJSON?)] = []
+                var all: [(String, MountDetailsJSON?)] = []
                 for await r in group { all.append(r) }
                 return all
             }
-            for (i, d) in found { content[i].mountDetails = d }
+            for (name, d) in found { extras[name]?.details = d }
         }
-        return APIResponse.ok(ListJSON(content: content, total: total, readme: rules.readme(for: path), header: rules.header(for: path),
-                                       write: Access.allows(user, .write, path, rules: rules, password: pw),
-                                       provider: listing.storage?.record.driver ?? "unknown"))
+        return APIResponse.ok(writing: ListPage(
+            objects: page, folder: path, total: total, readme: rules.readme(for: path), header: rules.header(for: path),
+            write: Access.allows(user, .write, path, rules: rules, password: pw), provider: listing.storage?.record.driver ?? "unknown",
+            signs: state.signRule(listing.storage), signer: state.signer, expire: state.signExpiry, types: state.fileTypes,
+            extras: extras))
     }
 
     func get(_ req: Request, _ ctx: AppContext) async throws -> Response {
@@ -245,7 +291,7 @@ extension APIRoutes {
         let rules = state.rules
         try state.check(user, .read, path, password: password(req, body.password), ip: ctx.clientIP)
         let (obj, storage) = try await state.fs.get(path)
-        let types = FileTypes(state)
+        let types = state.fileTypes
         let signs = state.signRequired(storage, path: path)
         var named = obj
         if path == "/" { named.name = "root" }
@@ -279,7 +325,7 @@ extension APIRoutes {
             if let m = state.fs.storage(anyStateAt: path) { objJSON.mount = MountJSON(m, admin: user.isAdmin) }
             else if storage == nil && path != "/" { objJSON.mount = .virtualFolder }
         }
-        return APIResponse.ok(GetJSON(obj: objJSON, rawURL: rawURL, readme: rules.readme(for: path), header: rules.header(for: path),
+        return APIResponse.ok(writing: GetPage(obj: objJSON, rawURL: rawURL, readme: rules.readme(for: path), header: rules.header(for: path),
                                       provider: storage?.record.driver ?? "unknown", related: related))
     }
 

@@ -28,13 +28,13 @@ enum TimeFormat {
     }
 }
 
-/// Alist's file type codes, decided by extension lists in the settings.
-struct FileTypes {
+/// Alist's file type codes, decided by extension lists in the settings (built when settings change).
+struct FileTypes: Sendable {
     let video: Set<String>, audio: Set<String>, text: Set<String>, image: Set<String>
 
-    init(_ state: ServerState) {
+    init(setting: (String) -> String?) {
         func set(_ key: String) -> Set<String> {
-            Set((state.setting(key) ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+            Set((setting(key) ?? "").lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         }
         video = set(SettingKey.videoTypes); audio = set(SettingKey.audioTypes)
         text = set(SettingKey.textTypes); image = set(SettingKey.imageTypes)
@@ -43,17 +43,39 @@ struct FileTypes {
     func type(of obj: Obj) -> Int {
         if obj.isDir { return 1 }
         guard let dot = obj.name.lastIndex(of: ".") else { return 0 }
-        let ext = obj.name[obj.name.index(after: dot)...].lowercased()
+        return type(ext: obj.name[obj.name.index(after: dot)...].lowercased())
+    }
+
+    func type(ext: String) -> Int {
         if video.contains(ext) { return 2 }
         if audio.contains(ext) { return 3 }
         if text.contains(ext) { return 4 }
         if image.contains(ext) { return 5 }
         return 0
     }
+
+    /// `type(of:)` for many entries: the previous entry's extension and type are remembered (a folder's
+    /// files mostly share a few extensions).
+    struct Memo {
+        let types: FileTypes
+        private var ext: Substring = "", last = 0, valid = false
+        init(_ types: FileTypes) { self.types = types }
+
+        mutating func type(of obj: Obj) -> Int {
+            if obj.isDir { return 1 }
+            guard let dot = obj.name.utf8.lastIndex(of: UInt8(ascii: ".")) else { return 0 }
+            let e = obj.name[obj.name.index(after: dot)...]
+            if valid, e.utf8.elementsEqual(ext.utf8) { return last }
+            ext = e
+            last = types.type(ext: e.lowercased())
+            valid = true
+            return last
+        }
+    }
 }
 
-/// An object as Alist's API shows it.
-struct ObjJSON: Encodable {
+/// An object as Alist's API shows it, written by hand (`write`): listings of 10,000 entries are hot.
+struct ObjJSON {
     var name: String
     var size: Int64
     var isDir: Bool
@@ -69,59 +91,60 @@ struct ObjJSON: Encodable {
     /// deleting such a folder is refused, so the UI does not offer it).
     var mount: MountJSON?
 
-    init(_ obj: Obj, sign: String, types: FileTypes) {
+    init(_ obj: Obj, sign: String, type: Int) {
         name = obj.name; size = obj.size; isDir = obj.isDir; modified = obj.modified; created = obj.created
-        self.sign = sign; thumb = obj.thumb; type = types.type(of: obj); hashes = obj.hashes
+        self.sign = sign; thumb = obj.thumb; self.type = type; hashes = obj.hashes
     }
 
-    enum CodingKeys: String, CodingKey {
-        case name, size, modified, created, sign, thumb, type, hashinfo
-        case isDir = "is_dir", hashInfo = "hash_info", mountDetails = "mount_details", mount
+    init(_ obj: Obj, sign: String, types: FileTypes) {
+        self.init(obj, sign: sign, type: types.type(of: obj))
     }
 
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(size, forKey: .size)
-        try c.encode(isDir, forKey: .isDir)
-        try c.encode(TimeFormat.rfc3339(modified), forKey: .modified)
-        try c.encode(TimeFormat.rfc3339(created), forKey: .created)
-        try c.encode(sign, forKey: .sign)
-        try c.encode(thumb, forKey: .thumb)
-        try c.encode(type, forKey: .type)
+    /// `{"name":…,"size":…,"is_dir":…,"modified":…,"created":…,"sign":…,"thumb":…,"type":…,"hashinfo":…,"hash_info":…}`
+    /// plus `mount_details` and `mount` when set. Without hashes `hashinfo` is the string "null" and
+    /// `hash_info` null, as Alist sends them.
+    func write(_ out: inout JSONOut) {
+        Self.write(name: name, size: size, isDir: isDir, modified: modified, created: created, sign: sign, thumb: thumb,
+                   type: type, hashes: hashes, into: &out, close: false)
+        if let mountDetails { out.raw(",\"mount_details\":"); out.encoded(mountDetails) }
+        if let mount { out.raw(",\"mount\":"); out.encoded(mount) }
+        out.raw("}")
+    }
+
+    /// One object, straight from an `Obj` (no `ObjJSON` value in between; the listing's loop).
+    static func write(_ o: Obj, sign: String, type: Int, into out: inout JSONOut) {
+        write(name: o.name, size: o.size, isDir: o.isDir, modified: o.modified, created: o.created, sign: sign, thumb: o.thumb,
+              type: type, hashes: o.hashes, into: &out, close: true)
+    }
+
+    private static func write(name: String, size: Int64, isDir: Bool, modified: Date, created: Date, sign: String, thumb: String,
+                              type: Int, hashes: [String: String], into out: inout JSONOut, close: Bool) {
+        out.raw("{\"name\":"); out.string(name)
+        out.raw(",\"size\":"); out.int(size)
+        out.raw(",\"is_dir\":"); out.bool(isDir)
+        out.raw(",\"modified\":"); out.time(modified)
+        out.raw(",\"created\":"); out.time(created)
+        out.raw(",\"sign\":"); out.string(sign)
+        out.raw(",\"thumb\":"); out.string(thumb)
+        out.raw(",\"type\":"); out.int(type)
         if hashes.isEmpty {
-            try c.encode("null", forKey: .hashinfo)
-            try c.encodeNil(forKey: .hashInfo)
+            out.raw(",\"hashinfo\":\"null\",\"hash_info\":null")
         } else {
-            let text = (try? String(decoding: JSONEncoder().encode(hashes), as: UTF8.self)) ?? "null"
-            try c.encode(text, forKey: .hashinfo)
-            try c.encode(hashes, forKey: .hashInfo)
+            var inner = JSONOut(capacity: 96)
+            writeHashes(hashes, &inner)
+            out.raw(",\"hashinfo\":"); out.string(String(buffer: inner.buffer))
+            out.raw(",\"hash_info\":"); writeHashes(hashes, &out)
         }
-        try c.encodeIfPresent(mountDetails, forKey: .mountDetails)
-        try c.encodeIfPresent(mount, forKey: .mount)
-    }
-}
-
-/// `{driver, status, working, virtual}` of a mount point: `status` is `work`, `loading`, `disabled` or, for
-/// a storage that failed, its error (for admins; others see "unavailable"). A virtual folder (one that exists
-/// only because a storage is mounted deeper) has `virtual: true` and no driver.
-struct MountJSON: Encodable {
-    var driver = ""
-    var status = ""
-    var working = true
-    var virtual = false
-
-    static let virtualFolder = MountJSON(virtual: true)
-
-    init(driver: String = "", status: String = "", working: Bool = true, virtual: Bool = false) {
-        self.driver = driver; self.status = status; self.working = working; self.virtual = virtual
+        if close { out.raw("}") }
     }
 
-    init(_ m: MountedStorage, admin: Bool) {
-        driver = m.record.driver
-        working = m.isWorking
-        let s = m.record.status
-        status = working || admin || s == StorageStatus.loading ? s : "unavailable"
+    private static func writeHashes(_ hashes: [String: String], _ out: inout JSONOut) {
+        out.raw("{")
+        for (i, key) in hashes.keys.sorted().enumerated() {
+            if i > 0 { out.raw(",") }
+            out.string(key); out.raw(":"); out.string(hashes[key] ?? "")
+        }
+        out.raw("}")
     }
 }
 
@@ -144,5 +167,28 @@ struct MountDetailsJSON: Encodable {
     static func of(_ fs: FileSystem, at path: String) async -> MountDetailsJSON? {
         guard let m = fs.storage(mountedAt: path), let d = await m.details() else { return nil }
         return MountDetailsJSON(details: d, driverName: m.record.driver)
+    }
+}
+
+/// `{driver, status, working, virtual}` of a mount point: `status` is `work`, `loading`, `disabled` or, for
+/// a storage that failed, its error (for admins; others see "unavailable"). A virtual folder (one that exists
+/// only because a storage is mounted deeper) has `virtual: true` and no driver.
+struct MountJSON: Encodable, Sendable {
+    var driver = ""
+    var status = ""
+    var working = true
+    var virtual = false
+
+    static let virtualFolder = MountJSON(virtual: true)
+
+    init(driver: String = "", status: String = "", working: Bool = true, virtual: Bool = false) {
+        self.driver = driver; self.status = status; self.working = working; self.virtual = virtual
+    }
+
+    init(_ m: MountedStorage, admin: Bool) {
+        driver = m.record.driver
+        working = m.isWorking
+        let s = m.record.status
+        status = working || admin || s == StorageStatus.loading ? s : "unavailable"
     }
 }
