@@ -8,7 +8,7 @@ import { confirmDialog } from './dialogs.js';
 export function managePage({ title, addId, addText, onAdd, note = '', tableId, headers, rows, empty }) {
   const tbody = h('tbody', {}, ...rows);
   if (!rows.length) tbody.append(h('tr', {}, h('td', { colspan: headers.length, class: 'muted', text: empty })));
-  clear($('#manage-body')).append(
+  clear($('#manage-body'),
     h('div', { class: 'manage-head' },
       h('h1', { text: title }),
       h('button', { type: 'button', id: addId, class: 'primary', text: addText, onclick: onAdd })),
