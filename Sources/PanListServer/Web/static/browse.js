@@ -362,8 +362,9 @@ const fixedSelected = () => [...view.selected].filter(n => { const i = view.byNa
 /** A storage's space: "1.2 GiB free of 5 TiB" with a small bar. */
 function space(d) {
   const total = d.total_space || 0, used = d.used_space || Math.max(0, total - (d.free_space || 0));
-  const wrap = h('span', { class: 'size space', title: `${d.driver_name || ''} · used ${formatSize(used)}` },
-    total ? `${formatSize(d.free_space || 0)} free of ${formatSize(total)}` : '');
+  const title = [d.driver_name, `${formatSize(used)} used`, total ? `${formatSize(d.free_space || 0)} free of ${formatSize(total)}` : ''];
+  const wrap = h('span', { class: 'size space', title: title.filter(Boolean).join(' · ') },
+    total ? h('span', {}, `${formatSize(d.free_space || 0)} free`, h('span', { class: 'of', text: ` of ${formatSize(total)}` })) : null);
   if (total) {
     const fill = h('span', { class: 'fill' });
     fill.style.width = Math.min(100, Math.round((used / total) * 100)) + '%';

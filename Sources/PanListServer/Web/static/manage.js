@@ -105,7 +105,7 @@ const LABELS = {
 const OPTION_WORDS = {
   webdav_policy: { '302_redirect': 'Redirect to the cloud (302)', use_proxy_url: 'Through the download proxy URL', native_proxy: 'Stream through PanList' },
   order_by: { '': 'As the storage lists them', name: 'Name', size: 'Size', modified: 'Modified' },
-  order_direction: { '': 'Ascending (default)', asc: 'Ascending', desc: 'Descending' },
+  order_direction: { '': 'Default', asc: 'Ascending', desc: 'Descending' },
   extract_folder: { '': 'Mixed with files', front: 'Before files', back: 'After files' },
 };
 const optionWords = (name, v) => (OPTION_WORDS[name] && OPTION_WORDS[name][v]) || (v === '' ? '—' : pretty(v));
@@ -272,7 +272,7 @@ async function renderSettings(mine) {
   const alist = items.filter(alistOnly);
   if (alist.length) {
     form.append(h('details', { class: 'advanced' }, h('summary', { text: `Kept for Alist clients (${alist.length})` }),
-      h('p', { class: 'muted small', text: 'Alist\'s own front end and clients read these; this UI does not.' }), section('Alist', alist)));
+      h('p', { class: 'muted small', text: 'Alist\'s front end and clients read these settings.' }), section('Alist', alist)));
   }
   form.append(h('div', { class: 'form-buttons' },
     h('button', { type: 'button', id: 'reset-token', text: 'Reset admin token…', onclick: resetToken }),
