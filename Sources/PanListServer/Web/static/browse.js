@@ -28,6 +28,8 @@ const view = {
   rendered: 0,          // how many of `shown` are in the DOM
   selected: new Set(),  // selected names
   write: false,
+  error: '',            // why the current folder could not be listed ('' when it was)
+  relists: 0,           // quiet re-lists while a storage in the folder is still loading
   seq: 0,               // guards against answers of an older request
   pendingPreview: null, // file to preview once its folder is listed (URL of a file)
   mode: stored('panlist.view', 'list') === 'grid' ? 'grid' : 'list',
@@ -65,7 +67,7 @@ export function initBrowse() {
   $('#listing').addEventListener('click', onListingClick);
   $('#listing').addEventListener('dblclick', (e) => {
     const row = e.target.closest('.entry');
-    if (row && !e.target.closest('a, button, input')) open(view.byName.get(row.dataset.name));
+    if (row && !e.target.closest('a, button, input, label')) open(view.byName.get(row.dataset.name));
   });
   $('#listing').addEventListener('change', (e) => {
     if (!e.target.matches('input.select')) return;
@@ -107,6 +109,7 @@ async function load(path, { refresh = false, quiet = false } = {}) {
   if (changed) {
     // Another folder: drop the old rows at once, so nothing stale can be clicked while loading.
     view.loaded = false;
+    view.error = '';
     view.items = []; view.byName = new Map();
     $('#readme').hidden = true;
     $('#folder-header').hidden = true;
@@ -128,10 +131,7 @@ async function load(path, { refresh = false, quiet = false } = {}) {
         okText: 'Open', secret: true });
       if (mine !== view.seq) return;
       if (pw !== null) { rememberPassword(path, pw); return load(path, { refresh }); }
-      view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
-      applyView();
-      showError('This folder needs its password.');
-      return;
+      return showLoadError('This folder needs its password.');
     }
     if (e.code === 400 && /not a folder/i.test(e.message) && path !== '/') {
       // The URL names a file: show its folder and preview the file.
@@ -139,17 +139,12 @@ async function load(path, { refresh = false, quiet = false } = {}) {
       navigate(parentPath(path), { replace: true });
       return;
     }
-    view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
-    applyView();
-    $('#readme').hidden = true;
-    $('#folder-header').hidden = true;
-    $('#status-line').textContent = '';
-    showError(e.message);
-    return;
+    return showLoadError(e.message);
   }
   if (mine !== view.seq) return;
   clearError();
   view.loaded = true;
+  view.error = '';
   view.items = data.content || [];
   for (const it of view.items) it._time = Date.parse(it.modified) || 0;
   view.byName = new Map(view.items.map(i => [i.name, i]));
@@ -159,11 +154,26 @@ async function load(path, { refresh = false, quiet = false } = {}) {
   for (const n of [...view.selected]) if (!view.byName.has(n)) view.selected.delete(n);
   applyView();
   loadReadme(mine);
+  // A storage still starting: list again shortly (a few times), so its badge turns into its real state.
+  view.relists = changed ? 0 : view.relists + 1;
+  if (view.items.some(i => i.mount && i.mount.status === 'loading') && view.relists < 10) {
+    setTimeout(() => { if (mine === view.seq && view.active) load(path, { quiet: true }); }, 1500);
+  }
   if (view.pendingPreview) {
     const item = view.byName.get(view.pendingPreview);
     view.pendingPreview = null;
     if (item && !item.is_dir) openPreview(item, view.path, view.shown);
   }
+}
+
+/** The folder could not be listed: an error state (with a way back) replaces the listing. */
+function showLoadError(message) {
+  view.items = []; view.byName = new Map(); view.write = false; view.loaded = true;
+  view.error = message || 'The folder could not be listed.';
+  view.selected.clear();
+  $('#readme').hidden = true;
+  $('#folder-header').hidden = true;
+  applyView();
 }
 
 function renderBreadcrumbs(path) {
@@ -218,14 +228,31 @@ function applyView() {
   view.shown = sortedItems();
   view.rendered = 0;
   const box = clear($('#listing'));
-  box.className = view.mode;
+  box.className = view.mode + (view.error ? ' failed' : '');
+  $('#browse-view').classList.toggle('failed', !!view.error);   // no filter or sorting for an error
+  // Every row has the same action column (as wide as a file's buttons), so the columns line up.
+  box.style.setProperty('--actions', String(2 + [PERM.rename, PERM.move, PERM.copy, PERM.remove].filter(can).length));
+  if (view.error) {
+    const up = view.path === '/' ? null : parentPath(view.path);
+    box.append(h('div', { class: 'load-error', role: 'alert', dataset: { testid: 'load-error' } },
+      h('h2', { text: 'This folder could not be opened' }),
+      h('p', { text: view.error }),
+      h('div', { class: 'form-buttons' },
+        up === null ? null : internalLink(h('a', { class: 'button primary', href: encodePath(up), dataset: { path: up, testid: 'go-parent' },
+          text: 'Go to ' + (up === '/' ? 'Home' : baseName(up)) })),
+        h('button', { type: 'button', text: 'Try again', onclick: () => load(view.path) }))));
+    $('#more').hidden = true;
+    $('#status-line').textContent = '';
+    updateBatch();
+    return;
+  }
   if (view.mode === 'list' && view.shown.length) {
     const col = (key, label) => h('button', {
       type: 'button', class: 'col-' + key + (view.sortKey === key ? ' sorted' : ''), dataset: { sort: key },
       text: label + (view.sortKey === key ? (view.sortDir === 'asc' ? ' ↑' : ' ↓') : ''),
     });
     box.append(h('div', { class: 'list-head', role: 'presentation' },
-      h('span'), h('span'), col('name', 'Name'), col('size', 'Size'), col('modified', 'Modified'), h('span')));
+      h('span', { class: 'pick' }), h('span'), col('name', 'Name'), col('size', 'Size'), col('modified', 'Modified'), h('span', { class: 'actions' })));
   }
   box.append(h('div', { id: 'entries', class: 'entries' }));
   if (view.loaded && !view.shown.length) {
@@ -265,21 +292,30 @@ function makeEntry(item) {
   const path = joinPath(view.path, item.name);
   const kind = kindOf(item);
   const sel = view.selected.has(item.name);
+  const mount = isDir ? mountState(item.mount) : null;
   const row = h('div', { class: 'entry' + (sel ? ' selected' : ''), dataset: { testid: 'entry', name: item.name, type: isDir ? 'folder' : 'file', kind } });
-  const check = h('input', { type: 'checkbox', class: 'select', checked: sel, dataset: { testid: 'select' }, 'aria-label': 'Select ' + item.name });
-  const name = h('a', { class: 'name', href: encodePath(path), title: item.name, dataset: { testid: 'entry-name', action: 'open' }, text: item.name });
+  if (mount) row.dataset.mount = mount.state;
+  const check = h('label', { class: 'pick' },
+    h('input', { type: 'checkbox', class: 'select', checked: sel, dataset: { testid: 'select' }, 'aria-label': 'Select ' + item.name }));
+  const name = h('a', { class: 'name', href: encodePath(path), title: mount && mount.title ? `${item.name}: ${mount.title}` : item.name,
+    dataset: { testid: 'entry-name', action: 'open' }, text: item.name });
 
   let kindIcon;
   const thumb = thumbUrl(item, path, kind);
   if (view.mode === 'grid' && thumb) {
     kindIcon = h('span', { class: 'thumb', dataset: { action: 'open' } },
       h('img', { src: thumb, alt: '', loading: 'lazy', decoding: 'async', referrerpolicy: 'no-referrer' }));
+  } else if (mount && mount.state !== 'virtual') {
+    kindIcon = h('span', { class: `icon k-storage state-${mount.state}`, dataset: { action: 'open' }, title: mount.title || false, 'aria-hidden': 'true' }, icon('storage'));
   } else {
     kindIcon = h('span', { class: 'icon k-' + kind, dataset: { action: 'open' }, 'aria-hidden': 'true' }, icon(ICONS[kind] || 'file'));
   }
 
   let size;
-  if (isDir && item.mount_details) size = space(item.mount_details);
+  if (mount && mount.label) {
+    size = h('span', { class: 'size' }, h('span', { class: 'mount-status state-' + mount.state, title: mount.title || false,
+      dataset: { testid: 'mount-status' }, text: mount.label }));
+  } else if (isDir && item.mount_details) size = space(item.mount_details);
   else size = h('span', { class: 'size', text: isDir ? '' : formatSize(item.size) });
   const date = h('span', { class: 'date', text: formatDate(item.modified) });
 
@@ -290,21 +326,45 @@ function makeEntry(item) {
         dataset: { testid: 'download', action: 'download' }, title: 'Download', 'aria-label': 'Download ' + item.name }, icon('download')),
       actionButton('copy-link', 'Copy link', item.name));
   }
-  if (can(PERM.rename)) actions.append(actionButton('rename', 'Rename', item.name));
-  if (can(PERM.move)) actions.append(actionButton('move', 'Move', item.name));
+  // A storage's mount point, and a folder that exists only because a storage is mounted below it, stay
+  // where they are: the server refuses to rename, move or delete them (Manage → Storages changes them).
+  if (can(PERM.rename) && !mount) actions.append(actionButton('rename', 'Rename', item.name));
+  if (can(PERM.move) && !mount) actions.append(actionButton('move', 'Move', item.name));
   if (can(PERM.copy)) actions.append(actionButton('copy', 'Copy', item.name));
-  if (can(PERM.remove)) actions.append(actionButton('delete', 'Delete', item.name));
+  if (can(PERM.remove) && !mount) actions.append(actionButton('delete', 'Delete', item.name));
 
   if (view.mode === 'grid') row.append(check, kindIcon, name, h('span', { class: 'meta' }, size), actions);
   else row.append(check, kindIcon, name, size, date, actions);
   return row;
 }
 
-/** A storage's space: "1.2 GB free of 5 TB" with a small bar. */
+/**
+ * How a folder's `mount` (fs/list) is shown: null for an ordinary folder; else `state` (ok, loading, off,
+ * bad or virtual), a short `label` for the size column (none when it works) and a `title` (the error, for admins).
+ */
+function mountState(m) {
+  if (!m) return null;
+  if (m.virtual) return { state: 'virtual', label: '', title: 'Holds mounted storages' };
+  const driver = m.driver ? m.driver + ' storage' : 'Storage';
+  switch (m.status) {
+    case 'work': return { state: 'ok', label: '', title: driver };
+    case 'loading': return { state: 'loading', label: 'Loading…', title: `${driver}: still starting` };
+    case 'disabled': return { state: 'off', label: 'Disabled', title: `${driver}: disabled in Manage → Storages` };
+    case 'unavailable': return { state: 'bad', label: 'Unavailable', title: `${driver}: not working at the moment` };
+    default: return m.working ? { state: 'ok', label: '', title: driver }
+      : { state: 'bad', label: 'Not working', title: `${driver} not working: ${m.status || 'unknown error'}` };
+  }
+}
+
+/** Entries of the selection that stay where they are (mount points and the folders above them). */
+const fixedSelected = () => [...view.selected].filter(n => { const i = view.byName.get(n); return i && i.is_dir && i.mount; });
+
+/** A storage's space: "1.2 GiB free of 5 TiB" with a small bar. */
 function space(d) {
   const total = d.total_space || 0, used = d.used_space || Math.max(0, total - (d.free_space || 0));
-  const wrap = h('span', { class: 'size space', title: `${d.driver_name || ''} · used ${formatSize(used)}` },
-    total ? `${formatSize(d.free_space || 0)} free of ${formatSize(total)}` : '');
+  const title = [d.driver_name, `${formatSize(used)} used`, total ? `${formatSize(d.free_space || 0)} free of ${formatSize(total)}` : ''];
+  const wrap = h('span', { class: 'size space', title: title.filter(Boolean).join(' · ') },
+    total ? h('span', {}, `${formatSize(d.free_space || 0)} free`, h('span', { class: 'of', text: ` of ${formatSize(total)}` })) : null);
   if (total) {
     const fill = h('span', { class: 'fill' });
     fill.style.width = Math.min(100, Math.round((used / total) * 100)) + '%';
@@ -336,12 +396,19 @@ function syncChecks() {
 
 function updateBatch() {
   const n = view.selected.size;
-  $('#batch-bar').hidden = !view.items.length;
+  $('#batch-bar').hidden = !view.items.length || !!view.error;
   $('#batch-count').textContent = n ? `${n} selected` : '';
   for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-clear']) $(id).hidden = n === 0;
   $('#batch-move').hidden ||= !can(PERM.move);
   $('#batch-copy').hidden ||= !can(PERM.copy);
   $('#batch-delete').hidden ||= !can(PERM.remove);
+  // A selection holding a mount point cannot be moved or deleted: say so instead of offering it.
+  const fixed = fixedSelected();
+  const why = !fixed.length ? '' : `Move and delete are off: “${fixed[0]}”` +
+    (fixed.length > 1 ? ` and ${fixed.length - 1} more are storages` : ' is a storage') + ', not an ordinary folder.';
+  for (const id of ['#batch-move', '#batch-delete']) { $(id).disabled = !!why; $(id).title = why; }
+  $('#batch-note').textContent = why;
+  $('#batch-note').hidden = !why;
   const all = $('#select-all');
   all.checked = n > 0 && n >= view.shown.length;
   all.indeterminate = n > 0 && n < view.shown.length;

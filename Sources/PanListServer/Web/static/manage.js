@@ -6,7 +6,8 @@ import { $, h, clear, formatSize, showError, clearError, toast } from './util.js
 import { confirmDialog, showText } from './dialogs.js';
 import { renderUsers } from './users.js';
 import { renderRules } from './rules.js';
-import { managePage, rowButton as btn, adminAction } from './forms.js';
+import { managePage, rowButton as btn, adminAction, formField, pretty, isSecret, showFieldError, clearFormErrors, showFormError,
+         checkRequired, placeError } from './forms.js';
 
 let onSettingsSaved = () => {};
 let seq = 0;
@@ -35,7 +36,7 @@ export async function showManage(page) {
     $('#tab-' + p).toggleAttribute('aria-current', p === page);
   }
   document.title = PAGES[page][0] + ' – Manage';
-  clear($('#manage-body')).append(h('p', { class: 'muted', text: 'Loading…' }));
+  clear($('#manage-body'), h('p', { class: 'muted', text: 'Loading…' }));
   try {
     await PAGES[page][1](mine);
   } catch (e) {
@@ -43,25 +44,29 @@ export async function showManage(page) {
   }
 }
 
-const pretty = (name) => name.replace(/_/g, ' ').replace(/^./, c => c.toUpperCase());
-const isSecret = (name) => /secret|password|private_?key|token/i.test(name);
-
 // ---------------------------------------------------------------------------------------------
 // Storages
 
-async function renderStorages(mine) {
+const STATUS_WORDS = { work: 'Working', loading: 'Loading…', disabled: 'Disabled' };
+
+async function renderStorages(mine, relists = 0) {
   const data = await apiGet('/admin/storage/list');
   if (mine !== seq) return;
+  const storages = data.content || [];
   managePage({
     title: 'Storages', addId: 'storage-add', addText: 'Add storage', onAdd: () => openStorageForm(null),
     tableId: 'storage-table', headers: ['Mount path', 'Driver', 'Status', 'Space', 'Order', ''],
-    rows: (data.content || []).map(storageRow), empty: 'No storage yet. Add one to see files.',
+    rows: storages.map(storageRow), empty: 'No storage yet. Add one to see files.',
   });
+  // Storages start in the background: look again shortly while one is still loading.
+  if (storages.some(s => s.status === 'loading') && relists < 10) {
+    setTimeout(() => { if (mine === seq) renderStorages(mine, relists + 1).catch(() => {}); }, 1500);
+  }
 }
 
 function storageRow(s) {
-  const ok = s.status === 'work';
-  const status = h('span', { class: 'status ' + (ok ? 'ok' : s.disabled ? 'off' : 'bad'), text: s.status || (s.disabled ? 'disabled' : '') });
+  const cls = s.status === 'work' ? 'ok' : s.status === 'loading' || s.disabled ? 'off' : 'bad';
+  const status = h('span', { class: 'status ' + cls, text: STATUS_WORDS[s.status] || s.status || (s.disabled ? 'Disabled' : 'Unknown') });
   let space = '';
   const d = s.mount_details;
   if (d && d.total_space) space = `${formatSize(d.used_space || 0)} used, ${formatSize(d.free_space || 0)} free of ${formatSize(d.total_space)}`;
@@ -90,50 +95,45 @@ function deleteStorage(s) {
     done: 'Storage deleted', page: 'storages' });
 }
 
-/** Builds one form field for a driver item; `value` is the current value (string, number or bool). */
-function field(item, value) {
-  const id = 'field-' + item.name;
-  const attrs = { id, name: item.name, dataset: { kind: item.type } };
-  let input;
-  switch (item.type) {
-    case 'bool':
-      input = h('input', { ...attrs, type: 'checkbox', checked: value === true || value === 'true' });
-      break;
-    case 'number':
-      input = h('input', { ...attrs, type: 'number', step: 'any', value: value ?? '' });
-      break;
-    case 'select': {
-      const opts = String(item.options || '').split(',').map(o => o.trim()).filter(Boolean);
-      const v = String(value ?? '');
-      if (!item.required || v === '') opts.unshift('');
-      if (!opts.includes(v)) opts.push(v);
-      input = h('select', attrs, ...opts.map(o => h('option', { value: o, text: o === '' ? '—' : o })));
-      input.value = v;
-      break;
-    }
-    case 'text':
-      input = h('textarea', { ...attrs, rows: 2, value: String(value ?? '') });
-      break;
-    default:
-      input = h('input', { ...attrs, type: isSecret(item.name) ? 'password' : 'text', autocomplete: 'off', value: String(value ?? '') });
+// The storage form. Labels and option words for the common items (the API keeps the raw names and values;
+// a driver's own items keep their names, which its help and the server's messages use).
+const LABELS = {
+  mount_path: 'Mount path', order: 'Order', remark: 'Remark', cache_expiration: 'Cache expiration (minutes)',
+  web_proxy: 'Stream web downloads through PanList', webdav_policy: 'WebDAV downloads', down_proxy_url: 'Download proxy URL',
+  order_by: 'Sort by', order_direction: 'Sort direction', extract_folder: 'Folders', enable_sign: 'Require signed links',
+};
+const OPTION_WORDS = {
+  webdav_policy: { '302_redirect': 'Redirect to the cloud (302)', use_proxy_url: 'Through the download proxy URL', native_proxy: 'Stream through PanList' },
+  order_by: { '': 'As the storage lists them', name: 'Name', size: 'Size', modified: 'Modified' },
+  order_direction: { '': 'Default', asc: 'Ascending', desc: 'Descending' },
+  extract_folder: { '': 'Mixed with files', front: 'Before files', back: 'After files' },
+};
+const optionWords = (name, v) => (OPTION_WORDS[name] && OPTION_WORDS[name][v]) || (v === '' ? '—' : pretty(v));
+
+/** The formField spec of a driver item; `help` is left out when an earlier field of the form showed the same text. */
+function itemField(item, value, shownHelp) {
+  const help = item.help && !shownHelp.has(item.help) ? item.help : '';
+  if (help) shownHelp.add(help);
+  const type = item.type === 'string' && isSecret(item.name) ? 'password' : item.type;
+  let options;
+  if (item.type === 'select') {
+    const raw = String(item.options || '').split(',').map(o => o.trim()).filter(Boolean);
+    if (!item.required || String(value ?? '') === '') raw.unshift('');
+    options = raw.map(o => [o, optionWords(item.name, o)]);
   }
-  if (item.required) input.required = true;
-  const label = h('label', { for: id, text: pretty(item.name) + (item.required && item.type !== 'bool' ? ' *' : '') });
-  const help = item.help ? h('small', { class: 'help', text: item.help }) : null;
-  return item.type === 'bool'
-    ? h('div', { class: 'field check' }, input, label, help)
-    : h('div', { class: 'field' }, label, input, help);
+  return formField({ id: 'field-' + item.name, name: item.name, key: item.name, label: LABELS[item.name] || (/_/.test(item.name) ? pretty(item.name) : item.name),
+    type, value, options, help, required: item.required });
 }
 
 /** Reads a field's value converted to the item's type; undefined for an empty number. */
 function readField(item) {
-  const input = $('#storage-fields').querySelector(`[id="field-${CSS.escape(item.name)}"]`);
+  const input = document.getElementById('field-' + item.name);
   if (!input) return undefined;
   if (item.type === 'bool') return input.checked;
   if (item.type === 'number') {
     if (input.value.trim() === '') return undefined;
     const n = Number(input.value);
-    if (!Number.isFinite(n)) throw new Error(`${item.name} must be a number`);
+    if (!Number.isFinite(n)) { showFieldError(input, `${LABELS[item.name] || item.name} must be a number.`); return null; }
     return n;
   }
   return input.value;
@@ -144,13 +144,13 @@ async function openStorageForm(record) {
   const dlg = $('#storage-dialog'), form = $('#storage-form'), box = $('#storage-fields'), err = $('#storage-form-error');
   let editing = record ? { ...record } : null;
   let info = null;
-  err.hidden = true;
+  clearFormErrors(form, err);
   // Never let the browser submit the form itself (a reload), even before the fields are ready.
   form.onsubmit = (e) => e.preventDefault();
   $('#storage-form-title').textContent = editing ? `Edit storage ${editing.mount_path}` : 'Add storage';
-  clear(box).append(h('p', { class: 'muted', text: 'Loading…' }));
+  clear(box, h('p', { class: 'muted', text: 'Loading…' }));
   if (!dlg.open) dlg.showModal();
-  const fail = (msg) => { err.textContent = msg; err.hidden = false; };
+  const fail = (msg) => showFormError(err, msg);
 
   let names;
   try { names = await apiGet('/admin/driver/names'); } catch (e) { fail(e.message); return; }
@@ -158,11 +158,11 @@ async function openStorageForm(record) {
   driverSelect.value = editing ? editing.driver : (names.includes('Local') ? 'Local' : names[0]);
   driverSelect.disabled = !!editing;        // the server refuses a driver change
   const itemsBox = h('div', { id: 'storage-items' });
-  clear(box).append(h('div', { class: 'field' }, h('label', { for: 'field-driver', text: 'Driver *' }), driverSelect), itemsBox);
+  clear(box, h('div', { class: 'field' }, h('label', { for: 'field-driver' }, h('span', { text: 'Driver' }), h('span', { class: 'req', text: ' *' })), driverSelect), itemsBox);
 
   async function build(driver) {
     info = null;                       // no submit until this driver's items are on screen
-    clear(itemsBox).append(h('p', { class: 'muted', text: 'Loading…' }));
+    clear(itemsBox, h('p', { class: 'muted', text: 'Loading…' }));
     let answer;
     try { answer = await apiGet('/admin/driver/info', { driver }); } catch (e) {
       if (driverSelect.value === driver) { clear(itemsBox); fail(e.message); }
@@ -172,43 +172,51 @@ async function openStorageForm(record) {
     info = answer;
     let addition = {};
     if (editing) { try { addition = JSON.parse(editing.addition || '{}') || {}; } catch { addition = {}; } }
-    const common = h('fieldset', {}, h('legend', { text: 'Storage' }));
-    for (const it of info.common) common.append(field(it, editing ? editing[it.name] : it.default));
-    const extra = h('fieldset', {}, h('legend', { text: driver }));
-    for (const it of info.additional) extra.append(field(it, editing ? (addition[it.name] ?? it.default) : it.default));
-    clear(itemsBox).append(common);
-    if (info.additional.length) itemsBox.append(extra);
+    // First what a storage cannot do without: its mount path and the driver's own settings (credentials…);
+    // then the generic options, collapsed.
+    const shownHelp = new Set();
+    const commonValue = (it) => editing ? editing[it.name] : it.default;
+    const mount = info.common.filter(it => it.name === 'mount_path');
+    const advanced = info.common.filter(it => it.name !== 'mount_path');
+    clear(itemsBox, mount.map(it => itemField(it, commonValue(it), shownHelp)));
+    if (info.additional.length) {
+      itemsBox.append(h('fieldset', {}, h('legend', { text: `${driver} settings` }),
+        info.additional.map(it => itemField(it, editing ? (addition[it.name] ?? it.default) : it.default, shownHelp))));
+    }
     if (info.config && info.config.alert) itemsBox.append(h('p', { class: 'muted', text: info.config.alert }));
-    const first = itemsBox.querySelector('input, select, textarea');
+    if (advanced.length) {
+      itemsBox.append(h('details', { class: 'advanced', id: 'storage-advanced' },
+        h('summary', { text: 'Advanced: order, cache, downloads, sorting, signing' }),
+        advanced.map(it => itemField(it, commonValue(it), shownHelp))));
+    }
+    const first = itemsBox.querySelector('input:not([disabled]), select:not([disabled]), textarea:not([disabled])');
     if (first) first.focus();
   }
-  driverSelect.onchange = () => { err.hidden = true; build(driverSelect.value); };
+  driverSelect.onchange = () => { clearFormErrors(form, err); build(driverSelect.value); };
   await build(driverSelect.value);
 
   form.onsubmit = async (e) => {
     e.preventDefault();
     if (!info) return;
-    err.hidden = true;
-    let rec;
-    try {
-      rec = editing ? { ...editing } : {};
-      delete rec.mount_details; delete rec.status; delete rec.modified;
-      rec.driver = driverSelect.value;
-      for (const it of info.common) {
-        const v = readField(it);
-        if (it.required && (v === undefined || v === '')) throw new Error(`${pretty(it.name)} is required`);
-        rec[it.name] = v === undefined ? (it.default !== '' && !isNaN(Number(it.default)) ? Number(it.default) : 0) : v;
-      }
-      // Keep addition keys the form does not know; masked secrets ("******") go back unchanged.
-      let addition = {};
-      if (editing) { try { addition = JSON.parse(editing.addition || '{}') || {}; } catch { addition = {}; } }
-      for (const it of info.additional) {
-        const v = readField(it);
-        if (it.required && (v === undefined || v === '')) throw new Error(`${pretty(it.name)} is required`);
-        if (v === undefined) delete addition[it.name]; else addition[it.name] = v;
-      }
-      rec.addition = JSON.stringify(addition);
-    } catch (e2) { fail(e2.message); return; }
+    clearFormErrors(form, err);
+    if (!checkRequired(box)) return;
+    const rec = editing ? { ...editing } : {};
+    delete rec.mount_details; delete rec.status; delete rec.modified;
+    rec.driver = driverSelect.value;
+    for (const it of info.common) {
+      const v = readField(it);
+      if (v === null) return;
+      rec[it.name] = v === undefined ? (it.default !== '' && !isNaN(Number(it.default)) ? Number(it.default) : 0) : v;
+    }
+    // Keep addition keys the form does not know; masked secrets ("******") go back unchanged.
+    let addition = {};
+    if (editing) { try { addition = JSON.parse(editing.addition || '{}') || {}; } catch { addition = {}; } }
+    for (const it of info.additional) {
+      const v = readField(it);
+      if (v === null) return;
+      if (v === undefined) delete addition[it.name]; else addition[it.name] = v;
+    }
+    rec.addition = JSON.stringify(addition);
 
     const save = $('#storage-save');
     save.disabled = true;
@@ -220,7 +228,8 @@ async function openStorageForm(record) {
     } catch (e3) {
       // A storage that fails to start is kept (with its error as status): switch the form to editing it.
       if (e3.data && e3.data.id && !rec.id) editing = { ...rec, id: e3.data.id };
-      fail(e3.message);
+      const fields = [...info.common, ...info.additional].map(it => ({ name: it.name, label: LABELS[it.name], id: 'field-' + it.name }));
+      placeError(e3.message, fields, err);
       renderStorages(++seq).catch(() => {});
     } finally {
       save.disabled = false;
@@ -229,34 +238,52 @@ async function openStorageForm(record) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Settings
+// Settings: a readable label and the server's help for each; grouped, with the ones kept only for
+// Alist's clients in a collapsed section of their own.
 
-const GROUPS = { 1: 'Site', 2: 'Style', 3: 'Preview', 4: 'Global', 0: 'Other' };
+// In the order shown (settings not listed here follow, by key).
+const SETTING_LABELS = {
+  site_title: 'Site title', announcement: 'Announcement', version: 'Version',
+  logo: 'Logo', favicon: 'Favicon', main_color: 'Accent color',
+  video_types: 'Video files', audio_types: 'Audio files', image_types: 'Image files', text_types: 'Text files',
+  proxy_types: 'Always streamed through PanList', video_autoplay: 'Play video at once', audio_autoplay: 'Play audio at once',
+  sign_all: 'Sign download links', link_expiration: 'Link expiration (hours)', search_index: 'Search index',
+  token: 'Admin token',
+  pagination_type: 'Long folders', default_page_size: 'Page size', allow_indexed: 'Allow search engines',
+  allow_mounted: 'Allow embedding in other sites', hide_files: 'Hidden names', package_download: 'Folder download as an archive',
+};
+const SETTING_ORDER = Object.keys(SETTING_LABELS);
+const settingRank = (it) => { const i = SETTING_ORDER.indexOf(it.key); return i < 0 ? SETTING_ORDER.length : i; };
+const GROUPS = [[1, 'Site'], [2, 'Look'], [3, 'Previews and file types'], [4, 'Links and downloads'], [0, 'Security and other']];
+const alistOnly = (it) => /kept for alist clients/i.test(it.help || '');
 
 async function renderSettings(mine) {
-  const items = await apiGet('/admin/setting/list');
+  const items = (await apiGet('/admin/setting/list')).slice()
+    .sort((a, b) => settingRank(a) - settingRank(b) || a.key.localeCompare(b.key));
   if (mine !== seq) return;
   const form = h('form', { id: 'settings-form', novalidate: true });
-  const byGroup = new Map();
-  for (const it of items) {
-    const g = GROUPS[it.group] ? it.group : 0;
-    if (!byGroup.has(g)) byGroup.set(g, []);
-    byGroup.get(g).push(it);
+  const err = h('p', { id: 'settings-error', class: 'form-error', role: 'alert', hidden: true });
+  const known = new Set(GROUPS.map(([g]) => g));
+  const section = (title, list) => list.length ? h('fieldset', {}, h('legend', { text: title }), list.map(settingField)) : null;
+  for (const [g, title] of GROUPS) {
+    const fs = section(title, items.filter(it => !alistOnly(it) && (known.has(it.group) ? it.group === g : g === 0)));
+    if (fs) form.append(fs);
   }
-  for (const g of [1, 2, 3, 4, 0]) {
-    if (!byGroup.has(g)) continue;
-    const fs = h('fieldset', {}, h('legend', { text: GROUPS[g] }));
-    for (const it of byGroup.get(g)) fs.append(settingField(it));
-    form.append(fs);
+  const alist = items.filter(alistOnly);
+  if (alist.length) {
+    form.append(h('details', { class: 'advanced' }, h('summary', { text: `Kept for Alist clients (${alist.length})` }),
+      h('p', { class: 'muted small', text: 'Alist\'s front end and clients read these settings.' }), section('Alist', alist)));
   }
   form.append(h('div', { class: 'form-buttons' },
     h('button', { type: 'button', id: 'reset-token', text: 'Reset admin token…', onclick: resetToken }),
     h('button', { type: 'submit', id: 'settings-save', class: 'primary', text: 'Save settings' })));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
+    clearFormErrors(form, err);
+    if (!checkRequired(form)) return;
     const changed = [];
     for (const it of items) {
-      const input = form.querySelector(`[id="setting-${CSS.escape(it.key)}"]`);
+      const input = document.getElementById('setting-' + it.key);
       if (!input || input.disabled) continue;
       const value = input.type === 'checkbox' ? String(input.checked) : input.value;
       if (value !== it.value) changed.push({ ...it, value });
@@ -268,33 +295,19 @@ async function renderSettings(mine) {
       clearError();
       toast(`Saved ${changed.length} setting${changed.length === 1 ? '' : 's'}`);
       onSettingsSaved();
-    } catch (e2) { showError(e2.message); }
+    } catch (e2) {
+      placeError(e2.message, items.map(it => ({ name: it.key, label: SETTING_LABELS[it.key], id: 'setting-' + it.key })), err);
+    }
   });
-  clear($('#manage-body')).append(h('div', { class: 'manage-head' }, h('h1', { text: 'Settings' })), form);
+  clear($('#manage-body'), h('div', { class: 'manage-head' }, h('h1', { text: 'Settings' })), err, form);
 }
 
 function settingField(it) {
-  const id = 'setting-' + it.key;
-  const attrs = { id, name: it.key, disabled: it.flag === 2 };
-  let input;
-  switch (it.type) {
-    case 'bool': input = h('input', { ...attrs, type: 'checkbox', checked: it.value === 'true' }); break;
-    case 'number': input = h('input', { ...attrs, type: 'number', step: 'any', value: it.value }); break;
-    case 'select': {
-      const opts = String(it.options || '').split(',').map(o => o.trim()).filter(Boolean);
-      if (!opts.includes(it.value)) opts.unshift(it.value);
-      input = h('select', attrs, ...opts.map(o => h('option', { value: o, text: o })));
-      input.value = it.value;
-      break;
-    }
-    case 'text': input = h('textarea', { ...attrs, rows: 2, value: it.value }); break;
-    default: input = h('input', { ...attrs, type: isSecret(it.key) ? 'password' : 'text', autocomplete: 'off', value: it.value });
-  }
-  const label = h('label', { for: id, text: it.key + (it.flag === 2 ? ' (read-only)' : '') });
-  const help = it.help ? h('small', { class: 'help', text: it.help }) : null;
-  return it.type === 'bool'
-    ? h('div', { class: 'field check' }, input, label, help)
-    : h('div', { class: 'field' }, label, input, help);
+  const readOnly = it.flag === 2;
+  const type = it.type === 'string' && isSecret(it.key) ? 'password' : it.type;
+  const options = it.type === 'select' ? String(it.options || '').split(',').map(o => o.trim()).filter(Boolean).map(o => [o, pretty(o)]) : undefined;
+  return formField({ id: 'setting-' + it.key, name: it.key, key: it.key, type, value: it.value, options, help: it.help,
+    label: (SETTING_LABELS[it.key] || pretty(it.key)) + (readOnly ? ' (read-only)' : ''), disabled: readOnly });
 }
 
 async function resetToken() {

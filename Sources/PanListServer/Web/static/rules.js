@@ -45,27 +45,26 @@ async function openRuleForm(r) {
   const saved = await openRecordForm({
     title: r ? `Edit rule for ${r.path}` : 'Add folder rule',
     fields: [
-      { name: 'path', label: 'Folder', type: 'text', value: v.path, help: 'The folder\'s full path in the tree, e.g. /Movies/Private.' },
+      { name: 'path', label: 'Folder', type: 'string', value: v.path, required: true, help: 'The folder\'s full path in the tree, e.g. /Movies/Private.' },
       { heading: 'Password' },
-      { name: 'password', label: 'Password', type: 'text', value: v.password,
+      { name: 'password', label: 'Password', type: 'string', value: v.password,
         help: 'Asked before listing the folder or opening its files. Empty: no password. Users allowed to "access without password" skip it.' },
       { name: 'p_sub', label: 'Also for all sub-folders', type: 'bool', value: v.p_sub,
         help: 'Unchecked: only this folder and the entries directly in it.' },
       { heading: 'Hide' },
-      { name: 'hide', label: 'Names to hide (one regular expression per line)', type: 'textarea', value: v.hide, placeholder: '^\\.\n\\.nfo$',
+      { name: 'hide', label: 'Names to hide (one regular expression per line)', type: 'text', rows: 3, value: v.hide, placeholder: '^\\.\n\\.nfo$',
         help: 'Matching entries are left out of listings and cannot be opened by users who may not see hidden files.' },
       { name: 'h_sub', label: 'Also in all sub-folders', type: 'bool', value: v.h_sub },
       { heading: 'Write' },
       { name: 'write', label: 'Anyone who can read this folder may upload and make folders here', type: 'bool', value: v.write },
       { name: 'w_sub', label: 'Also in all sub-folders', type: 'bool', value: v.w_sub },
       { heading: 'Readme and header' },
-      { name: 'readme', label: 'Readme (Markdown, or a URL)', type: 'textarea', value: v.readme, help: 'Shown below the listing.' },
+      { name: 'readme', label: 'Readme (Markdown, or a URL)', type: 'text', rows: 3, value: v.readme, help: 'Shown below the listing.' },
       { name: 'r_sub', label: 'Also in all sub-folders', type: 'bool', value: v.r_sub },
-      { name: 'header', label: 'Header (Markdown, or a URL)', type: 'textarea', value: v.header, help: 'Shown above the listing.' },
+      { name: 'header', label: 'Header (Markdown, or a URL)', type: 'text', rows: 3, value: v.header, help: 'Shown above the listing.' },
       { name: 'header_sub', label: 'Also in all sub-folders', type: 'bool', value: v.header_sub },
     ],
     save: async (vals) => {
-      if (!vals.path.trim()) throw new Error('The folder is required.');
       const rec = { ...vals, path: vals.path.trim() };
       if (r) rec.id = r.id;
       await api(r ? '/admin/meta/update' : '/admin/meta/create', rec);

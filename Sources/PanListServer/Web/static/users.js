@@ -65,11 +65,11 @@ function remove(u) {
 async function openUserForm(u) {
   const isNew = !u, isGuest = u && u.role === 1, isAdminUser = u && u.role === 2;
   const fields = [
-    { name: 'username', label: 'User name', type: 'text', value: u ? u.username : '', disabled: isGuest },
-    { name: 'password', label: isNew ? 'Password' : 'New password', type: 'password', value: '', disabled: isGuest,
+    { name: 'username', label: 'User name', type: 'string', value: u ? u.username : '', disabled: isGuest, required: !isGuest },
+    { name: 'password', label: isNew ? 'Password' : 'New password', type: 'password', value: '', disabled: isGuest, required: isNew,
       help: isNew ? '' : (isGuest ? 'The guest is whoever comes without logging in; it has no password.'
                                   : 'Leave empty to keep the current password. A new one ends this user\'s sessions.') },
-    { name: 'base_path', label: 'Base path', type: 'text', value: u ? u.base_path : '/', disabled: isAdminUser,
+    { name: 'base_path', label: 'Base path', type: 'string', value: u ? u.base_path : '/', disabled: isAdminUser,
       help: 'The folder this user sees as their root; nothing outside it is reachable.' },
   ];
   if (!isAdminUser) {
@@ -83,8 +83,6 @@ async function openUserForm(u) {
     title: isNew ? 'Add user' : `Edit ${u.username}`,
     fields,
     save: async (v) => {
-      if (isNew && !v.username.trim()) throw new Error('The user name is required.');
-      if (isNew && !v.password) throw new Error('A password is required.');
       const rec = u ? { id: u.id } : {};
       if (!isGuest) rec.username = v.username.trim();
       if (v.password) rec.password = v.password;

@@ -28,8 +28,11 @@ export function h(tag, attrs = {}, ...children) {
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
-/** Removes every child of `el`. */
-export function clear(el) { el.replaceChildren(); return el; }
+/** Replaces every child of `el` with `children` (null, undefined and false are skipped, never shown as text). */
+export function clear(el, ...children) {
+  el.replaceChildren(...children.flat().filter(c => c !== null && c !== undefined && c !== false));
+  return el;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Virtual paths. A virtual path always starts with "/" and has no trailing "/" (except "/").
@@ -81,13 +84,16 @@ export function extOf(name) {
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
-const UNITS = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
+// Binary units with their right names: 838,860,800 bytes is "800 MiB".
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 export function formatSize(n) {
-  n = Number(n) || 0;
+  n = Number(n);
+  if (!Number.isFinite(n) || n < 0) n = 0;
   if (n < 1024) return n + ' B';
   let i = 0;
   while (n >= 1024 && i < UNITS.length - 1) { n /= 1024; i++; }
-  return (n >= 100 ? n.toFixed(0) : n.toFixed(1)) + ' ' + UNITS[i];
+  const text = n >= 100 ? n.toFixed(0) : n.toFixed(1);
+  return text.replace(/\.0$/, '') + ' ' + UNITS[i];
 }
 
 const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
