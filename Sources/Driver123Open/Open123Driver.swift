@@ -57,12 +57,11 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
                        help: "the API address; change it only for the open123-emulator"),
         ],
         secretFields: ["ClientSecret", "DirectLinkPrivateKey"],
-        deliveryHelp: "By default downloads are a 302 redirect to 123's link, which costs this server no traffic. "
-            + "123's download links are bound to the city of the IP that fetched them (this server's), so a client "
-            + "elsewhere may be refused: then turn on web_proxy (the web UI and /d) or set webdav_policy to "
-            + "native_proxy (WebDAV), and this server streams the bytes; or set down_proxy_url to a separate "
-            + "download proxy and choose use_proxy_url. Direct links (DirectLink) are not bound to an IP and "
-            + "work well with a 302.",
+        deliveryHelp: "Downloads are redirected to 123's own link by default, which costs this server no traffic. "
+            + "123's links only work from the city of the address that asked for them (this server's), so people "
+            + "elsewhere may be refused: then let PanList stream the files (the web proxy for the web UI and links; "
+            + "streaming for WebDAV), or send downloads to a separate download proxy. Direct links (DirectLink) are "
+            + "not tied to an address and work well with redirects.",
         make: { record, env in try Open123Driver(record: record, env: env) }
     )
 

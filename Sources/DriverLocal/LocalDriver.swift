@@ -30,8 +30,8 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
             DriverItem(name: "root_folder_path", type: "string", required: true,
                        help: "absolute path of the folder on this machine to serve"),
         ],
-        deliveryHelp: "Files on this machine are always streamed by this server; down_proxy_url with use_proxy_url "
-            + "sends WebDAV and proxied downloads to a separate download proxy instead.",
+        deliveryHelp: "Files on this machine are always streamed by this server; a download proxy URL, chosen for "
+            + "WebDAV, sends WebDAV and proxied downloads to a separate download proxy instead.",
         make: { record, _ in try LocalDriver(record: record) }
     )
 

@@ -70,7 +70,7 @@ public enum DeliveryPolicy {
 }
 
 /// Links recently handed out, per storage and path, kept until shortly before their own expiry
-/// (links without one are not kept). Concurrent requests for the same link share one driver call.
+/// (URLs without one are not kept; local files for a second). Concurrent requests for the same link share one driver call.
 /// Any write through the file system (a new generation) makes every kept link stale.
 /// A hit is a dictionary lookup under a lock (no actor hop: `/d` redirects are on the hot path).
 public final class LinkCache: Sendable {
@@ -115,12 +115,23 @@ public final class LinkCache: Sendable {
         }
     }
 
+    /// How long a local file's link is kept: like the Local driver's lookups, a second (the file itself is
+    /// opened and checked on every download; a write through PanList drops it at once).
+    public static let localTTL: Duration = .seconds(1)
+
     private func keep(_ key: String, _ link: Link, _ obj: Obj, _ generation: Int) {
-        guard case .url(_, _, let expiresAt?) = link else { return }
-        let left = expiresAt.timeIntervalSinceNow
-        guard left > 0 else { return }
-        let keep = Duration.milliseconds(Int64(left * 1000)) - margin
-        guard keep > .zero else { return }
+        let keep: Duration
+        switch link {
+        case .localFile:
+            keep = Self.localTTL
+        case .url(_, _, let expiresAt?):
+            let left = expiresAt.timeIntervalSinceNow
+            guard left > 0 else { return }
+            keep = Duration.milliseconds(Int64(left * 1000)) - margin
+            guard keep > .zero else { return }
+        case .url(_, _, nil):
+            return
+        }
         state.withLockedValue { s in
             if s.entries.count >= maxEntries { s.entries.removeAll() }
             s.entries[key] = Entry(link: link, obj: obj, until: .now + keep, generation: generation)

@@ -30,7 +30,8 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
              .noSuchRecord(let m):
             return m
         case .upstream(let code, let message):
-            return "upstream error \(code): \(message)"
+            // -1: the upstream could not be reached at all; the message says so in words.
+            return code == -1 ? message : "upstream error \(code): \(message)"
         }
     }
 

@@ -213,7 +213,7 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public func createStorage(_ record: StorageRecord) async throws -> Int {
         if try await taken("storages", "mount_path", record.mountPath, except: nil) {
-            throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
+            throw FSError.alreadyExists("mount_path \(record.mountPath) is already used by another storage")
         }
         guard let id = try await db.insert(into: "storages").model(StorageRow(record, withID: false))
             .returning("id").first(decodingColumn: "id", as: Int.self)
@@ -223,7 +223,7 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public func updateStorage(_ record: StorageRecord) async throws {
         if try await taken("storages", "mount_path", record.mountPath, except: record.id) {
-            throw FSError.alreadyExists("a storage is already mounted at \(record.mountPath)")
+            throw FSError.alreadyExists("mount_path \(record.mountPath) is already used by another storage")
         }
         try await db.update("storages").set(model: StorageRow(record, withID: false))
             .where("id", .equal, record.id).run()

@@ -69,12 +69,18 @@ struct DriverInfoJSON: Encodable {
             items.append(DriverItem(name: "cache_expiration", type: "number", default: "30", required: true,
                                     help: "minutes a folder listing stays cached"))
         }
-        let help = f.deliveryHelp
+        // The driver's word on downloads goes with the first download setting, once.
+        let webdavHelp = "How WebDAV clients get a file: a redirect to the cloud (for clients known to follow redirects; "
+            + "the others are streamed, see the webdav_redirect_agents setting), a redirect to the download proxy URL, "
+            + "or streamed through PanList."
         if f.config.onlyProxy {
-            items.append(DriverItem(name: "webdav_policy", type: "select", default: "native_proxy", options: "use_proxy_url,native_proxy", required: true, help: help))
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "native_proxy", options: "use_proxy_url,native_proxy",
+                                    required: true, help: f.deliveryHelp + " " + webdavHelp))
         } else {
-            items.append(DriverItem(name: "web_proxy", type: "bool", help: help))
-            items.append(DriverItem(name: "webdav_policy", type: "select", default: "302_redirect", options: "302_redirect,use_proxy_url,native_proxy", required: true, help: help))
+            items.append(DriverItem(name: "web_proxy", type: "bool",
+                                    help: "Stream files through PanList for the web UI and download links, instead of redirecting to the cloud. " + f.deliveryHelp))
+            items.append(DriverItem(name: "webdav_policy", type: "select", default: "302_redirect", options: "302_redirect,use_proxy_url,native_proxy",
+                                    required: true, help: webdavHelp))
         }
         items.append(DriverItem(name: "down_proxy_url", type: "text",
                                 help: "a separate download proxy's address (first line used), e.g. https://dl.example.com; it receives <path>?sign=…"))
