@@ -32,19 +32,19 @@ public enum DeliveryPolicy {
     /// `proxyTypes`: lower-case extensions from the `proxy_types` setting, always proxied from `/d`.
     public static func decide(_ entry: Entry, storage: StorageRecord, onlyProxy: Bool, name: String,
                               proxyTypes: Set<String>) -> Decision {
-        let proxyURL = firstLine(storage.downProxyURL)
         switch entry {
         case .direct:
-            let ext = name.split(separator: ".").count > 1 ? name.split(separator: ".").last.map { $0.lowercased() } ?? "" : ""
-            if onlyProxy || storage.webProxy || proxyTypes.contains(ext) {
+            if onlyProxy || storage.webProxy || (!proxyTypes.isEmpty && proxyTypes.contains(extensionOf(name))) {
                 return decide(.proxy(fromProxy: false), storage: storage, onlyProxy: onlyProxy, name: name, proxyTypes: proxyTypes)
             }
             return .redirectToLink
         case .proxy(let fromProxy):
+            let proxyURL = firstLine(storage.downProxyURL)
             if !proxyURL.isEmpty && !fromProxy { return .redirectToProxyURL(proxyURL) }
             return .stream
         case .webdav(let follows):
             guard follows else { return .stream }
+            let proxyURL = firstLine(storage.downProxyURL)
             switch storage.webdavPolicy {
             case "use_proxy_url": return proxyURL.isEmpty ? .stream : .redirectToProxyURL(proxyURL)
             case "native_proxy": return .stream
@@ -61,8 +61,15 @@ public enum DeliveryPolicy {
         return !ua.isEmpty && agents.contains { !$0.isEmpty && ua.contains($0) }
     }
 
+    /// The lower-case extension of a file name ("" when it has none; a leading dot is not one).
+    static func extensionOf(_ name: String) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "" }
+        return name[name.index(after: dot)...].lowercased()
+    }
+
     /// The first non-empty line of `down_proxy_url`, without a trailing `/`.
     public static func firstLine(_ value: String) -> String {
+        if value.isEmpty { return "" }
         var line = value.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty } ?? ""
         while line.hasSuffix("/") { line.removeLast() }
         return line

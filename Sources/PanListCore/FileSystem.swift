@@ -288,8 +288,24 @@ public final class FileSystem: Sendable {
         return objs
     }
 
+    /// Sorts by the storage's order. A listing already in that order (the Local driver lists by name) is left
+    /// as it is: no copy of a shared array of thousands of objects per request.
     static func sort(_ objs: inout [Obj], by key: String, direction: String) {
         let desc = direction == "desc"
+        // Whether the listing is already in order, comparing fields in place (no object copied).
+        let sorted = objs.withUnsafeBufferPointer { all -> Bool in
+            for i in all.indices.dropFirst() {
+                let outOfOrder: Bool
+                switch key {
+                case "size": outOfOrder = desc ? all[i].size > all[i - 1].size : all[i].size < all[i - 1].size
+                case "modified": outOfOrder = desc ? all[i].modified > all[i - 1].modified : all[i].modified < all[i - 1].modified
+                default: outOfOrder = desc ? all[i].name > all[i - 1].name : all[i].name < all[i - 1].name
+                }
+                if outOfOrder { return false }
+            }
+            return true
+        }
+        if sorted { return }
         switch key {
         case "size": objs.sort { desc ? $0.size > $1.size : $0.size < $1.size }
         case "modified": objs.sort { desc ? $0.modified > $1.modified : $0.modified < $1.modified }

@@ -9,20 +9,31 @@ public struct Signer: Sendable {
     /// Signs already found valid (path and sign), so a link fetched again and again (a player's range
     /// requests, a busy `/d`) is not re-hashed each time. The expiry is still checked on every use.
     private let verified = NIOLockedValueBox<Set<String>>([])
-    /// Signs that never expire, by path: a listing of 10,000 files signs each of them, request after request.
-    private let made = NIOLockedValueBox<[String: String]>([:])
+    /// Signs that never expire, by folder and name: a listing of 10,000 files signs each of them, request
+    /// after request.
+    private let made = NIOLockedValueBox<(folders: [String: [String: String]], count: Int)>(([:], 0))
     static let maxMade = 100_000
     public init(key: String) { self.key = SymmetricKey(data: Data(key.utf8)) }
 
     public func sign(path: String, expire: Int64) -> String {
-        guard expire == 0 else { return compute(path: path, expire: expire) }
-        if let hit = made.withLockedValue({ $0[path] }) { return hit }
-        let sign = compute(path: path, expire: 0)
-        made.withLockedValue { map in
-            if map.count >= Self.maxMade { map.removeAll(keepingCapacity: true) }
-            map[path] = sign
-        }
+        var one = folder(VirtualPath.parent(path), expire: expire)
+        let sign = one.sign(VirtualPath.base(path))
+        one.keep()
         return sign
+    }
+
+    /// The signs of one folder's files: the ones already made are read once, new ones are kept by `keep()`.
+    public func folder(_ folder: String, expire: Int64) -> FolderSigner {
+        FolderSigner(signer: self, folder: folder, expire: expire,
+                     known: expire == 0 ? made.withLockedValue { $0.folders[folder] } ?? [:] : [:])
+    }
+
+    fileprivate func remember(_ folder: String, _ signs: [String: String]) {
+        made.withLockedValue { m in
+            if m.count + signs.count > Self.maxMade { m = ([:], 0) }
+            m.folders[folder, default: [:]].merge(signs) { a, _ in a }
+            m.count += signs.count
+        }
     }
 
     func compute(path: String, expire: Int64) -> String {
@@ -71,5 +82,33 @@ public struct Signer: Sendable {
             if set.count >= 8192 { set.removeAll(keepingCapacity: true) }
             set.insert(memo)
         }
+    }
+}
+
+/// Signs for the files of one folder (a listing): never-expiring ones come from the signer's memory, new ones
+/// are computed and handed back with `keep()`.
+public struct FolderSigner: Sendable {
+    let signer: Signer
+    let folder: String
+    let expire: Int64
+    private var known: [String: String]
+    private var made: [String: String] = [:]
+
+    init(signer: Signer, folder: String, expire: Int64, known: [String: String]) {
+        self.signer = signer; self.folder = folder; self.expire = expire; self.known = known
+    }
+
+    public mutating func sign(_ name: String) -> String {
+        if let hit = known[name] { return hit }
+        let sign = signer.compute(path: VirtualPath.join(folder, name), expire: expire)
+        if expire == 0 { made[name] = sign; known[name] = sign }
+        return sign
+    }
+
+    /// Hands the signs made since the last call to the signer's memory.
+    public mutating func keep() {
+        guard !made.isEmpty else { return }
+        signer.remember(folder, made)
+        made = [:]
     }
 }

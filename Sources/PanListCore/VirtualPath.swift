@@ -5,6 +5,7 @@ public enum VirtualPath {
     /// Normalises a client-supplied path. Backslashes count as separators (Windows clients send them).
     /// `.` segments and repeated slashes are dropped; a `..` segment or a NUL byte is refused, never resolved.
     public static func normalize(_ raw: String) throws(FSError) -> String {
+        if isNormal(raw) { return raw }
         if raw.utf8.contains(0) { throw .invalidPath("path contains a NUL byte") }
         var parts: [Substring] = []
         for seg in raw.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "/" || $0 == "\\" }) {
@@ -13,6 +14,27 @@ public enum VirtualPath {
             parts.append(seg)
         }
         return "/" + parts.joined(separator: "/")
+    }
+
+    /// Whether `raw` is already what `normalize` makes of it (the common case, checked in one pass over the
+    /// bytes): `/`, or `/`-separated segments that are not empty, `.` or `..`, without `\`, NUL or a trailing `/`.
+    static func isNormal(_ raw: String) -> Bool {
+        var utf8 = raw.utf8.makeIterator()
+        guard utf8.next() == UInt8(ascii: "/") else { return false }
+        var segment = 0, dots = 0, total = 1
+        while let b = utf8.next() {
+            total += 1
+            switch b {
+            case UInt8(ascii: "/"):
+                if segment == 0 || segment == dots && dots <= 2 { return false }
+                segment = 0; dots = 0
+            case UInt8(ascii: "\\"), 0: return false
+            case UInt8(ascii: "."): segment += 1; dots += 1
+            default: segment += 1
+            }
+        }
+        if total == 1 { return true }
+        return segment > 0 && !(segment == dots && dots <= 2)
     }
 
     /// Checks a single file or folder name given by a client (mkdir, rename, upload).

@@ -21,6 +21,8 @@ extension LogText {
     /// A request path as received (already percent-encoded by the client): printable ASCII stays, anything
     /// else is percent-encoded, so that a path cannot break the line.
     static func path(_ p: String) -> String {
+        // The usual case: printable ASCII already, as it came.
+        if p.utf8.count <= 1000, p.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") }) { return p }
         var out = ""
         for b in p.utf8.prefix(1000) {
             if b > 0x20 && b < 0x7f && b != UInt8(ascii: "\"") { out.unicodeScalars.append(Unicode.Scalar(b)) }

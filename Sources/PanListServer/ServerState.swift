@@ -319,10 +319,15 @@ public final class ServerState: Sendable {
     }
 
     /// `signRequired` for many paths of one storage (a listing): settings and rules are read once.
-    func signRule(_ storage: MountedStorage?) -> (String) -> Bool {
-        if setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true { return { _ in true } }
+    func signRule(_ storage: MountedStorage?) -> @Sendable (String) -> Bool {
+        signRules(storage).some
+    }
+
+    /// `signRule`, said as "every file" (no check per path) or a check per path.
+    func signRules(_ storage: MountedStorage?) -> (all: Bool, some: @Sendable (String) -> Bool) {
+        if setting(SettingKey.signAll) == "true" || storage?.record.enableSign == true { return (true, { _ in true }) }
         let rules = rules
-        return { rules.password(for: $0) != nil }
+        return (false, { rules.password(for: $0) != nil })
     }
 
     /// Extensions always proxied from `/d` (the `proxy_types` setting), lower case.

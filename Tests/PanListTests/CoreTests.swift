@@ -243,3 +243,32 @@ struct ListCacheTests {
         await fs.unloadAll()
     }
 }
+
+@Suite("Paths: the fast check agrees with normalisation")
+struct VirtualPathFastPathTests {
+    /// `isNormal` lets a path through unchanged; it may only do so for paths normalisation would keep as they are.
+    @Test func isNormalOnlyPassesNormalisedPaths() throws {
+        let alphabet: [Character] = ["/", ".", "a", "\\", "é"]
+        var checked = 0, passed = 0
+        func visit(_ s: String, _ depth: Int) {
+            if depth == 0 { return }
+            for c in alphabet {
+                let t = s + String(c)
+                checked += 1
+                if VirtualPath.isNormal(t) {
+                    passed += 1
+                    let slow = "/" + t.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "/" || $0 == "\\" })
+                        .filter { $0 != "." }.joined(separator: "/")
+                    #expect(!t.split(separator: "/").contains(".."), "\(t)")
+                    #expect(slow == t, "\(t) passed the fast check but normalises to \(slow)")
+                }
+                visit(t, depth - 1)
+            }
+        }
+        visit("", 7)
+        #expect(passed > 1000 && checked > 90_000)
+        #expect(VirtualPath.isNormal("/") && VirtualPath.isNormal("/a/b.txt") && VirtualPath.isNormal("/.../x"))
+        #expect(!VirtualPath.isNormal("/a/") && !VirtualPath.isNormal("//a") && !VirtualPath.isNormal("/a/./b") && !VirtualPath.isNormal("/a/.."))
+        #expect(throws: FSError.self) { try VirtualPath.normalize("/a/../b") }
+    }
+}

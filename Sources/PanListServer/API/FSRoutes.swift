@@ -38,7 +38,8 @@ struct BatchRequest: Decodable {
 struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String?; var passwords: [String: String]? }
 
 /// A listing's `data`, written by hand: `{content, total, readme, header, write, provider}`. Entries are
-/// written straight from the listing's objects; mount points and virtual folders carry `extras`.
+/// written straight from the listing's objects (streamed in parts for big folders); mount points and virtual
+/// folders carry `extras`.
 struct ListPage: JSONWritable {
     var objects: ArraySlice<Obj>
     var folder: String
@@ -47,43 +48,58 @@ struct ListPage: JSONWritable {
     var header: String
     var write: Bool
     var provider: String
-    /// Which files get a sign (by virtual path), the signer and the expiry of signs made now.
-    var signs: (String) -> Bool
-    var signer: Signer
-    var expire: Int64
-    var types: FileTypes
+    /// Which files get a sign: all of them (`sign_all`, the storage's `enable_sign`) or those `signs` says.
+    var signAll: Bool
+    var signs: @Sendable (String) -> Bool
+    var signer: FolderSigner
+    var types: FileTypes.Memo
     /// Mount points and virtual folders, by name.
     var extras: [String: (mount: MountJSON, details: MountDetailsJSON?)]
+    private var next: Int?
 
-    var sizeHint: Int { objects.count * 300 + 256 }
+    init(objects: ArraySlice<Obj>, folder: String, total: Int, readme: String, header: String, write: Bool, provider: String,
+         signAll: Bool, signs: @escaping @Sendable (String) -> Bool, signer: FolderSigner, types: FileTypes,
+         extras: [String: (mount: MountJSON, details: MountDetailsJSON?)]) {
+        self.objects = objects; self.folder = folder; self.total = total; self.readme = readme; self.header = header
+        self.write = write; self.provider = provider; self.signAll = signAll; self.signs = signs; self.signer = signer
+        self.types = FileTypes.Memo(types); self.extras = extras
+    }
 
-    func write(_ out: inout JSONOut) {
-        out.raw("{\"content\":[")
-        var memo = FileTypes.Memo(types)
-        var first = true
-        for o in objects {
-            if !first { out.raw(",") }
-            first = false
-            var sign = ""
-            if !o.isDir {
-                let p = VirtualPath.join(folder, o.name)
-                if signs(p) { sign = signer.sign(path: p, expire: expire) }
-            }
-            if o.isDir, let extra = extras[o.name] {
-                var e = ObjJSON(o, sign: sign, type: 1)
-                e.mount = extra.mount
-                e.mountDetails = extra.details
-                e.write(&out)
-            } else {
-                ObjJSON.write(o, sign: sign, type: memo.type(of: o), into: &out)
-            }
+    mutating func write(into out: inout JSONOut, limit: Int) -> Bool {
+        var i: Int
+        if let next { i = next - objects.startIndex } else {
+            out.raw("{\"content\":[")
+            i = 0
         }
+        // The objects are read in place (copying each out of the array costs more than writing it).
+        let stopped: Int? = objects.withUnsafeBufferPointer { all in
+            while i < all.count {
+                if out.count >= limit { return i }
+                if i > 0 { out.byte(UInt8(ascii: ",")) }
+                var sign = ""
+                if !all[i].isDir && (signAll || signs(VirtualPath.join(folder, all[i].name))) { sign = signer.sign(all[i].name) }
+                if all[i].isDir, let extra = extras[all[i].name] {
+                    var e = ObjJSON(all[i], sign: sign, type: 1)
+                    e.mount = extra.mount
+                    e.mountDetails = extra.details
+                    e.write(&out)
+                } else {
+                    ObjJSON.write(all[i], sign: sign, type: types.type(of: all[i]), into: &out)
+                }
+                i += 1
+            }
+            return nil
+        }
+        if let stopped { next = objects.startIndex + stopped; return false }
+        next = objects.endIndex
+        signer.keep()
         out.raw("],\"total\":"); out.int(total)
         out.raw(",\"readme\":"); out.string(readme)
         out.raw(",\"header\":"); out.string(header)
         out.raw(",\"write\":"); out.bool(write)
         out.raw(",\"provider\":"); out.string(provider)
         out.raw("}")
+        return true
     }
 }
 
@@ -96,14 +112,11 @@ struct GetPage: JSONWritable {
     var provider: String
     var related: [ObjJSON]
 
-    var sizeHint: Int { 512 + related.count * 300 }
-
-    func write(_ out: inout JSONOut) {
+    mutating func write(into out: inout JSONOut, limit: Int) -> Bool {
         var head = JSONOut(capacity: 512)
         obj.write(&head)
-        // The object's fields, then ours in the same object.
-        head.buffer.moveWriterIndex(to: head.buffer.writerIndex - 1)
-        out.buffer.writeBuffer(&head.buffer)
+        // The object's fields, then ours in the same object (its closing brace left out).
+        out.append(head.bytes.dropLast())
         out.raw(",\"raw_url\":"); out.string(rawURL)
         out.raw(",\"readme\":"); out.string(readme)
         out.raw(",\"header\":"); out.string(header)
@@ -114,6 +127,7 @@ struct GetPage: JSONWritable {
             r.write(&out)
         }
         out.raw("]}")
+        return true
     }
 }
 
@@ -278,10 +292,11 @@ extension APIRoutes {
             }
             for (name, d) in found { extras[name]?.details = d }
         }
+        let (signAll, signs) = state.signRules(listing.storage)
         return APIResponse.ok(writing: ListPage(
             objects: page, folder: path, total: total, readme: rules.readme(for: path), header: rules.header(for: path),
             write: Access.allows(user, .write, path, rules: rules, password: pw), provider: listing.storage?.record.driver ?? "unknown",
-            signs: state.signRule(listing.storage), signer: state.signer, expire: state.signExpiry, types: state.fileTypes,
+            signAll: signAll, signs: signs, signer: state.signer.folder(path, expire: state.signExpiry), types: state.fileTypes,
             extras: extras))
     }
 

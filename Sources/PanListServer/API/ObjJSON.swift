@@ -61,7 +61,7 @@ struct FileTypes: Sendable {
         private var ext: Substring = "", last = 0, valid = false
         init(_ types: FileTypes) { self.types = types }
 
-        mutating func type(of obj: Obj) -> Int {
+        mutating func type(of obj: borrowing Obj) -> Int {
             if obj.isDir { return 1 }
             guard let dot = obj.name.utf8.lastIndex(of: UInt8(ascii: ".")) else { return 0 }
             let e = obj.name[obj.name.index(after: dot)...]
@@ -112,7 +112,7 @@ struct ObjJSON {
     }
 
     /// One object, straight from an `Obj` (no `ObjJSON` value in between; the listing's loop).
-    static func write(_ o: Obj, sign: String, type: Int, into out: inout JSONOut) {
+    static func write(_ o: borrowing Obj, sign: String, type: Int, into out: inout JSONOut) {
         write(name: o.name, size: o.size, isDir: o.isDir, modified: o.modified, created: o.created, sign: sign, thumb: o.thumb,
               type: type, hashes: o.hashes, into: &out, close: true)
     }
@@ -132,7 +132,7 @@ struct ObjJSON {
         } else {
             var inner = JSONOut(capacity: 96)
             writeHashes(hashes, &inner)
-            out.raw(",\"hashinfo\":"); out.string(String(buffer: inner.buffer))
+            out.raw(",\"hashinfo\":"); out.string(String(decoding: inner.bytes, as: UTF8.self))
             out.raw(",\"hash_info\":"); writeHashes(hashes, &out)
         }
         if close { out.raw("}") }

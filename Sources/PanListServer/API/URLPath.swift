@@ -50,7 +50,7 @@ enum URLPath {
 
     /// Decodes `%XX` escapes once; a malformed escape or invalid UTF-8 gives nil. `+` stays `+`.
     static func decode(_ s: some StringProtocol) -> String? {
-        guard s.contains("%") else { return String(s) }
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(s.utf8.count)
         var it = s.utf8.makeIterator()

@@ -53,7 +53,7 @@ struct DownloadRoutes: Sendable {
         let storage = state.fs.resolve(path)?.0
         try await authorize(req, path: path, storage: storage)
         let entry: DeliveryPolicy.Entry = proxy ? .proxy(fromProxy: req.uri.queryParameters.get("d") != nil) : .direct
-        return try await Delivery(state: state).respond(req, path: path, entry: entry, clientIP: ctx.clientIP)
+        return try await Delivery(state: state).respond(req, path: path, storage: storage, entry: entry, clientIP: ctx.clientIP)
     }
 }
 
@@ -68,8 +68,10 @@ struct Delivery: Sendable {
                               name: VirtualPath.base(path), proxyTypes: state.proxyTypes)
     }
 
-    func respond(_ req: Request, path: String, entry: DeliveryPolicy.Entry, clientIP: String) async throws -> Response {
-        guard let (storage, _) = state.fs.resolve(path) else { throw FSError.objectNotFound(path) }
+    /// `storage` is the one owning `path` when the caller already looked it up.
+    func respond(_ req: Request, path: String, storage known: MountedStorage? = nil, entry: DeliveryPolicy.Entry,
+                 clientIP: String) async throws -> Response {
+        guard let storage = known ?? state.fs.resolve(path)?.0 else { throw FSError.objectNotFound(path) }
         let decision = decision(entry, path: path, storage: storage)
         if case .redirectToProxyURL(let base) = decision {
             let sign = state.sign(path)

@@ -25,6 +25,27 @@ enum LocalFileResponder {
         var isRegular: Bool
         /// The whole file, when it is small.
         var bytes: ByteBuffer?
+        /// What the answer says about the file (validators, type, disposition), worked out once per opening:
+        /// a small file served again and again from `SmallFileCache` does not format them per request.
+        var described: Described?
+
+        var modified: Date { Date(timeIntervalSince1970: Double(mtimeSeconds) + Double(mtimeNanoseconds) / 1e9) }
+    }
+
+    struct Described: Sendable {
+        var name: String
+        var etag: String
+        var lastModified: String
+        var contentType: String
+        var disposition: String
+
+        init(_ o: Opened, name: String) {
+            self.name = name
+            etag = EntityTag.of(modified: o.modified, size: o.size)
+            lastModified = HTTPDate.format(o.modified)
+            contentType = ContentTypes.forName(name)
+            disposition = ContentTypes.disposition(name: name, inline: ContentTypes.isSafeInline(contentType))
+        }
     }
 
     /// open + fstat (+ read when small), all on the thread pool, never on an event loop.
@@ -55,25 +76,26 @@ enum LocalFileResponder {
     }
 
     static func respond(_ req: Request, diskPath: String, name: String, cache: SmallFileCache? = nil, generation: Int = 0) async throws -> Response {
-        let opened: Opened
-        if let cache, let hit = cache.get(diskPath, generation: generation) {
+        var opened: Opened
+        if let cache, let hit = cache.get(diskPath, generation: generation), hit.described?.name == name {
             opened = hit
         } else {
             opened = try await open(diskPath)
+            if opened.isRegular { opened.described = Described(opened, name: name) }
             cache?.put(diskPath, opened, generation: generation)
         }
-        guard opened.isRegular else { throw FSError.objectNotFound(name) }
+        guard opened.isRegular, let described = opened.described else { throw FSError.objectNotFound(name) }
         let size = opened.size
-        let modified = Date(timeIntervalSince1970: Double(opened.mtimeSeconds) + Double(opened.mtimeNanoseconds) / 1e9)
-        let etag = EntityTag.of(modified: modified, size: size)
+        let modified = opened.modified
+        let etag = described.etag
 
         var headers = HTTPFields()
+        headers.reserveCapacity(9)
         headers[.acceptRanges] = "bytes"
         headers[.eTag] = etag
-        headers[.lastModified] = HTTPDate.format(modified)
-        let mime = ContentTypes.forName(name)
-        headers[.contentType] = mime
-        headers[.contentDisposition] = ContentTypes.disposition(name: name, inline: ContentTypes.isSafeInline(mime))
+        headers[.lastModified] = described.lastModified
+        headers[.contentType] = described.contentType
+        headers[.contentDisposition] = described.disposition
 
         switch Conditional.evaluate(req.headers, etag: etag, modified: modified) {
         case .notModified: return Response(status: .notModified, headers: headers)
