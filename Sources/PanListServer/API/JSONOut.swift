@@ -6,79 +6,45 @@ import NIOCore
 /// `JSONEncoder`, no intermediate strings. Strings are escaped as `JSONEncoder` does with
 /// `.withoutEscapingSlashes` (quotes, backslashes and control characters; UTF-8 passes through).
 struct JSONOut {
-    private(set) var bytes: [UInt8]
+    private(set) var out: ByteOut
     /// The RFC 3339 text of the last second written by `time` (its first 19 bytes), for the next entry.
     private var lastSecond = Int.min
     private var secondText = [UInt8](repeating: 0, count: 19)
 
-    init(capacity: Int) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
-    }
+    init(capacity: Int) { out = ByteOut(capacity: capacity) }
 
-    var count: Int { bytes.count }
+    var count: Int { out.count }
+    var bytes: [UInt8] { out.bytes }
 
-    mutating func raw(_ s: StaticString) { s.withUTF8Buffer { bytes.append(contentsOf: $0) } }
-
-    mutating func byte(_ b: UInt8) { bytes.append(b) }
-
+    mutating func raw(_ s: StaticString) { out.raw(s) }
+    mutating func byte(_ b: UInt8) { out.byte(b) }
     /// Bytes that are already JSON.
-    mutating func append(_ json: some Sequence<UInt8>) { bytes.append(contentsOf: json) }
+    mutating func append(_ json: some Sequence<UInt8>) { out.append(json) }
+    mutating func int<T: BinaryInteger>(_ value: T) { out.int(value) }
+    mutating func bool(_ b: Bool) { b ? raw("true") : raw("false") }
+    mutating func take() -> ByteBuffer { out.take() }
 
     /// A quoted, escaped string.
     mutating func string(_ s: String) {
-        bytes.append(UInt8(ascii: "\""))
-        var s = s
-        s.withUTF8 { utf8 in
-            var start = 0
-            for i in 0..<utf8.count {
-                let b = utf8[i]
-                guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { continue }
-                if i > start { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<i])) }
-                switch b {
-                case UInt8(ascii: "\""): raw("\\\"")
-                case UInt8(ascii: "\\"): raw("\\\\")
-                case 0x0a: raw("\\n")
-                case 0x0d: raw("\\r")
-                case 0x09: raw("\\t")
-                case 0x08: raw("\\b")
-                case 0x0c: raw("\\f")
-                default:
-                    raw("\\u00")
-                    bytes.append(Self.hexDigit(b >> 4))
-                    bytes.append(Self.hexDigit(b & 15))
-                }
-                start = i + 1
+        out.byte(UInt8(ascii: "\""))
+        out.escaped(s) { b in
+            guard b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") else { return nil }
+            switch b {
+            case UInt8(ascii: "\""): return "\\\""
+            case UInt8(ascii: "\\"): return "\\\\"
+            default: return Self.controls[Int(b)]
             }
-            if start < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...])) }
         }
-        bytes.append(UInt8(ascii: "\""))
+        out.byte(UInt8(ascii: "\""))
     }
 
-    static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }
-
-    /// A decimal integer.
-    mutating func int<T: BinaryInteger>(_ value: T) {
-        var v = Int64(value)
-        if v < 0 {
-            bytes.append(UInt8(ascii: "-"))
-            if v == .min { raw("9223372036854775808"); return }
-            v = -v
-        }
-        if v < 10 { bytes.append(48 + UInt8(v)); return }
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes of room, written from the end
-        withUnsafeMutableBytes(of: &digits) { buf in
-            var i = buf.count
-            while v > 0 {
-                i -= 1
-                buf[i] = 48 + UInt8(v % 10)
-                v /= 10
-            }
-            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i...]))
-        }
-    }
-
-    mutating func bool(_ b: Bool) { b ? raw("true") : raw("false") }
+    /// How JSON writes the control characters (JSONEncoder's short forms where it has them).
+    static let controls: [StaticString] = [
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+        "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    ]
 
     /// An RFC 3339 time in quotes (`"2024-05-17T05:47:55.417Z"`); the date part of the previous second is reused.
     mutating func time(_ d: Date) {
@@ -90,26 +56,19 @@ struct JSONOut {
             secondText = Array(full[0..<19])
             lastSecond = seconds
         }
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: secondText)
+        out.byte(UInt8(ascii: "\""))
+        out.append(secondText)
         let ms = max(0, min(999, Int((t - Double(seconds)) * 1000)))
-        bytes.append(UInt8(ascii: "."))
-        bytes.append(48 + UInt8(ms / 100))
-        bytes.append(48 + UInt8(ms / 10 % 10))
-        bytes.append(48 + UInt8(ms % 10))
+        out.byte(UInt8(ascii: "."))
+        out.byte(48 + UInt8(ms / 100))
+        out.byte(48 + UInt8(ms / 10 % 10))
+        out.byte(48 + UInt8(ms % 10))
         raw("Z\"")
     }
 
     /// Any `Encodable` value through `JSONEncoder` (for the rare parts of a hot answer, such as mount details).
     mutating func encoded<T: Encodable>(_ value: T) {
-        if let data = try? APIResponse.encoder.encode(value) { bytes.append(contentsOf: data) } else { raw("null") }
-    }
-
-    /// What was written, as a buffer; `self` starts again empty (keeping its capacity).
-    mutating func take() -> ByteBuffer {
-        let buffer = ByteBuffer(bytes: bytes)
-        bytes.removeAll(keepingCapacity: true)
-        return buffer
+        if let data = try? APIResponse.encoder.encode(value) { out.append(data) } else { raw("null") }
     }
 }
 

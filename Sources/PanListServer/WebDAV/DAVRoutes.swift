@@ -256,7 +256,7 @@ struct DAVRoutes: Sendable {
     }
 
     /// Whether live property `prop` exists on `o` (length, ETag and type are for files; quota where known).
-    static func applies(_ prop: LiveProperty, _ o: Obj, _ page: PropfindPage) -> Bool {
+    static func applies(_ prop: LiveProperty, _ o: borrowing Obj, _ page: PropfindPage) -> Bool {
         switch prop {
         case .getcontentlength, .getetag, .getcontenttype: return !o.isDir
         case .quotaAvailable, .quotaUsed: return page.quota != nil
@@ -267,7 +267,7 @@ struct DAVRoutes: Sendable {
     /// Writes live property `prop` of `o` at `p` as a whole element (`<D:name>value</D:name>`, or `<D:name/>`
     /// when empty); the one rendering of live properties, for allprop, prop and propname alike. Call only
     /// when `applies`.
-    func write(_ prop: LiveProperty, _ o: Obj, _ p: String, _ page: PropfindPage, _ memo: inout RenderMemo, into out: inout XMLOut) {
+    func write(_ prop: LiveProperty, _ o: borrowing Obj, _ p: String, _ page: PropfindPage, _ memo: inout RenderMemo, into out: inout XMLOut) {
         switch prop {
         case .resourcetype:
             out.raw(o.isDir ? "<D:resourcetype><D:collection/></D:resourcetype>" : "<D:resourcetype/>")
@@ -320,21 +320,23 @@ struct DAVRoutes: Sendable {
         do { (obj, _) = try await state.fs.get(path) } catch {
             throw DAVError(status: .notFound, message: FSError.from(error).message)
         }
-        var resources: [(String, Obj)] = [(path, obj)]
+        // The answer's resources, by folder: the target itself, then each listed folder's entries as the file
+        // system gave them (shared, not copied; filtered only when names are hidden from this user).
+        var groups: [PropfindGroup] = [PropfindGroup(folder: nil, target: path, objs: [obj])]
+        var total = 1
         let rules = state.rules
         if obj.isDir && depth != "0" {
             var queue = [path]
             while let dir = queue.first {
                 queue.removeFirst()
-                let children = (try? await state.fs.list(dir).objects) ?? []
-                let open = Access.openEntries(user, in: dir, rules: rules)
-                for c in children {
-                    if let open, !open(c.name) { continue }
-                    let p = VirtualPath.join(dir, c.name)
-                    resources.append((p, c))
-                    if c.isDir && depth == "infinity" { queue.append(p) }
+                var children = (try? await state.fs.list(dir).objects) ?? []
+                if let open = Access.openEntries(user, in: dir, rules: rules) { children = children.filter { open($0.name) } }
+                total += children.count
+                if depth == "infinity" {
+                    for c in children where c.isDir { queue.append(VirtualPath.join(dir, c.name)) }
                 }
-                if depth == "infinity" && resources.count > Self.infinityLimit {
+                groups.append(PropfindGroup(folder: dir, target: "", objs: children))
+                if depth == "infinity" && total > Self.infinityLimit {
                     throw DAVError(status: .forbidden, message: "Depth: infinity is limited to \(Self.infinityLimit) resources",
                                    condition: "propfind-finite-depth")
                 }
@@ -355,32 +357,40 @@ struct DAVRoutes: Sendable {
         // A small answer goes in one piece (with its length); a big one is sent in chunks of about 128 KiB
         // as it is written, so a 10,000-entry folder never sits in memory as one 7 MB buffer.
         let chunk = 128 * 1024
-        var memo = RenderMemo()
-        var out = XMLOut(capacity: min(chunk, 760 * resources.count) + 4096)
+        var cursor = PropfindCursor()
+        var out = XMLOut(capacity: min(chunk, 760 * total) + 4096)
         out.raw("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:multistatus xmlns:D=\"DAV:\">")
-        let next = renderChunk(&out, resources, from: 0, page, &memo, until: chunk)
-        if next == resources.count {
+        if renderChunk(&out, groups, &cursor, page, until: chunk) {
             out.raw("</D:multistatus>")
-            return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: out.buffer))
+            return Response(status: .multiStatusDAV, headers: headers, body: .init(byteBuffer: out.take()))
         }
-        let first = out.buffer, all = resources, routes = self, memoSoFar = memo
-        let from = next
+        let first = out.take(), all = groups, routes = self, cursorSoFar = cursor
         return Response(status: .multiStatusDAV, headers: headers, body: ResponseBody { writer in
             try await writer.write(first)
-            var memo = memoSoFar
+            var cursor = cursorSoFar
             var out = XMLOut(capacity: chunk + 8192)
-            var i = from
-            while i < all.count {
-                i = routes.renderChunk(&out, all, from: i, page, &memo, until: chunk)
-                if out.buffer.readableBytes >= chunk {
-                    try await writer.write(out.buffer)
-                    out = XMLOut(capacity: chunk + 8192)
-                }
+            while true {
+                let done = routes.renderChunk(&out, all, &cursor, page, until: chunk)
+                if done { out.raw("</D:multistatus>") }
+                try await writer.write(out.take())
+                if done { break }
             }
-            out.raw("</D:multistatus>")
-            try await writer.write(out.buffer)
             try await writer.finish(nil)
         })
+    }
+
+    /// Resources of one PROPFIND answer that share a folder: the entries of `folder` (their paths are the
+    /// folder joined with their names), or, without a folder, the one resource at `target`.
+    struct PropfindGroup: Sendable {
+        var folder: String?
+        var target: String
+        var objs: [Obj]
+    }
+
+    /// Where rendering stopped: the group, the entry in it, and the content type memo.
+    struct PropfindCursor: Sendable {
+        var group = 0, item = 0
+        var memo = RenderMemo()
     }
 
     /// What every `<D:response>` of one PROPFIND answer shares.
@@ -419,22 +429,30 @@ struct DAVRoutes: Sendable {
         }
     }
 
-    /// Renders resources from `from` on until `out` holds `until` bytes; returns the next index. (The
-    /// resources are read in place: copying each out of the array cost more than writing it.)
-    func renderChunk(_ out: inout XMLOut, _ resources: [(String, Obj)], from: Int, _ page: PropfindPage,
-                     _ memo: inout RenderMemo, until: Int) -> Int {
-        resources.withUnsafeBufferPointer { all in
-            var i = from
-            while i < all.count && out.buffer.readableBytes < until {
-                render(&out, all[i].0, all[i].1, page, &memo)
-                i += 1
+    /// Renders resources from `cursor` on until `out` holds `until` bytes; true when all are written. (The
+    /// entries are read in place: copying each out of its array cost more than writing it.)
+    func renderChunk(_ out: inout XMLOut, _ groups: [PropfindGroup], _ cursor: inout PropfindCursor, _ page: PropfindPage,
+                     until: Int) -> Bool {
+        while cursor.group < groups.count {
+            let g = groups[cursor.group]
+            let stopped = g.objs.withUnsafeBufferPointer { all -> Bool in
+                while cursor.item < all.count {
+                    if out.count >= until { return true }
+                    let p = g.folder.map { VirtualPath.join($0, all[cursor.item].name) } ?? g.target
+                    render(&out, p, all[cursor.item], page, &cursor.memo)
+                    cursor.item += 1
+                }
+                return false
             }
-            return i
+            if stopped { return false }
+            cursor.group += 1
+            cursor.item = 0
         }
+        return true
     }
 
     /// One `<D:response>` of a PROPFIND answer.
-    func render(_ out: inout XMLOut, _ p: String, _ o: Obj, _ page: PropfindPage, _ memo: inout RenderMemo) {
+    func render(_ out: inout XMLOut, _ p: String, _ o: borrowing Obj, _ page: PropfindPage, _ memo: inout RenderMemo) {
         let dead = page.anyDead ? page.dead[p] ?? [] : []
         out.raw("<D:response><D:href>")
         let encoded = URLPath.encode(page.base == "/" ? p : VirtualPath.relative(p, to: page.base))

@@ -67,7 +67,7 @@ enum DAVXML {
         }
         var out = XMLOut(capacity: s.utf8.count + 32)
         out.text(s)
-        return String(buffer: out.buffer)
+        return String(decoding: out.out.bytes, as: UTF8.self)
     }
 
     /// Opening and closing tag text for a qualified name: `D:x` for DAV:, a local prefix with its
@@ -141,67 +141,46 @@ enum DAVXML {
 /// Builds an XML answer in a ByteBuffer: static parts written as they are, text escaped byte by byte
 /// (a listing of 10,000 entries is ~5 MB; building it as a String spent most of PROPFIND's time).
 struct XMLOut {
-    var buffer: ByteBuffer
+    private(set) var out: ByteOut
 
-    init(capacity: Int) { buffer = ByteBufferAllocator().buffer(capacity: capacity) }
+    init(capacity: Int) { out = ByteOut(capacity: capacity) }
 
-    mutating func raw(_ s: String) { buffer.writeString(s) }
+    var count: Int { out.count }
+    mutating func take() -> ByteBuffer { out.take() }
+
+    mutating func raw(_ s: StaticString) { out.raw(s) }
+    mutating func raw(_ s: String) { out.raw(s) }
 
     /// Escapes `&`, `<`, `>` and `"`.
     mutating func text(_ s: String) {
-        var s = s
-        s.withUTF8 { bytes in
-            var start = 0
-            for i in 0..<bytes.count {
-                let rep: StaticString
-                switch bytes[i] {
-                case UInt8(ascii: "&"): rep = "&amp;"
-                case UInt8(ascii: "<"): rep = "&lt;"
-                case UInt8(ascii: ">"): rep = "&gt;"
-                case UInt8(ascii: "\""): rep = "&quot;"
-                default: continue
-                }
-                if i > start { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[start..<i])) }
-                buffer.writeStaticString(rep)
-                start = i + 1
+        out.escaped(s) { b in
+            switch b {
+            case UInt8(ascii: "&"): return "&amp;"
+            case UInt8(ascii: "<"): return "&lt;"
+            case UInt8(ascii: ">"): return "&gt;"
+            case UInt8(ascii: "\""): return "&quot;"
+            default: return nil
             }
-            if start < bytes.count { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(bytes)[start...])) }
         }
     }
 
     /// Lower-case hex digits of `value` (as `String(value, radix: 16)`), without building a String.
-    mutating func hex(_ value: UInt64) {
-        // Lower-case hex digits, most significant first, written straight into the buffer.
-        let digits = max(1, (64 - value.leadingZeroBitCount + 3) / 4)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { out in
-            var v = value
-            for i in stride(from: digits - 1, through: 0, by: -1) {
-                let d = UInt8(v & 15)
-                out[i] = d < 10 ? 48 + d : 87 + d
-                v >>= 4
-            }
-            return digits
-        }
-    }
+    mutating func hex(_ value: UInt64) { out.hex(value) }
 
-    /// An HTTP date (`getlastmodified`), written straight into the buffer.
-    mutating func httpDate(_ d: Date) {
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: HTTPDate.length) { HTTPDate.format(d, into: $0) }
-    }
+    /// An HTTP date (`getlastmodified`), written straight into the answer.
+    mutating func httpDate(_ d: Date) { out.fixed(HTTPDate.length) { HTTPDate.format(d, into: $0) } }
 
-    /// An RFC 3339 time (`creationdate`), written straight into the buffer.
-    mutating func rfc3339(_ d: Date) {
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: TimeFormat.rfc3339Length) { TimeFormat.rfc3339(d, into: $0) }
-    }
+    /// An RFC 3339 time (`creationdate`), written straight into the answer.
+    mutating func rfc3339(_ d: Date) { out.fixed(TimeFormat.rfc3339Length) { TimeFormat.rfc3339(d, into: $0) } }
 
     /// `<D:name>inner</D:name>` (inner is already XML).
     mutating func element(_ q: QName, _ inner: String) {
         switch q.ns {
         case "DAV:":
-            buffer.writeStaticString("<D:"); buffer.writeString(q.name)
-            if inner.isEmpty { buffer.writeStaticString("/>"); return }
-            buffer.writeStaticString(">"); buffer.writeString(inner)
-            buffer.writeStaticString("</D:"); buffer.writeString(q.name); buffer.writeStaticString(">")
+            raw("<D:"); raw(q.name)
+            if inner.isEmpty { raw("/>"); return }
+            raw(">"); raw(inner)
+            raw("</D:"); raw(q.name); raw(">")
         default:
             raw(DAVXML.element(q, inner))
         }
