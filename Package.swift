@@ -61,7 +61,11 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
-        ], resources: [.copy("Web/static")]),
+        ], exclude: ["Web/static"], plugins: ["EmbedWebUI"]),
+        // The web UI (Web/static) is compiled into PanListServer by this plugin, so that a (static) binary
+        // needs no resource bundle beside it: every file of the folder, no list to keep (docs/DESIGN.md).
+        .executableTarget(name: "panlist-embed"),
+        .plugin(name: "EmbedWebUI", capability: .buildTool(), dependencies: ["panlist-embed"]),
         .target(name: "Driver123Open", dependencies: [
             "PanListCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

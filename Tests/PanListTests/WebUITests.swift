@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import PanListServer
 
-/// The web UI's files: served from the server's resources with a strict Content-Security-Policy.
+/// The web UI's files: served from the copy embedded in the binary with a strict Content-Security-Policy.
 @Suite("Web UI serving")
 struct WebUITests {
     @Test func indexAssetsAndPolicy() async throws {
@@ -31,5 +31,20 @@ struct WebUITests {
             let index = try await s.request(.GET, "/").text
             #expect(!index.contains("<script>") && !index.contains("onclick="))
         }
+    }
+
+    /// The embedded copy is every file of `Sources/PanListServer/Web/static`, byte for byte (the EmbedWebUI
+    /// plugin reads the folder at build time, so a new file needs no code change).
+    @Test func embeddedCopyIsTheFolder() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/PanListServer/Web/static")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { !$0.hasPrefix(".") }.sorted()
+        let embedded = WebUI.embedded()
+        #expect(embedded.map(\.name) == names)
+        #expect(embedded.count == EmbeddedWebUI.files.count, "every literal decodes")
+        for file in embedded {
+            #expect(FileManager.default.contents(atPath: folder.appendingPathComponent(file.name).path) == file.data, "\(file.name)")
+        }
+        #expect(names.contains("index.html") && names.contains("app.js"))
     }
 }

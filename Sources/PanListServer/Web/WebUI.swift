@@ -6,8 +6,9 @@ import Logging
 import NIOCore
 import PanListCore
 
-/// The web UI: plain HTML, CSS and JavaScript modules from `Web/static` (shipped as the target's resources,
-/// no build step), served at `/assets/<file>`, with `index.html` for `/` and every browsing path.
+/// The web UI: plain HTML, CSS and JavaScript modules from `Web/static` (compiled into the binary by the
+/// EmbedWebUI build plugin as `EmbeddedWebUI`, no build step of its own), served at `/assets/<file>`, with
+/// `index.html` for `/` and every browsing path.
 /// The UI talks to `/api` only. Every UI answer carries a Content-Security-Policy that allows scripts and
 /// styles from this origin only, so nothing from the drive can run in the UI's origin.
 struct WebUI: Sendable {
@@ -22,37 +23,54 @@ struct WebUI: Sendable {
         + "media-src 'self' blob: http: https:; frame-src 'self'; object-src 'none'; base-uri 'none'; "
         + "frame-ancestors 'none'; form-action 'self'; connect-src 'self'"
 
-    /// Loads the files once (they are small); `PANLIST_WEB_DIR` points at another folder (for UI work).
+    /// Loads the files once (they are small): the copy embedded in the binary, or, when `PANLIST_WEB_DIR` is
+    /// set, the files of that folder (for UI work: edit and reload without a rebuild).
     static func load(logger: Logger) -> WebUI {
-        var dir: URL?
+        var files: [(name: String, data: Data)] = []
+        var source = "the embedded copy"
         if let override = ProcessInfo.processInfo.environment["PANLIST_WEB_DIR"], !override.isEmpty {
-            dir = URL(fileURLWithPath: override)
+            let dir = URL(fileURLWithPath: override)
+            source = dir.path
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
+                for name in names where !name.hasPrefix(".") {
+                    guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else { continue }
+                    files.append((name, data))
+                }
+            }
         } else {
-            dir = Bundle.module.url(forResource: "static", withExtension: nil)
+            files = embedded()
         }
         var assets: [String: Asset] = [:]
-        if let dir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) {
-            for name in names where !name.hasPrefix(".") {
-                guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(name).path) else { continue }
-                let type: String
-                switch (name as NSString).pathExtension.lowercased() {
-                case "html": type = "text/html; charset=utf-8"
-                case "js": type = "text/javascript; charset=utf-8"
-                case "css": type = "text/css; charset=utf-8"
-                case "svg": type = "image/svg+xml"
-                case "png": type = "image/png"
-                case "ico": type = "image/x-icon"
-                case "json": type = "application/json"
-                default: type = "application/octet-stream"
-                }
-                let etag = "\"" + SHA256.hash(data: data).prefix(8).hexString + "\""
-                assets[name] = Asset(bytes: ByteBuffer(bytes: data), contentType: type, etag: etag)
-            }
+        for (name, data) in files {
+            assets[name] = asset(name: name, data: data)
         }
         if assets["index.html"] == nil {
-            logger.warning("the web UI files were not found (looked in \(dir?.path ?? "the bundle")); / serves a notice")
+            logger.warning("the web UI files were not found (looked in \(source)); / serves a notice")
         }
         return WebUI(assets: assets)
+    }
+
+    /// The files compiled into the binary (generated from `Web/static` at build time).
+    static func embedded() -> [(name: String, data: Data)] {
+        EmbeddedWebUI.files.compactMap { file in
+            Data(base64Encoded: file.base64).map { (file.name, $0) }
+        }
+    }
+
+    static func asset(name: String, data: Data) -> Asset {
+        let type: String
+        switch (name as NSString).pathExtension.lowercased() {
+        case "html": type = "text/html; charset=utf-8"
+        case "js": type = "text/javascript; charset=utf-8"
+        case "css": type = "text/css; charset=utf-8"
+        case "svg": type = "image/svg+xml"
+        case "png": type = "image/png"
+        case "ico": type = "image/x-icon"
+        case "json": type = "application/json"
+        default: type = "application/octet-stream"
+        }
+        let etag = "\"" + SHA256.hash(data: data).prefix(8).hexString + "\""
+        return Asset(bytes: ByteBuffer(bytes: data), contentType: type, etag: etag)
     }
 
     func register(on router: Router<AppContext>) {
