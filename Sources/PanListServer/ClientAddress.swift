@@ -94,11 +94,11 @@ struct TrustedProxies: Sendable {
         if b.count == 4 {
             var a = in_addr()
             withUnsafeMutableBytes(of: &a) { $0.copyBytes(from: b) }
-            return inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count)).map { _ in String(cString: buffer) } ?? text
+            return inet_ntop(AF_INET, &a, &buffer, socklen_t(buffer.count)).map { String(cString: $0) } ?? text
         }
         var a = in6_addr()
         withUnsafeMutableBytes(of: &a) { $0.copyBytes(from: b) }
-        return inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count)).map { _ in String(cString: buffer) } ?? text
+        return inet_ntop(AF_INET6, &a, &buffer, socklen_t(buffer.count)).map { String(cString: $0) } ?? text
     }
 }
 

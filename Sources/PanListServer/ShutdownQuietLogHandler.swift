@@ -23,13 +23,12 @@ public struct ShutdownQuietLogHandler: LogHandler {
         set { inner[metadataKey: key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
-        var level = level
-        if level == .error, source == "HummingbirdCore", message.description.hasSuffix("CancellationError()") {
+    public func log(event: LogEvent) {
+        var event = event
+        if event.level == .error, event.source == "HummingbirdCore", event.message.description.hasSuffix("CancellationError()") {
             guard inner.logLevel <= .debug else { return }
-            level = .debug
+            event.level = .debug
         }
-        inner.log(level: level, message: message, metadata: metadata, source: source, file: file, function: function, line: line)
+        inner.log(event: event)
     }
 }
