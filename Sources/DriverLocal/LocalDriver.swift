@@ -175,11 +175,14 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
         let cached = listings.withLockedValue { $0.map[base] }.flatMap { $0.until > now ? $0 : nil }
         // One trip to the thread pool: resolve and confine the folder, read its stamp, and list it unless the
         // kept listing still holds.
-        let fresh = try await blocking { () throws(FSError) -> (objs: [Obj]?, stamp: Posix.Stamp) in
+        let fresh = try await blocking { () throws(FSError) -> (objs: [Obj]?, stamp: Posix.Stamp, keep: Bool) in
             guard let disk = Posix.realpath(path) else { throw FSError.objectNotFound(base) }
             guard VirtualPath.isWithin(disk, root) else { throw .permissionDenied("\(base) points outside the storage's root folder") }
+            // The clock is read before the folder: a change after this moment moves the folder's times past it.
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
             guard let stamp = Posix.stamp(disk) else { throw FSError.objectNotFound(base) }
-            if let cached, cached.stamp == stamp { return (nil, stamp) }
+            if let cached, cached.stamp == stamp { return (nil, stamp, true) }
             guard let entries = Posix.listDirectory(disk, root: root) else { throw .notFound("\(base): cannot read this folder") }
             var objs = entries.map { name, st in
                 var o = self.obj(rel: VirtualPath.join(base, name), name: name, stat: st)
@@ -187,9 +190,10 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
                 return o
             }
             objs.sort { $0.name < $1.name }
-            return (objs, stamp)
+            return (objs, stamp, !stamp.isRecent(now: now))
         }
         guard let objs = fresh.objs else { return cached?.objs ?? [] }
+        guard fresh.keep else { return objs }
         listings.withLockedValue { l in
             if let old = l.map[base] { l.entries -= old.objs.count }
             if l.entries + objs.count > Self.maxListedEntries { l = ([:], 0) }

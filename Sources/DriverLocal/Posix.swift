@@ -35,14 +35,23 @@ enum Posix {
 
     /// What changes when a folder's entries change: its modification and change times (nanoseconds), inode and device.
     struct Stamp: Equatable, Sendable {
-        var mtime: Int64, ctime: Int64, inode: UInt64, device: UInt64
+        var mtime: Int64, mtimeNanos: Int64, ctime: Int64, ctimeNanos: Int64, inode: UInt64, device: UInt64
+
+        /// Whether the folder changed so recently (within `window` seconds of `now`, or in the future) that
+        /// another change in the same clock tick would not move its times: such a listing is not kept (as git
+        /// treats a "racy" index entry).
+        func isRecent(now: timespec, window: Double = 0.05) -> Bool {
+            let n = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+            let latest = max(Double(mtime) + Double(mtimeNanos) / 1e9, Double(ctime) + Double(ctimeNanos) / 1e9)
+            return latest > n - window
+        }
     }
 
     static func stamp(_ path: String) -> Stamp? {
         var st = Glibc.stat()
         guard fstatat(AT_FDCWD, path, &st, 0) == 0 else { return nil }
-        return Stamp(mtime: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
-                     ctime: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec),
+        return Stamp(mtime: Int64(st.st_mtim.tv_sec), mtimeNanos: Int64(st.st_mtim.tv_nsec),
+                     ctime: Int64(st.st_ctim.tv_sec), ctimeNanos: Int64(st.st_ctim.tv_nsec),
                      inode: UInt64(st.st_ino), device: UInt64(st.st_dev))
     }
 
@@ -89,7 +98,7 @@ enum Posix {
     }
 
     static func setModified(_ path: String, _ date: Date) {
-        let t = date.timeIntervalSince1970
+        let t = ModifiedTime.clamped(date).timeIntervalSince1970
         let sec = Int(t.rounded(.down))
         let ts = timespec(tv_sec: sec, tv_nsec: Int((t - Double(sec)) * 1e9))
         var times = [ts, ts]

@@ -215,11 +215,11 @@ extension DriverFactory {
                 continue
             }
             switch (item.type, value) {
-            case ("number", .number): break
-            case ("number", .string(let s)) where Double(s.trimmingCharacters(in: .whitespaces)) != nil: break
-            case ("number", _): problems.append("\(item.name) must be a number")
+            case ("number", .number(let d)) where d == d.rounded() && abs(d) < 1e15: break
+            case ("number", .string(let s)) where Int64(s.trimmingCharacters(in: .whitespaces)) != nil: break
+            case ("number", _): problems.append("\(item.name) must be a whole number")
             case ("bool", .bool): break
-            case ("bool", .string(let s)) where ["true", "false"].contains(s.lowercased()): break
+            case ("bool", .string(let s)) where s == "true" || s == "false": break
             case ("bool", _): problems.append("\(item.name) must be true or false")
             case ("select", _):
                 let options = item.options.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

@@ -49,20 +49,36 @@ public final class FileSystem: Sendable {
     public func storage(id: Int) -> MountedStorage? { table.withLockedValue { $0.first { $0.id == id } } }
 
     /// Puts `record` in the table with the status `loading` and no driver, so that its mount path exists
-    /// (answering "loading") while `load` initialises it. Disabled storages are left out.
-    public func placeLoading(_ record: StorageRecord) {
-        guard !record.disabled else { return }
+    /// (answering "loading") while `load` initialises it. Disabled storages, and ids already in the table,
+    /// are left alone. Returns the ticket that `load(_:ticket:)` uses for this load: an admin's change of the
+    /// storage meanwhile takes a newer one, and this load is then dropped when it ends.
+    @discardableResult
+    public func placeLoading(_ record: StorageRecord) -> Int {
+        let mine = ticket(record.id)
+        guard !record.disabled else { return mine }
         var record = record
         record.mountPath = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
         record.status = StorageStatus.loading
-        insert(MountedStorage(record: record, driver: nil))
+        table.withLockedValue { list in
+            guard !list.contains(where: { $0.id == record.id }) else { return }
+            list.append(MountedStorage(record: record, driver: nil))
+            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
+        }
+        return mine
     }
 
+    /// The latest load or unload asked for each storage id: a load that finishes after a newer one was asked
+    /// for (an admin changed, disabled or deleted the storage while it was still initialising) is dropped.
+    private let tickets = NIOLockedValueBox<[Int: Int]>([:])
+    private func ticket(_ id: Int) -> Int { tickets.withLockedValue { $0[id, default: 0] += 1; return $0[id] ?? 0 } }
+    private func isLatest(_ id: Int, _ ticket: Int) -> Bool { tickets.withLockedValue { $0[id] == ticket } }
+
     /// Creates and initialises the driver of `record` and puts it in the table, replacing one with the same id
-    /// (which keeps serving until the new one is ready, then is dropped).
-    /// Never throws: a failed init is kept as the storage's status, and everything else keeps working.
+    /// (which keeps serving until the new one is ready, then is dropped). Never throws: a failed init is kept
+    /// as the storage's status, and everything else keeps working. Nil when this load was overtaken by a newer
+    /// load or an unload of the same storage, or cancelled (the server is stopping): then nothing changes.
     @discardableResult
-    public func load(_ record: StorageRecord) async -> MountedStorage {
+    public func load(_ record: StorageRecord, ticket given: Int? = nil) async -> MountedStorage? {
         var record = record
         record.mountPath = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
         guard !record.disabled else {
@@ -70,42 +86,47 @@ public final class FileSystem: Sendable {
             record.status = StorageStatus.disabled
             return MountedStorage(record: record, driver: nil)
         }
+        let mine = given ?? ticket(record.id)
         var driver: (any Driver)?
         do {
             guard let factory = registry.factory(named: record.driver) else {
                 throw FSError.noSuchRecord("driver '\(record.driver)' does not exist")
             }
             let d = try factory.make(record, environment)
-            try await d.initialize()
             driver = d
+            try await d.initialize()
             record.status = StorageStatus.work
         } catch {
+            if let d = driver { await d.drop() }
+            driver = nil
+            if error is CancellationError || Task.isCancelled { return nil }
             record.status = FSError.from(error).message
-            logger.warning("storage \(record.mountPath) (\(record.driver)) is not working: \(record.status)")
         }
         let mounted = MountedStorage(record: record, driver: driver)
-        let old = insert(mounted)
-        if let old {
-            await old.driver?.drop()
-            await cache.clear(storageID: old.id)
+        // Installed only if no newer load or unload of this storage was asked for meanwhile.
+        let old: MountedStorage?? = table.withLockedValue { list in
+            guard isLatest(record.id, mine) else { return .none }
+            let old = list.firstIndex { $0.id == record.id }.map { list.remove(at: $0) }
+            list.append(mounted)
+            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
+            return .some(old)
+        }
+        guard case .some(let replaced) = old else {
+            await driver?.drop()
+            return nil
+        }
+        if driver == nil { logger.warning("storage \(LogText.quoted(record.mountPath)) (\(record.driver)) is not working: \(LogText.quoted(record.status))") }
+        if let replaced {
+            await replaced.driver?.drop()
+            await cache.clear(storageID: replaced.id)
         }
         didWrite()  // links and cached files of the old instance no longer apply
         return mounted
     }
 
-    /// Puts `mounted` in the table in place of the storage with its id; returns the one it replaced.
-    @discardableResult
-    private func insert(_ mounted: MountedStorage) -> MountedStorage? {
-        table.withLockedValue { list in
-            let old = list.firstIndex { $0.id == mounted.id }.map { list.remove(at: $0) }
-            list.append(mounted)
-            list.sort { VirtualPath.depth($0.mountPath) > VirtualPath.depth($1.mountPath) }
-            return old
-        }
-    }
-
     /// Drops a storage's driver and removes it from the table.
     public func unload(id: Int) async {
+        _ = ticket(id)   // a load still running for this storage is not installed
         let removed = table.withLockedValue { list -> MountedStorage? in
             guard let i = list.firstIndex(where: { $0.id == id }) else { return nil }
             return list.remove(at: i)
@@ -152,7 +173,8 @@ public final class FileSystem: Sendable {
         var result: [Obj] = []
         for m in storages where m.mountPath != dir && VirtualPath.isWithin(m.mountPath, dir) {
             let rest = VirtualPath.relative(m.mountPath, to: dir)
-            guard let name = rest.split(separator: "/").first.map(String.init), seen.insert(name).inserted else { continue }
+            let name = VirtualPath.firstSegment(rest)
+            guard !name.isEmpty, seen.insert(name).inserted else { continue }
             result.append(Obj(id: "", path: VirtualPath.join(dir, name), name: name, size: 0,
                               modified: m.record.modified, isDir: true))
         }
@@ -180,7 +202,13 @@ public final class FileSystem: Sendable {
             let dir = try await object(in: m, at: actual)
             guard dir.isDir else { throw FSError.badRequest("\(path) is not a folder") }
             objs = try await children(of: dir, in: m, at: actual, refresh: refresh)
-            objs = await withKeptTimes(objs, in: path, storage: m)
+            if keepsTimes(for: m) {
+                objs = await withKeptTimes(objs, in: path, storage: m)
+                // The listing was sorted by the storage's own times: sorted again by the times shown.
+                if m.driver?.config.localSort == true && m.record.orderBy == "modified" {
+                    Self.sort(&objs, by: m.record.orderBy, direction: m.record.orderDirection)
+                }
+            }
         } catch let e as FSError where !virtual.isEmpty {
             // A storage that is down still shows the folders mounted below it.
             if case .notFound = e { objs = [] } else if case .storageUnavailable = e { objs = [] } else { throw e }
@@ -341,7 +369,7 @@ public final class FileSystem: Sendable {
             KeptTime(modified: $0, size: obj.size, md5: obj.hashes["md5"] ?? stream.md5 ?? "", sha1: stream.sha1 ?? obj.hashes["sha1"] ?? "")
         }
         do { try await store.setKeptTime(path, kept) } catch {
-            logger.warning("could not keep the modification time of \(path): \(ErrorText.describe(error))")
+            logger.warning("could not keep the modification time of \(LogText.quoted(path)): \(ErrorText.describe(error))")
         }
     }
 
@@ -373,7 +401,7 @@ public final class FileSystem: Sendable {
             try await store.copyKeptTimes(from: src, to: dst)
             if move { try await store.deleteKeptTimes(src) }
         } catch {
-            logger.warning("the kept modification times of \(src) did not follow it to \(dst): \(ErrorText.describe(error))")
+            logger.warning("the kept modification times of \(LogText.quoted(src)) did not follow it to \(LogText.quoted(dst)): \(ErrorText.describe(error))")
         }
     }
 
@@ -491,8 +519,9 @@ public final class FileSystem: Sendable {
 
     /// Copies through the file system layer: folders are created, files streamed from a link into `put`, each
     /// with its modification time as listings show it (kept or not); `srcPath` is `obj`'s virtual path.
+    /// `timesApplied`: `obj` came from a listing that already has its kept time.
     private func copyAcross(_ obj: Obj, from sm: MountedStorage, to dstDir: Obj, in dm: MountedStorage, dstActual: String,
-                            srcPath: String) async throws {
+                            srcPath: String, timesApplied: Bool = false) async throws {
         let dstPath = VirtualPath.join(Self.virtualPath(of: dstActual, in: dm), obj.name)
         if obj.isDir {
             let mk = try capability(dm, (any MakeDirCapable).self, "create folders")
@@ -500,13 +529,14 @@ public final class FileSystem: Sendable {
             let childActual = VirtualPath.join(dstActual, obj.name)
             let children = await withKeptTimes(try await sm.ready().list(dir: obj), in: srcPath, storage: sm)
             for child in children {
-                try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual, srcPath: VirtualPath.join(srcPath, child.name))
+                try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual, srcPath: VirtualPath.join(srcPath, child.name),
+                                     timesApplied: true)
             }
             await cache.invalidate(storageID: dm.id, path: childActual)
             return
         }
         var source = obj
-        if keepsTimes(for: sm), let kept = try? await keptTimes?.keptTime(srcPath) { source = kept.apply(to: obj) }
+        if !timesApplied, keepsTimes(for: sm), let kept = try? await keptTimes?.keptTime(srcPath) { source = kept.apply(to: obj) }
         let put = try capability(dm, (any PutCapable).self, "upload")
         let link = try await sm.ready().link(file: obj, args: LinkArgs())
         try await LinkReader.withStream(link, size: obj.size, remote: remote) { stream in

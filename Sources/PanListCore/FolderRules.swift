@@ -130,7 +130,7 @@ public struct FolderRules: Sendable {
 
     /// Whether some rule sits at `path` or below it.
     public func hasRule(within path: String) -> Bool {
-        byPath.keys.contains { VirtualPath.isWithin($0, path) }
+        byPath.keys.contains { VirtualPath.isWithinAnyForm($0, path) }
     }
 
     /// The password that guards `path`, if any. A password guards its folder and the entries directly in
@@ -150,8 +150,7 @@ public struct FolderRules: Sendable {
         guard anyPassword else { return false }
         // A rule at the folder, or one above it for everything below, guards every entry.
         if nearest(folder, { r, levels in !r.password.isEmpty && (levels == 0 || r.pSub) }) != nil { return true }
-        let prefix = folder == "/" ? "/" : folder + "/"
-        return byPath.values.contains { !$0.rule.password.isEmpty && $0.rule.path.hasPrefix(prefix) }
+        return byPath.values.contains { !$0.rule.password.isEmpty && $0.rule.path != folder && VirtualPath.isWithinAnyForm($0.rule.path, folder) }
     }
 
     /// Whether a rule lets anyone who may read `folder` create things in it (Alist's meta `write`).

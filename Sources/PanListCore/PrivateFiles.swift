@@ -5,11 +5,18 @@ import Foundation
 /// tokens. Created that way (no moment where they are readable by others) and tightened when an older
 /// installation left them wider.
 public enum PrivateFiles {
-    /// Creates `path` (and missing parents) as a folder with mode 0700, or tightens an existing one.
-    public static func makeFolder(_ path: String) throws {
+    /// Creates `path` (and missing parents) as a folder with mode 0700; an existing one is tightened only
+    /// with `tightenExisting` (callers say so only for folders that are PanList's own).
+    public static func makeFolder(_ path: String, tightenExisting: Bool = true) throws {
+        let existed = FileManager.default.fileExists(atPath: path)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        tighten(path, to: 0o700)
+        if !existed || tightenExisting { tighten(path, to: 0o700) }
+    }
+
+    /// Whether `path` is a folder with nothing in it (or does not exist).
+    public static func isEmptyFolder(_ path: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).isEmpty
     }
 
     /// Takes group and other bits away from `path` when it exists and has any (`mode` is what it becomes).

@@ -34,7 +34,11 @@ public enum Bootstrap {
                                sweepTemp: Bool, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil) async throws -> Prepared {
         let fm = FileManager.default
         let dataDir = absolute(rawDataDir)
-        try PrivateFiles.makeFolder(dataDir)
+        // The data folder is made 0700 when PanList creates it, and tightened when it is an installation of
+        // PanList's (config.json in it) or empty; a folder holding other things keeps its mode.
+        let ours = FileManager.default.fileExists(atPath: dataDir + "/config.json") || PrivateFiles.isEmptyFolder(dataDir)
+        try PrivateFiles.makeFolder(dataDir, tightenExisting: ours)
+        if !ours { logger.warning("the data folder \(LogText.quoted(dataDir)) holds other files too: its mode is left as it is (PanList's own files in it are 0600)") }
         var (config, created) = try PanListConfig.loadOrCreate(dataDir: dataDir)
         if let address { config.scheme.address = address }
         if let port { config.scheme.httpPort = port }
@@ -42,12 +46,11 @@ public enum Bootstrap {
         config.tempDir = absolute(config.tempDir)
         config.database.dbFile = absolute(config.database.dbFile)
         _ = try TrustedProxies(config.trustedProxies)   // a wrong entry stops here, with the entry named
-
-        if sweepTemp {
-            // temp_dir holds only spool files of requests in flight: empty it at every start.
-            try? fm.removeItem(atPath: config.tempDir)
+        guard ["x-forwarded-for", "x-real-ip"].contains(config.clientIPHeader.lowercased()) else {
+            throw FSError.badRequest("client_ip_header must be X-Forwarded-For or X-Real-IP, not '\(config.clientIPHeader)'")
         }
-        try PrivateFiles.makeFolder(config.tempDir)
+
+        try prepareTempFolder(config.tempDir, sweep: sweepTemp, known: config.tempDir == dataDir + "/temp")
 
         guard config.database.type == "sqlite3" || config.database.type == "sqlite" else {
             throw FSError.badRequest("database type '\(config.database.type)' is not supported yet; use sqlite3")
@@ -77,15 +80,37 @@ public enum Bootstrap {
         }
     }
 
+    /// The marker of a temp folder that is PanList's own.
+    static let tempMarker = ".panlist-temp"
+
+    /// `temp_dir` holds only spool files of requests in flight, so the server empties it at every start. It
+    /// must therefore be PanList's own: a new or empty folder (then marked with `.panlist-temp`, mode 0700) or
+    /// one marked before (`known`: the default `<data>/temp`, always PanList's). A folder holding anything else
+    /// (`/tmp`, say) is refused, never emptied or chmod-ed.
+    static func prepareTempFolder(_ path: String, sweep: Bool, known: Bool) throws {
+        let fm = FileManager.default
+        let marker = path + "/" + tempMarker
+        if !known && fm.fileExists(atPath: path) && !fm.fileExists(atPath: marker) && !PrivateFiles.isEmptyFolder(path) {
+            throw FSError.badRequest("temp_dir \(path) holds files that are not PanList's; PanList empties its temp folder at every start, so give it a folder of its own (a new or empty one)")
+        }
+        try PrivateFiles.makeFolder(path)
+        if sweep {
+            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker {
+                try? fm.removeItem(atPath: path + "/" + name)
+            }
+        }
+        if !fm.fileExists(atPath: marker) { try PrivateFiles.touch(marker) }
+    }
+
     /// Opens a data folder for the server: `prepare`, then the file system and `ServerState`. Every enabled
     /// storage is in the mount table with the status `loading`; `ServerState.mountAll` initialises them
     /// (the server calls it once it listens). One storage that fails never stops the start.
     public static func open(dataDir: String, registry: DriverRegistry, logger: Logger,
                             address: String? = nil, port: Int? = nil,
-                            adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
+                            adjust: (@Sendable (inout PanListConfig) -> Void)? = nil, lock given: DataFolderLock? = nil,
                             prepare before: (@Sendable (any Store) async throws -> Void)? = nil) async throws -> Result {
         // One server per data folder: a second one would empty the first one's temp folder under its uploads.
-        let lock = try DataFolderLock(dataDir: absolute(dataDir))
+        let lock = try given ?? DataFolderLock(dataDir: absolute(dataDir))
         let prepared: Prepared
         do {
             prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true, adjust: adjust)
@@ -156,8 +181,8 @@ public enum Bootstrap {
 public final class DataFolderLock: Sendable {
     private let fd: Int32
 
-    init(dataDir: String) throws {
-        try PrivateFiles.makeFolder(dataDir)
+    public init(dataDir: String) throws {
+        try PrivateFiles.makeFolder(dataDir, tightenExisting: false)
         let path = dataDir + "/panlist.lock"
         let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FSError.internalError("cannot open \(path): \(ErrorText.errno(errno))") }

@@ -68,7 +68,9 @@ struct TrustedProxies: Sendable {
         return ranges.contains { $0.contains(b) }
     }
 
-    /// The client address of a request that came from `peer`.
+    /// The client address of a request that came from `peer`, with the value of the one header the proxy sets
+    /// (`forwardedFor` for `X-Forwarded-For`, or `realIP` for `X-Real-IP`, as `client_ip_header` says; a client
+    /// can send either header itself, and a proxy that sets only one passes the other through).
     func clientAddress(peer: String, forwardedFor: String?, realIP: String?) -> String {
         guard trusts(peer) else { return peer }
         if let forwardedFor {
@@ -112,11 +114,15 @@ struct TrustedProxiesError: Error, CustomStringConvertible {
 struct ClientAddressMiddleware: RouterMiddleware {
     typealias Context = AppContext
     let trusted: TrustedProxies
+    /// The header the trusted proxy sets: `X-Forwarded-For` (appended to) or `X-Real-IP` (set); only that
+    /// one is read.
+    let useRealIP: Bool
     let logger: Logger
     private let warned = NIOLockedValueBox<Bool>(false)
 
-    init(trusted: TrustedProxies, logger: Logger) {
+    init(trusted: TrustedProxies, header: String, logger: Logger) {
         self.trusted = trusted
+        self.useRealIP = header.lowercased() == "x-real-ip"
         self.logger = logger
     }
 
@@ -129,7 +135,9 @@ struct ClientAddressMiddleware: RouterMiddleware {
                 logger.notice("requests from \(peer) carry X-Forwarded-For, but no proxy is trusted: every client behind it counts as \(peer) (login limits, logs). If \(peer) is your reverse proxy, add it to trusted_proxies in config.json")
             }
         } else {
-            context.clientIP = trusted.clientAddress(peer: peer, forwardedFor: forwarded, realIP: request.headers[.xRealIP])
+            context.clientIP = useRealIP
+                ? trusted.clientAddress(peer: peer, forwardedFor: nil, realIP: request.headers[.xRealIP])
+                : trusted.clientAddress(peer: peer, forwardedFor: forwarded, realIP: nil)
         }
         return try await next(request, context)
     }

@@ -75,6 +75,8 @@ public struct PanListConfig: Codable, Sendable {
     public var maxRequestBody = 1 << 20
     /// Reverse proxies whose `X-Forwarded-For` / `X-Real-IP` are believed (addresses or CIDR ranges).
     public var trustedProxies: [String] = []
+    /// The header those proxies set with the client's address: `X-Forwarded-For` or `X-Real-IP`.
+    public var clientIPHeader = "X-Forwarded-For"
     /// One info-level line per request (method, path, status, bytes, time, client address).
     public var accessLog = true
 
@@ -82,7 +84,7 @@ public struct PanListConfig: Codable, Sendable {
         case force, database, scheme
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
-        case trustedProxies = "trusted_proxies", accessLog = "access_log"
+        case trustedProxies = "trusted_proxies", accessLog = "access_log", clientIPHeader = "client_ip_header"
     }
 
     public init() {}
@@ -100,6 +102,7 @@ public struct PanListConfig: Codable, Sendable {
         maxRequestBody = try c.decodeIfPresent(Int.self, forKey: .maxRequestBody) ?? d.maxRequestBody
         trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? d.trustedProxies
         accessLog = try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
+        clientIPHeader = try c.decodeIfPresent(String.self, forKey: .clientIPHeader) ?? d.clientIPHeader
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
@@ -146,6 +149,7 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_TRUSTED_PROXIES"] {
             trustedProxies = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
+        if let v = env["PANLIST_CLIENT_IP_HEADER"] { clientIPHeader = v }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

@@ -8,7 +8,7 @@ import PanListCore
 public enum PanListApp {
     public static func router(state: ServerState) -> Router<AppContext> {
         let router = Router(context: AppContext.self)
-        router.add(middleware: ClientAddressMiddleware(trusted: state.trustedProxies, logger: state.logger))
+        router.add(middleware: ClientAddressMiddleware(trusted: state.trustedProxies, header: state.config.clientIPHeader, logger: state.logger))
         if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger)) }
         router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }

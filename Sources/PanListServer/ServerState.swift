@@ -96,23 +96,28 @@ public final class ServerState: Sendable {
     /// be guessed quickly (a right one does not reset the count).
     func check(_ user: User, _ action: Action, _ path: String, password: String?, ip: String? = nil) throws(FSError) {
         let r = rules
-        var keys: [LoginLimiter.Key] = []
+        var attempt: LoginLimiter.Attempt?
+        var guardPath = ""
         if let ip, let password, !password.isEmpty, !user.isAdmin, !user.permission.contains(.accessWithoutPassword),
-           let guardPath = r.passwordRule(for: path)?.path {
-            keys = [LoginLimiter.Key(name: "folder-password:\(ip)\u{0}\(guardPath)", limit: loginLimiter.userAddressLimit)]
-            try loginLimiter.check(keys)
+           let rule = r.passwordRule(for: path) {
+            guardPath = rule.path
+            attempt = try loginLimiter.begin([loginLimiter.folderKey(address: ip, guardPath: guardPath)])
         }
         do {
             try Access.check(user, action, path, rules: r, password: password)
         } catch {
-            if !keys.isEmpty, case .permissionDenied(let m) = error, m == Access.passwordMessage {
-                logger.warning("wrong folder password for \(LogText.quoted(r.passwordRule(for: path)?.path ?? path)) from \(ip ?? "?") (user \(LogText.quoted(user.username)))")
-                if !loginLimiter.fail(keys).isEmpty {
-                    logger.warning("folder password attempts from \(ip ?? "?") on \(LogText.quoted(r.passwordRule(for: path)?.path ?? path)) blocked for \(loginLimiter.window.components.seconds / 60) minutes")
+            if let attempt {
+                let wrong: Bool
+                if case .permissionDenied(let m) = error, m == Access.passwordMessage { wrong = true } else { wrong = false }
+                if wrong { logger.warning("wrong folder password for \(LogText.quoted(guardPath)) from \(ip ?? "?") (user \(LogText.quoted(user.username)))") }
+                if !loginLimiter.end(attempt, wrong ? .failed : .neither).isEmpty {
+                    logger.warning("folder password attempts from \(ip ?? "?") on \(LogText.quoted(guardPath)) blocked for \(loginLimiter.window.components.seconds / 60) minutes")
                 }
             }
             throw error
         }
+        // A right folder password does not reset the count: guessing stays limited.
+        if let attempt { loginLimiter.end(attempt, .neither) }
     }
 
     /// Creating something new at `path` (a folder, an uploaded file): writing into its folder, and the
@@ -138,12 +143,12 @@ public final class ServerState: Sendable {
     func transfer(from src: String, to dst: String, move: Bool, _ op: () async throws -> Void) async throws {
         if src == dst { return try await op() }
         try checkRulesCanTravel(from: src, to: dst)
-        let travelling = rules.rules.filter { VirtualPath.isWithin($0.path, src) }
+        let travelling = rules.rules.filter { VirtualPath.isWithinAnyForm($0.path, src) }
         var added: [Int] = []
         if !travelling.isEmpty {
             added = try await store.insertFolderRules(travelling.map { rule in
                 var r = rule
-                let rest = VirtualPath.relative(rule.path, to: src)
+                let rest = VirtualPath.relativeAnyForm(rule.path, to: src)
                 r.path = rest == "/" ? dst : (dst == "/" ? rest : dst + rest)
                 return r
             })
@@ -163,7 +168,7 @@ public final class ServerState: Sendable {
                 try await store.deleteFolderRules(ids: travelling.map(\.id))
                 try await reloadRules()
             } catch {
-                logger.warning("the folder rules at \(src) stay after its move to \(dst): \(error)")
+                logger.warning("the folder rules at \(LogText.quoted(src)) stay after its move to \(LogText.quoted(dst)): \(ErrorText.describe(error))")
             }
         }
         try? await store.copyDeadProperties(from: src, to: dst)
@@ -195,24 +200,44 @@ public final class ServerState: Sendable {
     /// logged at warning level, never with the password). A disabled user's success does not clear the count;
     /// the caller refuses the disabled user.
     func verifyLogin(username: String, staticHash: String, ip: String, via: String = "api") async throws -> StoredUser? {
-        let keys = loginLimiter.loginKeys(username: username, address: ip)
-        do { try loginLimiter.check(keys) } catch {
+        let attempt: LoginLimiter.Attempt
+        do { attempt = try loginLimiter.begin(loginLimiter.loginKeys(username: username, address: ip)) } catch {
             logger.warning("login refused while blocked: user \(LogText.quoted(username)) from \(ip) (\(via))")
             throw error
         }
-        guard let stored = try await storedUser(named: username), !stored.user.isGuest,
-              await Passwords.verifyAsync(staticHash: staticHash, hash: stored.passwordHash, salt: stored.salt)
-        else {
+        let stored: StoredUser?
+        do {
+            if let s = try await storedUser(named: username), !s.user.isGuest,
+               await Passwords.verifyAsync(staticHash: staticHash, hash: s.passwordHash, salt: s.salt) {
+                stored = s
+            } else {
+                stored = nil
+            }
+        } catch {
+            loginLimiter.end(attempt, .neither)
+            throw error
+        }
+        guard let stored else {
             logger.warning("failed login: user \(LogText.quoted(username)) from \(ip) (\(via))")
-            for k in loginLimiter.fail(keys) {
-                let who = k.limit == loginLimiter.addressLimit ? "every login from \(ip)" : "user \(LogText.quoted(username)) from \(ip)"
+            for k in loginLimiter.end(attempt, .failed) {
+                let who = k.kind == .address ? "every login from \(ip)" : "user \(LogText.quoted(username)) from \(ip)"
                 logger.warning("blocked \(who) for \(loginLimiter.window.components.seconds / 60) minutes after \(k.limit) failed logins")
             }
             return nil
         }
+        // A disabled user's right password does not clear the count; the caller refuses the disabled user.
+        loginLimiter.end(attempt, stored.user.disabled ? .neither : .succeeded)
         await upgradePassword(stored, staticHash: staticHash)
-        if !stored.user.disabled { loginLimiter.succeed(keys) }
         return stored
+    }
+
+    /// For credentials verified before (WebDAV's memory of them): refused while the user or address is
+    /// blocked, as a new password check would be.
+    func checkNotBlocked(username: String, ip: String, via: String) throws(FSError) {
+        do { try loginLimiter.check(loginLimiter.loginKeys(username: username, address: ip)) } catch {
+            logger.warning("login refused while blocked: user \(LogText.quoted(username)) from \(ip) (\(via))")
+            throw error
+        }
     }
 
     /// Rewrites a user's record from the old fast hash to bcrypt after a successful login (the password is
@@ -225,7 +250,7 @@ public final class ServerState: Sendable {
             try await store.updateUser(updated)
             forgetUsers()
         } catch {
-            logger.warning("could not rewrite the password record of \(stored.user.username) as bcrypt: \(error)")
+            logger.warning("could not rewrite the password record of \(LogText.quoted(stored.user.username)) as bcrypt: \(ErrorText.describe(error))")
         }
     }
 
@@ -279,16 +304,17 @@ public final class ServerState: Sendable {
         }
         await withTaskGroup(of: Void.self) { group in
             for record in records where !record.disabled {
-                fs.placeLoading(record)
-                group.addTask { await self.mount(record) }
+                let ticket = fs.placeLoading(record)
+                group.addTask { _ = await self.mount(record, ticket: ticket) }
             }
         }
     }
 
-    /// Loads a storage into the file system and records its status.
+    /// Loads a storage into the file system and records its status. When this load was overtaken (the
+    /// storage changed meanwhile) or cancelled, nothing is recorded and the storage as it is now is returned.
     @discardableResult
-    func mount(_ record: StorageRecord) async -> MountedStorage {
-        let mounted = await fs.load(record)
+    func mount(_ record: StorageRecord, ticket: Int? = nil) async -> MountedStorage? {
+        guard let mounted = await fs.load(record, ticket: ticket) else { return fs.storage(id: record.id) }
         try? await store.setStorageStatus(id: record.id, status: mounted.record.status)
         return mounted
     }

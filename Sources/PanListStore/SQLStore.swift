@@ -505,7 +505,8 @@ public final class SQLStore: Store, @unchecked Sendable {
             try await db.delete(from: "kept_times").where("path", .equal, path).run()
             return
         }
-        let row = KeptRow(path: path, parent: VirtualPath.parent(path), modified_ms: Int64((time.modified.timeIntervalSince1970 * 1000).rounded()),
+        let row = KeptRow(path: path, parent: VirtualPath.parent(path),
+                          modified_ms: Int64((ModifiedTime.clamped(time.modified).timeIntervalSince1970 * 1000).rounded()),
                           size: time.size, md5: time.md5, sha1: time.sha1)
         try await db.insert(into: "kept_times").model(row).onConflict(with: ["path"]) { try $0.set(excludedContentOf: row) }.run()
     }
@@ -552,7 +553,5 @@ public final class SQLStore: Store, @unchecked Sendable {
         (path == "/" ? "" : path) + "/%"
     }
 
-    static func isWithin(_ path: String, _ root: String) -> Bool {
-        path == root || root == "/" || path.hasPrefix(root + "/")
-    }
+    static func isWithin(_ path: String, _ root: String) -> Bool { VirtualPath.isWithin(path, root) }
 }

@@ -61,12 +61,17 @@ func announceAdmin(_ password: String?) {
 
 /// Runs `body` on the store of a data folder without starting the server (the offline CLI commands).
 /// A fresh or missing data folder is set up as the first start would (config, database, admin, default
-/// storage); the store is always closed.
-func withStore<T>(_ dataDir: String, _ body: (SQLStore) async throws -> T) async throws -> T {
+/// storage; the initial password is said unless `announce` is false, for the commands that set it anyway);
+/// a demo mount left by a server that was killed is removed when no server runs; the store is always closed.
+func withStore<T>(_ dataDir: String, announce: Bool = true, _ body: (SQLStore) async throws -> T) async throws -> T {
     var logger = makeLogger()
     if logger.logLevel < .warning { logger.logLevel = .warning }
     let prepared = try await Bootstrap.prepare(dataDir: dataDir, logger: logger, sweepTemp: false)
-    announceAdmin(prepared.createdAdminPassword)
+    if announce { announceAdmin(prepared.createdAdminPassword) }
+    if let lock = try? DataFolderLock(dataDir: prepared.dataDir) {
+        try? await Demo.removeMount(prepared.store)
+        lock.release()
+    }
     do {
         let result = try await body(prepared.store)
         await prepared.store.close()
@@ -89,11 +94,17 @@ struct Server: AsyncParsableCommand {
         MemoryTuning.apply()
         let logger = makeLogger()
         let dataDir = Bootstrap.absolute(options.data)
-        let emulator = demo ? try await Demo.startEmulator(dataDir: dataDir) : nil
+        // One server per data folder, before anything is written into it (the demo's emulator included).
+        let lock = try DataFolderLock(dataDir: dataDir)
+        let emulator: Open123Emulator?
+        do { emulator = demo ? try await Demo.startEmulator(dataDir: dataDir) : nil } catch {
+            lock.release()
+            throw error
+        }
         let boot: Bootstrap.Result
         do {
             boot = try await Bootstrap.open(dataDir: dataDir, registry: makeRegistry(), logger: logger,
-                                            address: address, port: port, prepare: { store in
+                                            address: address, port: port, lock: lock, prepare: { store in
                                                 // A demo mount left by a server that was killed is never kept.
                                                 try await Demo.removeMount(store)
                                                 if let emulator { try await Demo.mount(emulator, store) }
@@ -230,7 +241,7 @@ struct Admin: AsyncParsableCommand {
         func run() async throws {
             let password = try password ?? PasswordInput.read()
             guard !password.isEmpty else { throw ValidationError("the password cannot be empty") }
-            try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
+            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password updated; a running server uses it within 2 seconds, and tokens issued before stop working")
         }
     }
@@ -240,7 +251,7 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         func run() async throws {
             let password = RandomString.make(12)
-            try await withStore(options.data) { try await Bootstrap.setAdminPassword($0, password) }
+            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password) }
             print("admin password: \(password)")
         }
     }
@@ -334,8 +345,8 @@ struct StorageCommand: AsyncParsableCommand {
             do { try factory.validate(addition: addition, refuseUnknown: true) } catch {
                 throw CLIError(error.message)
             }
-            if let webdavPolicy, !["302_redirect", "use_proxy_url", "native_proxy"].contains(webdavPolicy) {
-                throw CLIError("--webdav-policy must be 302_redirect, use_proxy_url or native_proxy")
+            if let webdavPolicy, !DeliveryPolicy.policies.contains(webdavPolicy) {
+                throw CLIError("--webdav-policy must be one of \(DeliveryPolicy.policies.joined(separator: ", "))")
             }
             if let cacheExpiration, cacheExpiration < 0 { throw CLIError("--cache-expiration cannot be negative") }
             let mountPath: String

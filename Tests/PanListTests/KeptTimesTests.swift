@@ -22,7 +22,7 @@ struct KeptTimesTests {
     }
 
     static func davAuth(_ s: TestServer) -> (String, String) {
-        ("Authorization", "Basic " + Data("admin:\(s.adminPassword)".utf8).base64EncodedString())
+        ("Authorization", DAVTests.basic("admin", s.adminPassword))
     }
 
     static func listedModified(_ s: TestServer, _ t: String, _ dir: String, _ name: String) async throws -> String? {
@@ -94,6 +94,39 @@ struct KeptTimesTests {
             #expect(rclone.status == 302)
             try await s.setSetting(SettingKey.webdavRedirectAgents, "*")
             #expect(try await s.request(.GET, "/dav/123/r.txt", headers: [dav, ("User-Agent", "cadaver/0.23.3")]).status == 302)
+        }
+    }
+}
+
+@Suite("Kept modification times: folders, odd names, leaving the cloud")
+struct KeptTimesMoreTests {
+    static func listed(_ s: TestServer, _ t: String, _ dir: String) async throws -> [String: String] {
+        let r = try await s.api("/fs/list", ["path": dir, "refresh": true], token: t)
+        var out: [String: String] = [:]
+        for e in (r.data["content"] as? [[String: Any]]) ?? [] { out[e["name"] as? String ?? ""] = e["modified"] as? String }
+        return out
+    }
+
+    @Test func timesFollowAFolderAndOddNamesAndAreForgottenWhenTheFileLeaves() async throws {
+        try await withCloud { s, _, t in
+            let when = "2017-07-14T02:40:00.000Z"
+            for name in ["a_b.txt", "100%.txt", "plain.txt"] {
+                let r = try await s.put("/123/dir_1/\(name)", Data("content of \(name)".utf8), token: t, extra: [("Last-Modified", "1500000000000")])
+                #expect(r.code == 200, "\(r.text)")
+            }
+            // A file whose name is a LIKE pattern of the others must not take their times along.
+            #expect(try await s.put("/123/dirx1/plain.txt", Data("other".utf8), token: t).code == 200)
+            #expect(try await Self.listed(s, t, "/123/dir_1")["a_b.txt"] == when)
+            #expect(try await s.api("/fs/rename", ["path": "/123/dir_1", "name": "dir%2"], token: t).code == 200)
+            let moved = try await Self.listed(s, t, "/123/dir%2")
+            #expect(moved["a_b.txt"] == when && moved["100%.txt"] == when && moved["plain.txt"] == when, "\(moved)")
+            #expect(try await Self.listed(s, t, "/123/dirx1")["plain.txt"] != when)
+            #expect(try await s.state.store.keptTime("/123/dir_1/a_b.txt") == nil)
+            // Moved to the Local storage: the time goes onto the disk, and the cloud's record is forgotten.
+            #expect(try await s.api("/fs/move", ["src_dir": "/123/dir%2", "dst_dir": "/", "names": ["plain.txt"]], token: t).code == 200)
+            var st = stat()
+            #expect(stat(s.files + "/plain.txt", &st) == 0 && st.st_mtim.tv_sec == 1_500_000_000)
+            #expect(try await s.state.store.keptTime("/123/dir%2/plain.txt") == nil)
         }
     }
 }

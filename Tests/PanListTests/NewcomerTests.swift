@@ -12,15 +12,11 @@ import PanListStore
 /// proxies only; failed logins in the log without passwords; secrets at rest; token claims.
 @Suite("Security: login limiter, client address, secrets at rest")
 struct NewcomerSecurityTests {
-    static func basic(_ user: String, _ password: String) -> String {
-        "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
-    }
-
     /// WebDAV remembers verified credentials for a minute; a block must still refuse them.
     @Test func aBlockHoldsForRememberedWebDAVCredentials() async throws {
         try await withServer { s in
             _ = try await s.addUser("dave", password: "dave-pass-1", permission: [.webdavRead])
-            let right = Self.basic("dave", "dave-pass-1")
+            let right = DAVTests.basic("dave", "dave-pass-1")
             #expect(try await s.request(.RAW(value: "PROPFIND"), "/dav/", headers: [("Authorization", right), ("Depth", "0")]).status == 207)
             for _ in 0..<5 { #expect(try await s.api("/auth/login", ["username": "dave", "password": "wrong"]).code == 400) }
             // Blocked: the remembered right password does not get in, on WebDAV or the API.
@@ -48,9 +44,9 @@ struct NewcomerSecurityTests {
             for i in 45..<50 { #expect(try await login("nobody\(i)", "x", from: "10.0.0.3") == 400) }
             #expect(try await login("bob", "bob-pass-1", from: "10.0.0.3") == 429)
             #expect(try await login("bob", "bob-pass-1", from: "10.0.0.4") == 200)
-            // X-Real-IP when there is no X-Forwarded-For.
+            // Only the configured header (X-Forwarded-For by default) is read: X-Real-IP alone leaves the peer's address.
             let body = try JSONSerialization.data(withJSONObject: ["username": "bob", "password": "bob-pass-1"])
-            #expect(try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.3")], body: body).code == 429)
+            #expect(try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.3")], body: body).code == 200)
         }
     }
 
@@ -118,8 +114,9 @@ struct NewcomerSecurityTests {
             #expect(mode(data + "/" + f) == 0o600, "\(f): \(String(mode(data + "/" + f), radix: 8))")
         }
         await p.store.close()
-        // An older installation: everything world-readable.
-        for f in ["config.json", "panlist.db"] { chmod(data + "/" + f, 0o644) }
+        // An older installation: everything world-readable (the -wal and -shm files left by a crash too).
+        for f in ["panlist.db-wal", "panlist.db-shm"] { FileManager.default.createFile(atPath: data + "/" + f, contents: nil) }
+        for f in ["config.json", "panlist.db", "panlist.db-wal", "panlist.db-shm"] { chmod(data + "/" + f, 0o644) }
         chmod(data, 0o755)
         p = try await Bootstrap.prepare(dataDir: data, logger: logger, sweepTemp: true)
         #expect(mode(data) == 0o700)
@@ -212,7 +209,7 @@ struct FirstRunTests {
             #expect(r.message.contains("ClientID (string, required)"))
             let n = try await s.api("/admin/storage/create", ["mount_path": "/c", "driver": "123 Open",
                                                               "addition": "{\"ClientID\":\"a\",\"ClientSecret\":\"b\",\"UploadThread\":\"many\"}"], token: t)
-            #expect(n.code == 400 && n.message.hasPrefix("UploadThread must be a number"), "\(n.text)")
+            #expect(n.code == 400 && n.message.hasPrefix("UploadThread must be a whole number"), "\(n.text)")
             #expect(try await s.state.store.storages().count == before)
         }
     }
@@ -239,5 +236,140 @@ struct FirstRunTests {
         try await client.shutdown()
         #expect(ErrorText.describe(IOError(errnoCode: ENOENT, reason: "open")) == "no such file or directory")
         #expect(FSError.from(IOError(errnoCode: EACCES, reason: "open")).message == "permission denied")
+    }
+}
+
+/// What a review of issue 13's change found, each with the test that would have caught it.
+@Suite("Review: limiter races and bounds, client address header, times, paths, loading races")
+struct ReviewFixTests {
+    /// Guesses sent at once are counted before their passwords are checked: no more than the limit get an answer.
+    @Test func simultaneousGuessesGetNoMoreTries() async throws {
+        try await withServer { s in
+            _ = try await s.addUser("bob", password: "bob-pass-1", permission: [])
+            let codes = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<30 { group.addTask { try await s.api("/auth/login", ["username": "bob", "password": "wrong"]).code } }
+                var all: [Int] = []
+                for try await c in group { all.append(c) }
+                return all
+            }
+            #expect(codes.filter { $0 == 400 }.count <= 5, "\(codes)")
+            #expect(codes.filter { $0 == 429 }.count >= 25, "\(codes)")
+        }
+    }
+
+    /// The limiter keeps a digest of each user name, forgets expired keys, and never holds more than its cap.
+    @Test func theLimitersMemoryIsBounded() async throws {
+        let limiter = LoginLimiter(window: .milliseconds(100), maxKeys: 200)
+        let long = String(repeating: "x", count: 100_000)
+        for i in 0..<1_000 {
+            let a = try limiter.begin(limiter.loginKeys(username: long + String(i), address: "10.0.\(i / 250).\(i % 250)"))
+            limiter.end(a, .failed)
+        }
+        #expect(limiter.count <= 220)
+        // IPv6 clients count per /64: another host of the same /64 is the same address.
+        #expect(LoginLimiter.addressKey("2001:db8:1:2::5") == LoginLimiter.addressKey("2001:db8:1:2:ffff::9"))
+        #expect(LoginLimiter.addressKey("2001:db8:1:3::5") != LoginLimiter.addressKey("2001:db8:1:2::5"))
+    }
+
+    /// Behind a proxy that sets only X-Real-IP, a client cannot pick its address with X-Forwarded-For.
+    @Test func onlyTheConfiguredHeaderIsRead() async throws {
+        try await withServer(adjust: { $0.trustedProxies = ["127.0.0.1"]; $0.clientIPHeader = "X-Real-IP" }) { s in
+            for i in 0..<5 {
+                let body = try JSONSerialization.data(withJSONObject: ["username": "admin", "password": "wrong"])
+                let r = try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.7"), ("X-Forwarded-For", "10.9.9.\(i)")], body: body)
+                #expect(r.code == 400)
+            }
+            let body = try JSONSerialization.data(withJSONObject: ["username": "admin", "password": s.adminPassword])
+            let r = try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.7"), ("X-Forwarded-For", "10.9.9.77")], body: body)
+            #expect(r.code == 429)
+            let other = try await s.request(.POST, "/api/auth/login", headers: [("X-Real-IP", "10.0.0.8")], body: body)
+            #expect(other.code == 200)
+        }
+    }
+
+    /// Times that are not finite numbers in range are refused or ignored, and the server keeps answering.
+    @Test func outOfRangeTimesCannotStopTheServer() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            for bad in ["inf", "nan", "1e300", "-1"] {
+                let r = try await s.put("/t-\(bad).txt", Data("x".utf8), token: t, extra: [("Last-Modified", bad)])
+                #expect(r.code == 200, "\(bad): \(r.text)")
+                let d = try await s.request(.PUT, "/dav/d-\(bad).txt", headers: [("Authorization", DAVTests.basic("admin", s.adminPassword)), ("X-OC-Mtime", bad)],
+                                            body: Data("x".utf8))
+                #expect(d.status == 400, "\(bad): \(d.status)")
+            }
+            #expect(try await s.request(.GET, "/ping").text == "pong")
+            #expect(ModifiedTime.secondsOrMilliseconds(text: "1700000000000") == Date(timeIntervalSince1970: 1_700_000_000))
+        }
+    }
+
+    /// `/` followed by a combining mark is one Character but a separator on disk: `..` behind it is refused.
+    @Test func pathsAreSplitOnBytes() throws {
+        #expect(throws: FSError.self) { try VirtualPath.normalize("/../\u{301}x") }
+        #expect(throws: FSError.self) { try VirtualPath.normalize("/a\u{600}/../b") }
+        #expect(throws: FSError.self) { try VirtualPath.validateName("a/\u{301}b") }
+        #expect(try VirtualPath.normalize("//a\u{301}//b/./") == "/a\u{301}/b")
+        #expect(VirtualPath.parent("/a/\u{301}b") == "/a" && VirtualPath.base("/a/\u{301}b") == "\u{301}b")
+        #expect(!VirtualPath.isWithin("/caf\u{e9}/x", "/cafe\u{301}"))
+        #expect(VirtualPath.relative("/a/\u{301}b/c", to: "/a/\u{301}b") == "/c")
+    }
+
+    /// An admin who deletes, disables or fixes a storage while it still initialises at start-up gets what they
+    /// asked for: the late first load is dropped.
+    @Test func changesDuringStartUpLoadingWin() async throws {
+        try await withServer(prepare: { store in
+            _ = try await store.createStorage(StorageRecord(mountPath: "/gone", driver: "Counting", addition: "{\"slowinit\":true}"))
+            _ = try await store.createStorage(StorageRecord(mountPath: "/off", driver: "Counting", addition: "{\"slowinit\":true}"))
+        }, mount: false) { s in
+            let t = try await s.login()
+            let mounting = Task { await s.state.mountAll() }
+            try await Task.sleep(for: .milliseconds(200))
+            let records = try await s.state.store.storages()
+            let gone = try #require(records.first { $0.mountPath == "/gone" }), off = try #require(records.first { $0.mountPath == "/off" })
+            #expect(try await s.api("/admin/storage/delete?id=\(gone.id)", token: t, method: .POST).code == 200)
+            #expect(try await s.api("/admin/storage/disable?id=\(off.id)", token: t, method: .POST).code == 200)
+            await mounting.value
+            #expect(s.state.fs.storages.first { $0.mountPath == "/gone" } == nil)
+            #expect(s.state.fs.storages.first { $0.mountPath == "/off" } == nil)
+            #expect(try await s.state.store.storage(id: off.id)?.status == StorageStatus.disabled)
+        }
+    }
+
+    /// A temp_dir holding someone else's files is refused, never emptied or chmod-ed; the default one is PanList's.
+    @Test func aForeignTempFolderIsRefused() async throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        try dir.write("shared/someone-elses.txt", "keep me")
+        chmod(dir.file("shared"), 0o1777)
+        var logger = Logger(label: "t")
+        logger.logLevel = .error
+        let shared = dir.file("shared")
+        await #expect(throws: FSError.self) {
+            _ = try await Bootstrap.prepare(dataDir: dir.file("data"), logger: logger, sweepTemp: true, adjust: { $0.tempDir = shared })
+        }
+        #expect(dir.read("shared/someone-elses.txt") == "keep me")
+        var st = stat()
+        #expect(stat(shared, &st) == 0 && st.st_mode & 0o7777 == 0o1777)
+        // A new folder is marked as PanList's and swept from then on.
+        let own = dir.file("own-temp")
+        let p = try await Bootstrap.prepare(dataDir: dir.file("data"), logger: logger, sweepTemp: true, adjust: { $0.tempDir = own })
+        await p.store.close()
+        #expect(FileManager.default.fileExists(atPath: own + "/.panlist-temp"))
+        try dir.write("own-temp/spool-1", "x")
+        let q = try await Bootstrap.prepare(dataDir: dir.file("data"), logger: logger, sweepTemp: true, adjust: { $0.tempDir = own })
+        await q.store.close()
+        #expect(!dir.exists("own-temp/spool-1"))
+    }
+
+    /// A folder dated far in the future (a restored backup, an exFAT stick) lists like any other.
+    @Test func aFolderFromTheFarFutureLists() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try s.dir.write("data/files/future/a.txt", "a")
+            var times = [timespec(tv_sec: 10_000_000_000, tv_nsec: 0), timespec(tv_sec: 10_000_000_000, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, s.files + "/future", &times, 0) == 0)
+            let r = try await s.api("/fs/list", ["path": "/future"], token: t)
+            #expect(r.code == 200 && (r.data["content"] as? [[String: Any]])?.count == 1, "\(r.text)")
+        }
     }
 }

@@ -233,7 +233,7 @@ struct Open123DriverTests {
             let hugeRes = try await s.client.execute(big, timeout: .seconds(10))
             #expect(String(buffer: try await hugeRes.body.collect(upTo: 1 << 20)).contains("10 GiB"))
             // No spool file is left behind.
-            #expect(s.dir.allEntries("data/temp").isEmpty)
+            #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" }.isEmpty)
         }
     }
 
@@ -282,7 +282,7 @@ struct Open123DriverTests {
             // A new driver instance (as after a restart) reads the token from the store, not from 123.
             await s.state.fs.unload(id: stored?.id ?? 0)
             let fresh = await s.state.fs.load(stored!)
-            #expect(fresh.isWorking)
+            #expect(fresh?.isWorking == true)
             _ = try await s.api("/fs/list", ["path": "/123", "refresh": true], token: t)
             #expect(await emu.callCounts()["/api/v1/access_token"] == nil)
             let saved = try await s.state.store.driverState("123open.token." + emu.baseURL + " " + emu.config.clientID + " " +

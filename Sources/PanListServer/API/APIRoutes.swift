@@ -34,7 +34,7 @@ struct EnvelopeErrorMiddleware: RouterMiddleware {
             return APIResponse.error(.noSuchRecord("no API route \(request.method) \(request.uri.path)"))
         } catch {
             let e = fsError(error)
-            if e.apiCode >= 500 { logger.warning("\(request.method) \(request.uri.path): \(e.message)") }
+            if e.apiCode >= 500 { logger.warning("\(request.method) \(LogText.path(request.uri.path)): \(LogText.quoted(e.message))") }
             return APIResponse.error(e)
         }
     }

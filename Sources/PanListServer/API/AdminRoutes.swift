@@ -219,8 +219,8 @@ extension APIRoutes {
         }
         // A storage missing a required setting would only be saved broken: refused, with the settings named.
         try factory.validate(addition: record.addition, refuseUnknown: false)
-        if !["", "302_redirect", "use_proxy_url", "native_proxy"].contains(record.webdavPolicy) {
-            throw FSError.badRequest("webdav_policy must be 302_redirect, use_proxy_url or native_proxy")
+        if !record.webdavPolicy.isEmpty && !DeliveryPolicy.policies.contains(record.webdavPolicy) {
+            throw FSError.badRequest("webdav_policy must be one of \(DeliveryPolicy.policies.joined(separator: ", "))")
         }
         guard record.cacheExpiration >= 0 else { throw FSError.badRequest("cache_expiration cannot be negative") }
         if record.webdavPolicy.isEmpty {
@@ -232,8 +232,8 @@ extension APIRoutes {
     func mountAndAnswer(_ record: StorageRecord) async throws -> Response {
         struct ID: Encodable { var id: Int }
         let mounted = await state.mount(record)
-        if record.disabled || mounted.isWorking { return APIResponse.ok(ID(id: record.id)) }
-        return APIResponse.json(Envelope(code: 500, message: mounted.record.status, data: ID(id: record.id)))
+        if record.disabled || mounted?.isWorking != false { return APIResponse.ok(ID(id: record.id)) }
+        return APIResponse.json(Envelope(code: 500, message: mounted?.record.status ?? "", data: ID(id: record.id)))
     }
 
     func deleteStorage(_ req: Request) async throws -> Response {

@@ -379,8 +379,7 @@ extension APIRoutes {
 
     /// `Last-Modified` in milliseconds (most clients) or seconds (some), told apart by magnitude.
     func uploadModified(_ req: Request) -> Date? {
-        guard let raw = req.headers[.lastModified], let n = Double(raw.trimmingCharacters(in: .whitespaces)), n > 0 else { return nil }
-        return Date(timeIntervalSince1970: n > 1e11 ? n / 1000 : n)
+        req.headers[.lastModified].flatMap(ModifiedTime.secondsOrMilliseconds(text:))
     }
 
     func uploadStream(_ req: Request, name: String, size: Int64?, body: ByteStream) throws -> UploadStream {

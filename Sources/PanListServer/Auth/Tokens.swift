@@ -64,67 +64,151 @@ final class TokenService: Sendable {
     }
 }
 
-/// Throttles failed password attempts (logins on every front end, folder passwords). A failure counts
-/// towards one or more keys, each with its own limit; once a key reaches its limit, every attempt that
-/// names it is refused, right password or not, until `window` has passed since that key's first failure.
+/// Throttles failed password attempts (logins on every front end, folder passwords). An attempt counts
+/// towards one or more keys, each with its own limit; once a key's failures, together with the attempts
+/// still being checked, reach its limit, every attempt that names it is refused, right password or not,
+/// until `window` has passed since that key's first failure.
 ///
-/// Logins count per user and client address first (`userAddress`: 5), and per address alone only at a much
-/// higher limit (`address`: 50), so one guesser locks out the name they guess from their own address,
-/// not every user behind a shared address (a reverse proxy, a NAT).
+/// Logins count per user and client address first (5), and per address alone only at a much higher limit
+/// (50), so one guesser locks out the name they guess from their own address, not every user behind a
+/// shared address (a reverse proxy, a NAT). An attempt is counted *before* its password is checked
+/// (`begin`), so a burst of simultaneous guesses gets no more tries than guesses one after another.
+/// Keys are bounded in size (a user name is kept as a digest) and in number (expired keys are purged
+/// every minute; past `maxKeys` the oldest go). IPv6 clients count per /64, the block a single host
+/// usually gets.
 final class LoginLimiter: Sendable {
+    enum Kind: Sendable { case userAddress, address, folderPassword }
     struct Key: Hashable, Sendable {
+        var kind: Kind
         var name: String
         var limit: Int
     }
-    private let failures = NIOLockedValueBox<[String: (count: Int, since: ContinuousClock.Instant)]>([:])
+    struct Entry {
+        var failures = 0
+        var inflight = 0
+        var since: ContinuousClock.Instant
+    }
+    private struct State {
+        var map: [String: Entry] = [:]
+        var lastPurge = ContinuousClock.now
+    }
+    private let state = NIOLockedValueBox(State())
     let window: Duration
     let userAddressLimit: Int
     let addressLimit: Int
+    let maxKeys: Int
 
-    init(window: Duration = .seconds(300), userAddressLimit: Int = 5, addressLimit: Int = 50) {
+    init(window: Duration = .seconds(300), userAddressLimit: Int = 5, addressLimit: Int = 50, maxKeys: Int = 100_000) {
         self.window = window
         self.userAddressLimit = userAddressLimit
         self.addressLimit = addressLimit
+        self.maxKeys = maxKeys
     }
 
     /// The keys of a login attempt for `username` from `address`.
     func loginKeys(username: String, address: String) -> [Key] {
-        [Key(name: "user+address:\(username)\u{0}\(address)", limit: userAddressLimit),
-         Key(name: "address:\(address)", limit: addressLimit)]
+        let who = Self.addressKey(address)
+        let name = SHA256.hash(data: Data(username.utf8)).prefix(16).hexString
+        return [Key(kind: .userAddress, name: "u\(name)\u{0}\(who)", limit: userAddressLimit),
+                Key(kind: .address, name: "a\(who)", limit: addressLimit)]
     }
 
-    /// Refuses (`.rateLimited`) when any key is at its limit.
-    func check(_ keys: [Key]) throws(FSError) {
-        let now = ContinuousClock.now
-        let blocked = failures.withLockedValue { map in
-            keys.contains { k in
-                guard let f = map[k.name] else { return false }
-                if now - f.since > window { map[k.name] = nil; return false }
-                return f.count >= k.limit
-            }
-        }
-        if blocked { throw .rateLimited("too many failed attempts, try again in \(window.components.seconds / 60) minutes") }
+    /// The key of a folder password tried from `address` on the folder guarded at `guardPath`.
+    func folderKey(address: String, guardPath: String) -> Key {
+        let folder = SHA256.hash(data: Data(guardPath.utf8)).prefix(16).hexString
+        return Key(kind: .folderPassword, name: "f\(Self.addressKey(address))\u{0}\(folder)", limit: userAddressLimit)
     }
 
-    /// Counts a failure; returns the keys this failure brought to their limit (just blocked).
-    @discardableResult
-    func fail(_ keys: [Key]) -> [Key] {
+    /// An address as the limiter counts it: IPv4 as it is, IPv6 by its /64.
+    static func addressKey(_ address: String) -> String {
+        guard let bytes = TrustedProxies.parse(address), bytes.count == 16 else { return address }
+        return bytes[0..<8].map { String(format: "%02x", $0) }.joined() + "/64"
+    }
+
+    /// A started attempt, to be ended with `end`.
+    struct Attempt: Sendable {
+        let keys: [Key]
+    }
+
+    /// Refuses (`.rateLimited`) when a key is at its limit (attempts in flight included); else counts this
+    /// attempt as in flight.
+    func begin(_ keys: [Key]) throws(FSError) -> Attempt {
         let now = ContinuousClock.now
-        return failures.withLockedValue { map in
-            if map.count > 100_000 { map = map.filter { now - $0.value.since <= window } }
-            var reached: [Key] = []
+        let blocked = state.withLockedValue { s -> Bool in
+            purge(&s, now)
             for k in keys {
-                var f: (count: Int, since: ContinuousClock.Instant) = map[k.name].flatMap { now - $0.since <= window ? $0 : nil } ?? (0, now)
-                f.count += 1
-                map[k.name] = f
-                if f.count == k.limit { reached.append(k) }
+                if let e = s.map[k.name], now - e.since <= window, e.failures + e.inflight >= k.limit { return true }
+            }
+            for k in keys {
+                var e = s.map[k.name].flatMap { now - $0.since <= window ? $0 : nil } ?? Entry(since: now)
+                e.inflight += 1
+                s.map[k.name] = e
+            }
+            return false
+        }
+        if blocked { throw blockedError }
+        return Attempt(keys: keys)
+    }
+
+    enum Outcome: Sendable {
+        /// A wrong password: counts towards every key.
+        case failed
+        /// A right password: clears the user's own count from that address (not the address's).
+        case succeeded
+        /// Neither (the check could not be made, or a disabled user's right password): nothing changes.
+        case neither
+    }
+
+    /// Ends an attempt with its outcome. Returns the keys a failure brought to their limit (just blocked).
+    @discardableResult
+    func end(_ attempt: Attempt, _ outcome: Outcome) -> [Key] {
+        let now = ContinuousClock.now
+        return state.withLockedValue { s in
+            var reached: [Key] = []
+            for k in attempt.keys {
+                guard var e = s.map[k.name] else { continue }
+                e.inflight = max(0, e.inflight - 1)
+                switch outcome {
+                case .failed:
+                    if now - e.since > window { e = Entry(failures: 0, inflight: e.inflight, since: now) }
+                    e.failures += 1
+                    if e.failures == k.limit { reached.append(k) }
+                case .succeeded where k.kind == .userAddress:
+                    e.failures = 0
+                case .succeeded, .neither:
+                    break
+                }
+                s.map[k.name] = e
             }
             return reached
         }
     }
 
-    /// A right password clears the user's own count from that address (not the address's count).
-    func succeed(_ keys: [Key]) {
-        failures.withLockedValue { map in for k in keys where k.limit == userAddressLimit && k.name.hasPrefix("user+address:") { map[k.name] = nil } }
+    /// Refuses (`.rateLimited`) when a key is blocked, without starting an attempt (for credentials verified
+    /// before, which are not checked again).
+    func check(_ keys: [Key]) throws(FSError) {
+        let now = ContinuousClock.now
+        let blocked = state.withLockedValue { s in
+            keys.contains { k in
+                guard let e = s.map[k.name], now - e.since <= window else { return false }
+                return e.failures >= k.limit
+            }
+        }
+        if blocked { throw blockedError }
     }
+
+    var blockedError: FSError { .rateLimited("too many failed attempts, try again in \(window.components.seconds / 60) minutes") }
+
+    /// Every minute, forgets expired keys; past `maxKeys`, the oldest. (Called with the lock held.)
+    private func purge(_ s: inout State, _ now: ContinuousClock.Instant) {
+        guard now - s.lastPurge > .seconds(60) || s.map.count > maxKeys else { return }
+        s.lastPurge = now
+        s.map = s.map.filter { now - $0.value.since <= window || $0.value.inflight > 0 }
+        if s.map.count > maxKeys {
+            let keep = s.map.sorted { $0.value.since > $1.value.since }.prefix(maxKeys * 9 / 10)
+            s.map = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+        }
+    }
+
+    var count: Int { state.withLockedValue { $0.map.count } }
 }

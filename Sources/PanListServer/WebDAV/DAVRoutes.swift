@@ -197,14 +197,12 @@ struct DAVRoutes: Sendable {
         let key = SHA256.hash(data: Data(text.utf8)).hexString
         do {
             // The limiter first: while a user or address is blocked, remembered credentials do not let anyone in.
-            try state.loginLimiter.check(state.loginLimiter.loginKeys(username: name, address: ip))
-            if let stored = try await state.storedUser(named: name), let hit = credentials.get(key),
-               hit == stored.user, !stored.user.isGuest {
-                return stored.user
-            }
-        } catch FSError.rateLimited(let message) {
-            state.logger.warning("login refused while blocked: user \(LogText.quoted(name)) from \(ip) (webdav)")
-            throw DAVError(status: .tooManyRequests, message: message)
+            try state.checkNotBlocked(username: name, ip: ip, via: "webdav")
+        } catch {
+            throw DAVError(status: .tooManyRequests, message: error.message)
+        }
+        if let stored = try await state.storedUser(named: name), let hit = credentials.get(key), hit == stored.user, !stored.user.isGuest {
+            return stored.user
         }
         let verified: StoredUser?
         do { verified = try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip, via: "webdav") } catch FSError.rateLimited(let message) {
@@ -516,9 +514,9 @@ struct DAVRoutes: Sendable {
 
     /// The time in a PROPPATCH of `lastmodified` (ownCloud's, which rclone sends): seconds since 1970, or an HTTP date.
     static func modifiedTime(_ value: String) -> Date? {
-        let text = value.trimmingCharacters(in: .whitespacesAndNewlines)
-        if let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds < 1e11 { return Date(timeIntervalSince1970: seconds) }
-        return HTTPDate.parse(text)
+        ModifiedTime.seconds(text: value) ?? HTTPDate.parse(value.trimmingCharacters(in: .whitespacesAndNewlines)).flatMap {
+            ModifiedTime.seconds($0.timeIntervalSince1970)
+        }
     }
 
     static func multistatus(_ xml: String) -> Response {
@@ -621,7 +619,12 @@ struct DAVRoutes: Sendable {
         if existing != nil { try state.check(user, .replace, parent, password: nil) }
         try checkLocks(req, user: user, path: path, obj: existing)
         var modified: Date?
-        if let mtime = req.headers[.ocMtime].flatMap({ Double($0) }) { modified = Date(timeIntervalSince1970: mtime) }
+        if let raw = req.headers[.ocMtime] {
+            guard let t = ModifiedTime.seconds(text: raw) else {
+                throw DAVError(status: .badRequest, message: "X-OC-Mtime must be seconds since 1970, got '\(raw.prefix(40))'")
+            }
+            modified = t
+        }
         let size = req.headers[.contentLength].flatMap { Int64($0) }
         // `OC-Checksum: SHA1:<hex>` (or MD5:): checked against the bytes, kept to be offered back.
         var md5: String?, sha1: String?

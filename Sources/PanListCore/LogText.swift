@@ -1,7 +1,7 @@
 /// Text from clients (user names, paths) as it goes into a log line: quoted, control characters escaped
 /// and cut at 200 characters, so that nobody can forge log lines or flood them.
-enum LogText {
-    static func quoted(_ s: String) -> String {
+public enum LogText {
+    public static func quoted(_ s: String) -> String {
         var out = "\""
         for (i, scalar) in s.unicodeScalars.enumerated() {
             if i >= 200 { out += "…"; break }
@@ -20,7 +20,7 @@ enum LogText {
 extension LogText {
     /// A request path as received (already percent-encoded by the client): printable ASCII stays, anything
     /// else is percent-encoded, so that a path cannot break the line.
-    static func path(_ p: String) -> String {
+    public static func path(_ p: String) -> String {
         // The usual case: printable ASCII already, as it came.
         if p.utf8.count <= 1000, p.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") }) { return p }
         var out = ""
