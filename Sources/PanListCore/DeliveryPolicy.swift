@@ -88,8 +88,8 @@ public final class LinkCache: Sendable {
         var generation: Int
     }
     struct State {
-        var entries: [String: Entry] = [:]
-        var inflight: [String: Task<(Link, Obj), any Error>] = [:]
+        var entries: [Key: Entry] = [:]
+        var inflight: [Key: Task<(Link, Obj), any Error>] = [:]
     }
     private let state = NIOLockedValueBox(State())
     /// How long before a link's expiry it stops being handed out.
@@ -101,7 +101,14 @@ public final class LinkCache: Sendable {
         self.maxEntries = maxEntries
     }
 
-    public func link(key: String, generation: Int, make: @escaping @Sendable () async throws -> (Link, Obj)) async throws -> (Link, Obj) {
+    /// A link's key: its storage and virtual path.
+    public struct Key: Hashable, Sendable {
+        public var storage: Int
+        public var path: String
+        public init(storage: Int, path: String) { self.storage = storage; self.path = path }
+    }
+
+    public func link(key: Key, generation: Int, make: @escaping @Sendable () async throws -> (Link, Obj)) async throws -> (Link, Obj) {
         enum Lookup { case hit(Link, Obj), wait(Task<(Link, Obj), any Error>) }
         let now = ContinuousClock.now
         let lookup: Lookup = state.withLockedValue { s in
@@ -126,7 +133,7 @@ public final class LinkCache: Sendable {
     /// opened and checked on every download; a write through PanList drops it at once).
     public static let localTTL: Duration = .seconds(1)
 
-    private func keep(_ key: String, _ link: Link, _ obj: Obj, _ generation: Int) {
+    private func keep(_ key: Key, _ link: Link, _ obj: Obj, _ generation: Int) {
         let keep: Duration
         switch link {
         case .localFile:
@@ -146,7 +153,7 @@ public final class LinkCache: Sendable {
     }
 
     /// Drops a link (it turned out to be expired or refused).
-    public func forget(key: String) {
+    public func forget(key: Key) {
         _ = state.withLockedValue { $0.entries.removeValue(forKey: key) }
     }
 

@@ -269,7 +269,7 @@ public final class FileSystem: Sendable {
     /// concurrent requests for one path share one driver call. `fresh` skips a kept link (it was refused).
     public func cachedLink(_ path: String, args: LinkArgs = LinkArgs(), fresh: Bool = false) async throws -> (Link, Obj, MountedStorage) {
         guard let (m, _) = await resolveLoaded(path) else { throw FSError.badRequest("\(path) is a folder") }
-        let key = "\(m.id)\u{0}\(path)"
+        let key = LinkCache.Key(storage: m.id, path: path)
         if fresh { links.forget(key: key) }
         let (link, obj) = try await links.link(key: key, generation: writeGeneration) { [self] in
             let (link, obj, _) = try await self.link(path, args: args)

@@ -8,7 +8,8 @@ public struct Signer: Sendable {
     let key: SymmetricKey
     /// Signs already found valid (path and sign), so a link fetched again and again (a player's range
     /// requests, a busy `/d`) is not re-hashed each time. The expiry is still checked on every use.
-    private let verified = NIOLockedValueBox<Set<String>>([])
+    private let verified = NIOLockedValueBox<Set<Verified>>([])
+    struct Verified: Hashable { var path: String; var sign: String }
     /// Signs that never expire, by folder and name: a listing of 10,000 files signs each of them, request
     /// after request.
     private let made = NIOLockedValueBox<(folders: [String: [String: String]], count: Int)>(([:], 0))
@@ -64,14 +65,15 @@ public struct Signer: Sendable {
     }
 
     /// Checks a `sign` query value for `path`; throws `.unauthorized` with Alist's messages.
-    public func verify(path: String, sign raw: String, now: Date = Date()) throws(FSError) {
+    @discardableResult
+    public func verify(path: String, sign raw: String, now: Date = Date()) throws(FSError) -> Int64 {
         var sign = raw
-        if sign.hasSuffix("/") { sign.removeLast() }
-        guard let colon = sign.lastIndex(of: ":") else { throw .unauthorized("expire missing") }
+        if sign.utf8.last == UInt8(ascii: "/") { sign.removeLast() }
+        guard let colon = sign.utf8.lastIndex(of: UInt8(ascii: ":")) else { throw .unauthorized("expire missing") }
         guard let expire = Int64(sign[sign.index(after: colon)...]) else { throw .unauthorized("expire invalid") }
         if expire != 0 && Int64(now.timeIntervalSince1970) > expire { throw .unauthorized("sign expired") }
-        let memo = path + "\u{0}" + sign
-        if verified.withLockedValue({ $0.contains(memo) }) { return }
+        let memo = Verified(path: path, sign: sign)
+        if verified.withLockedValue({ $0.contains(memo) }) { return expire }
         let expected = compute(path: path, expire: expire)
         // Constant-time comparison of the whole string.
         let a = Array(expected.utf8), b = Array(sign.utf8)
@@ -82,6 +84,7 @@ public struct Signer: Sendable {
             if set.count >= 8192 { set.removeAll(keepingCapacity: true) }
             set.insert(memo)
         }
+        return expire
     }
 }
 

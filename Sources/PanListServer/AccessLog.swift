@@ -10,6 +10,8 @@ import PanListCore
 struct AccessLogMiddleware: RouterMiddleware {
     typealias Context = AppContext
     let logger: Logger
+    /// When set, lines go there (buffered standard error) instead of through `logger`.
+    let sink: AccessLogSink?
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         guard logger.logLevel <= .info else { return try await next(request, context) }
@@ -64,7 +66,7 @@ struct AccessLogMiddleware: RouterMiddleware {
         let ms = "\(micros / 1000).\(String(micros % 1000 / 100))"
         var text = "\(l.client) \"\(l.method) \(LogText.path(l.path))\" \(status) \(bytes.map(String.init) ?? "-") \(ms) ms"
         if let note { text += " (\(note))" }
-        logger.info("\(text)")
+        if let sink { sink.record(text) } else { logger.info("\(text)") }
     }
 }
 

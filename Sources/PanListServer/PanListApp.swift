@@ -9,7 +9,7 @@ public enum PanListApp {
     public static func router(state: ServerState) -> Router<AppContext> {
         let router = Router(context: AppContext.self)
         router.add(middleware: ClientAddressMiddleware(trusted: state.trustedProxies, header: state.config.clientIPHeader, logger: state.logger))
-        if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger)) }
+        if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger, sink: state.accessLogSink)) }
         router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }
         APIRoutes(state: state).register(on: router)

@@ -16,6 +16,13 @@ public final class ServerState: Sendable {
     public let logger: Logger
     let tokens: TokenService
     let loginLimiter = LoginLimiter()
+    /// Where the access log goes when not through `logger` (the CLI sets a buffered standard-error sink).
+    public var accessLogSink: AccessLogSink? {
+        get { sinkBox.withLockedValue { $0 } }
+        set { sinkBox.withLockedValue { $0 = newValue } }
+    }
+    private let sinkBox = NIOLockedValueBox<AccessLogSink?>(nil)
+
     /// The data folder's lock, held while this server runs (see `DataFolderLock`).
     public var dataFolderLock: DataFolderLock? {
         get { lockBox.withLockedValue { $0 } }
@@ -55,12 +62,19 @@ public final class ServerState: Sendable {
     func reloadSettings() async throws {
         let items = try await store.settings()
         settingsBox.withLockedValue { $0 = Dictionary(items.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a }) }
+        settingsGenerationBox.withLockedValue { $0 += 1 }
         signerBox.withLockedValue { $0 = Signer(key: setting(SettingKey.token) ?? "") }
         let types = FileTypes(setting: setting)
         fileTypesBox.withLockedValue { $0 = types }
     }
 
     func setting(_ key: String) -> String? { settingsBox.withLockedValue { $0[key]?.value } }
+
+    /// Moves every time the settings are read again (a change through the admin API).
+    var settingsGeneration: Int { settingsGenerationBox.withLockedValue { $0 } }
+    private let settingsGenerationBox = NIOLockedValueBox<Int>(0)
+    /// `/d`'s recent redirects for signed links (see `RedirectCache`).
+    let redirects = RedirectCache()
     var allSettings: [SettingItem] { settingsBox.withLockedValue { Array($0.values) } }
 
     func saveSettings(_ items: [SettingItem]) async throws {

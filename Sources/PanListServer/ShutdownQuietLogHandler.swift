@@ -3,10 +3,10 @@ import Logging
 /// A log handler that passes everything on, except the HTTP server's report of each connection cut at
 /// shutdown (`Waiting on child channel: CancellationError()`, logged as an error for every keep-alive
 /// connection still open): at shutdown that is expected, not an error, so it goes out at debug level.
-public struct ShutdownQuietLogHandler: LogHandler {
-    public var inner: any LogHandler
+public struct ShutdownQuietLogHandler<Inner: LogHandler>: LogHandler {
+    public var inner: Inner
 
-    public init(_ inner: any LogHandler) { self.inner = inner }
+    public init(_ inner: Inner) { self.inner = inner }
 
     public var logLevel: Logger.Level {
         get { inner.logLevel }

@@ -114,6 +114,10 @@ struct Server: AsyncParsableCommand {
             throw error
         }
         let state = boot.state
+        // The access log goes to standard error like the other lines, buffered (see AccessLogSink).
+        let accessLog = AccessLogSink(label: logger.label)
+        let flushing = Task { await accessLog.run() }
+        state.accessLogSink = accessLog
         announceAdmin(boot.createdAdminPassword)
         if let emulator { say("demo: 123 Open emulator at \(emulator.baseURL), mounted at /123open") }
         let address = state.config.scheme.address
@@ -139,6 +143,8 @@ struct Server: AsyncParsableCommand {
             await task.value
         }
         if emulator != nil { try? await Demo.removeMount(state.store) }
+        flushing.cancel()
+        await flushing.value
         await state.fs.unloadAll()
         await state.store.close()
         state.dataFolderLock?.release()

@@ -32,6 +32,36 @@ struct DeliveryTests {
         #expect(r.code == 200, "\(r.text)")
     }
 
+    /// A signed /d link's redirect is kept and answered again, but not once the sign key changed, the
+    /// storage changed, or the sign expired.
+    @Test func keptRedirectsFollowTheirInputs() async throws {
+        try await withCloud { s, emu, t in
+            let path = try await seed(emu)
+            let info = try await s.api("/fs/get", ["path": "/123" + Self.cjk], token: t)
+            let raw = try #require(info.data["raw_url"] as? String)
+            let signed = String(raw.dropFirst(s.base.count))
+            #expect(try await s.request(.GET, signed).status == 302)
+            #expect(try await s.request(.GET, signed).status == 302)   // the kept answer
+            // A new sign key: the old sign is refused, kept answer or not.
+            #expect(try await s.api("/admin/setting/reset_token", token: t).code == 200)
+            #expect(try await s.request(.GET, signed).status == 401)
+            // A storage disabled: its links stop.
+            let fresh = try #require(try await s.api("/fs/get", ["path": "/123" + Self.cjk], token: t).data["raw_url"] as? String)
+            let signed2 = String(fresh.dropFirst(s.base.count))
+            #expect(try await s.request(.GET, signed2).status == 302)
+            let id = try #require(try await s.state.store.storages().first { $0.mountPath == "/123" }?.id)
+            #expect(try await s.api("/admin/storage/disable?id=\(id)", token: t, method: .POST).code == 200)
+            #expect(try await s.request(.GET, signed2).status != 302)
+            // A sign that expired is refused even while its redirect would still be kept.
+            #expect(try await s.api("/admin/storage/enable?id=\(id)", token: t, method: .POST).code == 200)
+            let soon = s.state.signer.sign(path: "/123" + Self.cjk, expire: Int64(Date().timeIntervalSince1970) + 1)
+            let short = "/d" + path + "?sign=" + URLPath.encode(soon, keepSlash: false)
+            #expect(try await s.request(.GET, short).status == 302)
+            try await Task.sleep(for: .milliseconds(2100))
+            #expect(try await s.request(.GET, short).status == 401)
+        }
+    }
+
     @Test func redirectByDefaultStreamThroughP() async throws {
         try await withCloud { s, emu, t in
             let path = try await seed(emu)

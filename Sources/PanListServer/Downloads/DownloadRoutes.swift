@@ -35,10 +35,11 @@ struct DownloadRoutes: Sendable {
     }
 
     /// A download is allowed with a valid sign for the path, or for a user (login token or the guest) who may read it.
-    func authorize(_ req: Request, path: String, storage: MountedStorage?) async throws {
+    /// Returns the verified sign's expiry (0: never), or nil when the request was authorised otherwise.
+    @discardableResult
+    func authorize(_ req: Request, path: String, storage: MountedStorage?) async throws -> Int64? {
         if let sign = req.uri.queryParameters.get("sign"), !sign.isEmpty {
-            try state.signer.verify(path: path, sign: sign)
-            return
+            return try state.signer.verify(path: path, sign: sign)
         }
         let hasCredentials = !(req.headers[.authorization] ?? "").isEmpty
         if state.signRequired(storage, path: path) && !hasCredentials { throw FSError.unauthorized("sign missing: this link needs a valid sign") }
@@ -46,14 +47,23 @@ struct DownloadRoutes: Sendable {
         // No folder password travels in a download URL: inside a guarded folder the sign (handed out by a
         // listing made with the password) is the way in, or the user's "access without password".
         try state.check(user, .read, path, password: nil)
+        return nil
     }
 
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
+        // A signed link redirected a moment ago is answered again at once (see RedirectCache).
+        let target = req.uri.description
+        let generation = state.fs.writeGeneration, settings = state.settingsGeneration
+        if !proxy, let headers = state.redirects.get(target, generation: generation, settings: settings) {
+            return Response(status: .found, headers: headers)
+        }
         let path = try virtualPath(req, prefix: prefix)
         let storage = state.fs.resolve(path)?.0
-        try await authorize(req, path: path, storage: storage)
+        let signExpire = try await authorize(req, path: path, storage: storage)
         let entry: DeliveryPolicy.Entry = proxy ? .proxy(fromProxy: req.uri.queryParameters.get("d") != nil) : .direct
-        return try await Delivery(state: state).respond(req, path: path, storage: storage, entry: entry, clientIP: ctx.clientIP)
+        let remember = signExpire.map { Delivery.Remember(target: target, signExpire: $0, generation: generation, settings: settings) }
+        return try await Delivery(state: state).respond(req, path: path, storage: storage, entry: entry, clientIP: ctx.clientIP,
+                                                        remember: remember)
     }
 }
 
@@ -68,9 +78,18 @@ struct Delivery: Sendable {
                               name: VirtualPath.base(path), proxyTypes: state.proxyTypes)
     }
 
+    /// What `/d` needs to keep a redirect for a signed link (see `RedirectCache`): the request's target, the
+    /// sign's expiry, and the generations read before anything was looked up.
+    struct Remember {
+        var target: String
+        var signExpire: Int64
+        var generation: Int
+        var settings: Int
+    }
+
     /// `storage` is the one owning `path` when the caller already looked it up.
     func respond(_ req: Request, path: String, storage known: MountedStorage? = nil, entry: DeliveryPolicy.Entry,
-                 clientIP: String) async throws -> Response {
+                 clientIP: String, remember: Remember? = nil) async throws -> Response {
         guard let storage = known ?? state.fs.resolve(path)?.0 else { throw FSError.objectNotFound(path) }
         let decision = decision(entry, path: path, storage: storage)
         if case .redirectToProxyURL(let base) = decision {
@@ -83,8 +102,18 @@ struct Delivery: Sendable {
         switch link {
         case .localFile(let disk):
             return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles, generation: generation)
-        case .url(let url, let headers, _):
-            if decision == .redirectToLink { return redirect(url) }
+        case .url(let url, let headers, let expiresAt):
+            if decision == .redirectToLink {
+                let response = redirect(url)
+                if let remember, let expiresAt {
+                    let left = expiresAt.timeIntervalSinceNow - 10
+                    if left > 0 {
+                        state.redirects.put(remember.target, response.headers, linkUntil: .now + .milliseconds(Int64(left * 1000)),
+                                            signExpire: remember.signExpire, generation: remember.generation, settings: remember.settings)
+                    }
+                }
+                return response
+            }
             return try await RemoteProxy.respond(req, url: url, linkHeaders: headers, obj: obj) {
                 let (fresh, _, _) = try await fs.cachedLink(path, args: LinkArgs(clientIP: clientIP, headers: [:]), fresh: true)
                 guard case .url(let u, let h, _) = fresh else { throw FSError.upstream(code: 1, message: "the storage gave no URL for \(path)") }
@@ -95,11 +124,16 @@ struct Delivery: Sendable {
 
     func redirect(_ location: String) -> Response {
         var headers = HTTPFields()
+        headers.reserveCapacity(5)
         headers[.location] = URLPath.safeURL(location)
-        headers[.referrerPolicy] = "no-referrer"
-        headers[.cacheControl] = "max-age=0, no-cache, no-store, must-revalidate"
+        headers.append(Self.noReferrer)
+        headers.append(Self.noStore)
         return Response(status: .found, headers: headers)
     }
+
+    // The fixed headers of a redirect, made (and checked) once.
+    static let noReferrer = HTTPField(name: .referrerPolicy, value: "no-referrer")
+    static let noStore = HTTPField(name: .cacheControl, value: "max-age=0, no-cache, no-store, must-revalidate")
 }
 
 extension HTTPField.Name {
