@@ -73,8 +73,8 @@ public final class ServerState: Sendable {
     /// Moves every time the settings are read again (a change through the admin API).
     var settingsGeneration: Int { settingsGenerationBox.withLockedValue { $0 } }
     private let settingsGenerationBox = NIOLockedValueBox<Int>(0)
-    /// `/d`'s recent redirects for signed links (see `RedirectCache`).
-    let redirects = RedirectCache()
+    /// `/d`'s recent answers for signed links (see `SignedLinkAnswers`).
+    let signedAnswers = SignedLinkAnswers()
     var allSettings: [SettingItem] { settingsBox.withLockedValue { Array($0.values) } }
 
     func saveSettings(_ items: [SettingItem]) async throws {

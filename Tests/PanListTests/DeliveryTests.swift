@@ -62,6 +62,27 @@ struct DeliveryTests {
         }
     }
 
+    /// A small local file answered for a signed /d link is kept for plain GETs only, and a write through
+    /// PanList is seen at once.
+    @Test func keptSmallFileAnswersFollowWrites() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            #expect(try await s.put("/k.txt", Data("one".utf8), token: t).code == 200)
+            let sign = try #require(try await s.api("/fs/get", ["path": "/k.txt"], token: t).data["sign"] as? String)
+            let url = "/d/k.txt?sign=" + URLPath.encode(sign, keepSlash: false)
+            #expect(try await s.request(.GET, url).text == "one")
+            #expect(try await s.request(.GET, url).text == "one")
+            #expect(try await s.put("/k.txt", Data("two!".utf8), token: t).code == 200)
+            #expect(try await s.request(.GET, url).text == "two!")
+            let range = try await s.request(.GET, url, headers: [("Range", "bytes=1-2")])
+            #expect(range.status == 206 && range.text == "wo")
+            let head = try await s.request(.HEAD, url)
+            #expect(head.status == 200 && head.body.isEmpty && head.header("Content-Length") == "4")
+            let etag = try #require(try await s.request(.GET, url).header("ETag"))
+            #expect(try await s.request(.GET, url, headers: [("If-None-Match", etag)]).status == 304)
+        }
+    }
+
     @Test func redirectByDefaultStreamThroughP() async throws {
         try await withCloud { s, emu, t in
             let path = try await seed(emu)

@@ -51,11 +51,12 @@ struct DownloadRoutes: Sendable {
     }
 
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
-        // A signed link redirected a moment ago is answered again at once (see RedirectCache).
+        // A signed link redirected a moment ago is answered again at once (see SignedLinkAnswers).
         let target = req.uri.description
         let generation = state.fs.writeGeneration, settings = state.settingsGeneration
-        if !proxy, let headers = state.redirects.get(target, generation: generation, settings: settings) {
-            return Response(status: .found, headers: headers)
+        if !proxy, let kept = state.signedAnswers.get(target, generation: generation, settings: settings,
+                                                   plain: req.method == .get && Delivery.isPlain(req)) {
+            return kept
         }
         let path = try virtualPath(req, prefix: prefix)
         let storage = state.fs.resolve(path)?.0
@@ -78,7 +79,7 @@ struct Delivery: Sendable {
                               name: VirtualPath.base(path), proxyTypes: state.proxyTypes)
     }
 
-    /// What `/d` needs to keep a redirect for a signed link (see `RedirectCache`): the request's target, the
+    /// What `/d` needs to keep a redirect for a signed link (see `SignedLinkAnswers`): the request's target, the
     /// sign's expiry, and the generations read before anything was looked up.
     struct Remember {
         var target: String
@@ -101,15 +102,24 @@ struct Delivery: Sendable {
         let (link, obj, _) = try await fs.cachedLink(path, args: LinkArgs(clientIP: clientIP, headers: [:]))
         switch link {
         case .localFile(let disk):
-            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles, generation: generation)
+            // A whole small file for a plain GET of a signed link is kept like a redirect (for the small-file cache's second).
+            let keep: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer) -> Void)? = remember.flatMap { r in
+                guard req.method == .get, Self.isPlain(req) else { return nil }
+                let answers = state.signedAnswers
+                return { status, headers, body in
+                    answers.put(r.target, status: status, headers: headers, body: body, until: .now + SmallFileCache.ttl, remember: r)
+                }
+            }
+            return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles, generation: generation,
+                                                        whole: keep)
         case .url(let url, let headers, let expiresAt):
             if decision == .redirectToLink {
                 let response = redirect(url)
                 if let remember, let expiresAt {
                     let left = expiresAt.timeIntervalSinceNow - 10
                     if left > 0 {
-                        state.redirects.put(remember.target, response.headers, linkUntil: .now + .milliseconds(Int64(left * 1000)),
-                                            signExpire: remember.signExpire, generation: remember.generation, settings: remember.settings)
+                        state.signedAnswers.put(remember.target, status: .found, headers: response.headers,
+                                            until: .now + .milliseconds(Int64(left * 1000)), remember: remember)
                     }
                 }
                 return response
@@ -120,6 +130,13 @@ struct Delivery: Sendable {
                 return (u, h)
             }
         }
+    }
+
+    /// A request whose answer does not depend on its headers: no Range, no conditions.
+    static func isPlain(_ req: Request) -> Bool {
+        let h = req.headers
+        return h[.range] == nil && h[.ifNoneMatch] == nil && h[.ifModifiedSince] == nil && h[.ifMatch] == nil
+            && h[.ifUnmodifiedSince] == nil && h[.ifRange] == nil
     }
 
     func redirect(_ location: String) -> Response {

@@ -75,7 +75,10 @@ enum LocalFileResponder {
         }
     }
 
-    static func respond(_ req: Request, diskPath: String, name: String, cache: SmallFileCache? = nil, generation: Int = 0) async throws -> Response {
+    /// `whole` is told the answer when it is a whole small file from the small-file cache (status 200, its
+    /// headers and bytes), so a caller may keep it.
+    static func respond(_ req: Request, diskPath: String, name: String, cache: SmallFileCache? = nil, generation: Int = 0,
+                        whole: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer) -> Void)? = nil) async throws -> Response {
         var opened: Opened
         if let cache, let hit = cache.get(diskPath, generation: generation), hit.described?.name == name {
             opened = hit
@@ -125,6 +128,9 @@ enum LocalFileResponder {
         }
         if let bytes = opened.bytes, let span {
             let slice = bytes.getSlice(at: bytes.readerIndex + Int(span.lowerBound), length: Int(length)) ?? ByteBuffer()
+            if status == .ok, Int64(slice.readableBytes) == size, size <= SmallFileCache.maxFile, let whole {
+                whole(status, headers, slice)
+            }
             return Response(status: status, headers: headers, body: .init(byteBuffer: slice))
         }
         let body = ResponseBody(contentLength: Int(length)) { writer in
