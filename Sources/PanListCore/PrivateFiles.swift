@@ -14,9 +14,9 @@ public enum PrivateFiles {
         if !existed || tightenExisting { tighten(path, to: 0o700) }
     }
 
-    /// Whether `path` is a folder with nothing in it (or does not exist).
-    public static func isEmptyFolder(_ path: String) -> Bool {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).isEmpty
+    /// Whether `path` is a folder with nothing in it but the names in `ignoring` (or does not exist).
+    public static func isEmptyFolder(_ path: String, ignoring: Set<String> = []) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).allSatisfy { ignoring.contains($0) }
     }
 
     /// Takes group and other bits away from `path` when it exists and has any (`mode` is what it becomes).

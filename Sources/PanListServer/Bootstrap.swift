@@ -36,7 +36,9 @@ public enum Bootstrap {
         let dataDir = absolute(rawDataDir)
         // The data folder is made 0700 when PanList creates it, and tightened when it is an installation of
         // PanList's (config.json in it) or empty; a folder holding other things keeps its mode.
-        let ours = FileManager.default.fileExists(atPath: dataDir + "/config.json") || PrivateFiles.isEmptyFolder(dataDir)
+        // (`panlist.lock` alone does not count: the server takes its lock before it gets here.)
+        let ours = FileManager.default.fileExists(atPath: dataDir + "/config.json")
+            || PrivateFiles.isEmptyFolder(dataDir, ignoring: ["panlist.lock"])
         try PrivateFiles.makeFolder(dataDir, tightenExisting: ours)
         if !ours { logger.warning("the data folder \(LogText.quoted(dataDir)) holds other files too: its mode is left as it is (PanList's own files in it are 0600)") }
         var (config, created) = try PanListConfig.loadOrCreate(dataDir: dataDir)
@@ -182,7 +184,7 @@ public final class DataFolderLock: Sendable {
     private let fd: Int32
 
     public init(dataDir: String) throws {
-        try PrivateFiles.makeFolder(dataDir, tightenExisting: false)
+        try PrivateFiles.makeFolder(dataDir, tightenExisting: PrivateFiles.isEmptyFolder(dataDir))
         let path = dataDir + "/panlist.lock"
         let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FSError.internalError("cannot open \(path): \(ErrorText.errno(errno))") }

@@ -124,6 +124,23 @@ struct NewcomerSecurityTests {
             #expect(mode(data + "/" + f) == 0o600, "\(f): \(String(mode(data + "/" + f), radix: 8))")
         }
         await p.store.close()
+        // An empty folder made beforehand (`mkdir data`, 0755) is PanList's: tightened, although the server's
+        // lock file is written into it first. A folder that holds other files keeps its mode.
+        let made = dir.path + "/made", shared = dir.path + "/shared"
+        for folder in [made, shared] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+            chmod(folder, 0o755)
+        }
+        FileManager.default.createFile(atPath: shared + "/notes.txt", contents: Data("mine".utf8))
+        for folder in [made, shared] {
+            let lock = try DataFolderLock(dataDir: folder)
+            let q = try await Bootstrap.prepare(dataDir: folder, logger: logger, sweepTemp: true)
+            await q.store.close()
+            _ = lock
+        }
+        #expect(mode(made) == 0o700)
+        #expect(mode(shared) == 0o755)
+        #expect(mode(shared + "/config.json") == 0o600)
     }
 
     /// exp, iat and nbf are whole numbers (typed clients decode them as integers).
