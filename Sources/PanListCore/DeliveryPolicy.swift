@@ -90,6 +90,7 @@ public final class LinkCache: Sendable {
     struct State {
         var entries: [Key: Entry] = [:]
         var inflight: [Key: Task<(Link, Obj), any Error>] = [:]
+        var forgets = 0
     }
     private let state = NIOLockedValueBox(State())
     /// How long before a link's expiry it stops being handed out.
@@ -154,8 +155,14 @@ public final class LinkCache: Sendable {
 
     /// Drops a link (it turned out to be expired or refused).
     public func forget(key: Key) {
-        _ = state.withLockedValue { $0.entries.removeValue(forKey: key) }
+        state.withLockedValue {
+            $0.entries.removeValue(forKey: key)
+            $0.forgets += 1
+        }
     }
+
+    /// Moves on every `forget`: what was made from a kept link (a redirect kept by `/d`) compares it.
+    public var forgetGeneration: Int { state.withLockedValue { $0.forgets } }
 
     public var count: Int { state.withLockedValue { $0.entries.count } }
 }

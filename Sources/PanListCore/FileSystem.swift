@@ -31,6 +31,8 @@ public final class FileSystem: Sendable {
     /// to drop what a write through PanList may have changed.
     public var writeGeneration: Int { writes.withLockedValue { $0 } }
     private func didWrite() { writes.withLockedValue { $0 += 1 } }
+    /// Moves whenever a kept link was found refused or expired and dropped (see `LinkCache.forgetGeneration`).
+    public var linkForgets: Int { links.forgetGeneration }
 
     public init(registry: DriverRegistry, environment: DriverEnvironment) {
         self.registry = registry

@@ -23,6 +23,8 @@ public enum Bootstrap {
     }
 
     public static let localDriverName = "Local"
+    /// Where `panlist server --demo` keeps its 123 Open emulator's files, in the data folder.
+    public static let demoFolder = "demo-123open"
 
     /// Makes a data folder ready, as the first start does: the folder (0700), `config.json` (0600), the
     /// SQLite database (0600) with its migrations, default settings, the admin and the disabled guest, and on
@@ -36,9 +38,9 @@ public enum Bootstrap {
         let dataDir = absolute(rawDataDir)
         // The data folder is made 0700 when PanList creates it, and tightened when it is an installation of
         // PanList's (config.json in it) or empty; a folder holding other things keeps its mode.
-        // (`panlist.lock` alone does not count: the server takes its lock before it gets here.)
+        // (`panlist.lock` and the demo's folder do not count: a server makes them before it gets here.)
         let ours = FileManager.default.fileExists(atPath: dataDir + "/config.json")
-            || PrivateFiles.isEmptyFolder(dataDir, ignoring: ["panlist.lock"])
+            || PrivateFiles.isEmptyFolder(dataDir, ignoring: ["panlist.lock", demoFolder])
         try PrivateFiles.makeFolder(dataDir, tightenExisting: ours)
         if !ours { logger.warning("the data folder \(LogText.quoted(dataDir)) holds other files too: its mode is left as it is (PanList's own files in it are 0600)") }
         var (config, created) = try PanListConfig.loadOrCreate(dataDir: dataDir)

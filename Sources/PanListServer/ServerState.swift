@@ -62,10 +62,11 @@ public final class ServerState: Sendable {
     func reloadSettings() async throws {
         let items = try await store.settings()
         settingsBox.withLockedValue { $0 = Dictionary(items.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a }) }
-        settingsGenerationBox.withLockedValue { $0 += 1 }
         signerBox.withLockedValue { $0 = Signer(key: setting(SettingKey.token) ?? "") }
         let types = FileTypes(setting: setting)
         fileTypesBox.withLockedValue { $0 = types }
+        // Last: an answer kept under the new generation was made with the new signer and settings.
+        settingsGenerationBox.withLockedValue { $0 += 1 }
     }
 
     func setting(_ key: String) -> String? { settingsBox.withLockedValue { $0[key]?.value } }

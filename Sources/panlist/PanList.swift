@@ -115,9 +115,13 @@ struct Server: AsyncParsableCommand {
         }
         let state = boot.state
         // The access log goes to standard error like the other lines, buffered (see AccessLogSink).
-        let accessLog = AccessLogSink(label: logger.label)
-        let flushing = Task { await accessLog.run() }
-        state.accessLogSink = accessLog
+        // Only when lines are written at all (no task waking 20 times a second for nothing).
+        var flushing: Task<Void, Never>?
+        if state.config.accessLog && logger.logLevel <= .info {
+            let accessLog = AccessLogSink(label: logger.label)
+            flushing = Task { await accessLog.run() }
+            state.accessLogSink = accessLog
+        }
         announceAdmin(boot.createdAdminPassword)
         if let emulator { say("demo: 123 Open emulator at \(emulator.baseURL), mounted at /123open") }
         let address = state.config.scheme.address
@@ -143,8 +147,8 @@ struct Server: AsyncParsableCommand {
             await task.value
         }
         if emulator != nil { try? await Demo.removeMount(state.store) }
-        flushing.cancel()
-        await flushing.value
+        flushing?.cancel()
+        await flushing?.value
         await state.fs.unloadAll()
         await state.store.close()
         state.dataFolderLock?.release()
@@ -178,7 +182,7 @@ enum Demo {
     static let marker = "demo:storage_id"
 
     static func startEmulator(dataDir: String) async throws -> Open123Emulator {
-        let dir = dataDir + "/demo-123open"
+        let dir = dataDir + "/" + Bootstrap.demoFolder
         try PrivateFiles.makeFolder(dir)
         let secretFile = dir + "/client_secret"
         var secret = (try? String(contentsOfFile: secretFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""

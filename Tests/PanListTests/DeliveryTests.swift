@@ -83,6 +83,57 @@ struct DeliveryTests {
         }
     }
 
+    /// A signed /d redirect kept in memory is dropped once /p found the cloud's link refused: /d then hands out
+    /// the fresh link, not the dead one.
+    @Test func keptRedirectsFollowRefusedLinks() async throws {
+        try await withCloud { s, emu, t in
+            _ = try await seed(emu)
+            let raw = try #require(try await s.api("/fs/get", ["path": "/123" + Self.cjk], token: t).data["raw_url"] as? String)
+            let signed = String(raw.dropFirst(s.base.count))
+            let first = try await s.request(.GET, signed)
+            #expect(first.status == 302)
+            #expect(try await s.request(.GET, signed).header("Location") == first.header("Location"))   // kept
+            // The cloud stops honouring its link; a stream through /p finds that out and gets a new one.
+            await emu.expireDownloadLinks()
+            let p = try await s.request(.GET, "/p" + String(signed.dropFirst(2)))
+            #expect(p.status == 200 && p.body == Self.content)
+            let after = try await s.request(.GET, signed)
+            #expect(after.status == 302)
+            #expect(after.header("Location") != first.header("Location"), "the refused link was handed out again")
+        }
+    }
+
+    /// Memory kept for signed answers is bounded: other query parameters are not kept (each would be a key),
+    /// /p keeps nothing, and the total stays under the byte budget however many targets come.
+    @Test func keptSignedAnswersStayBounded() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            #expect(try await s.put("/b.txt", Data(repeating: 65, count: 40_000), token: t).code == 200)
+            let sign = try #require(try await s.api("/fs/get", ["path": "/b.txt"], token: t).data["sign"] as? String)
+            let answers = s.state.signedAnswers
+            let q = "?sign=" + URLPath.encode(sign, keepSlash: false)
+            #expect(try await s.request(.GET, "/d/b.txt" + q).status == 200)
+            #expect(answers.usage.entries == 1)
+            for i in 0..<20 {
+                #expect(try await s.request(.GET, "/d/b.txt" + q + "&pad=\(i)").status == 200)
+                #expect(try await s.request(.GET, "/p/b.txt" + q).status == 200)
+            }
+            #expect(answers.usage.entries == 1)
+            // Many different targets (here written straight in): the budget holds.
+            let body = ByteBuffer(repeating: 1, count: 60_000)
+            let remember = Delivery.Remember(target: "", signExpire: 0, stamp: Delivery.Stamp(s.state))
+            for i in 0..<2_000 {
+                answers.put("/d/x\(i)?sign=" + String(repeating: "s", count: 3_000), status: .ok, headers: [:], body: body,
+                            until: .now + .seconds(5), remember: remember)
+                #expect(answers.usage.bytes <= SignedLinkAnswers.maxBytes)
+            }
+            #expect(answers.usage.entries > 100)
+            #expect(!SignedLinkAnswers.keepable("/d/a?sign=x&b=1", query: "sign=x&b=1"))
+            #expect(!SignedLinkAnswers.keepable("/d/" + String(repeating: "a", count: 5000) + "?sign=x", query: "sign=x"))
+            #expect(SignedLinkAnswers.keepable("/d/a?sign=x", query: "sign=x"))
+        }
+    }
+
     @Test func redirectByDefaultStreamThroughP() async throws {
         try await withCloud { s, emu, t in
             let path = try await seed(emu)

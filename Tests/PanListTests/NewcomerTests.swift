@@ -131,7 +131,7 @@ struct NewcomerSecurityTests {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
             chmod(folder, 0o755)
         }
-        FileManager.default.createFile(atPath: shared + "/notes.txt", contents: Data("mine".utf8))
+        _ = FileManager.default.createFile(atPath: shared + "/notes.txt", contents: Data("mine".utf8))
         for folder in [made, shared] {
             let lock = try DataFolderLock(dataDir: folder)
             let q = try await Bootstrap.prepare(dataDir: folder, logger: logger, sweepTemp: true)
@@ -388,5 +388,61 @@ struct ReviewFixTests {
             let r = try await s.api("/fs/list", ["path": "/future"], token: t)
             #expect(r.code == 200 && (r.data["content"] as? [[String: Any]])?.count == 1, "\(r.text)")
         }
+    }
+}
+
+/// The buffered access log: whole lines, in order, nothing left behind at close.
+@Suite("Access log sink")
+struct AccessLogSinkTests {
+    @Test func linesStayWholeAndInOrderAndNoneIsLeftAfterClose() async throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let readEnd = fds[0], writeEnd = fds[1]
+        defer { close(readEnd) }
+        let sink = AccessLogSink(label: "t", fd: writeEnd)
+        // A reader that drains the pipe while writers run (a pipe holds only 64 KiB).
+        let reader = Task.detached { () -> [UInt8] in
+            var all: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(readEnd, &buffer, buffer.count)
+                if n <= 0 { break }
+                all.append(contentsOf: buffer[0..<n])
+            }
+            return all
+        }
+        let flushing = Task { await sink.run() }
+        // Four writers, 5 000 lines each (some long enough to cross a 4 KiB write), a flush racing them.
+        await withTaskGroup(of: Void.self) { group in
+            for w in 0..<4 {
+                group.addTask {
+                    for i in 0..<5_000 {
+                        sink.record("w\(w) n\(i) " + String(repeating: "x", count: i % 97 == 0 ? 6_000 : i % 50))
+                    }
+                }
+            }
+        }
+        flushing.cancel()
+        await flushing.value
+        sink.record("after close")          // written at once, not kept
+        close(writeEnd)
+        let text = String(decoding: await reader.value, as: UTF8.self)
+        var next = [0, 0, 0, 0]
+        var count = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+            count += 1
+            guard let r = line.range(of: ": [PanListServer] ") else { Issue.record("not a whole line: \(line.prefix(80))"); continue }
+            let rest = line[r.upperBound...]
+            if rest == "after close" { continue }
+            let parts = rest.split(separator: " ", maxSplits: 2)
+            guard parts.count >= 2, let w = Int(parts[0].dropFirst()), let n = Int(parts[1].dropFirst()), (0..<4).contains(w) else {
+                Issue.record("garbled line: \(rest.prefix(80))"); continue
+            }
+            #expect(n == next[w], "writer \(w): line \(n) came when \(next[w]) was due")
+            next[w] = n + 1
+        }
+        #expect(next == [5_000, 5_000, 5_000, 5_000])
+        #expect(count == 20_001)
+        #expect(text.hasSuffix(": [PanListServer] after close\n"))
     }
 }

@@ -53,16 +53,16 @@ struct DownloadRoutes: Sendable {
     func serve(_ req: Request, _ ctx: AppContext, prefix: String, proxy: Bool) async throws -> Response {
         // A signed link redirected a moment ago is answered again at once (see SignedLinkAnswers).
         let target = req.uri.description
-        let generation = state.fs.writeGeneration, settings = state.settingsGeneration
-        if !proxy, let kept = state.signedAnswers.get(target, generation: generation, settings: settings,
-                                                   plain: req.method == .get && Delivery.isPlain(req)) {
+        let keepable = !proxy && SignedLinkAnswers.keepable(target, query: req.uri.query)
+        let stamp = Delivery.Stamp(state)
+        if keepable, let kept = state.signedAnswers.get(target, stamp: stamp, plain: req.method == .get && Delivery.isPlain(req)) {
             return kept
         }
         let path = try virtualPath(req, prefix: prefix)
         let storage = state.fs.resolve(path)?.0
         let signExpire = try await authorize(req, path: path, storage: storage)
         let entry: DeliveryPolicy.Entry = proxy ? .proxy(fromProxy: req.uri.queryParameters.get("d") != nil) : .direct
-        let remember = signExpire.map { Delivery.Remember(target: target, signExpire: $0, generation: generation, settings: settings) }
+        let remember = keepable ? signExpire.map { Delivery.Remember(target: target, signExpire: $0, stamp: stamp) } : nil
         return try await Delivery(state: state).respond(req, path: path, storage: storage, entry: entry, clientIP: ctx.clientIP,
                                                         remember: remember)
     }
@@ -79,13 +79,31 @@ struct Delivery: Sendable {
                               name: VirtualPath.base(path), proxyTypes: state.proxyTypes)
     }
 
-    /// What `/d` needs to keep a redirect for a signed link (see `SignedLinkAnswers`): the request's target, the
-    /// sign's expiry, and the generations read before anything was looked up.
+    /// What a kept answer was made from, read before anything was looked up: the file system's write
+    /// generation, the settings' generation and the link cache's forget count. Each only moves forward.
+    struct Stamp: Equatable, Sendable {
+        var writes: Int
+        var settings: Int
+        var forgets: Int
+
+        init(_ state: ServerState) {
+            writes = state.fs.writeGeneration
+            settings = state.settingsGeneration
+            forgets = state.fs.linkForgets
+        }
+
+        /// Made before `other` in at least one respect (so no longer valid once `other` was read).
+        func isOlder(than other: Stamp) -> Bool {
+            writes < other.writes || settings < other.settings || forgets < other.forgets
+        }
+    }
+
+    /// What `/d` needs to keep an answer for a signed link (see `SignedLinkAnswers`): the request's target, the
+    /// sign's expiry, and the stamp read before anything was looked up.
     struct Remember {
         var target: String
         var signExpire: Int64
-        var generation: Int
-        var settings: Int
+        var stamp: Stamp
     }
 
     /// `storage` is the one owning `path` when the caller already looked it up.
@@ -103,11 +121,11 @@ struct Delivery: Sendable {
         switch link {
         case .localFile(let disk):
             // A whole small file for a plain GET of a signed link is kept like a redirect (for the small-file cache's second).
-            let keep: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer) -> Void)? = remember.flatMap { r in
+            let keep: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer, ContinuousClock.Instant) -> Void)? = remember.flatMap { r in
                 guard req.method == .get, Self.isPlain(req) else { return nil }
                 let answers = state.signedAnswers
-                return { status, headers, body in
-                    answers.put(r.target, status: status, headers: headers, body: body, until: .now + SmallFileCache.ttl, remember: r)
+                return { status, headers, body, until in
+                    answers.put(r.target, status: status, headers: headers, body: body, until: until, remember: r)
                 }
             }
             return try await LocalFileResponder.respond(req, diskPath: disk, name: obj.name, cache: state.smallFiles, generation: generation,

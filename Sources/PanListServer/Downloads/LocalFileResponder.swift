@@ -76,12 +76,15 @@ enum LocalFileResponder {
     }
 
     /// `whole` is told the answer when it is a whole small file from the small-file cache (status 200, its
-    /// headers and bytes), so a caller may keep it.
+    /// headers and bytes, and until when the cache keeps those bytes), so a caller may keep it as long.
     static func respond(_ req: Request, diskPath: String, name: String, cache: SmallFileCache? = nil, generation: Int = 0,
-                        whole: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer) -> Void)? = nil) async throws -> Response {
+                        whole: (@Sendable (HTTPResponse.Status, HTTPFields, ByteBuffer, ContinuousClock.Instant) -> Void)? = nil)
+        async throws -> Response {
         var opened: Opened
-        if let cache, let hit = cache.get(diskPath, generation: generation), hit.described?.name == name {
-            opened = hit
+        var readUntil = ContinuousClock.now + SmallFileCache.ttl
+        if let cache, let hit = cache.get(diskPath, generation: generation), hit.opened.described?.name == name {
+            opened = hit.opened
+            readUntil = hit.until
         } else {
             opened = try await open(diskPath)
             if opened.isRegular { opened.described = Described(opened, name: name) }
@@ -129,7 +132,7 @@ enum LocalFileResponder {
         if let bytes = opened.bytes, let span {
             let slice = bytes.getSlice(at: bytes.readerIndex + Int(span.lowerBound), length: Int(length)) ?? ByteBuffer()
             if status == .ok, Int64(slice.readableBytes) == size, size <= SmallFileCache.maxFile, let whole {
-                whole(status, headers, slice)
+                whole(status, headers, slice, readUntil)
             }
             return Response(status: status, headers: headers, body: .init(byteBuffer: slice))
         }
@@ -175,10 +178,10 @@ final class SmallFileCache: Sendable {
     }
     private let box = NIOLockedValueBox(Contents())
 
-    func get(_ path: String, generation: Int) -> LocalFileResponder.Opened? {
+    func get(_ path: String, generation: Int) -> Entry? {
         box.withLockedValue { state in
             guard let e = state.entries[path], e.until > .now, e.generation == generation else { return nil }
-            return e.opened
+            return e
         }
     }
 
@@ -186,8 +189,8 @@ final class SmallFileCache: Sendable {
         guard opened.isRegular, opened.size <= Self.maxFile, opened.bytes != nil else { return }
         box.withLockedValue { state in
             if state.bytes + Int(opened.size) > Self.maxTotal { state = Contents() }
-            state.entries[path] = Entry(opened: opened, until: .now + Self.ttl, generation: generation)
-            state.bytes += Int(opened.size)
+            let old = state.entries.updateValue(Entry(opened: opened, until: .now + Self.ttl, generation: generation), forKey: path)
+            state.bytes += Int(opened.size) - Int(old?.opened.size ?? 0)
         }
     }
 }
