@@ -76,8 +76,11 @@ actor EmulatorState {
         if ownsRoot { try? FileManager.default.removeItem(atPath: root) }
     }
 
+    /// Set while many changes are made at once (a seed of many files): one save at the end, not one each.
+    private var saveHeld = false
+
     func save() {
-        guard config.dataDir != nil, let data = try? JSONEncoder().encode(snap) else { return }
+        guard config.dataDir != nil, !saveHeld, let data = try? JSONEncoder().encode(snap) else { return }
         try? data.write(to: URL(fileURLWithPath: root + "/state.json"), options: .atomic)
     }
 
@@ -426,6 +429,13 @@ actor EmulatorState {
     func cdn(_ token: String) -> (path: String, size: Int64, name: String)? {
         guard let l = cdnLinks[token], l.expires > Date() else { return nil }
         return (blobPath(l.md5, l.size), l.size, l.name)
+    }
+
+    /// Puts several files into the drive with one save of the state.
+    func seed(paths: [String], data: Data) throws -> [Int64] {
+        saveHeld = true
+        defer { saveHeld = false; save() }
+        return try paths.map { try seed(path: $0, data: data) }
     }
 
     /// Puts a file into the drive directly (demo content, test fixtures): folders of `path` are created.

@@ -446,9 +446,7 @@ extension Routes {
         knob("seed") { b in
             // {"paths": ["/a/b.txt", …], "content": "text"}: files put into the drive directly.
             let content = Data((b.string("content") ?? "").utf8)
-            var ids: [Int64] = []
-            for p in b.strings("paths") ?? [] { ids.append(try await state.seed(path: p, data: content)) }
-            return ["fileIDs": ids]
+            return ["fileIDs": try await state.seed(paths: b.strings("paths") ?? [], data: content)]
         }
         knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
         knob("calls/reset") { _ in await state.resetCalls(); return nil }

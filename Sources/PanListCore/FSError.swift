@@ -21,13 +21,15 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
     case internalError(String)
     /// An admin record (storage id, user, driver name, setting) that does not exist.
     case noSuchRecord(String)
+    /// PanList itself cannot serve this now: its database is unreachable, or it is shutting down (503).
+    case unavailable(String)
 
     public var message: String {
         switch self {
         case .notFound(let m), .alreadyExists(let m), .notSupported(let m), .permissionDenied(let m),
              .invalidPath(let m), .badRequest(let m), .unauthorized(let m), .tooLarge(let m),
              .storageUnavailable(let m), .rateLimited(let m), .conflict(let m), .internalError(let m),
-             .noSuchRecord(let m):
+             .noSuchRecord(let m), .unavailable(let m):
             return m
         case .upstream(let code, let message):
             // -1: the upstream could not be reached at all; the message says so in words.

@@ -31,6 +31,32 @@ public final class FileSystem: Sendable {
     /// to drop what a write through PanList may have changed.
     public var writeGeneration: Int { writes.withLockedValue { $0 } }
     private func didWrite() { writes.withLockedValue { $0 += 1 } }
+    private let feedBox = NIOLockedValueBox<(any ChangeFeed)?>(nil)
+    /// Where this instance tells the others that a folder changed (set by the server).
+    public var changes: (any ChangeFeed)? {
+        get { feedBox.withLockedValue { $0 } }
+        set { feedBox.withLockedValue { $0 = newValue } }
+    }
+
+    /// Forgets the cached listing of a folder after a write, and tells the other instances.
+    func invalidate(storageID: Int, path: String, recursive: Bool = false) async {
+        await cache.invalidate(storageID: storageID, path: path, recursive: recursive)
+        await changes?.publish(.folder(storage: storageID, path: path, recursive: recursive))
+    }
+
+    /// A folder changed through another instance: its listing, and the links and cached files that a write
+    /// may have changed, are dropped here too.
+    public func folderChanged(storageID: Int, path: String, recursive: Bool) async {
+        await cache.invalidate(storageID: storageID, path: path, recursive: recursive)
+        didWrite()
+    }
+
+    /// Drops every cached listing, link and file (a change feed that was away).
+    public func forgetCaches() async {
+        await cache.clearAll()
+        didWrite()
+    }
+
     /// Moves whenever a kept link was found refused or expired and dropped (see `LinkCache.forgetGeneration`).
     public var linkForgets: Int { links.forgetGeneration }
 
@@ -385,7 +411,7 @@ public final class FileSystem: Sendable {
         guard !obj.isDir else { throw FSError.notSupported("a folder's modification time cannot be set") }
         if let setter = try m.ready() as? any SetModifiedCapable {
             let updated = try await setter.setModified(obj, to: date)
-            await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
             return updated
         }
         guard let store = keptTimes else { throw FSError.notSupported("the \(m.record.driver) storage cannot keep modification times") }
@@ -439,7 +465,7 @@ public final class FileSystem: Sendable {
         let mk = try capability(m, (any MakeDirCapable).self, "create folders")
         do {
             let obj = try await mk.makeDir(parent: parent, name: VirtualPath.base(actual))
-            await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
             return obj
         } catch let e as FSError {
             if case .alreadyExists = e, let existing = try? await object(in: m, at: actual), existing.isDir { return existing }
@@ -460,8 +486,8 @@ public final class FileSystem: Sendable {
         }
         let rn = try capability(m, (any RenameCapable).self, "rename")
         _ = try await rn.rename(obj, to: newName)
-        await cache.invalidate(storageID: m.id, path: parent)
-        if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+        await invalidate(storageID: m.id, path: parent)
+        if obj.isDir { await invalidate(storageID: m.id, path: actual, recursive: true) }
         await relocateKeptTimes(from: path, to: VirtualPath.join(VirtualPath.parent(path), newName), move: true)
     }
 
@@ -490,9 +516,9 @@ public final class FileSystem: Sendable {
             try await rm.remove(obj)
             try? await keptTimes?.deleteKeptTimes(srcPath)
         }
-        await cache.invalidate(storageID: sm.id, path: VirtualPath.parent(sActual))
-        if obj.isDir { await cache.invalidate(storageID: sm.id, path: sActual, recursive: true) }
-        await cache.invalidate(storageID: dm.id, path: dActual)
+        await invalidate(storageID: sm.id, path: VirtualPath.parent(sActual))
+        if obj.isDir { await invalidate(storageID: sm.id, path: sActual, recursive: true) }
+        await invalidate(storageID: dm.id, path: dActual)
     }
 
     /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
@@ -516,7 +542,7 @@ public final class FileSystem: Sendable {
             named.name = name
             try await copyAcross(named, from: sm, to: dst, in: dm, dstActual: dActual, srcPath: srcPath)
         }
-        await cache.invalidate(storageID: dm.id, path: dActual)
+        await invalidate(storageID: dm.id, path: dActual)
     }
 
     /// Copies through the file system layer: folders are created, files streamed from a link into `put`, each
@@ -534,7 +560,7 @@ public final class FileSystem: Sendable {
                 try await copyAcross(child, from: sm, to: newDir, in: dm, dstActual: childActual, srcPath: VirtualPath.join(srcPath, child.name),
                                      timesApplied: true)
             }
-            await cache.invalidate(storageID: dm.id, path: childActual)
+            await invalidate(storageID: dm.id, path: childActual)
             return
         }
         var source = obj
@@ -556,8 +582,8 @@ public final class FileSystem: Sendable {
         let obj = try await object(in: m, at: actual)
         let rm = try capability(m, (any RemoveCapable).self, "delete")
         try await rm.remove(obj)
-        await cache.invalidate(storageID: m.id, path: VirtualPath.parent(actual))
-        if obj.isDir { await cache.invalidate(storageID: m.id, path: actual, recursive: true) }
+        await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+        if obj.isDir { await invalidate(storageID: m.id, path: actual, recursive: true) }
         try? await keptTimes?.deleteKeptTimes(path)
     }
 
@@ -577,7 +603,7 @@ public final class FileSystem: Sendable {
             if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
         }
         var obj = try await put.put(dir: dir, stream: stream, replacing: existing)
-        await cache.invalidate(storageID: m.id, path: dActual)
+        await invalidate(storageID: m.id, path: dActual)
         let path = VirtualPath.join(dirPath, stream.name)
         await keepTime(of: stream, written: obj, at: path, in: m)
         if keepsTimes(for: m), let modified = stream.modified { obj = KeptTime(modified: modified, size: obj.size).apply(to: obj) }

@@ -39,6 +39,11 @@ actor ListCache {
         }
     }
 
+    func clearAll() {
+        generation += 1
+        entries.removeAll()
+    }
+
     func clear(storageID: Int) {
         generation += 1
         for key in entries.keys where key.storageID == storageID { entries[key] = nil }

@@ -33,7 +33,8 @@ public enum Bootstrap {
     /// `sweepTemp` empties `temp_dir` (the server does; the offline commands must not, a server may be running).
     /// `adjust` changes the configuration for this run only (tests).
     public static func prepare(dataDir rawDataDir: String, logger: Logger, address: String? = nil, port: Int? = nil,
-                               sweepTemp: Bool, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil) async throws -> Prepared {
+                               sweepTemp: Bool, waitForDatabase: Bool = false,
+                               adjust: (@Sendable (inout PanListConfig) -> Void)? = nil) async throws -> Prepared {
         let fm = FileManager.default
         let dataDir = absolute(rawDataDir)
         // The data folder is made 0700 when PanList creates it, and tightened when it is an installation of
@@ -49,38 +50,84 @@ public enum Bootstrap {
         adjust?(&config)
         config.tempDir = absolute(config.tempDir)
         config.database.dbFile = absolute(config.database.dbFile)
+        guard !config.instanceID.isEmpty, config.instanceID.count <= 64,
+              config.instanceID.allSatisfy({ ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" || $0 == "_" }) else {
+            throw FSError.badRequest("instance_id '\(config.instanceID)' may hold only letters, digits, - and _ (1 to 64 of them)")
+        }
         _ = try TrustedProxies(config.trustedProxies)   // a wrong entry stops here, with the entry named
         guard ["x-forwarded-for", "x-real-ip"].contains(config.clientIPHeader.lowercased()) else {
             throw FSError.badRequest("client_ip_header must be X-Forwarded-For or X-Real-IP, not '\(config.clientIPHeader)'")
         }
 
-        try prepareTempFolder(config.tempDir, sweep: sweepTemp, known: config.tempDir == dataDir + "/temp")
-
-        guard config.database.type == "sqlite3" || config.database.type == "sqlite" else {
-            throw FSError.badRequest("database type '\(config.database.type)' is not supported yet; use sqlite3")
+        let engine = try config.database.engine
+        try prepareTempFolder(config.tempDir, sweep: sweepTemp && engine == .sqlite, known: config.tempDir == dataDir + "/temp")
+        if engine == .postgres {
+            // Several instances: each spools into a folder of its own below temp_dir and sweeps only that one,
+            // so instances that share a temp_dir never delete each other's files.
+            config.tempDir += "/" + config.instanceID
+            try prepareTempFolder(config.tempDir, sweep: sweepTemp, known: true)
         }
-        let dbFolder = (config.database.dbFile as NSString).deletingLastPathComponent
-        if !fm.fileExists(atPath: dbFolder) { try PrivateFiles.makeFolder(dbFolder) }
-        let store = try await SQLStore.sqlite(path: config.database.dbFile, logger: logger)
+
+        let store: SQLStore
+        switch engine {
+        case .sqlite:
+            let dbFolder = (config.database.dbFile as NSString).deletingLastPathComponent
+            if !fm.fileExists(atPath: dbFolder) { try PrivateFiles.makeFolder(dbFolder) }
+            store = try await SQLStore.sqlite(path: config.database.dbFile, logger: logger)
+        case .postgres:
+            store = try await openPostgres(try config.database.postgresTarget(), logger: logger, wait: waitForDatabase)
+        }
         do {
-            try await store.migrate()
-            try await store.addMissingSettings(DefaultSettings.items(randomToken: RandomString.make(64)))
-            if var version = try await store.setting(SettingKey.version) {
-                version.value = DefaultSettings.version
-                try await store.saveSettings([version])
+            let created = created, configuredSecret = config.jwtSecret
+            let seeded = try await store.exclusively { () -> (password: String?, jwtSecret: String) in
+                try await store.runMigrations()
+                try await store.addMissingSettings(DefaultSettings.items(randomToken: RandomString.make(64)))
+                if var version = try await store.setting(SettingKey.version) {
+                    version.value = DefaultSettings.version
+                    try await store.saveSettings([version])
+                }
+                let password = try await ensureUsers(store)
+                if created, try await store.storages().isEmpty {
+                    let root = dataDir + "/files"
+                    try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+                    let addition = String(decoding: try JSONEncoder().encode(["root_folder_path": root]), as: UTF8.self)
+                    _ = try await store.createStorage(StorageRecord(mountPath: "/", driver: localDriverName, addition: addition,
+                                                                    remark: "created on first run"))
+                }
+                // Login tokens made by one instance are honoured by all: with PostgreSQL the signing secret is the
+                // database's (the first instance's `jwt_secret` becomes it); config.json's is then not used.
+                var secret = configuredSecret
+                if store.engine == .postgres {
+                    if let shared = try await store.driverState(sharedJWTSecretKey), !shared.isEmpty { secret = shared }
+                    else { try await store.setDriverState(sharedJWTSecretKey, secret) }
+                }
+                return (password, secret)
             }
-            let password = try await ensureUsers(store)
-            if created, try await store.storages().isEmpty {
-                let root = dataDir + "/files"
-                try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
-                let addition = String(decoding: try JSONEncoder().encode(["root_folder_path": root]), as: UTF8.self)
-                _ = try await store.createStorage(StorageRecord(mountPath: "/", driver: localDriverName, addition: addition,
-                                                                remark: "created on first run"))
-            }
+            config.jwtSecret = seeded.jwtSecret
+            let password = seeded.password
             return Prepared(config: config, store: store, dataDir: dataDir, createdAdminPassword: password)
         } catch {
             await store.close()
             throw error
+        }
+    }
+
+    /// Where the shared login-token secret is kept in a PostgreSQL store.
+    public static let sharedJWTSecretKey = "panlist:jwt_secret"
+
+    /// Opens the PostgreSQL store. With `wait` (the server), a database that cannot be reached yet is tried
+    /// again with backoff (1, 2, 4 … 30 s between attempts, each failure said in one warning line) until it
+    /// can; what waiting will not mend (a malformed DSN, a refused login, a missing database) stops at once.
+    static func openPostgres(_ target: PostgresTarget, logger: Logger, wait: Bool) async throws -> SQLStore {
+        var delay = 1
+        while true {
+            do {
+                return try await SQLStore.postgres(target, logger: logger)
+            } catch FSError.unavailable(let why) where wait {
+                logger.warning("\(why.replacingOccurrences(of: "; try again shortly", with: "")); trying again in \(delay) s")
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 30)
+            }
         }
     }
 
@@ -117,7 +164,8 @@ public enum Bootstrap {
         let lock = try given ?? DataFolderLock(dataDir: absolute(dataDir))
         let prepared: Prepared
         do {
-            prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true, adjust: adjust)
+            prepared = try await prepare(dataDir: dataDir, logger: logger, address: address, port: port, sweepTemp: true,
+                                         waitForDatabase: true, adjust: adjust)
         } catch {
             lock.release()
             throw error
@@ -128,8 +176,14 @@ public enum Bootstrap {
             let fs = FileSystem(registry: registry, environment: DriverEnvironment(logger: logger, tempDir: prepared.config.tempDir, state: store))
             fs.remote = RemoteProxy.Fetcher()
             fs.keptTimes = store
-            let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger)
+            // Several instances on PostgreSQL hear of each other's changes through it; alone, nobody to tell.
+            let feed: any ChangeFeed = store.engine == .postgres
+                ? try PostgresChangeFeed(store: store, origin: prepared.config.instanceID, logger: logger)
+                : LocalChangeFeed()
+            fs.changes = feed
+            let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger, changes: feed)
             for record in try await store.storages() { fs.placeLoading(record) }
+            await feed.start { [weak state] change in await state?.apply(change) }
             state.dataFolderLock = lock
             return Result(state: state, createdAdminPassword: prepared.createdAdminPassword)
         } catch {

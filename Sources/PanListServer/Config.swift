@@ -1,5 +1,6 @@
 import Foundation
 import PanListCore
+import PanListStore
 
 /// `data/config.json`, with Alist's field names. Missing fields take defaults, and the file is rewritten
 /// on every start so that new fields appear.
@@ -15,6 +16,24 @@ public struct PanListConfig: Codable, Sendable {
         public var tablePrefix = "x_"
         public var sslMode = ""
         public var dsn = ""
+
+        /// Which engine `type` names: `sqlite3`/`sqlite` or `postgres`/`postgresql`; anything else is refused.
+        public var engine: SQLStore.Engine {
+            get throws(FSError) {
+                switch type.lowercased() {
+                case "sqlite3", "sqlite", "": return .sqlite
+                case "postgres", "postgresql": return .postgres
+                default: throw .badRequest("database.type '\(type)' is not supported; use sqlite3 (the default) or postgres")
+                }
+            }
+        }
+
+        /// The PostgreSQL server: `dsn` when given, else the separate fields.
+        public func postgresTarget() throws(FSError) -> PostgresTarget {
+            if !dsn.isEmpty { return try PostgresTarget(dsn: dsn) }
+            if port < 0 { throw .badRequest("the database port is not a number (PANLIST_DB_PORT)") }
+            return try PostgresTarget(host: host, port: port, user: user, password: password, database: name, sslMode: sslMode)
+        }
         enum CodingKeys: String, CodingKey {
             case type, host, port, user, password, name, dsn
             case dbFile = "db_file", tablePrefix = "table_prefix", sslMode = "ssl_mode"
@@ -79,9 +98,13 @@ public struct PanListConfig: Codable, Sendable {
     public var clientIPHeader = "X-Forwarded-For"
     /// One info-level line per request (method, path, status, bytes, time, client address).
     public var accessLog = true
+    /// This instance's name among several on one PostgreSQL database (its temp folder is `temp_dir/<id>`);
+    /// made at the first start. A copied data folder must get a new one (delete the field).
+    public var instanceID = ""
 
     enum CodingKeys: String, CodingKey {
         case force, database, scheme
+        case instanceID = "instance_id"
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
         case trustedProxies = "trusted_proxies", accessLog = "access_log", clientIPHeader = "client_ip_header"
@@ -103,6 +126,7 @@ public struct PanListConfig: Codable, Sendable {
         trustedProxies = try c.decodeIfPresent([String].self, forKey: .trustedProxies) ?? d.trustedProxies
         accessLog = try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
         clientIPHeader = try c.decodeIfPresent(String.self, forKey: .clientIPHeader) ?? d.clientIPHeader
+        instanceID = try c.decodeIfPresent(String.self, forKey: .instanceID) ?? d.instanceID
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
@@ -130,6 +154,7 @@ public struct PanListConfig: Codable, Sendable {
             created = true
         }
         if config.jwtSecret.isEmpty { config.jwtSecret = RandomString.make(64) }
+        if config.instanceID.isEmpty { config.instanceID = "i-" + RandomString.make(10).lowercased() }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try PrivateFiles.write(try encoder.encode(config), to: path)
@@ -146,10 +171,19 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_JWT_SECRET"] { jwtSecret = v }
         if let v = env["PANLIST_TEMP_DIR"] { tempDir = v }
         if let v = env["PANLIST_DB_FILE"] { database.dbFile = v }
+        if let v = env["PANLIST_DB_TYPE"] { database.type = v }
+        if let v = env["PANLIST_DB_HOST"] { database.host = v }
+        if let v = env["PANLIST_DB_PORT"] { database.port = Int(v) ?? -1 }
+        if let v = env["PANLIST_DB_USER"] { database.user = v }
+        if let v = env["PANLIST_DB_PASSWORD"] { database.password = v }
+        if let v = env["PANLIST_DB_NAME"] { database.name = v }
+        if let v = env["PANLIST_DB_SSL_MODE"] { database.sslMode = v }
+        if let v = env["PANLIST_DB_DSN"] { database.dsn = v }
         if let v = env["PANLIST_TRUSTED_PROXIES"] {
             trustedProxies = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         if let v = env["PANLIST_CLIENT_IP_HEADER"] { clientIPHeader = v }
+        if let v = env["PANLIST_INSTANCE_ID"], !v.isEmpty { instanceID = v }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

@@ -38,9 +38,14 @@ public final class ServerState: Sendable {
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])
 
-    public init(config: PanListConfig, store: any Store, fs: FileSystem, logger: Logger) async throws {
+    /// How this instance hears of the others' changes, and tells them of its own (see `ChangeFeed`).
+    public let changes: any ChangeFeed
+
+    public init(config: PanListConfig, store: any Store, fs: FileSystem, logger: Logger,
+                changes: any ChangeFeed = LocalChangeFeed()) async throws {
         self.config = config
         self.store = store
+        self.changes = changes
         self.fs = fs
         self.logger = logger
         self.trustedProxies = try TrustedProxies(config.trustedProxies)
@@ -55,6 +60,7 @@ public final class ServerState: Sendable {
         let hash = TokenService.hash(token)
         tokens.revoke(hash: hash, until: until)
         try await store.revokeToken(hash: hash, expires: until)
+        await changes.publish(.revoked(hash: hash, until: Int64(until.timeIntervalSince1970.rounded(.up))))
     }
 
     // MARK: settings
@@ -81,6 +87,7 @@ public final class ServerState: Sendable {
     func saveSettings(_ items: [SettingItem]) async throws {
         try await store.saveSettings(items)
         try await reloadSettings()
+        await changes.publish(.settings)
     }
 
     /// File type codes by extension (rebuilt when settings change).
@@ -97,6 +104,12 @@ public final class ServerState: Sendable {
     private let rulesGeneration = NIOLockedValueBox<Int>(0)
     /// The folder rules in force (a snapshot; swapped when an admin changes a rule).
     var rules: FolderRules { rulesBox.withLockedValue { $0.rules } }
+
+    /// After the rules changed in the store: read again here, and the other instances told.
+    func rulesChanged() async throws {
+        try await reloadRules()
+        await changes.publish(.rules)
+    }
 
     /// Reads the rules from the store. Reloads that overlap install the newest read, never an older one.
     func reloadRules() async throws {
@@ -167,21 +180,21 @@ public final class ServerState: Sendable {
                 r.path = rest == "/" ? dst : (dst == "/" ? rest : dst + rest)
                 return r
             })
-            try await reloadRules()
+            try await rulesChanged()
         }
         do {
             try await op()
         } catch {
             if !added.isEmpty, (try? await fs.get(dst)) == nil {
                 try? await store.deleteFolderRules(ids: added)
-                try? await reloadRules()
+                try? await rulesChanged()
             }
             throw error
         }
         if move && !travelling.isEmpty {
             do {
                 try await store.deleteFolderRules(ids: travelling.map(\.id))
-                try await reloadRules()
+                try await rulesChanged()
             } catch {
                 logger.warning("the folder rules at \(LogText.quoted(src)) stay after its move to \(LogText.quoted(dst)): \(ErrorText.describe(error))")
             }
@@ -207,6 +220,12 @@ public final class ServerState: Sendable {
     }
 
     func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
+
+    /// After a user's record changed in the store: forgotten here, and the other instances told.
+    func usersChanged() async {
+        forgetUsers()
+        await changes.publish(.users)
+    }
 
     /// The one password check, for `/api/auth/login*` and WebDAV Basic (`via` names the front end in the log):
     /// the login limiter (per user and address, and per address at a higher limit; throws `.rateLimited`
@@ -263,7 +282,7 @@ public final class ServerState: Sendable {
             var updated = stored
             (updated.passwordHash, updated.salt) = try await NIOThreadPool.singleton.runIfActive { Passwords.make(staticHash: staticHash) }
             try await store.updateUser(updated)
-            forgetUsers()
+            await usersChanged()
         } catch {
             logger.warning("could not rewrite the password record of \(LogText.quoted(stored.user.username)) as bcrypt: \(ErrorText.describe(error))")
         }
@@ -332,6 +351,80 @@ public final class ServerState: Sendable {
         guard let mounted = await fs.load(record, ticket: ticket) else { return fs.storage(id: record.id) }
         try? await store.setStorageStatus(id: record.id, status: mounted.record.status)
         return mounted
+    }
+
+    /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
+    public func shutdown() async {
+        await changes.stop()
+        await fs.unloadAll()
+        await store.close()
+        dataFolderLock?.release()
+    }
+
+    // MARK: changes made by other instances
+
+    /// Applies a change that another instance published (see `ChangeFeed`). A store that cannot be read
+    /// now leaves things as they are (logged); the caches' time limits remain the backstop.
+    public func apply(_ change: Change) async {
+        do {
+            switch change {
+            case .storage(let id): try await syncStorage(id: id)
+            case .settings: try await reloadSettings()
+            case .users: forgetUsers()
+            case .rules: try await reloadRules()
+            case .revoked(let hash, let until): tokens.revoke(hash: hash, until: Date(timeIntervalSince1970: Double(until)))
+            case .folder(let storage, let path, let recursive):
+                await fs.folderChanged(storageID: storage, path: path, recursive: recursive)
+            case .everything:
+                forgetUsers()
+                await fs.forgetCaches()
+                try await reloadSettings()
+                try await reloadRules()
+                for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
+                try await syncStorages()
+            }
+        } catch {
+            logger.warning("could not apply another instance's change (\(change)): \(ErrorText.describe(error))")
+        }
+    }
+
+    /// Makes the mount table match the store: new storages mounted, changed ones remounted, disabled and
+    /// deleted ones dropped; unchanged ones are left alone (no new login to a cloud).
+    func syncStorages() async throws {
+        let records = try await store.storages()
+        let ids = Set(records.map(\.id))
+        for m in fs.storages where !ids.contains(m.id) { await fs.unload(id: m.id) }
+        await withTaskGroup(of: Void.self) { group in
+            for r in records { group.addTask { await self.sync(r) } }
+        }
+    }
+
+    func syncStorage(id: Int) async throws {
+        guard let record = try await store.storage(id: id) else { return await fs.unload(id: id) }
+        await sync(record)
+    }
+
+    private func sync(_ record: StorageRecord) async {
+        let mounted = fs.storage(id: record.id)
+        if record.disabled {
+            if mounted != nil { await fs.unload(id: record.id) }
+            return
+        }
+        // The status is each instance's own; everything else is the storage's configuration.
+        if let mounted, Self.sameConfiguration(mounted.record, record) { return }
+        let ticket = fs.placeLoading(record)
+        await mount(record, ticket: ticket)
+    }
+
+    static func sameConfiguration(_ a: StorageRecord, _ b: StorageRecord) -> Bool {
+        var x = a, y = b
+        x.status = ""; y.status = ""
+        // The store keeps milliseconds.
+        x.modified = Date(timeIntervalSince1970: (x.modified.timeIntervalSince1970 * 1000).rounded() / 1000)
+        y.modified = Date(timeIntervalSince1970: (y.modified.timeIntervalSince1970 * 1000).rounded() / 1000)
+        x.mountPath = (try? VirtualPath.normalize(x.mountPath)) ?? x.mountPath
+        y.mountPath = (try? VirtualPath.normalize(y.mountPath)) ?? y.mountPath
+        return x == y
     }
 
     /// The storage record as the admin API shows it: the live status from the mount table.

@@ -3,16 +3,48 @@ import Logging
 import PanListCore
 import SQLKit
 import SQLiteKit
+import PostgresNIO
 
 /// The one Store implementation, written against SQLKit's builder so the same queries serve SQLite
-/// (embedded default) and, later, PostgreSQL.
+/// (embedded default) and PostgreSQL (several instances). What differs between the two is decided in
+/// this file, by `engine`: opening, the migration lock, unique violations and identity sequences.
 public final class SQLStore: Store, @unchecked Sendable {
+    public enum Engine: String, Sendable { case sqlite, postgres }
+
     let db: any SQLDatabase
+    public let engine: Engine
+    /// The PostgreSQL server (for connections outside the pool, such as the change listener).
+    public let postgresTarget: PostgresTarget?
     private let onClose: @Sendable () async -> Void
 
-    public init(database: any SQLDatabase, onClose: @escaping @Sendable () async -> Void = {}) {
+    public init(database: any SQLDatabase, engine: Engine = .sqlite, postgresTarget: PostgresTarget? = nil,
+                onClose: @escaping @Sendable () async -> Void = {}) {
         self.db = database
+        self.engine = engine
+        self.postgresTarget = postgresTarget
         self.onClose = onClose
+    }
+
+    /// Opens a PostgreSQL store: one probing connection first (so that a wrong password, a missing database
+    /// or a refused connection is said at once, in words), then the connection pool. `leaseTimeout`: how long
+    /// a statement waits for a connection before it fails with `.unavailable`.
+    public static func postgres(_ target: PostgresTarget, logger: Logger = Logger(label: "panlist.store"),
+                                leaseTimeout: Duration = .seconds(10)) async throws -> SQLStore {
+        // PostgresNIO logs statements and their binds below info; the binds include secrets.
+        var logger = logger
+        if logger.logLevel < .info { logger.logLevel = .info }
+        try await target.probe(logger: logger)
+        // The pool says every failed reconnection at info level, several a second while the database is away;
+        // requests that need it answer 503 with the reason meanwhile, so only its warnings are let through.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: try target.clientConfiguration(), backgroundLogger: poolLogger)
+        let run = Task { await client.run() }
+        let db = PostgresPoolDatabase(client: client, logger: logger, leaseTimeout: leaseTimeout)
+        return SQLStore(database: db, engine: .postgres, postgresTarget: target, onClose: {
+            run.cancel()
+            await run.value
+        })
     }
 
     /// Opens (creating if needed) an SQLite database file, or an in-memory one for `:memory:`.
@@ -137,7 +169,46 @@ public final class SQLStore: Store, @unchecked Sendable {
         }),
     ]
 
+    /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
+    /// session of its own; SQLite: one process owns the file). Migrations and the first-run rows (admin,
+    /// guest, default storage, shared secrets) are made under it, so instances that start together on an
+    /// empty database make each of them once.
+    public func exclusively<R: Sendable>(_ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        guard engine == .postgres else { return try await body() }
+        return try await db.withSession { session in
+            try await session.raw("SELECT pg_advisory_lock(\(literal: Self.setupLockKey))").run()
+            do {
+                let r = try await body()
+                try await session.raw("SELECT pg_advisory_unlock(\(literal: Self.setupLockKey))").run()
+                return r
+            } catch {
+                try? await session.raw("SELECT pg_advisory_unlock(\(literal: Self.setupLockKey))").run()
+                throw error
+            }
+        }
+    }
+
+    /// The advisory lock key of `exclusively` ("PanList1" as a number).
+    static let setupLockKey: Int64 = 0x50616e4c69737431
+
+    /// Whether `error` is a unique-constraint violation, on either engine.
+    static func isUniqueViolation(_ error: any Error) -> Bool {
+        if error is UniqueViolation { return true }
+        return String(reflecting: error).localizedCaseInsensitiveContains("UNIQUE constraint failed")
+    }
+
+    /// Runs an insert or update, turning a unique violation into `.alreadyExists(message)` (two instances can
+    /// pass the "is it taken?" check together; the database's constraint decides).
+    func unique<R>(_ message: @autoclosure () -> String, _ body: () async throws -> R) async throws -> R {
+        do { return try await body() } catch where Self.isUniqueViolation(error) { throw FSError.alreadyExists(message()) }
+    }
+
     public func migrate() async throws {
+        try await exclusively { try await self.runMigrations() }
+    }
+
+    /// The migrations not applied yet, in order; call inside `exclusively` (or use `migrate`).
+    public func runMigrations() async throws {
         try await db.create(table: "schema_migrations").ifNotExists()
             .column("version", type: .bigint, .primaryKey(autoIncrement: false))
             .column("applied_ms", type: .bigint, .notNull)
@@ -215,8 +286,10 @@ public final class SQLStore: Store, @unchecked Sendable {
         if try await taken("storages", "mount_path", record.mountPath, except: nil) {
             throw FSError.alreadyExists("mount_path \(record.mountPath) is already used by another storage")
         }
-        guard let id = try await db.insert(into: "storages").model(StorageRow(record, withID: false))
-            .returning("id").first(decodingColumn: "id", as: Int.self)
+        guard let id = try await unique("mount_path \(record.mountPath) is already used by another storage", {
+            try await db.insert(into: "storages").model(StorageRow(record, withID: false))
+                .returning("id").first(decodingColumn: "id", as: Int.self)
+        })
         else { throw FSError.internalError("the database did not return the new storage's id") }
         return id
     }
@@ -225,8 +298,10 @@ public final class SQLStore: Store, @unchecked Sendable {
         if try await taken("storages", "mount_path", record.mountPath, except: record.id) {
             throw FSError.alreadyExists("mount_path \(record.mountPath) is already used by another storage")
         }
-        try await db.update("storages").set(model: StorageRow(record, withID: false))
-            .where("id", .equal, record.id).run()
+        try await unique("mount_path \(record.mountPath) is already used by another storage") {
+            try await db.update("storages").set(model: StorageRow(record, withID: false))
+                .where("id", .equal, record.id).run()
+        }
     }
 
     public func setStorageStatus(id: Int, status: String) async throws {
@@ -283,14 +358,18 @@ public final class SQLStore: Store, @unchecked Sendable {
         if try await self.user(named: user.user.username) != nil {
             throw FSError.alreadyExists("user \(user.user.username) already exists")
         }
-        guard let id = try await db.insert(into: "users").model(UserRow(user, withID: false))
-            .returning("id").first(decodingColumn: "id", as: Int.self)
+        guard let id = try await unique("user \(user.user.username) already exists", {
+            try await db.insert(into: "users").model(UserRow(user, withID: false))
+                .returning("id").first(decodingColumn: "id", as: Int.self)
+        })
         else { throw FSError.internalError("the database did not return the new user's id") }
         return id
     }
 
     public func updateUser(_ user: StoredUser) async throws {
-        try await db.update("users").set(model: UserRow(user, withID: false)).where("id", .equal, user.user.id).run()
+        try await unique("user \(user.user.username) already exists") {
+            try await db.update("users").set(model: UserRow(user, withID: false)).where("id", .equal, user.user.id).run()
+        }
     }
 
     public func deleteUser(id: Int) async throws {
@@ -335,15 +414,19 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public func createFolderRule(_ rule: FolderRule) async throws -> Int {
         if try await taken("folder_rules", "path", rule.path, except: nil) { throw FSError.alreadyExists("there is already a rule for \(rule.path)") }
-        guard let id = try await db.insert(into: "folder_rules").model(RuleRow(rule, withID: false))
-            .returning("id").first(decodingColumn: "id", as: Int.self)
+        guard let id = try await unique("there is already a rule for \(rule.path)", {
+            try await db.insert(into: "folder_rules").model(RuleRow(rule, withID: false))
+                .returning("id").first(decodingColumn: "id", as: Int.self)
+        })
         else { throw FSError.internalError("the database did not return the new rule's id") }
         return id
     }
 
     public func updateFolderRule(_ rule: FolderRule) async throws {
         if try await taken("folder_rules", "path", rule.path, except: rule.id) { throw FSError.alreadyExists("there is already a rule for \(rule.path)") }
-        try await db.update("folder_rules").set(model: RuleRow(rule, withID: false)).where("id", .equal, rule.id).run()
+        try await unique("there is already a rule for \(rule.path)") {
+            try await db.update("folder_rules").set(model: RuleRow(rule, withID: false)).where("id", .equal, rule.id).run()
+        }
     }
 
     public func deleteFolderRule(id: Int) async throws {
@@ -354,11 +437,9 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// whole insert with `.alreadyExists`). Returns their ids.
     public func insertFolderRules(_ rules: [FolderRule]) async throws -> [Int] {
         guard !rules.isEmpty else { return [] }
-        do {
-            return try await db.insert(into: "folder_rules").models(rules.map { RuleRow($0, withID: false) })
+        return try await unique("a folder rule already exists at \(rules.map(\.path).joined(separator: ", "))") {
+            try await db.insert(into: "folder_rules").models(rules.map { RuleRow($0, withID: false) })
                 .returning("id").all(decodingColumn: "id", as: Int.self)
-        } catch where "\(String(reflecting: error))".localizedCaseInsensitiveContains("unique") {
-            throw FSError.alreadyExists("a folder rule already exists at \(rules.map(\.path).joined(separator: ", "))")
         }
     }
 
@@ -554,4 +635,83 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     static func isWithin(_ path: String, _ root: String) -> Bool { VirtualPath.isWithin(path, root) }
+}
+
+// MARK: copying a whole store (`panlist db copy`)
+
+extension SQLStore {
+    /// The tables `copy(to:)` moves, in an order that respects references.
+    public static let copiedTables = ["settings", "users", "storages", "folder_rules", "driver_state", "revoked_tokens",
+                                      "dav_props", "kept_times"]
+
+    /// Rows per table of this store.
+    public func rowCounts() async throws -> [(table: String, rows: Int)] {
+        var out: [(String, Int)] = []
+        for t in Self.copiedTables {
+            let n = try await db.select().column(SQLFunction("COUNT", args: SQLLiteral.all), as: "n").from(t)
+                .first(decodingColumn: "n", as: Int.self) ?? 0
+            out.append((t, n))
+        }
+        return out
+    }
+
+    /// Copies every row of this store into `dest`, a migrated and empty store (all or nothing: one transaction
+    /// on PostgreSQL). Returns the rows per table. `dryRun` reads and counts only. Ids are kept, so links
+    /// between rows stay; PostgreSQL's id sequences are moved past the copied ids.
+    public func copy(to dest: SQLStore, dryRun: Bool) async throws -> [(table: String, rows: Int)] {
+        let filled = try await dest.rowCounts().filter { $0.rows > 0 }
+        if !filled.isEmpty {
+            throw FSError.conflict("the destination database is not empty (\(filled.map { "\($0.table): \($0.rows) rows" }.joined(separator: ", "))); copy into a new, empty database")
+        }
+        struct StateRow: Codable, Sendable { var key: String; var value: String }
+        struct RevokedRow: Codable, Sendable { var hash: String; var expires_ms: Int64 }
+        let source = db
+        func rows<R: Codable & Sendable>(_ table: String, _ type: R.Type) async throws -> [R] {
+            try await source.select().column("*").from(table).all(decoding: R.self)
+        }
+        let settings = try await rows("settings", SettingItem.self)
+        let users = try await rows("users", UserRow.self)
+        let storages = try await rows("storages", StorageRow.self)
+        let rules = try await rows("folder_rules", RuleRow.self)
+        let state = try await rows("driver_state", StateRow.self)
+        let revoked = try await rows("revoked_tokens", RevokedRow.self)
+        let props = try await rows("dav_props", DeadRow.self)
+        let kept = try await rows("kept_times", KeptRow.self)
+        let counts = [("settings", settings.count), ("users", users.count), ("storages", storages.count),
+                      ("folder_rules", rules.count), ("driver_state", state.count), ("revoked_tokens", revoked.count),
+                      ("dav_props", props.count), ("kept_times", kept.count)]
+        if dryRun { return counts }
+        let engine = dest.engine
+        try await dest.db.withSession { s in
+            func insert<R: Codable & Sendable>(_ table: String, _ all: [R]) async throws {
+                var i = 0
+                while i < all.count {
+                    let chunk = Array(all[i..<min(i + 200, all.count)])
+                    try await s.insert(into: table).models(chunk).run()
+                    i += chunk.count
+                }
+            }
+            try await s.raw("BEGIN").run()
+            do {
+                try await insert("settings", settings)
+                try await insert("users", users)
+                try await insert("storages", storages)
+                try await insert("folder_rules", rules)
+                try await insert("driver_state", state)
+                try await insert("revoked_tokens", revoked)
+                try await insert("dav_props", props)
+                try await insert("kept_times", kept)
+                if engine == .postgres {
+                    for t in ["users", "storages", "folder_rules"] {
+                        try await s.raw("SELECT setval(pg_get_serial_sequence(\(literal: t), 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM \(ident: t)), false)").run()
+                    }
+                }
+                try await s.raw("COMMIT").run()
+            } catch {
+                try? await s.raw("ROLLBACK").run()
+                throw error
+            }
+        }
+        return counts
+    }
 }

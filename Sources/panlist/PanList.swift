@@ -18,7 +18,7 @@ struct PanList: AsyncParsableCommand {
         commandName: "panlist",
         abstract: "A self-hosted file-list server with an Alist-compatible API.",
         version: DefaultSettings.version,
-        subcommands: [Server.self, Admin.self, StorageCommand.self],
+        subcommands: [Server.self, Admin.self, StorageCommand.self, DBCommand.self],
         defaultSubcommand: Server.self
     )
 }
@@ -149,9 +149,7 @@ struct Server: AsyncParsableCommand {
         if emulator != nil { try? await Demo.removeMount(state.store) }
         flushing?.cancel()
         await flushing?.value
-        await state.fs.unloadAll()
-        await state.store.close()
-        state.dataFolderLock?.release()
+        await state.shutdown()
         await emulator?.stop()
         if let failure { throw failure }
     }
@@ -394,6 +392,70 @@ struct StorageCommand: AsyncParsableCommand {
                 return s
             }
             print("removed storage \(removed.id) at \(removed.mountPath)")
+        }
+    }
+}
+
+struct DBCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Move the data folder's database (SQLite) into PostgreSQL.",
+        subcommands: [Copy.self])
+
+    struct Copy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy every row of the data folder's database into an empty PostgreSQL database.",
+            discussion: """
+            The destination's tables are created first; it must hold no rows yet. The copy is one transaction: \
+            all of it arrives or none. Stop the server first (a dry run may run beside it). Afterwards, set \
+            database.type to postgres and database.dsn in config.json (or PANLIST_DB_TYPE / PANLIST_DB_DSN):
+              panlist db copy --to 'postgres://panlist:PASSWORD@db.example:5432/panlist?sslmode=verify-full' --dry-run
+            """)
+        @OptionGroup var options: DataOption
+        @Option(help: "The PostgreSQL database: postgres://user:password@host:port/name?sslmode=… or libpq's key=value words.")
+        var to: String
+        @Flag(help: "Count the rows that would be copied; write nothing.") var dryRun = false
+
+        func run() async throws {
+            let target: PostgresTarget
+            do { target = try PostgresTarget(dsn: to) } catch { throw CLIError(error.message) }
+            let dataDir = Bootstrap.absolute(options.data)
+            var lock: DataFolderLock?
+            if !dryRun {
+                do { lock = try DataFolderLock(dataDir: dataDir) } catch {
+                    throw CLIError("a PanList server is running on \(dataDir); stop it first, so that nothing changes during the copy")
+                }
+            }
+            defer { lock?.release() }
+            var logger = makeLogger()
+            if logger.logLevel < .warning { logger.logLevel = .warning }
+            let prepared = try await Bootstrap.prepare(dataDir: dataDir, logger: logger, sweepTemp: false)
+            defer { Task { await prepared.store.close() } }
+            guard prepared.store.engine == .sqlite else {
+                throw CLIError("the data folder already uses PostgreSQL; nothing to copy")
+            }
+            let dest: SQLStore
+            do { dest = try await SQLStore.postgres(target, logger: logger) } catch {
+                throw CLIError(ErrorText.describe(error))
+            }
+            do {
+                try await dest.migrate()
+                let counts = try await prepared.store.copy(to: dest, dryRun: dryRun)
+                // Logins made before the move stay valid: the shared token secret is this installation's.
+                if !dryRun, try await dest.driverState(Bootstrap.sharedJWTSecretKey) == nil {
+                    try await dest.setDriverState(Bootstrap.sharedJWTSecretKey, prepared.config.jwtSecret)
+                }
+                say(dryRun ? "dry run: would copy into \(target.described):" : "copied into \(target.described):")
+                let width = counts.map(\.table.count).max() ?? 0
+                for c in counts { say("  \(c.table.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.rows) \(c.rows == 1 ? "row" : "rows")") }
+                say("  total: \(counts.map(\.rows).reduce(0, +)) rows")
+                if !dryRun {
+                    say("Now set database.type to \"postgres\" and database.dsn in \(dataDir)/config.json (or PANLIST_DB_TYPE=postgres and PANLIST_DB_DSN), and start the server.")
+                }
+                await dest.close()
+            } catch {
+                await dest.close()
+                throw CLIError(ErrorText.describe(error))
+            }
         }
     }
 }

@@ -4,7 +4,150 @@ import Testing
 @testable import PanListCore
 @testable import PanListStore
 
-@Suite("Store (SQLite through SQLKit)")
+/// The store's behaviour, the same on both engines: each test below runs once on SQLite and once on
+/// PostgreSQL (a real server, see `TestPostgres`).
+enum StoreContract {
+    /// A new, empty, migrated store of `engine`.
+    static func open(_ engine: SQLStore.Engine, logger: Logger = Logger(label: "test")) async throws -> SQLStore {
+        let store: SQLStore
+        switch engine {
+        case .sqlite: store = try await SQLStore.sqlite(path: ":memory:", logger: logger)
+        case .postgres: store = try await SQLStore.postgres(try await TestPostgres.shared.database(), logger: logger)
+        }
+        try await store.migrate()
+        return store
+    }
+
+    static func storagesUsersSettingsAndState(_ store: SQLStore) async throws {
+        var rec = StorageRecord(mountPath: "/m", driver: "Local", enableSign: true, webProxy: true, webdavPolicy: "native_proxy")
+        rec.id = try await store.createStorage(rec)
+        await #expect(throws: FSError.alreadyExists("mount_path /m is already used by another storage")) {
+            _ = try await store.createStorage(StorageRecord(mountPath: "/m", driver: "Local"))
+        }
+        rec.remark = "changed"
+        rec.disabled = true
+        try await store.updateStorage(rec)
+        let back = try #require(try await store.storage(id: rec.id))
+        #expect(back.remark == "changed" && back.disabled && back.enableSign && back.webProxy && back.webdavPolicy == "native_proxy")
+        try await store.setStorageStatus(id: rec.id, status: "work")
+        #expect(try await store.storage(id: rec.id)?.status == "work")
+        let second = try await store.createStorage(StorageRecord(mountPath: "/n", order: -1, driver: "Local"))
+        #expect(try await store.storages().map(\.mountPath) == ["/n", "/m"])
+        var moved = try #require(try await store.storage(id: second))
+        moved.mountPath = "/m"
+        await #expect(throws: FSError.self) { try await store.updateStorage(moved) }
+        try await store.deleteStorage(id: rec.id)
+        try await store.deleteStorage(id: second)
+        #expect(try await store.storages().isEmpty)
+
+        let uid = try await store.createUser(StoredUser(user: User(id: 0, username: "bob", basePath: "/b", role: .general,
+                                                                    permission: [.write, .rename]), passwordHash: "h", salt: "s"))
+        var bob = try #require(try await store.user(named: "bob"))
+        #expect(bob.user.id == uid && bob.user.permission == [.write, .rename] && bob.user.basePath == "/b")
+        bob.user.disabled = true
+        try await store.updateUser(bob)
+        #expect(try await store.user(id: uid)?.user.disabled == true)
+        await #expect(throws: FSError.self) { _ = try await store.createUser(bob) }
+        try await store.deleteUser(id: uid)
+        #expect(try await store.user(named: "bob") == nil)
+
+        try await store.addMissingSettings([SettingItem(key: "k", value: "default", help: "old")])
+        try await store.saveSettings([SettingItem(key: "k", value: "mine")])
+        try await store.addMissingSettings([SettingItem(key: "k", value: "default", help: "new")])
+        #expect(try await store.setting("k")?.value == "mine")
+        #expect(try await store.setting("k")?.help == "new")
+        try await store.deleteSetting("k")
+        #expect(try await store.setting("k") == nil)
+
+        try await store.setDriverState("123open:token", "abc")
+        try await store.setDriverState("123open:token", "def")
+        #expect(try await store.driverState("123open:token") == "def")
+        try await store.setDriverState("123open:token", nil)
+        #expect(try await store.driverState("123open:token") == nil)
+
+        try await store.revokeToken(hash: "live", expires: Date().addingTimeInterval(60))
+        try await store.revokeToken(hash: "live", expires: Date().addingTimeInterval(60))
+        try await store.revokeToken(hash: "old", expires: Date().addingTimeInterval(-1))
+        #expect(try await store.revokedTokens().map(\.hash) == ["live"])
+    }
+
+    static func folderRulesAndPathRows(_ store: SQLStore) async throws {
+        let a = try await store.createFolderRule(FolderRule(id: 0, path: "/a", password: "pw", pSub: true))
+        await #expect(throws: FSError.alreadyExists("there is already a rule for /a")) {
+            _ = try await store.createFolderRule(FolderRule(id: 0, path: "/a"))
+        }
+        // Several at once: all or nothing.
+        await #expect(throws: FSError.self) {
+            _ = try await store.insertFolderRules([FolderRule(id: 0, path: "/b"), FolderRule(id: 0, path: "/a")])
+        }
+        #expect(try await store.folderRules().map(\.path) == ["/a"])
+        let ids = try await store.insertFolderRules([FolderRule(id: 0, path: "/b"), FolderRule(id: 0, path: "/c", hide: "x")])
+        #expect(ids.count == 2)
+        var c = try #require(try await store.folderRule(id: ids[1]))
+        #expect(c.hide == "x" && c.path == "/c")
+        c.path = "/a"
+        await #expect(throws: FSError.self) { try await store.updateFolderRule(c) }
+        try await store.deleteFolderRules(ids: ids)
+        try await store.deleteFolderRule(id: a)
+        #expect(try await store.folderRules().isEmpty)
+
+        // Rows kept by path: `_` and `%` in names are not wildcards, a sibling with a longer name is not inside.
+        try await store.setDeadProperties("/d_x", set: [DeadProperty(ns: "urn:x", name: "p", value: "1")], remove: [])
+        try await store.setDeadProperties("/d_x/f", set: [DeadProperty(ns: "urn:x", name: "p", value: "2")], remove: [])
+        try await store.setDeadProperties("/dax/f", set: [DeadProperty(ns: "urn:x", name: "p", value: "3")], remove: [])
+        try await store.setDeadProperties("/d_x2", set: [DeadProperty(ns: "urn:x", name: "p", value: "4")], remove: [])
+        #expect(try await store.deadProperties(below: "/d_x").keys.sorted() == ["/d_x/f"])
+        try await store.copyDeadProperties(from: "/d_x", to: "/e")
+        #expect(try await store.deadProperties("/e/f").map(\.value) == ["2"])
+        try await store.deleteDeadProperties("/d_x")
+        #expect(try await store.deadProperties("/d_x").isEmpty)
+        #expect(try await store.deadProperties("/d_x/f").isEmpty)
+        #expect(try await store.deadProperties("/dax/f").map(\.value) == ["3"])
+        #expect(try await store.deadProperties("/d_x2").map(\.value) == ["4"])
+        try await store.setDeadProperties("/e/f", set: [], remove: [(ns: "urn:x", name: "p")])
+        #expect(try await store.deadProperties("/e/f").isEmpty)
+
+        let t = KeptTime(modified: Date(timeIntervalSince1970: 1_700_000_000.5), size: 7, md5: "m", sha1: "s")
+        try await store.setKeptTime("/k/one", t)
+        try await store.setKeptTime("/k/two", t)
+        #expect(try await store.keptTimes(in: "/k").keys.sorted() == ["one", "two"])
+        #expect(try await store.keptTime("/k/one")?.size == 7)
+        try await store.copyKeptTimes(from: "/k", to: "/l")
+        #expect(try await store.keptTimes(in: "/l").count == 2)
+        try await store.deleteKeptTimes("/k")
+        #expect(try await store.keptTimes(in: "/k").isEmpty)
+    }
+
+    /// Two writers racing for one unique value (two instances passing the "taken?" check together):
+    /// exactly one wins, the other gets `.alreadyExists`.
+    static func racingInsertsOfOneValue(_ engine: SQLStore.Engine) async throws {
+        let store = try await open(engine)
+        defer { Task { await store.close() } }
+        for round in 0..<5 {
+            let results = await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<6 {
+                    group.addTask { (try? await store.createStorage(StorageRecord(mountPath: "/race\(round)", driver: "Local"))) != nil }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(results.filter { $0 }.count == 1)
+        }
+    }
+
+    static func statementsAreNotLoggedWithTheirValues(_ engine: SQLStore.Engine) async throws {
+        let log = CapturingLog()
+        let store = try await open(engine, logger: log.logger(level: .trace))
+        _ = try await store.createStorage(StorageRecord(mountPath: "/c", driver: "123 Open", addition: "{\"ClientSecret\":\"very-secret-value\"}"))
+        try await store.setDriverState("token", "{\"token\":\"access-token-value\"}")
+        _ = try await store.storages()
+        _ = try await store.driverState("token")
+        #expect(!log.text.contains("very-secret-value"))
+        #expect(!log.text.contains("access-token-value"))
+        await store.close()
+    }
+}
+
+@Suite("Store on SQLite")
 struct StoreTests {
     @Test func migrationsAreVersionedAndIdempotent() async throws {
         let dir = TempDir()
@@ -24,46 +167,18 @@ struct StoreTests {
     }
 
     @Test func storagesUsersSettingsAndState() async throws {
-        let store = try await SQLStore.sqlite(path: ":memory:")
-        try await store.migrate()
-        var rec = StorageRecord(mountPath: "/m", driver: "Local", enableSign: true, webProxy: true, webdavPolicy: "native_proxy")
-        rec.id = try await store.createStorage(rec)
-        await #expect(throws: FSError.self) { _ = try await store.createStorage(StorageRecord(mountPath: "/m", driver: "Local")) }
-        rec.remark = "changed"
-        rec.disabled = true
-        try await store.updateStorage(rec)
-        let back = try #require(try await store.storage(id: rec.id))
-        #expect(back.remark == "changed" && back.disabled && back.enableSign && back.webProxy && back.webdavPolicy == "native_proxy")
-        try await store.setStorageStatus(id: rec.id, status: "work")
-        #expect(try await store.storage(id: rec.id)?.status == "work")
-        try await store.deleteStorage(id: rec.id)
-        #expect(try await store.storages().isEmpty)
-
-        let uid = try await store.createUser(StoredUser(user: User(id: 0, username: "bob", basePath: "/b", role: .general,
-                                                                    permission: [.write, .rename]), passwordHash: "h", salt: "s"))
-        var bob = try #require(try await store.user(named: "bob"))
-        #expect(bob.user.id == uid && bob.user.permission == [.write, .rename] && bob.user.basePath == "/b")
-        bob.user.disabled = true
-        try await store.updateUser(bob)
-        #expect(try await store.user(id: uid)?.user.disabled == true)
-        await #expect(throws: FSError.self) { _ = try await store.createUser(bob) }
-        try await store.deleteUser(id: uid)
-        #expect(try await store.user(named: "bob") == nil)
-
-        try await store.addMissingSettings([SettingItem(key: "k", value: "default")])
-        try await store.saveSettings([SettingItem(key: "k", value: "mine")])
-        try await store.addMissingSettings([SettingItem(key: "k", value: "default")])
-        #expect(try await store.setting("k")?.value == "mine")
-        try await store.deleteSetting("k")
-        #expect(try await store.setting("k") == nil)
-
-        try await store.setDriverState("123open:token", "abc")
-        try await store.setDriverState("123open:token", "def")
-        #expect(try await store.driverState("123open:token") == "def")
-        try await store.setDriverState("123open:token", nil)
-        #expect(try await store.driverState("123open:token") == nil)
+        let store = try await StoreContract.open(.sqlite)
+        try await StoreContract.storagesUsersSettingsAndState(store)
         await store.close()
     }
+
+    @Test func folderRulesAndPathRows() async throws {
+        let store = try await StoreContract.open(.sqlite)
+        try await StoreContract.folderRulesAndPathRows(store)
+        await store.close()
+    }
+
+    @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.sqlite) }
 }
 
 /// Everything logged through it, for tests that check what reaches a log.
@@ -95,16 +210,5 @@ final class CapturingLog: @unchecked Sendable {
 
 @Suite("Store: secrets stay out of logs")
 struct StoreLogTests {
-    @Test func statementsAreNotLoggedWithTheirValues() async throws {
-        let log = CapturingLog()
-        let store = try await SQLStore.sqlite(path: ":memory:", logger: log.logger(level: .trace))
-        try await store.migrate()
-        _ = try await store.createStorage(StorageRecord(mountPath: "/c", driver: "123 Open", addition: "{\"ClientSecret\":\"very-secret-value\"}"))
-        try await store.setDriverState("token", "{\"token\":\"access-token-value\"}")
-        _ = try await store.storages()
-        _ = try await store.driverState("token")
-        #expect(!log.text.contains("very-secret-value"))
-        #expect(!log.text.contains("access-token-value"))
-        await store.close()
-    }
+    @Test func statementsAreNotLoggedWithTheirValues() async throws { try await StoreContract.statementsAreNotLoggedWithTheirValues(.sqlite) }
 }

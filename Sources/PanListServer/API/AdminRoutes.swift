@@ -132,6 +132,7 @@ extension APIRoutes {
                     record.disabled = disabled
                     try await state.store.updateStorage(record)
                     if disabled {
+                        await state.changes.publish(.storage(id: record.id))
                         await state.fs.unload(id: record.id)
                         try await state.store.setStorageStatus(id: record.id, status: StorageStatus.disabled)
                         return APIResponse.ok()
@@ -231,6 +232,7 @@ extension APIRoutes {
     /// Mounts the storage; a failed init answers 500 with the storage's id and its status as the message.
     func mountAndAnswer(_ record: StorageRecord) async throws -> Response {
         struct ID: Encodable { var id: Int }
+        await state.changes.publish(.storage(id: record.id))
         let mounted = await state.mount(record)
         if record.disabled || mounted?.isWorking != false { return APIResponse.ok(ID(id: record.id)) }
         return APIResponse.json(Envelope(code: 500, message: mounted?.record.status ?? "", data: ID(id: record.id)))
@@ -240,6 +242,7 @@ extension APIRoutes {
         let record = try await storage(req)
         await state.fs.unload(id: record.id)
         try await state.store.deleteStorage(id: record.id)
+        await state.changes.publish(.storage(id: record.id))
         return APIResponse.ok()
     }
 }

@@ -39,8 +39,11 @@ enum APIResponse {
     static func ok<T: Encodable>(_ data: T) -> Response { json(Envelope(code: 200, message: "success", data: data)) }
     static func ok() -> Response { json(Envelope<Null>(code: 200, message: "success", data: nil)) }
 
+    /// Alist's clients read the envelope's code from an HTTP 200; only "PanList cannot serve now" (503) is
+    /// also said in the HTTP status, so that load balancers and retrying clients see it.
     static func error(_ error: FSError) -> Response {
-        json(Envelope<Null>(code: error.apiCode, message: error.message, data: nil))
+        json(Envelope<Null>(code: error.apiCode, message: error.message, data: nil),
+             status: error.apiCode == 503 ? .serviceUnavailable : .ok)
     }
 }
 
@@ -56,6 +59,7 @@ extension FSError {
         case .invalidPath, .badRequest, .tooLarge, .conflict: return 400
         case .unauthorized: return 401
         case .rateLimited: return 429
+        case .unavailable: return 503
         }
     }
 
@@ -72,6 +76,7 @@ extension FSError {
         case .rateLimited: return .tooManyRequests
         case .storageUnavailable, .upstream: return .badGateway
         case .internalError: return .internalServerError
+        case .unavailable: return .serviceUnavailable
         }
     }
 }

@@ -16,7 +16,7 @@ extension APIRoutes {
             var rule = try await req.json(FolderRule.self, limit: state.config.maxRequestBody)
             try rule.validate()
             let id = try await state.store.createFolderRule(rule)
-            try await state.reloadRules()
+            try await state.rulesChanged()
             struct ID: Encodable { var id: Int }
             return APIResponse.ok(ID(id: id))
         }
@@ -25,14 +25,14 @@ extension APIRoutes {
             guard try await state.store.folderRule(id: rule.id) != nil else { throw FSError.noSuchRecord("folder rule \(rule.id) does not exist") }
             try rule.validate()
             try await state.store.updateFolderRule(rule)
-            try await state.reloadRules()
+            try await state.rulesChanged()
             return APIResponse.ok()
         }
         for method in [HTTPRequest.Method.get, .post] {
             admin.on("delete", method: method) { req, _ in
                 let rule = try await storedRule(req)
                 try await state.store.deleteFolderRule(id: rule.id)
-                try await state.reloadRules()
+                try await state.rulesChanged()
                 return APIResponse.ok()
             }
         }

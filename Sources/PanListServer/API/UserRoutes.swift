@@ -42,7 +42,7 @@ extension APIRoutes {
             let user = User(id: 0, username: name, basePath: base, role: .general, disabled: body.disabled ?? false,
                             permission: Permission(rawValue: body.permission ?? 0), passwordTimestamp: Int64(Date().timeIntervalSince1970))
             let id = try await state.store.createUser(StoredUser(user: user, passwordHash: hash, salt: salt))
-            state.forgetUsers()
+            await state.usersChanged()
             struct ID: Encodable { var id: Int }
             return APIResponse.ok(ID(id: id))
         }
@@ -59,7 +59,7 @@ extension APIRoutes {
             }
             try await setPassword(&stored, body.password)
             try await state.store.updateUser(stored)
-            state.forgetUsers()
+            await state.usersChanged()
             return APIResponse.ok()
         }
         for method in [HTTPRequest.Method.get, .post] {
@@ -67,11 +67,11 @@ extension APIRoutes {
                 let stored = try await storedUser(req)
                 guard stored.user.role == .general else { throw FSError.badRequest("the admin and the guest cannot be deleted") }
                 try await state.store.deleteUser(id: stored.user.id)
-                state.forgetUsers()
+                await state.usersChanged()
                 return APIResponse.ok()
             }
             admin.on("del_cache", method: method) { _, _ in
-                state.forgetUsers()
+                await state.usersChanged()
                 return APIResponse.ok()
             }
         }
@@ -85,7 +85,7 @@ extension APIRoutes {
             try await rename(&stored, to: body.username)
             try await setPassword(&stored, body.password)
             try await state.store.updateUser(stored)
-            state.forgetUsers()
+            await state.usersChanged()
             return APIResponse.ok()
         }
     }

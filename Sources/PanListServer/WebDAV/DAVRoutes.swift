@@ -53,7 +53,7 @@ extension FSError {
         case .invalidPath, .badRequest: return .badRequest
         case .unauthorized: return .unauthorized
         case .tooLarge: return .contentTooLarge
-        case .storageUnavailable, .rateLimited: return .serviceUnavailable
+        case .storageUnavailable, .rateLimited, .unavailable: return .serviceUnavailable
         case .upstream: return .badGateway
         case .conflict: return .conflict
         case .internalError: return .internalServerError

@@ -61,7 +61,7 @@ final class TestServer: @unchecked Sendable {
     let dir: TempDir
     let state: ServerState
     let port: Int
-    let adminPassword: String
+    var adminPassword: String
     let client: HTTPClient
     private let runTask: Task<Void, any Error>
 
@@ -101,9 +101,7 @@ final class TestServer: @unchecked Sendable {
         try? await client.shutdown()
         runTask.cancel()
         _ = try? await runTask.value
-        await state.fs.unloadAll()
-        await state.store.close()
-        state.dataFolderLock?.release()
+        await state.shutdown()
         dir.remove()
     }
 

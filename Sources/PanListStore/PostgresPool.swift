@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PanListCore
+import PostgresKit
+import PostgresNIO
+import SQLKit
+
+/// SQLKit's `SQLDatabase` over PostgresNIO's connection pool (`PostgresClient`): each statement leases a
+/// connection for its own run; `withSession` keeps one connection for several statements (a transaction,
+/// an advisory lock).
+///
+/// The pool waits for a connection as long as it takes (it reconnects with backoff by itself while the
+/// database is away), so a lease that does not come within `leaseTimeout` ends with `.unavailable`:
+/// a request that needs the database then answers 503 instead of hanging. Errors become `FSError`s in
+/// words here, once (`PostgresErrors`).
+struct PostgresPoolDatabase: SQLDatabase {
+    let client: PostgresClient
+    let logger: Logger
+    let leaseTimeout: Duration
+    var eventLoop: any EventLoop { MultiThreadedEventLoopGroup.singleton.any() }
+    var dialect: any SQLDialect { PostgresDialect() }
+    /// Statements carry secrets in their binds (storage additions, tokens, password hashes): never logged.
+    var queryLogLevel: Logger.Level? { nil }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        promise.completeWithTask { try await self.execute(sql: query, onRow) }
+        return promise.futureResult
+    }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        try await leased { conn in
+            try await conn.sql(queryLogLevel: nil).execute(sql: query, onRow)
+        }
+    }
+
+    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await leased { conn in
+            UncheckedBox(try await closure(TranslatingDatabase(base: conn.sql(queryLogLevel: nil))))
+        }.value
+    }
+
+    /// Runs `body` on a leased connection; `.unavailable` when no connection comes in time.
+    func leased<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        let got = NIOLockedValueBox(false)
+        let client = self.client, timeout = self.leaseTimeout
+        do {
+            return try await withThrowingTaskGroup(of: UncheckedBox<R>?.self) { group in
+                group.addTask {
+                    UncheckedBox(try await client.withConnection { conn in
+                        got.withLockedValue { $0 = true }
+                        return UncheckedBox(try await body(conn))
+                    }.value)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    if got.withLockedValue({ $0 }) { return nil }
+                    throw FSError.unavailable("the database cannot be reached (no connection within \(timeout.components.seconds) s); try again shortly")
+                }
+                while let r = try await group.next() {
+                    if let r {
+                        group.cancelAll()
+                        return r.value
+                    }
+                }
+                throw FSError.internalError("the database query ended without an answer")
+            }
+        } catch {
+            throw PostgresErrors.translate(error)
+        }
+    }
+}
+
+/// A session's connection, with errors translated as the pool's are.
+struct TranslatingDatabase: SQLDatabase {
+    let base: any SQLDatabase
+    var logger: Logger { base.logger }
+    var eventLoop: any EventLoop { base.eventLoop }
+    var dialect: any SQLDialect { base.dialect }
+    var queryLogLevel: Logger.Level? { nil }
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        base.execute(sql: query, onRow).flatMapErrorThrowing { throw PostgresErrors.translate($0) }
+    }
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        do { try await base.execute(sql: query, onRow) } catch { throw PostgresErrors.translate(error) }
+    }
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// PostgreSQL's errors in words (PostgresNIO's own description is deliberately generic).
+enum PostgresErrors {
+    /// SQLSTATE of a unique violation.
+    static let uniqueViolation = "23505"
+
+    static func translate(_ error: any Error) -> any Error {
+        if error is FSError || error is CancellationError { return error }
+        guard let e = error as? PSQLError else { return error }
+        let state = e.serverInfo?[.sqlState] ?? ""
+        let message = e.serverInfo?[.message] ?? ""
+        switch e.code {
+        case .server:
+            if state == uniqueViolation { return UniqueViolation(message: message) }
+            if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state) {
+                return FSError.unavailable("the database is not available (\(message)); try again shortly")
+            }
+            if state.hasPrefix("28") { return FSError.unavailable("the database refused PanList's login: \(message)") }
+            if state == "3D000" { return FSError.unavailable("the database does not exist: \(message)") }
+            return FSError.internalError("database error \(state): \(message)")
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
+            let cause = e.underlying.map { ": " + ErrorText.describe($0) } ?? ""
+            return FSError.unavailable("the database cannot be reached\(cause); try again shortly")
+        case .sslUnsupported:
+            return FSError.unavailable("the database server does not offer TLS, which ssl_mode requires")
+        case .failedToAddSSLHandler:
+            return FSError.unavailable("TLS to the database could not be set up\(e.underlying.map { ": " + ErrorText.describe($0) } ?? "")")
+        case .authMechanismRequiresPassword:
+            return FSError.unavailable("the database asks for a password and none is configured")
+        case .unsupportedAuthMechanism, .saslError:
+            return FSError.unavailable("the database's login method failed\(e.underlying.map { ": " + ErrorText.describe($0) } ?? "")")
+        case .queryCancelled:
+            return CancellationError()
+        default:
+            return FSError.internalError("database error: \(e.code)")
+        }
+    }
+}
+
+/// A row would repeat a value that must be unique (the store rewords it for what was being written).
+struct UniqueViolation: Error, CustomStringConvertible {
+    let message: String
+    var description: String { "unique constraint: \(message)" }
+}
