@@ -18,6 +18,8 @@ public enum Change: Sendable, Equatable, Codable {
     /// The contents of a folder of a storage changed (`path` is the storage's own path); with `recursive`,
     /// everything below it may have too.
     case folder(storage: Int, path: String, recursive: Bool)
+    /// A login limiter key reached its limit (on any instance): refused everywhere until `until` (seconds since 1970).
+    case blocked(key: String, until: Int64)
     /// Anything may have changed (a listener that was away): drop every cache.
     case everything
 }

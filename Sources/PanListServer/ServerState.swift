@@ -53,6 +53,7 @@ public final class ServerState: Sendable {
         try await reloadSettings()
         try await reloadRules()
         for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
+        try await loadLoginBlocks()
     }
 
     /// Ends a login token for good (kept in the store until it would have expired).
@@ -138,8 +139,11 @@ public final class ServerState: Sendable {
                 let wrong: Bool
                 if case .permissionDenied(let m) = error, m == Access.passwordMessage { wrong = true } else { wrong = false }
                 if wrong { logger.warning("wrong folder password for \(LogText.quoted(guardPath)) from \(ip ?? "?") (user \(LogText.quoted(user.username)))") }
-                if !loginLimiter.end(attempt, wrong ? .failed : .neither).isEmpty {
-                    logger.warning("folder password attempts from \(ip ?? "?") on \(LogText.quoted(guardPath)) blocked for \(loginLimiter.window.components.seconds / 60) minutes")
+                let reached = loginLimiter.end(attempt, wrong ? .failed : .neither)
+                if wrong {
+                    // Counted in the store too (off this synchronous path): failures on every instance add up.
+                    let what = "folder password attempts from \(ip ?? "?") on \(LogText.quoted(guardPath))"
+                    Task { await self.countFailures(attempt.keys, locallyReached: reached, unit: "failed attempts", what: { _ in what }) }
                 }
             }
             throw error
@@ -253,16 +257,48 @@ public final class ServerState: Sendable {
         }
         guard let stored else {
             logger.warning("failed login: user \(LogText.quoted(username)) from \(ip) (\(via))")
-            for k in loginLimiter.end(attempt, .failed) {
-                let who = k.kind == .address ? "every login from \(ip)" : "user \(LogText.quoted(username)) from \(ip)"
-                logger.warning("blocked \(who) for \(loginLimiter.window.components.seconds / 60) minutes after \(k.limit) failed logins")
+            let reached = loginLimiter.end(attempt, .failed)
+            await countFailures(attempt.keys, locallyReached: reached, unit: "failed logins") { k in
+                (k.kind == .address ? "every login from \(ip)" : "user \(LogText.quoted(username)) from \(ip)")
             }
             return nil
         }
         // A disabled user's right password does not clear the count; the caller refuses the disabled user.
         loginLimiter.end(attempt, stored.user.disabled ? .neither : .succeeded)
+        if !stored.user.disabled, let own = attempt.keys.first(where: { $0.kind == .userAddress }) {
+            try? await store.clearLoginFailures(key: own.name)
+        }
         await upgradePassword(stored, staticHash: staticHash)
         return stored
+    }
+
+    /// Counts failed attempts in the store, where every instance's add up: a key that reaches its limit there
+    /// is blocked here and, through the change feed, on every instance. Without the store (unreachable), the
+    /// local count still blocks this instance.
+    func countFailures(_ keys: [LoginLimiter.Key], locallyReached: [LoginLimiter.Key], unit: String,
+                       what: (LoginLimiter.Key) -> String) async {
+        let window = loginLimiter.window
+        let seconds = TimeInterval(window.components.seconds)
+        var reached: [LoginLimiter.Key] = []
+        var counted = true
+        for k in keys {
+            do {
+                let n = try await store.addLoginFailure(key: k.name, limit: k.limit, window: seconds)
+                if n >= k.limit {
+                    let until = Date().addingTimeInterval(seconds)
+                    loginLimiter.markBlocked(k.name, until: until)
+                    await changes.publish(.blocked(key: k.name, until: Int64(until.timeIntervalSince1970.rounded(.up))))
+                    if n == k.limit { reached.append(k) }
+                }
+            } catch {
+                counted = false
+                logger.warning("could not count a failed attempt in the database (\(ErrorText.describe(error))); counted on this instance only")
+            }
+        }
+        if !counted { reached = locallyReached }
+        for k in reached {
+            logger.warning("blocked \(what(k)) for \(window.components.seconds / 60) minutes after \(k.limit) \(unit)")
+        }
     }
 
     /// For credentials verified before (WebDAV's memory of them): refused while the user or address is
@@ -373,6 +409,7 @@ public final class ServerState: Sendable {
             case .users: forgetUsers()
             case .rules: try await reloadRules()
             case .revoked(let hash, let until): tokens.revoke(hash: hash, until: Date(timeIntervalSince1970: Double(until)))
+            case .blocked(let key, let until): loginLimiter.markBlocked(key, until: Date(timeIntervalSince1970: Double(until)))
             case .folder(let storage, let path, let recursive):
                 await fs.folderChanged(storageID: storage, path: path, recursive: recursive)
             case .everything:
@@ -381,10 +418,18 @@ public final class ServerState: Sendable {
                 try await reloadSettings()
                 try await reloadRules()
                 for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
+                try await loadLoginBlocks()
                 try await syncStorages()
             }
         } catch {
             logger.warning("could not apply another instance's change (\(change)): \(ErrorText.describe(error))")
+        }
+    }
+
+    /// The blocks in force according to the store (at start, and after the change feed was away).
+    func loadLoginBlocks() async throws {
+        for b in try await store.loginBlocks(window: TimeInterval(loginLimiter.window.components.seconds)) {
+            loginLimiter.markBlocked(b.key, until: b.until)
         }
     }
 

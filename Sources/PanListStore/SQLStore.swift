@@ -167,6 +167,15 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .run()
             try await db.create(index: "kept_times_parent").on("kept_times").column("parent").run()
         }),
+        (6, { db in
+            // The login limiter's counts, shared by every instance (see LoginLimiter).
+            try await db.create(table: "login_failures").ifNotExists()
+                .column("key", type: .text, .primaryKey(autoIncrement: false))
+                .column("failures", type: .bigint, .notNull)
+                .column("since_ms", type: .bigint, .notNull)
+                .column("max_failures", type: .bigint, .notNull)
+                .run()
+        }),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
@@ -498,6 +507,40 @@ public final class SQLStore: Store, @unchecked Sendable {
             .map { ($0.hash, Date(timeIntervalSince1970: Double($0.expires_ms) / 1000)) }
     }
 
+    // MARK: login limiter
+
+    public func addLoginFailure(key: String, limit: Int, window: TimeInterval) async throws -> Int {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let start = now - Int64(window * 1000)
+        // One statement, so that failures counted at once by several instances all add up.
+        let n = try await db.raw("""
+            INSERT INTO login_failures (key, failures, since_ms, max_failures) VALUES (\(bind: key), 1, \(bind: now), \(bind: limit))
+            ON CONFLICT (key) DO UPDATE SET
+              failures = CASE WHEN login_failures.since_ms < \(bind: start) THEN 1 ELSE login_failures.failures + 1 END,
+              since_ms = CASE WHEN login_failures.since_ms < \(bind: start) THEN \(bind: now) ELSE login_failures.since_ms END,
+              max_failures = \(bind: limit)
+            RETURNING failures
+            """).first(decodingColumn: "failures", as: Int.self) ?? 1
+        if Int.random(in: 0..<64) == 0 {
+            try await db.delete(from: "login_failures").where("since_ms", .lessThan, start).run()
+        }
+        return n
+    }
+
+    public func clearLoginFailures(key: String) async throws {
+        try await db.delete(from: "login_failures").where("key", .equal, key).run()
+    }
+
+    public func loginBlocks(window: TimeInterval) async throws -> [(key: String, until: Date)] {
+        struct Row: Codable { var key: String; var since_ms: Int64 }
+        let start = Int64((Date().timeIntervalSince1970 - window) * 1000)
+        return try await db.select().columns("key", "since_ms").from("login_failures")
+            .where("since_ms", .greaterThanOrEqual, start)
+            .where(SQLColumn("failures"), .greaterThanOrEqual, SQLColumn("max_failures"))
+            .all(decoding: Row.self)
+            .map { ($0.key, Date(timeIntervalSince1970: Double($0.since_ms) / 1000 + window)) }
+    }
+
     // MARK: driver state
 
     public func driverState(_ key: String) async throws -> String? {
@@ -643,6 +686,7 @@ extension SQLStore {
     /// The tables `copy(to:)` moves, in an order that respects references.
     public static let copiedTables = ["settings", "users", "storages", "folder_rules", "driver_state", "revoked_tokens",
                                       "dav_props", "kept_times"]
+    // (login_failures is not copied: short-lived counts.)
 
     /// Rows per table of this store.
     public func rowCounts() async throws -> [(table: String, rows: Int)] {

@@ -56,6 +56,14 @@ public protocol Store: DriverStateStore, KeptTimesStore, Sendable {
     /// The revoked token hashes still unexpired (expired ones are purged).
     func revokedTokens() async throws -> [(hash: String, expires: Date)]
 
+    /// Counts one failed password attempt for a limiter key (several instances add up here) and returns the
+    /// failures within `window` so far; a count older than the window starts again at 1.
+    func addLoginFailure(key: String, limit: Int, window: TimeInterval) async throws -> Int
+    /// Forgets a key's failures (a right password for that user from that address).
+    func clearLoginFailures(key: String) async throws
+    /// The keys at their limit within `window`, with the time their block ends.
+    func loginBlocks(window: TimeInterval) async throws -> [(key: String, until: Date)]
+
     /// Small per-driver state (such as access tokens) that must survive restarts.
     func driverState(_ key: String) async throws -> String?
     func setDriverState(_ key: String, _ value: String?) async throws

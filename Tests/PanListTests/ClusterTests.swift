@@ -181,3 +181,26 @@ struct ClusterTests {
         }
     }
 }
+
+@Suite("Several instances: the login limiter", .enabled(if: TestPostgres.installed, TestPostgres.skipMessage))
+struct ClusterLimiterTests {
+    /// Wrong passwords for one user spread over A and B add up to the limit (5): then the right password is
+    /// refused on both, through the API and through WebDAV.
+    @Test func failuresOnBothInstancesAddUp() async throws {
+        try await withCluster { c in
+            let ta = try await c.a.login()
+            #expect(try await c.a.api("/admin/user/create", ["username": "eve", "password": "right-pass-1", "base_path": "/", "permission": 0], token: ta).code == 200)
+            func attempt(_ s: TestServer, _ password: String) async throws -> Int {
+                try await s.api("/auth/login", ["username": "eve", "password": password]).code
+            }
+            for _ in 0..<3 { #expect(try await attempt(c.a, "wrong") != 200) }
+            for _ in 0..<2 { #expect(try await attempt(c.b, "wrong") != 200) }
+            #expect(await Cluster.within { try await attempt(c.a, "right-pass-1") == 429 }, "A lets the user in after 5 failures over A and B")
+            #expect(try await attempt(c.b, "right-pass-1") == 429)
+            let basic = "Basic " + Data("eve:right-pass-1".utf8).base64EncodedString()
+            #expect(try await c.b.request(.PROPFIND, "/dav/", headers: [("Authorization", basic), ("Depth", "0")]).status == 429)
+            // Another user from the same address is not locked out.
+            #expect(try await c.b.api("/auth/login", ["username": "admin", "password": c.a.adminPassword]).code == 200)
+        }
+    }
+}

@@ -118,6 +118,23 @@ enum StoreContract {
         #expect(try await store.keptTimes(in: "/k").isEmpty)
     }
 
+    /// The login limiter's shared counts: failures add up (also when counted at once), a right password's
+    /// clear forgets them, a key at its limit is a block until the window ends.
+    static func loginFailuresAddUp(_ store: SQLStore) async throws {
+        #expect(try await store.addLoginFailure(key: "u1", limit: 5, window: 300) == 1)
+        let counts = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 { group.addTask { (try? await store.addLoginFailure(key: "u1", limit: 5, window: 300)) ?? -1 } }
+            return await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(counts.sorted() == [2, 3, 4, 5])
+        let blocks = try await store.loginBlocks(window: 300)
+        #expect(blocks.map(\.key) == ["u1"])
+        #expect(abs((blocks.first?.until.timeIntervalSinceNow ?? 0) - 300) < 5)
+        try await store.clearLoginFailures(key: "u1")
+        #expect(try await store.loginBlocks(window: 300).isEmpty)
+        #expect(try await store.addLoginFailure(key: "u1", limit: 5, window: 300) == 1)
+    }
+
     /// Two writers racing for one unique value (two instances passing the "taken?" check together):
     /// exactly one wins, the other gets `.alreadyExists`.
     static func racingInsertsOfOneValue(_ engine: SQLStore.Engine) async throws {
@@ -179,6 +196,12 @@ struct StoreTests {
     }
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.sqlite) }
+
+    @Test func loginFailuresAddUp() async throws {
+        let store = try await StoreContract.open(.sqlite)
+        try await StoreContract.loginFailuresAddUp(store)
+        await store.close()
+    }
 }
 
 /// Everything logged through it, for tests that check what reaches a log.

@@ -90,6 +90,8 @@ final class LoginLimiter: Sendable {
     }
     private struct State {
         var map: [String: Entry] = [:]
+        /// Blocks known from the store: counted on any instance (see `ServerState.countFailure`).
+        var shared: [String: Date] = [:]
         var lastPurge = ContinuousClock.now
     }
     private let state = NIOLockedValueBox(State())
@@ -109,14 +111,14 @@ final class LoginLimiter: Sendable {
     func loginKeys(username: String, address: String) -> [Key] {
         let who = Self.addressKey(address)
         let name = SHA256.hash(data: Data(username.utf8)).prefix(16).hexString
-        return [Key(kind: .userAddress, name: "u\(name)\u{0}\(who)", limit: userAddressLimit),
+        return [Key(kind: .userAddress, name: "u\(name) \(who)", limit: userAddressLimit),
                 Key(kind: .address, name: "a\(who)", limit: addressLimit)]
     }
 
     /// The key of a folder password tried from `address` on the folder guarded at `guardPath`.
     func folderKey(address: String, guardPath: String) -> Key {
         let folder = SHA256.hash(data: Data(guardPath.utf8)).prefix(16).hexString
-        return Key(kind: .folderPassword, name: "f\(Self.addressKey(address))\u{0}\(folder)", limit: userAddressLimit)
+        return Key(kind: .folderPassword, name: "f\(Self.addressKey(address)) \(folder)", limit: userAddressLimit)
     }
 
     /// An address as the limiter counts it: IPv4 as it is, IPv6 by its /64.
@@ -134,8 +136,10 @@ final class LoginLimiter: Sendable {
     /// attempt as in flight.
     func begin(_ keys: [Key]) throws(FSError) -> Attempt {
         let now = ContinuousClock.now
+        let wall = Date()
         let blocked = state.withLockedValue { s -> Bool in
             purge(&s, now)
+            if keys.contains(where: { (s.shared[$0.name] ?? .distantPast) > wall }) { return true }
             for k in keys {
                 if let e = s.map[k.name], now - e.since <= window, e.failures + e.inflight >= k.limit { return true }
             }
@@ -188,13 +192,24 @@ final class LoginLimiter: Sendable {
     /// before, which are not checked again).
     func check(_ keys: [Key]) throws(FSError) {
         let now = ContinuousClock.now
+        let wall = Date()
         let blocked = state.withLockedValue { s in
             keys.contains { k in
+                if (s.shared[k.name] ?? .distantPast) > wall { return true }
                 guard let e = s.map[k.name], now - e.since <= window else { return false }
                 return e.failures >= k.limit
             }
         }
         if blocked { throw blockedError }
+    }
+
+    /// A key blocked on some instance (its failures, counted in the store, reached the limit) until `until`.
+    func markBlocked(_ name: String, until: Date) {
+        state.withLockedValue { s in
+            let now = Date()
+            if s.shared.count > maxKeys / 10 { s.shared = s.shared.filter { $0.value > now } }
+            s.shared[name] = max(until, s.shared[name] ?? .distantPast)
+        }
     }
 
     var blockedError: FSError { .rateLimited("too many failed attempts, try again in \(window.components.seconds / 60) minutes") }
