@@ -19,18 +19,20 @@ final class Open123Client: Sendable {
     let baseURL: String
     let clientID: String
     let tokens: TokenManager
+    let state: (any DriverStateStore)?
 
     init(baseURL: String, clientID: String, clientSecret: String, state: (any DriverStateStore)?) {
         let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.baseURL = base
         self.clientID = clientID
+        self.state = state
         self.tokens = TokenManager.shared(baseURL: base, clientID: clientID, clientSecret: clientSecret, state: state) { id, secret in
-            try await Open123Client.fetchToken(base: base, clientID: id, secret: secret)
+            try await Open123Client.fetchToken(base: base, clientID: id, secret: secret, state: state)
         }
     }
 
-    static func fetchToken(base: String, clientID: String, secret: String) async throws -> (String, Date) {
-        try await RateLimiter.shared.acquire(clientID: clientID, endpoint: "/api/v1/access_token")
+    static func fetchToken(base: String, clientID: String, secret: String, state: (any DriverStateStore)?) async throws -> (String, Date) {
+        try await RateLimiter.acquire(clientID: clientID, endpoint: "/api/v1/access_token", state: state)
         let body = try JSONSerialization.data(withJSONObject: ["clientID": clientID, "clientSecret": secret])
         let env: APIEnvelope<TokenData> = try await send(base: base, method: .POST, path: "/api/v1/access_token", query: [], body: body, token: nil)
         guard env.code == 0, let data = env.data else {
@@ -79,7 +81,7 @@ final class Open123Client: Sendable {
         var refreshed = false
         var busy = 0
         while true {
-            try await RateLimiter.shared.acquire(clientID: clientID, endpoint: path)
+            try await RateLimiter.acquire(clientID: clientID, endpoint: path, state: state)
             let token = try await tokens.current()
             let env: APIEnvelope<T> = try await Self.send(base: baseURL, method: method, path: path, query: query, body: body, token: token)
             switch env.code {

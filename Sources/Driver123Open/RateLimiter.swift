@@ -1,10 +1,45 @@
 import Foundation
+import NIOConcurrencyHelpers
+import PanListCore
 
 /// Per client ID and endpoint pacing (QPS from the spec's tables). Every attempt, retries included,
 /// reserves its own slot, and the waiting happens outside the actor, so a retry can never deadlock it.
-/// Storages sharing a client ID share one limiter.
+/// Storages sharing a client ID share one limiter; instances sharing a store (a cluster on PostgreSQL)
+/// share the budget through it, since 123 counts QPS per client ID, not per machine.
 actor RateLimiter {
-    static let shared = RateLimiter()
+    private static let registry = NIOLockedValueBox<[ObjectIdentifier: RateLimiter]>([:])
+    private static let unshared = RateLimiter()
+
+    /// The in-process limiter of the server that owns `state` (one per server, so two servers in one test
+    /// process do not share a budget behind the store's back).
+    static func local(for state: (any DriverStateStore)?) -> RateLimiter {
+        guard let state else { return unshared }
+        let id = ObjectIdentifier(state as AnyObject)
+        return registry.withLockedValue { map in
+            if let l = map[id] { return l }
+            let l = RateLimiter()
+            map[id] = l
+            return l
+        }
+    }
+
+    /// Waits for the next slot of `endpoint` for `clientID`: through the store when it is shared by several
+    /// instances (one budget for all), in this process otherwise or when the store cannot answer.
+    static func acquire(clientID: String, endpoint: String, state: (any DriverStateStore)?) async throws {
+        guard let qps = qps[endpoint], qps > 0 else { return }
+        if let state, state.isShared {
+            do {
+                let wait = try await state.reserveSlot("123open.pace \(clientID) \(endpoint)", interval: .milliseconds(Int64(1000 / qps)))
+                if wait > .zero { try await Task.sleep(for: wait) }
+                return
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // The store is away: pace this instance alone rather than stop.
+            }
+        }
+        try await local(for: state).acquire(clientID: clientID, endpoint: endpoint)
+    }
 
     /// Latest free-tier table where it gives a number; OpenList's for the other endpoints it paces.
     static let qps: [String: Double] = [

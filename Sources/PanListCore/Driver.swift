@@ -66,6 +66,22 @@ public struct DriverConfig: Codable, Sendable {
 public protocol DriverStateStore: Sendable {
     func driverState(_ key: String) async throws -> String?
     func setDriverState(_ key: String, _ value: String?) async throws
+    /// Whether several instances share this store (then drivers coordinate through it: `withLock`,
+    /// `reserveSlot`); false for a store only one process uses.
+    var isShared: Bool { get }
+    /// Runs `body` holding the lock `name` on every instance sharing the store.
+    func withLock<R: Sendable>(_ name: String, wait: Duration, _ body: @escaping @Sendable () async throws -> R) async throws -> R
+    /// Reserves the next slot of a pace of one call per `interval` under `key`, for every instance; returns
+    /// how long to wait for it.
+    func reserveSlot(_ key: String, interval: Duration) async throws -> Duration
+}
+
+extension DriverStateStore {
+    public var isShared: Bool { false }
+    public func withLock<R: Sendable>(_ name: String, wait: Duration, _ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        try await body()
+    }
+    public func reserveSlot(_ key: String, interval: Duration) async throws -> Duration { .zero }
 }
 
 /// Everything a driver gets from the server when it is created.

@@ -176,6 +176,23 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("max_failures", type: .bigint, .notNull)
                 .run()
         }),
+        (7, { db in
+            // WebDAV locks, honoured by every instance (see DAVLocks).
+            try await db.create(table: "dav_locks").ifNotExists()
+                .column("token", type: .text, .primaryKey(autoIncrement: false))
+                .column("path", type: .text, .notNull)
+                .column("infinite", type: .custom(SQLRaw("BOOLEAN")), .notNull)
+                .column("exclusive", type: .custom(SQLRaw("BOOLEAN")), .notNull)
+                .column("owner", type: .text, .notNull, .default(""))
+                .column("timeout", type: .bigint, .notNull)
+                .column("expires_ms", type: .bigint, .notNull)
+                .run()
+            // Upstream request pacing shared by every instance (see reserveSlot).
+            try await db.create(table: "rate_slots").ifNotExists()
+                .column("key", type: .text, .primaryKey(autoIncrement: false))
+                .column("next_ms", type: .bigint, .notNull)
+                .run()
+        }),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
@@ -539,6 +556,111 @@ public final class SQLStore: Store, @unchecked Sendable {
             .where(SQLColumn("failures"), .greaterThanOrEqual, SQLColumn("max_failures"))
             .all(decoding: Row.self)
             .map { ($0.key, Date(timeIntervalSince1970: Double($0.since_ms) / 1000 + window)) }
+    }
+
+    // MARK: named locks
+
+    /// Runs `body` while holding the lock `name`, on every instance of a cluster (PostgreSQL: an advisory
+    /// lock on a session of its own, taken after the in-process lock so that one waiter per process holds a
+    /// connection; SQLite: one process owns the file, so the in-process lock is the whole lock). Waits at most
+    /// `wait`, then fails with `.unavailable`.
+    public func withLock<R: Sendable>(_ name: String, wait: Duration = .seconds(15),
+                                      _ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        let deadline = ContinuousClock.now + wait
+        try await localLocks.lock(name, until: deadline)
+        do {
+            let r: R
+            if engine == .postgres {
+                r = try await withAdvisoryLock(name, deadline: deadline, body)
+            } else {
+                r = try await body()
+            }
+            await localLocks.unlock(name)
+            return r
+        } catch {
+            await localLocks.unlock(name)
+            throw error
+        }
+    }
+
+    private let localLocks = NamedLocks()
+
+    private func withAdvisoryLock<R: Sendable>(_ name: String, deadline: ContinuousClock.Instant,
+                                              _ body: @escaping @Sendable () async throws -> R) async throws -> R {
+        try await db.withSession { s in
+            var pause = Duration.milliseconds(5)
+            while true {
+                let got = try await s.raw("SELECT pg_try_advisory_lock(hashtextextended(\(bind: name), 0)) AS ok")
+                    .first(decodingColumn: "ok", as: Bool.self) ?? false
+                if got { break }
+                if ContinuousClock.now >= deadline { throw FSError.unavailable("\(name) is held elsewhere for too long; try again") }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(100))
+            }
+            do {
+                let r = try await body()
+                try await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
+                return r
+            } catch {
+                // If the unlock fails the session is broken, and PostgreSQL frees the lock with it.
+                try? await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
+                throw error
+            }
+        }
+    }
+
+    /// Whether instances share this store (and with it locks, slots and state); false for SQLite.
+    public var isShared: Bool { engine == .postgres }
+
+    /// Reserves the next slot of a pace of one call per `interval` under `key`, shared by every instance;
+    /// returns how long to wait for it. One statement, so reservations made at once all get their own slot.
+    public func reserveSlot(_ key: String, interval: Duration) async throws -> Duration {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let step = max(1, interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
+        let greatest = engine == .postgres ? "GREATEST" : "MAX"
+        let next = try await db.raw("""
+            INSERT INTO rate_slots (key, next_ms) VALUES (\(bind: key), \(bind: now + step))
+            ON CONFLICT (key) DO UPDATE SET next_ms = \(unsafeRaw: greatest)(rate_slots.next_ms, \(bind: now)) + \(bind: step)
+            RETURNING next_ms
+            """).first(decodingColumn: "next_ms", as: Int64.self) ?? (now + step)
+        return .milliseconds(max(0, next - step - now))
+    }
+
+    // MARK: WebDAV locks
+
+    public func davLocks() async throws -> [DAVLockRecord] {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        return try await db.select().column("*").from("dav_locks").where("expires_ms", .greaterThan, now)
+            .all(decoding: DAVLockRecord.self)
+    }
+
+    public func createDAVLock(_ lock: DAVLockRecord, unless conflicts: @escaping @Sendable ([DAVLockRecord]) -> Bool) async throws -> Bool {
+        try await withLock("dav_locks") {
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            try await self.db.delete(from: "dav_locks").where("expires_ms", .lessThanOrEqual, now).run()
+            if conflicts(try await self.davLocks()) { return false }
+            try await self.db.insert(into: "dav_locks").model(lock).run()
+            return true
+        }
+    }
+
+    public func refreshDAVLock(token: String, timeout: Int, expiresMs: Int64) async throws -> DAVLockRecord? {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        try await db.update("dav_locks").set("timeout", to: timeout).set("expires_ms", to: expiresMs)
+            .where("token", .equal, token).where("expires_ms", .greaterThan, now).run()
+        return try await db.select().column("*").from("dav_locks").where("token", .equal, token)
+            .where("expires_ms", .greaterThan, now).first(decoding: DAVLockRecord.self)
+    }
+
+    @discardableResult
+    public func deleteDAVLock(token: String) async throws -> Bool {
+        let gone = try await db.select().column("token").from("dav_locks").where("token", .equal, token).first() != nil
+        try await db.delete(from: "dav_locks").where("token", .equal, token).run()
+        return gone
+    }
+
+    public func deleteDAVLocks(below path: String) async throws {
+        try await deletePathRows(table: "dav_locks", path)
     }
 
     // MARK: driver state

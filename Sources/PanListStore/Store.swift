@@ -65,6 +65,14 @@ public protocol Store: DriverStateStore, KeptTimesStore, Sendable {
     func loginBlocks(window: TimeInterval) async throws -> [(key: String, until: Date)]
 
     /// Small per-driver state (such as access tokens) that must survive restarts.
+    /// WebDAV locks not yet expired; a new one is made unless `conflicts` says the live ones forbid it
+    /// (checked and made under one cluster-wide lock). False: not made.
+    func davLocks() async throws -> [DAVLockRecord]
+    func createDAVLock(_ lock: DAVLockRecord, unless conflicts: @escaping @Sendable ([DAVLockRecord]) -> Bool) async throws -> Bool
+    func refreshDAVLock(token: String, timeout: Int, expiresMs: Int64) async throws -> DAVLockRecord?
+    @discardableResult func deleteDAVLock(token: String) async throws -> Bool
+    func deleteDAVLocks(below path: String) async throws
+
     func driverState(_ key: String) async throws -> String?
     func setDriverState(_ key: String, _ value: String?) async throws
 
@@ -85,4 +93,56 @@ public struct DeadProperty: Sendable, Equatable {
     public var name: String
     public var value: String
     public init(ns: String, name: String, value: String) { self.ns = ns; self.name = name; self.value = value }
+}
+
+/// A WebDAV lock as the store keeps it (`path`: the lock root, a virtual path; `expires_ms`: wall clock).
+public struct DAVLockRecord: Codable, Sendable, Equatable {
+    public var token: String
+    public var path: String
+    public var infinite: Bool
+    public var exclusive: Bool
+    public var owner: String
+    public var timeout: Int
+    public var expires_ms: Int64
+    public init(token: String, path: String, infinite: Bool, exclusive: Bool, owner: String, timeout: Int, expires_ms: Int64) {
+        self.token = token; self.path = path; self.infinite = infinite; self.exclusive = exclusive
+        self.owner = owner; self.timeout = timeout; self.expires_ms = expires_ms
+    }
+}
+
+/// In-process locks by name: one holder per name, the others wait in turn (up to a deadline).
+actor NamedLocks {
+    private var held: Set<String> = []
+    private var waiters: [String: [(id: UInt64, resume: CheckedContinuation<Bool, Never>)]] = [:]
+    private var nextID: UInt64 = 0
+
+    func lock(_ name: String, until deadline: ContinuousClock.Instant) async throws {
+        if !held.contains(name) { held.insert(name); return }
+        nextID += 1
+        let id = nextID
+        let timer = Task { [weak self] in
+            try? await Task.sleep(until: deadline)
+            await self?.expire(name, id)
+        }
+        let got = await withCheckedContinuation { c in waiters[name, default: []].append((id, c)) }
+        timer.cancel()
+        if !got { throw FSError.unavailable("\(name) is busy for too long; try again") }
+    }
+
+    private func expire(_ name: String, _ id: UInt64) {
+        guard var q = waiters[name], let i = q.firstIndex(where: { $0.id == id }) else { return }
+        let w = q.remove(at: i)
+        waiters[name] = q.isEmpty ? nil : q
+        w.resume.resume(returning: false)
+    }
+
+    func unlock(_ name: String) {
+        if var q = waiters[name], !q.isEmpty {
+            let next = q.removeFirst()
+            waiters[name] = q.isEmpty ? nil : q
+            next.resume.resume(returning: true)  // handed over: stays held
+        } else {
+            held.remove(name)
+        }
+    }
 }

@@ -1,88 +1,63 @@
 import Foundation
 import NIOConcurrencyHelpers
+import PanListStore
 import PanListCore
 
-/// WebDAV write locks, in memory (as Alist's): exclusive and shared, depth 0 or infinity, with timeouts.
-/// Paths are absolute virtual paths.
+/// WebDAV write locks: exclusive and shared, depth 0 or infinity, with timeouts. They live in the store, so
+/// every instance of a cluster honours a lock taken on any of them, a conflicting LOCK is refused whichever
+/// instance gets it (the check and the insert run under one cluster-wide lock), and a timeout ends a lock
+/// everywhere at once (expiry is wall-clock time). Paths are absolute virtual paths.
 final class DAVLocks: Sendable {
-    struct Lock: Sendable {
-        var token: String
-        var root: String
-        var infinite: Bool
-        var exclusive: Bool
-        var owner: String
-        var timeout: Int  // seconds
-        var expires: ContinuousClock.Instant
-    }
+    typealias Lock = DAVLockRecord
 
     static let maxTimeout = 7 * 24 * 3600
     static let defaultTimeout = 3600
-    private let box = NIOLockedValueBox<[String: Lock]>([:])
+    let store: any Store
 
-    private func live() -> [Lock] {
-        box.withLockedValue { locks in
-            Self.dropExpired(&locks)
-            return Array(locks.values)
-        }
-    }
+    init(store: any Store) { self.store = store }
 
-    /// Removes expired locks (the table is rewritten only when one has expired).
-    private static func dropExpired(_ locks: inout [String: Lock]) {
-        let now = ContinuousClock.now
-        if locks.values.contains(where: { $0.expires <= now }) { locks = locks.filter { $0.value.expires > now } }
+    /// The locks in force now, read once per request (few; usually none).
+    func live() async throws -> Live { Live(all: try await store.davLocks()) }
+
+    struct Live: Sendable {
+        let all: [Lock]
+        var any: Bool { !all.isEmpty }
+        /// Locks that apply to `path`.
+        func on(_ path: String) -> [Lock] { all.filter { DAVLocks.covers($0, path) } }
+        /// Locks that apply to `path` or to anything below it (what a DELETE or MOVE of a folder touches).
+        func onOrBelow(_ path: String) -> [Lock] { all.filter { DAVLocks.covers($0, path) || VirtualPath.isWithin($0.path, path) } }
+        func token(_ token: String) -> Lock? { all.first { $0.token == token } }
     }
 
     /// Whether `lock` applies to `path` (its root, or below it with depth infinity).
     static func covers(_ lock: Lock, _ path: String) -> Bool {
-        lock.root == path || (lock.infinite && VirtualPath.isWithin(path, lock.root))
+        lock.path == path || (lock.infinite && VirtualPath.isWithin(path, lock.path))
     }
 
-    /// Locks that apply to `path`.
-    func locks(on path: String) -> [Lock] { live().filter { Self.covers($0, path) } }
-
-    /// Locks that apply to `path` or to anything below it (what a DELETE or MOVE of a folder touches).
-    func locks(onOrBelow path: String) -> [Lock] {
-        live().filter { Self.covers($0, path) || VirtualPath.isWithin($0.root, path) }
-    }
-
-    func lock(token: String) -> Lock? { live().first { $0.token == token } }
-
-    /// Whether any lock exists at all (a listing then skips looking for each entry's locks).
-    var any: Bool { box.withLockedValue { !$0.isEmpty } }
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// Creates a lock, or nil when an existing lock conflicts (423).
-    func create(root: String, infinite: Bool, exclusive: Bool, owner: String, timeout: Int) -> Lock? {
-        box.withLockedValue { locks in
-            Self.dropExpired(&locks)
-            let now = ContinuousClock.now
-            for l in locks.values {
-                let overlaps = Self.covers(l, root) || (infinite && VirtualPath.isWithin(l.root, root))
-                if overlaps && (exclusive || l.exclusive) { return nil }
+    func create(root: String, infinite: Bool, exclusive: Bool, owner: String, timeout: Int) async throws -> Lock? {
+        let lock = Lock(token: "opaquelocktoken:" + UUID().uuidString.lowercased(), path: root, infinite: infinite,
+                        exclusive: exclusive, owner: owner, timeout: timeout, expires_ms: Self.nowMs() + Int64(timeout) * 1000)
+        let made = try await store.createDAVLock(lock) { live in
+            live.contains { l in
+                let overlaps = Self.covers(l, root) || (infinite && VirtualPath.isWithin(l.path, root))
+                return overlaps && (exclusive || l.exclusive)
             }
-            let lock = Lock(token: "opaquelocktoken:" + UUID().uuidString.lowercased(), root: root, infinite: infinite,
-                            exclusive: exclusive, owner: owner, timeout: timeout, expires: now + .seconds(timeout))
-            locks[lock.token] = lock
-            return lock
         }
+        return made ? lock : nil
     }
 
-    func refresh(token: String, timeout: Int) -> Lock? {
-        box.withLockedValue { locks in
-            guard var l = locks[token], l.expires > .now else { return nil }
-            l.timeout = timeout
-            l.expires = .now + .seconds(timeout)
-            locks[token] = l
-            return l
-        }
+    func refresh(token: String, timeout: Int) async throws -> Lock? {
+        try await store.refreshDAVLock(token: token, timeout: timeout, expiresMs: Self.nowMs() + Int64(timeout) * 1000)
     }
 
     @discardableResult
-    func remove(token: String) -> Bool { box.withLockedValue { $0.removeValue(forKey: token) != nil } }
+    func remove(token: String) async throws -> Bool { try await store.deleteDAVLock(token: token) }
 
     /// Drops every lock on `path` and below (the resource is gone).
-    func removeAll(below path: String) {
-        box.withLockedValue { locks in locks = locks.filter { !VirtualPath.isWithin($0.value.root, path) } }
-    }
+    func removeAll(below path: String) async throws { try await store.deleteDAVLocks(below: path) }
 
     /// `Timeout: Second-3600, Infinite` → seconds (capped at a week).
     static func timeout(_ header: String?) -> Int {

@@ -75,7 +75,7 @@ struct DAVRoutes: Sendable {
 
     init(state: ServerState) {
         self.state = state
-        self.locks = DAVLocks()
+        self.locks = DAVLocks(store: state.store)
         self.credentials = CredentialCache()
     }
 
@@ -295,10 +295,10 @@ struct DAVRoutes: Sendable {
         case .supportedlock:
             out.raw(Self.supportedLock)
         case .lockdiscovery:
-            let active = page.hasLocks ? locks.locks(on: p) : []
+            let active = page.locks.on(p)
             if active.isEmpty { out.raw("<D:lockdiscovery/>"); return }
             out.raw("<D:lockdiscovery>")
-            for l in active { out.raw(DAVLocks.activeLock(l, href: href(l.root, user: page.user, isDir: false))) }
+            for l in active { out.raw(DAVLocks.activeLock(l, href: href(l.path, user: page.user, isDir: false))) }
             out.raw("</D:lockdiscovery>")
         case .quotaAvailable:
             out.raw("<D:quota-available-bytes>"); out.raw(String(page.quota?.freeSpace ?? 0)); out.raw("</D:quota-available-bytes>")
@@ -349,7 +349,7 @@ struct DAVRoutes: Sendable {
         var deadByPath = obj.isDir && depth != "0" ? ((try? await state.store.deadProperties(below: path)) ?? [:]) : [:]
         deadByPath[path] = (try? await state.store.deadProperties(path)) ?? []
         let page = PropfindPage(request: request, user: user, windows: ua.contains("Microsoft-WebDAV"), quota: quota,
-                                base: Access.resolve(root: user), hasLocks: locks.any, dead: deadByPath)
+                                base: Access.resolve(root: user), locks: try await locks.live(), dead: deadByPath)
         var headers = HTTPFields()
         headers[.contentType] = "application/xml; charset=utf-8"
         // A small answer goes in one piece (with its length); a big one is sent in chunks of about 128 KiB
@@ -400,15 +400,15 @@ struct DAVRoutes: Sendable {
         let quota: StorageDetails?
         /// The user's root (its displayname is empty).
         let base: String
-        let hasLocks: Bool
+        let locks: DAVLocks.Live
         let dead: [String: [DeadProperty]]
         /// Whether any resource has dead properties (most listings have none: no lookup per entry then).
         let anyDead: Bool
 
         init(request: PropfindRequest, user: User, windows: Bool, quota: StorageDetails?, base: String,
-             hasLocks: Bool, dead: [String: [DeadProperty]]) {
+             locks: DAVLocks.Live, dead: [String: [DeadProperty]]) {
             self.request = request; self.user = user; self.windows = windows; self.quota = quota
-            self.base = base; self.hasLocks = hasLocks; self.dead = dead
+            self.base = base; self.locks = locks; self.dead = dead
             anyDead = dead.values.contains { !$0.isEmpty }
         }
     }
@@ -529,7 +529,7 @@ struct DAVRoutes: Sendable {
         try state.check(user, .davManage, path, password: nil)
         try state.check(user, .write, writeTarget(path, user: user), password: nil)
         let (obj, _) = try await state.fs.get(path)
-        try checkLocks(req, user: user, path: path, obj: obj)
+        try await checkLocks(req, user: user, path: path, obj: obj)
         let body = try await req.body.collect(upTo: DAVXML.maxBody)
         guard let ops = PropPatch.parse(Data(body.readableBytesView)) else {
             throw DAVError(status: .badRequest, message: "the PROPPATCH body is not valid XML")
@@ -617,7 +617,7 @@ struct DAVRoutes: Sendable {
         let existing = try? await state.fs.get(path).0
         if existing?.isDir == true { throw DAVError(status: .methodNotAllowed, message: "\(path) is a folder") }
         if existing != nil { try state.check(user, .replace, parent, password: nil) }
-        try checkLocks(req, user: user, path: path, obj: existing)
+        try await checkLocks(req, user: user, path: path, obj: existing)
         var modified: Date?
         if let raw = req.headers[.ocMtime] {
             guard let t = ModifiedTime.seconds(text: raw) else {
@@ -661,7 +661,7 @@ struct DAVRoutes: Sendable {
         guard let (p, _) = try? await state.fs.get(parent), p.isDir else {
             throw DAVError(status: .conflict, message: "the folder \(Access.userPath(parent, for: user)) does not exist")
         }
-        try checkLocks(req, user: user, path: path, obj: nil)
+        try await checkLocks(req, user: user, path: path, obj: nil)
         try await state.fs.makeDir(path)
         return Response(status: .created)
     }
@@ -670,9 +670,9 @@ struct DAVRoutes: Sendable {
         try state.check(user, .davManage, path, password: nil)
         try state.check(user, .remove, path, password: nil)
         let (obj, _) = try await state.fs.get(path)
-        try checkLocks(req, user: user, path: path, obj: obj, deep: true)
+        try await checkLocks(req, user: user, path: path, obj: obj, deep: true)
         try await state.remove(path)
-        locks.removeAll(below: path)
+        try await locks.removeAll(below: path)
         return Response(status: .noContent)
     }
 
@@ -701,8 +701,8 @@ struct DAVRoutes: Sendable {
         if existing != nil && !overwrite { throw DAVError(status: .preconditionFailed, message: "\(dst) exists and Overwrite is F") }
         // Replacing what is there takes the write bit itself, as an upload over a file does.
         if existing != nil { try state.check(user, .replace, dstParent, password: nil) }
-        if move { try checkLocks(req, user: user, path: src, obj: obj, deep: true) }
-        try checkLocks(req, user: user, path: dst, obj: existing, deep: true)
+        if move { try await checkLocks(req, user: user, path: src, obj: obj, deep: true) }
+        try await checkLocks(req, user: user, path: dst, obj: existing, deep: true)
         let shallow = !move && obj.isDir && depth == "0"
         if !shallow {
             // Folder rules travel with the folder (checked before anything changes), and names hidden from
@@ -712,7 +712,7 @@ struct DAVRoutes: Sendable {
         }
         if existing != nil {
             try await state.fs.remove(dst)
-            locks.removeAll(below: dst)
+            try await locks.removeAll(below: dst)
             try? await state.store.deleteDeadProperties(dst)
         }
         if shallow {
@@ -721,7 +721,7 @@ struct DAVRoutes: Sendable {
             try? await state.store.setDeadProperties(dst, set: props, remove: [])
         } else {
             try await state.transfer(from: src, to: dst, move: move) { try await relocate(src, to: dst, move: move) }
-            if move { locks.removeAll(below: src) }
+            if move { try await locks.removeAll(below: src) }
         }
         return Response(status: existing == nil ? .created : .noContent)
     }
@@ -776,8 +776,9 @@ struct DAVRoutes: Sendable {
             guard let header = req.headers[.ifDAV], let parsed = IfHeader.parse(header) else {
                 throw DAVError(status: .badRequest, message: "a LOCK without a body refreshes a lock named in the If header")
             }
-            guard let token = parsed.tokens.first(where: { t in locks.lock(token: t).map { DAVLocks.covers($0, path) } ?? false }),
-                  let refreshed = locks.refresh(token: token, timeout: timeout) else {
+            let live = try await locks.live()
+            guard let token = parsed.tokens.first(where: { t in live.token(t).map { DAVLocks.covers($0, path) } ?? false }),
+                  let refreshed = try await locks.refresh(token: token, timeout: timeout) else {
                 throw DAVError(status: .preconditionFailed, message: "no lock of this resource is named in the If header",
                                condition: "lock-token-matches-request-uri")
             }
@@ -796,14 +797,14 @@ struct DAVRoutes: Sendable {
                     throw DAVError(status: .conflict, message: "the folder \(Access.userPath(parent, for: user)) does not exist")
                 }
             }
-            guard let created = locks.create(root: path, infinite: depth == "infinity", exclusive: info.exclusive, owner: info.owner, timeout: timeout) else {
+            guard let created = try await locks.create(root: path, infinite: depth == "infinity", exclusive: info.exclusive, owner: info.owner, timeout: timeout) else {
                 throw DAVError(status: .lockedDAV, message: "\(Access.userPath(path, for: user)) is locked", condition: "no-conflicting-lock")
             }
             if existing == nil {
                 do {
                     _ = try await state.fs.put(UploadStream(name: VirtualPath.base(path), size: 0, body: .empty), into: VirtualPath.parent(path))
                 } catch {
-                    locks.remove(token: created.token)
+                    try? await locks.remove(token: created.token)
                     throw error
                 }
                 status = .created
@@ -814,7 +815,7 @@ struct DAVRoutes: Sendable {
         headers[.contentType] = "application/xml; charset=utf-8"
         headers[.lockToken] = "<\(lock.token)>"
         let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>"
-            + DAVLocks.activeLock(lock, href: href(lock.root, user: user, isDir: false)) + "</D:lockdiscovery></D:prop>"
+            + DAVLocks.activeLock(lock, href: href(lock.path, user: user, isDir: false)) + "</D:lockdiscovery></D:prop>"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: xml)))
     }
 
@@ -823,16 +824,17 @@ struct DAVRoutes: Sendable {
             throw DAVError(status: .badRequest, message: "Lock-Token is missing")
         }
         if token.hasPrefix("<") && token.hasSuffix(">") { token = String(token.dropFirst().dropLast()) }
-        guard let l = locks.lock(token: token), DAVLocks.covers(l, path) else {
+        guard let l = try await locks.live().token(token), DAVLocks.covers(l, path) else {
             throw DAVError(status: .conflict, message: "no such lock on this resource", condition: "lock-token-matches-request-uri")
         }
-        locks.remove(token: token)
+        try await locks.remove(token: token)
         return Response(status: .noContent)
     }
 
     /// Checks the `If` header (412 when it evaluates false) and that every lock on `path` (and, for `deep`,
     /// below it) has its token submitted (423 otherwise).
-    func checkLocks(_ req: Request, user: User, path: String, obj: Obj?, deep: Bool = false) throws {
+    func checkLocks(_ req: Request, user: User, path: String, obj: Obj?, deep: Bool = false) async throws {
+        let live = try await locks.live()
         var submitted: Set<String> = []
         if let header = req.headers[.ifDAV] {
             guard let parsed = IfHeader.parse(header) else { throw DAVError(status: .badRequest, message: "malformed If header") }
@@ -841,7 +843,7 @@ struct DAVRoutes: Sendable {
             for list in parsed.lists {
                 // A tagged list is about the resource it names; an untagged one about the request's.
                 let target = list.resource.flatMap { try? pathOfURL($0, user: user) } ?? path
-                let lockTokens = Set(locks.locks(on: target).map(\.token))
+                let lockTokens = Set(live.on(target).map(\.token))
                 let etag = target == path ? obj.map(Self.etag) : nil
                 var all = true
                 for c in list.conditions {
@@ -854,7 +856,7 @@ struct DAVRoutes: Sendable {
             }
             if !anyTrue { throw DAVError(status: .preconditionFailed, message: "the If header's conditions are not met") }
         }
-        let relevant = deep ? locks.locks(onOrBelow: path) : locks.locks(on: path)
+        let relevant = deep ? live.onOrBelow(path) : live.on(path)
         for l in relevant where !submitted.contains(l.token) {
             throw DAVError(status: .lockedDAV, message: "\(Access.userPath(path, for: user)) is locked", condition: "lock-token-submitted")
         }
