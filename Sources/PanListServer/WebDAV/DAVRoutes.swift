@@ -205,7 +205,14 @@ struct DAVRoutes: Sendable {
             return stored.user
         }
         let verified: StoredUser?
-        do { verified = try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip, via: "webdav") } catch FSError.rateLimited(let message) {
+        // Requests that arrive together with the same credentials (a client opening several connections)
+        // share one check: one password verification, one count in the limiter.
+        let state = self.state
+        do {
+            verified = try await credentials.once(key) {
+                try await state.verifyLogin(username: name, staticHash: Passwords.staticHash(password), ip: ip, via: "webdav")
+            }
+        } catch FSError.rateLimited(let message) {
             throw DAVError(status: .tooManyRequests, message: message)
         }
         guard let stored = verified else { throw DAVError(status: .unauthorized, message: "user name or password is incorrect") }
@@ -872,6 +879,20 @@ final class CredentialCache: Sendable {
             return e.user
         }
     }
+    private let flights = NIOLockedValueBox<[String: Task<StoredUser?, any Error>]>([:])
+
+    /// Runs `check` for `key`, or joins the run already under way for it.
+    func once(_ key: String, _ check: @escaping @Sendable () async throws -> StoredUser?) async throws -> StoredUser? {
+        let (task, mine) = flights.withLockedValue { f -> (Task<StoredUser?, any Error>, Bool) in
+            if let running = f[key] { return (running, false) }
+            let t = Task { try await check() }
+            f[key] = t
+            return (t, true)
+        }
+        defer { if mine { _ = flights.withLockedValue { $0.removeValue(forKey: key) } } }
+        return try await task.value
+    }
+
     func put(_ key: String, _ user: User) {
         box.withLockedValue { c in
             if c.count > 1000 { c.removeAll() }
