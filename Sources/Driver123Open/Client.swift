@@ -34,7 +34,14 @@ final class Open123Client: Sendable {
     static func fetchToken(base: String, clientID: String, secret: String, state: (any DriverStateStore)?) async throws -> (String, Date) {
         try await RateLimiter.acquire(clientID: clientID, endpoint: "/api/v1/access_token", state: state)
         let body = try JSONSerialization.data(withJSONObject: ["clientID": clientID, "clientSecret": secret])
-        let env: APIEnvelope<TokenData> = try await send(base: base, method: .POST, path: "/api/v1/access_token", query: [], body: body, token: nil)
+        let env: APIEnvelope<TokenData>
+        do {
+            env = try await send(base: base, method: .POST, path: "/api/v1/access_token", query: [], body: body, token: nil)
+        } catch {
+            Metrics.upstreamCall(driver: "123open", endpoint: "/api/v1/access_token", outcome: "unreachable")
+            throw error
+        }
+        Metrics.upstreamCall(driver: "123open", endpoint: "/api/v1/access_token", outcome: outcome(env.code))
         guard env.code == 0, let data = env.data else {
             throw FSError.upstream(code: env.code, message: "123 Open refused the client credentials: \(env.message)")
         }
@@ -83,7 +90,14 @@ final class Open123Client: Sendable {
         while true {
             try await RateLimiter.acquire(clientID: clientID, endpoint: path, state: state)
             let token = try await tokens.current()
-            let env: APIEnvelope<T> = try await Self.send(base: baseURL, method: method, path: path, query: query, body: body, token: token)
+            let env: APIEnvelope<T>
+            do {
+                env = try await Self.send(base: baseURL, method: method, path: path, query: query, body: body, token: token)
+            } catch {
+                Metrics.upstreamCall(driver: "123open", endpoint: path, outcome: "unreachable")
+                throw error
+            }
+            Metrics.upstreamCall(driver: "123open", endpoint: path, outcome: Self.outcome(env.code))
             switch env.code {
             case 0:
                 return env.data
@@ -101,6 +115,16 @@ final class Open123Client: Sendable {
             default:
                 throw FSError.upstream(code: env.code, message: Self.explain(env.code, env.message, path: path))
             }
+        }
+    }
+
+    /// A call's outcome as the metrics count it.
+    static func outcome(_ code: Int) -> String {
+        switch code {
+        case 0: return "ok"
+        case 401: return "401"
+        case 429: return "429"
+        default: return "error"
         }
     }
 

@@ -108,12 +108,14 @@ actor TokenManager {
             token = r.token
             expires = r.expires
             if r.fetched { fetches += 1 }
+            Metrics.tokenRefresh(driver: "123open", outcome: r.fetched ? "fetched" : "shared")
             failures = 0
             lastFailure = nil
             return r.token
         } catch {
             failures += 1
             lastFailure = (Date(), error)
+            Metrics.tokenRefresh(driver: "123open", outcome: "failed")
             throw error
         }
     }

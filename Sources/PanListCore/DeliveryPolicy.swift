@@ -125,8 +125,12 @@ public final class LinkCache: Sendable {
             return .wait(task)
         }
         switch lookup {
-        case .hit(let link, let obj): return (link, obj)
-        case .wait(let task): return try await task.value
+        case .hit(let link, let obj):
+            Metrics.linkCache.hit.increment()
+            return (link, obj)
+        case .wait(let task):
+            Metrics.linkCache.miss.increment()
+            return try await task.value
         }
     }
 

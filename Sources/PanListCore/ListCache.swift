@@ -13,7 +13,11 @@ actor ListCache {
 
     func list(_ key: Key, ttl: Duration?, refresh: Bool,
               load: @escaping @Sendable () async throws -> [Obj]) async throws -> [Obj] {
-        if !refresh, let hit = entries[key], hit.expires > .now { return hit.objs }
+        if !refresh, let hit = entries[key], hit.expires > .now {
+            Metrics.listingCache.hit.increment()
+            return hit.objs
+        }
+        Metrics.listingCache.miss.increment()
         if !refresh, let running = inflight[key], running.generation == generation {
             return try await running.task.value
         }

@@ -58,6 +58,15 @@ public enum Bootstrap {
         guard ["x-forwarded-for", "x-real-ip"].contains(config.clientIPHeader.lowercased()) else {
             throw FSError.badRequest("client_ip_header must be X-Forwarded-For or X-Real-IP, not '\(config.clientIPHeader)'")
         }
+        guard (1...600).contains(config.database.waitSeconds) else {
+            throw FSError.badRequest("database.wait_seconds must be a number of seconds from 1 to 600 (PANLIST_DB_WAIT)")
+        }
+        guard (0...3600).contains(config.shutdownGrace) else {
+            throw FSError.badRequest("shutdown_grace must be a number of seconds from 0 to 3600 (PANLIST_SHUTDOWN_GRACE)")
+        }
+        if !config.metricsAddress.isEmpty, MetricsAddress(config.metricsAddress) == nil {
+            throw FSError.badRequest("metrics_address '\(config.metricsAddress)' must be host:port, such as 127.0.0.1:9464 (or empty: off)")
+        }
 
         let engine = try config.database.engine
         try prepareTempFolder(config.tempDir, sweep: sweepTemp && engine == .sqlite, known: config.tempDir == dataDir + "/temp")
@@ -75,7 +84,8 @@ public enum Bootstrap {
             if !fm.fileExists(atPath: dbFolder) { try PrivateFiles.makeFolder(dbFolder) }
             store = try await SQLStore.sqlite(path: config.database.dbFile, logger: logger)
         case .postgres:
-            store = try await openPostgres(try config.database.postgresTarget(), logger: logger, wait: waitForDatabase)
+            store = try await openPostgres(try config.database.postgresTarget(), logger: logger, wait: waitForDatabase,
+                                           leaseTimeout: .seconds(config.database.waitSeconds))
         }
         do {
             let created = created, configuredSecret = config.jwtSecret
@@ -118,11 +128,12 @@ public enum Bootstrap {
     /// Opens the PostgreSQL store. With `wait` (the server), a database that cannot be reached yet is tried
     /// again with backoff (1, 2, 4 … 30 s between attempts, each failure said in one warning line) until it
     /// can; what waiting will not mend (a malformed DSN, a refused login, a missing database) stops at once.
-    static func openPostgres(_ target: PostgresTarget, logger: Logger, wait: Bool) async throws -> SQLStore {
+    static func openPostgres(_ target: PostgresTarget, logger: Logger, wait: Bool,
+                             leaseTimeout: Duration = .seconds(10)) async throws -> SQLStore {
         var delay = 1
         while true {
             do {
-                return try await SQLStore.postgres(target, logger: logger)
+                return try await SQLStore.postgres(target, logger: logger, leaseTimeout: leaseTimeout)
             } catch FSError.unavailable(let why) where wait {
                 logger.warning("\(why.replacingOccurrences(of: "; try again shortly", with: "")); trying again in \(delay) s")
                 try await Task.sleep(for: .seconds(delay))

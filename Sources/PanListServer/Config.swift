@@ -16,6 +16,8 @@ public struct PanListConfig: Codable, Sendable {
         public var tablePrefix = "x_"
         public var sslMode = ""
         public var dsn = ""
+        /// PostgreSQL: seconds a request waits for a database connection before it answers 503.
+        public var waitSeconds = 10
 
         /// Which engine `type` names: `sqlite3`/`sqlite` or `postgres`/`postgresql`; anything else is refused.
         public var engine: SQLStore.Engine {
@@ -36,7 +38,7 @@ public struct PanListConfig: Codable, Sendable {
         }
         enum CodingKeys: String, CodingKey {
             case type, host, port, user, password, name, dsn
-            case dbFile = "db_file", tablePrefix = "table_prefix", sslMode = "ssl_mode"
+            case dbFile = "db_file", tablePrefix = "table_prefix", sslMode = "ssl_mode", waitSeconds = "wait_seconds"
         }
         public init() {}
         public init(from decoder: any Decoder) throws {
@@ -52,6 +54,7 @@ public struct PanListConfig: Codable, Sendable {
             tablePrefix = try c.decodeIfPresent(String.self, forKey: .tablePrefix) ?? d.tablePrefix
             sslMode = try c.decodeIfPresent(String.self, forKey: .sslMode) ?? d.sslMode
             dsn = try c.decodeIfPresent(String.self, forKey: .dsn) ?? d.dsn
+            waitSeconds = try c.decodeIfPresent(Int.self, forKey: .waitSeconds) ?? d.waitSeconds
         }
     }
 
@@ -101,10 +104,16 @@ public struct PanListConfig: Codable, Sendable {
     /// This instance's name among several on one PostgreSQL database (its temp folder is `temp_dir/<id>`);
     /// made at the first start. A copied data folder must get a new one (delete the field).
     public var instanceID = ""
+    /// `host:port` where `/metrics` and `/ready` are served without credentials (keep it private); empty: off
+    /// (`/metrics` on the main port needs an admin then).
+    public var metricsAddress = ""
+    /// Seconds a stopping server (SIGTERM) gives requests in flight, downloads and uploads, to finish.
+    public var shutdownGrace = 30
 
     enum CodingKeys: String, CodingKey {
         case force, database, scheme
         case instanceID = "instance_id"
+        case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace"
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
         case trustedProxies = "trusted_proxies", accessLog = "access_log", clientIPHeader = "client_ip_header"
@@ -127,6 +136,8 @@ public struct PanListConfig: Codable, Sendable {
         accessLog = try c.decodeIfPresent(Bool.self, forKey: .accessLog) ?? d.accessLog
         clientIPHeader = try c.decodeIfPresent(String.self, forKey: .clientIPHeader) ?? d.clientIPHeader
         instanceID = try c.decodeIfPresent(String.self, forKey: .instanceID) ?? d.instanceID
+        metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
+        shutdownGrace = try c.decodeIfPresent(Int.self, forKey: .shutdownGrace) ?? d.shutdownGrace
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
@@ -179,11 +190,14 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_DB_NAME"] { database.name = v }
         if let v = env["PANLIST_DB_SSL_MODE"] { database.sslMode = v }
         if let v = env["PANLIST_DB_DSN"] { database.dsn = v }
+        if let v = env["PANLIST_DB_WAIT"] { database.waitSeconds = Int(v) ?? -1 }
         if let v = env["PANLIST_TRUSTED_PROXIES"] {
             trustedProxies = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         if let v = env["PANLIST_CLIENT_IP_HEADER"] { clientIPHeader = v }
         if let v = env["PANLIST_INSTANCE_ID"], !v.isEmpty { instanceID = v }
+        if let v = env["PANLIST_METRICS_ADDRESS"] { metricsAddress = v }
+        if let v = env["PANLIST_SHUTDOWN_GRACE"] { shutdownGrace = Int(v) ?? -1 }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

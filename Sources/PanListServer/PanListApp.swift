@@ -8,16 +8,33 @@ import PanListCore
 public enum PanListApp {
     public static func router(state: ServerState) -> Router<AppContext> {
         let router = Router(context: AppContext.self)
+        router.add(middleware: RequestMetricsMiddleware())
         router.add(middleware: ClientAddressMiddleware(trusted: state.trustedProxies, header: state.config.clientIPHeader, logger: state.logger))
         if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger, sink: state.accessLogSink)) }
         router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }
+        router.get("ready") { _, _ in await Observability.readiness(state) }
+        // For admins (a login token, or the admin token of the settings, which Prometheus can send as a bearer
+        // token); `metrics_address` serves it without credentials on an address of its own.
+        router.get("metrics") { req, _ in
+            do { _ = try await state.authenticateAdmin(req) } catch {
+                let e = FSError.from(error)
+                var headers = HTTPFields()
+                headers[.wwwAuthenticate] = "Bearer realm=\"PanList metrics\""
+                headers[.contentType] = "text/plain; charset=utf-8"
+                let status: HTTPResponse.Status = e.apiCode == 503 ? .serviceUnavailable : (e.apiCode == 401 || Self.noCredentials(req) ? .unauthorized : .forbidden)
+                return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: "metrics: \(e.message)\n")))
+            }
+            return Observability.metrics(state)
+        }
         APIRoutes(state: state).register(on: router)
         DownloadRoutes(state: state).register(on: router)
         DAVRoutes(state: state).register(on: router)
         WebUI.load(logger: state.logger).register(on: router)
         return router
     }
+
+    static func noCredentials(_ req: Request) -> Bool { ServerState.token(req).isEmpty }
 
     /// The application listening on `address:port`; `onRunning` receives the bound port (useful with port 0).
     public static func application(

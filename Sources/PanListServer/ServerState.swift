@@ -40,6 +40,11 @@ public final class ServerState: Sendable {
 
     /// How this instance hears of the others' changes, and tells them of its own (see `ChangeFeed`).
     public let changes: any ChangeFeed
+    private let draining = NIOLockedValueBox(false)
+    /// True once a SIGTERM (or Ctrl-C) started the shutdown: `/ready` then answers 503 so that load balancers
+    /// stop sending requests while those in flight finish.
+    public var isDraining: Bool { draining.withLockedValue { $0 } }
+    public func beginDraining() { draining.withLockedValue { $0 = true } }
 
     public init(config: PanListConfig, store: any Store, fs: FileSystem, logger: Logger,
                 changes: any ChangeFeed = LocalChangeFeed()) async throws {
@@ -217,7 +222,11 @@ public final class ServerState: Sendable {
     // MARK: users
 
     func storedUser(named name: String) async throws -> StoredUser? {
-        if let hit = usersBox.withLockedValue({ $0[name] }), hit.until > .now { return hit.user }
+        if let hit = usersBox.withLockedValue({ $0[name] }), hit.until > .now {
+            Metrics.userCache.hit.increment()
+            return hit.user
+        }
+        Metrics.userCache.miss.increment()
         guard let u = try await store.user(named: name) else { return nil }
         usersBox.withLockedValue { $0[name] = (u, .now + .seconds(2)) }
         return u
@@ -464,9 +473,9 @@ public final class ServerState: Sendable {
     static func sameConfiguration(_ a: StorageRecord, _ b: StorageRecord) -> Bool {
         var x = a, y = b
         x.status = ""; y.status = ""
-        // The store keeps milliseconds.
-        x.modified = Date(timeIntervalSince1970: (x.modified.timeIntervalSince1970 * 1000).rounded() / 1000)
-        y.modified = Date(timeIntervalSince1970: (y.modified.timeIntervalSince1970 * 1000).rounded() / 1000)
+        // The store keeps whole milliseconds, truncated (as SQLStore writes them).
+        x.modified = Date(timeIntervalSince1970: Double(Int64(x.modified.timeIntervalSince1970 * 1000)) / 1000)
+        y.modified = Date(timeIntervalSince1970: Double(Int64(y.modified.timeIntervalSince1970 * 1000)) / 1000)
         x.mountPath = (try? VirtualPath.normalize(x.mountPath)) ?? x.mountPath
         y.mountPath = (try? VirtualPath.normalize(y.mountPath)) ?? y.mountPath
         return x == y

@@ -44,21 +44,34 @@ struct PostgresPoolDatabase: SQLDatabase {
     }
 
     /// Runs `body` on a leased connection; `.unavailable` when no connection comes in time.
+    /// Only the wait for a connection is timed: once the lease is won, the statement runs to its end (the
+    /// timer and the lease decide who wins under one lock, so a statement is never cut off after it started).
     func leased<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
-        let got = NIOLockedValueBox(false)
+        let lease = NIOLockedValueBox(LeaseState.waiting)
         let client = self.client, timeout = self.leaseTimeout
+        let unavailable = FSError.unavailable("the database cannot be reached (no connection within \(timeout.components.seconds) s); try again shortly")
         do {
             return try await withThrowingTaskGroup(of: UncheckedBox<R>?.self) { group in
                 group.addTask {
                     UncheckedBox(try await client.withConnection { conn in
-                        got.withLockedValue { $0 = true }
+                        let won = lease.withLockedValue { l -> Bool in
+                            guard l == .waiting else { return false }
+                            l = .leased
+                            return true
+                        }
+                        guard won else { throw unavailable }
                         return UncheckedBox(try await body(conn))
                     }.value)
                 }
                 group.addTask {
-                    try await Task.sleep(for: timeout)
-                    if got.withLockedValue({ $0 }) { return nil }
-                    throw FSError.unavailable("the database cannot be reached (no connection within \(timeout.components.seconds) s); try again shortly")
+                    try? await Task.sleep(for: timeout)
+                    let expired = lease.withLockedValue { l -> Bool in
+                        guard l == .waiting else { return false }
+                        l = .expired
+                        return true
+                    }
+                    if expired { throw unavailable }
+                    return nil
                 }
                 while let r = try await group.next() {
                     if let r {
@@ -88,6 +101,8 @@ struct TranslatingDatabase: SQLDatabase {
         do { try await base.execute(sql: query, onRow) } catch { throw PostgresErrors.translate(error) }
     }
 }
+
+enum LeaseState: Sendable { case waiting, leased, expired }
 
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
@@ -136,4 +151,32 @@ enum PostgresErrors {
 struct UniqueViolation: Error, CustomStringConvertible {
     let message: String
     var description: String { "unique constraint: \(message)" }
+}
+
+/// Times every statement for the metrics (`panlist_store_query_duration_seconds`) and counts failures.
+struct TimedDatabase: SQLDatabase {
+    let base: any SQLDatabase
+    var logger: Logger { base.logger }
+    var eventLoop: any EventLoop { base.eventLoop }
+    var dialect: any SQLDialect { base.dialect }
+    var version: (any SQLDatabaseReportedVersion)? { base.version }
+    var queryLogLevel: Logger.Level? { base.queryLogLevel }
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        let start = ContinuousClock.now
+        return base.execute(sql: query, onRow).always { result in
+            Metrics.storeLatency.record(ContinuousClock.now - start)
+            if case .failure = result { Metrics.storeErrors.increment() }
+        }
+    }
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        let start = ContinuousClock.now
+        defer { Metrics.storeLatency.record(ContinuousClock.now - start) }
+        do { try await base.execute(sql: query, onRow) } catch {
+            Metrics.storeErrors.increment()
+            throw error
+        }
+    }
+    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await base.withSession(closure)
+    }
 }

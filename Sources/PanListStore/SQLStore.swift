@@ -19,7 +19,7 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     public init(database: any SQLDatabase, engine: Engine = .sqlite, postgresTarget: PostgresTarget? = nil,
                 onClose: @escaping @Sendable () async -> Void = {}) {
-        self.db = database
+        self.db = TimedDatabase(base: database)
         self.engine = engine
         self.postgresTarget = postgresTarget
         self.onClose = onClose
@@ -71,6 +71,9 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     public func close() async { await onClose() }
+
+    /// One round trip to the database (readiness checks).
+    public func ping() async throws { try await db.raw("SELECT 1 AS one").run() }
 
     // MARK: migrations
 

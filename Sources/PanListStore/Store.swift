@@ -15,6 +15,7 @@ public struct StoredUser: Sendable, Equatable {
 /// Everything PanList persists. One implementation (`SQLStore`) serves every SQL engine.
 public protocol Store: DriverStateStore, KeptTimesStore, Sendable {
     func migrate() async throws
+    func ping() async throws
     func close() async
 
     func storages() async throws -> [StorageRecord]

@@ -135,9 +135,17 @@ struct Server: AsyncParsableCommand {
         }
         var failure: (any Error)?
         do {
-            // Ctrl-C or SIGTERM: requests in flight get 10 seconds to finish (a long download is then cut off).
-            var group = ServiceGroupConfiguration(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            group.maximumGracefulShutdownDuration = .seconds(10)
+            // Ctrl-C or SIGTERM: /ready turns 503 at once (the drain marker is told first: services stop in
+            // reverse order), no new connection is taken, and requests in flight (downloads, uploads) get
+            // shutdown_grace seconds to finish; then they are cut off, and a cut-off upload leaves nothing behind.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
+            if let metrics = MetricsAddress(state.config.metricsAddress) {
+                services.append(.init(service: Observability.metricsService(state: state, address: metrics)))
+                say("metrics at http://\(metrics.host.contains(":") ? "[\(metrics.host)]" : metrics.host):\(metrics.port)/metrics")
+            }
+            services.append(.init(service: DrainMarker(state: state, grace: state.config.shutdownGrace), successTerminationBehavior: .ignore))
+            var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            group.maximumGracefulShutdownDuration = .seconds(state.config.shutdownGrace)
             try await ServiceGroup(configuration: group).run()
         } catch {
             failure = ListenError.describe(error, address: address, port: port) ?? error
@@ -457,5 +465,17 @@ struct DBCommand: AsyncParsableCommand {
                 throw CLIError(ErrorText.describe(error))
             }
         }
+    }
+}
+
+/// Told of a shutdown before the HTTP servers: marks the server as draining (`/ready` answers 503) and says so.
+struct DrainMarker: Service {
+    let state: ServerState
+    let grace: Int
+    func run() async throws {
+        try? await gracefulShutdown()
+        guard !Task.isCancelled else { return }
+        state.beginDraining()
+        state.logger.notice("stopping: no new connections; requests in flight get up to \(grace) s to finish")
     }
 }

@@ -13,9 +13,10 @@ struct Cluster {
     let b: TestServer
     let target: PostgresTarget
 
-    static func start() async throws -> Cluster {
+    static func start(extra: (@Sendable (inout PanListConfig) -> Void)? = nil) async throws -> Cluster {
         let target = try await TestPostgres.shared.database()
         let adjust: @Sendable (inout PanListConfig) -> Void = { c in
+            extra?(&c)
             c.database.type = "postgres"
             c.database.host = target.host
             c.database.port = target.port
@@ -44,8 +45,8 @@ struct Cluster {
     }
 }
 
-func withCluster(_ body: (Cluster) async throws -> Void) async throws {
-    let c = try await Cluster.start()
+func withCluster(extra: (@Sendable (inout PanListConfig) -> Void)? = nil, _ body: (Cluster) async throws -> Void) async throws {
+    let c = try await Cluster.start(extra: extra)
     do { try await body(c) } catch {
         await c.stop()
         throw error

@@ -202,8 +202,10 @@ struct DAVRoutes: Sendable {
             throw DAVError(status: .tooManyRequests, message: error.message)
         }
         if let stored = try await state.storedUser(named: name), let hit = credentials.get(key), hit == stored.user, !stored.user.isGuest {
+            Metrics.credentialCache.hit.increment()
             return stored.user
         }
+        Metrics.credentialCache.miss.increment()
         let verified: StoredUser?
         // Requests that arrive together with the same credentials (a client opening several connections)
         // share one check: one password verification, one count in the limiter.
@@ -811,7 +813,7 @@ struct DAVRoutes: Sendable {
                 do {
                     _ = try await state.fs.put(UploadStream(name: VirtualPath.base(path), size: 0, body: .empty), into: VirtualPath.parent(path))
                 } catch {
-                    try? await locks.remove(token: created.token)
+                    _ = try? await locks.remove(token: created.token)
                     throw error
                 }
                 status = .created
