@@ -71,10 +71,11 @@ public enum Bootstrap {
         let engine = try config.database.engine
         try prepareTempFolder(config.tempDir, sweep: sweepTemp && engine == .sqlite, known: config.tempDir == dataDir + "/temp")
         if engine == .postgres {
-            // Several instances: each spools into a folder of its own below temp_dir and sweeps only that one,
-            // so instances that share a temp_dir never delete each other's files.
+            // Several instances: each spools into a folder of its own below temp_dir and sweeps only that one
+            // (once it holds its instance id, below), so instances that share a temp_dir never delete each
+            // other's files.
             config.tempDir += "/" + config.instanceID
-            try prepareTempFolder(config.tempDir, sweep: sweepTemp, known: true)
+            try prepareTempFolder(config.tempDir, sweep: false, known: true)
         }
 
         let store: SQLStore
@@ -86,6 +87,17 @@ public enum Bootstrap {
         case .postgres:
             store = try await openPostgres(try config.database.postgresTarget(), logger: logger, wait: waitForDatabase,
                                            leaseTimeout: .seconds(config.database.waitSeconds))
+            if sweepTemp {
+                do {
+                    guard try await store.claimInstance(config.instanceID) else {
+                        throw FSError.conflict("instance_id '\(config.instanceID)' is in use by another PanList running on this database (a copied data folder?); give this one its own: delete instance_id from its config.json, or set PANLIST_INSTANCE_ID")
+                    }
+                    try prepareTempFolder(config.tempDir, sweep: true, known: true)
+                } catch {
+                    await store.close()
+                    throw error
+                }
+            }
         }
         do {
             let created = created, configuredSecret = config.jwtSecret
@@ -189,7 +201,7 @@ public enum Bootstrap {
             fs.keptTimes = store
             // Several instances on PostgreSQL hear of each other's changes through it; alone, nobody to tell.
             let feed: any ChangeFeed = store.engine == .postgres
-                ? try PostgresChangeFeed(store: store, origin: prepared.config.instanceID, logger: logger)
+                ? try PostgresChangeFeed(store: store, instanceID: prepared.config.instanceID, logger: logger)
                 : LocalChangeFeed()
             fs.changes = feed
             let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger, changes: feed)

@@ -401,6 +401,9 @@ public final class ServerState: Sendable {
     /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
     public func shutdown() async {
         await changes.stop()
+        let flush = flushTask.withLockedValue { $0 }
+        flush?.cancel()
+        await flush?.value
         await fs.unloadAll()
         await store.close()
         dataFolderLock?.release()
@@ -408,12 +411,20 @@ public final class ServerState: Sendable {
 
     // MARK: changes made by other instances
 
-    /// Applies a change that another instance published (see `ChangeFeed`). A store that cannot be read
-    /// now leaves things as they are (logged); the caches' time limits remain the backstop.
+    /// Applies a change that another instance published (see `ChangeFeed`). Quick changes are applied at
+    /// once; mounting a storage (a cloud login can take seconds) runs in the background, so the feed is never
+    /// held up. A change that cannot be applied now (the store is away) turns into a full flush, which is
+    /// retried with backoff until it succeeds; the caches' time limits remain the backstop meanwhile.
     public func apply(_ change: Change) async {
         do {
             switch change {
-            case .storage(let id): try await syncStorage(id: id)
+            case .storage(let id):
+                Task { [self] in
+                    do { try await syncStorage(id: id) } catch {
+                        logger.warning("could not apply another instance's change of storage \(id): \(ErrorText.describe(error)); reloading everything")
+                        startFlush()
+                    }
+                }
             case .settings: try await reloadSettings()
             case .users: forgetUsers()
             case .rules: try await reloadRules()
@@ -424,16 +435,50 @@ public final class ServerState: Sendable {
             case .everything:
                 forgetUsers()
                 await fs.forgetCaches()
-                try await reloadSettings()
-                try await reloadRules()
-                for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
-                try await loadLoginBlocks()
-                try await syncStorages()
+                startFlush()
             }
         } catch {
-            logger.warning("could not apply another instance's change (\(change)): \(ErrorText.describe(error))")
+            logger.warning("could not apply another instance's change (\(change)): \(ErrorText.describe(error)); reloading everything")
+            startFlush()
         }
     }
+
+    private let flushTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
+
+    /// Reloads everything other instances may have changed, part by part; the parts that fail are tried
+    /// again after 1, 2, 4 … 30 s until all succeed. A newer flush replaces a running one.
+    func startFlush() {
+        let parts: [(String, @Sendable () async throws -> Void)] = [
+            ("settings", { try await self.reloadSettings() }),
+            ("folder rules", { try await self.reloadRules() }),
+            ("logouts", { for (hash, expires) in try await self.store.revokedTokens() { self.tokens.revoke(hash: hash, until: expires) } }),
+            ("login blocks", { try await self.loadLoginBlocks() }),
+            ("storages", { try await self.syncStorages() }),
+        ]
+        let task = Task { [self] in
+            var pending = parts
+            var delay = 1
+            while !pending.isEmpty && !Task.isCancelled {
+                var failed: [(String, @Sendable () async throws -> Void)] = []
+                for part in pending {
+                    do { try await part.1() } catch { failed.append(part) }
+                }
+                if failed.isEmpty { break }
+                logger.warning("could not reload \(failed.map(\.0).joined(separator: ", ")) from the database; trying again in \(delay) s")
+                pending = failed
+                try? await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 30)
+                forgetUsers()
+            }
+        }
+        flushTask.withLockedValue { old in
+            old?.cancel()
+            old = task
+        }
+    }
+
+    /// For tests: waits for the flush under way, if any.
+    func flushed() async { await flushTask.withLockedValue { $0 }?.value }
 
     /// The blocks in force according to the store (at start, and after the change feed was away).
     func loadLoginBlocks() async throws {

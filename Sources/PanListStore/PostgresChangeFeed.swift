@@ -10,13 +10,19 @@ import SQLKit
 /// holds one connection of its own (named `panlist-listen <instance id>` in `pg_stat_activity`), checked every few seconds
 /// and reopened with backoff when lost. Every time the listener is (re)established it delivers `.everything`
 /// first: whatever was published while nobody listened (the start, a lost connection) is then not missed.
-/// Each message carries the publishing instance's id; an instance ignores its own (it applied them already).
+/// Each message carries the publishing process's origin (its instance id and a number drawn at start, so two
+/// processes given the same id by mistake still hear each other); a process ignores its own messages (it
+/// applied them already). Publishing never holds up the caller: messages go out in order from a queue, each
+/// retried for up to a minute when the database is away, then given up with a warning.
 public final class PostgresChangeFeed: ChangeFeed {
     public static let channel = "panlist_changes"
     let store: SQLStore
     let target: PostgresTarget
+    let instanceID: String
     let origin: String
     let logger: Logger
+    private let outbox: AsyncStream<Change>.Continuation
+    private let sender = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// For tests: the listener's connections so far (a reconnect makes it 2).
     public var connections: Int { connectionCount.withLockedValue { $0 } }
@@ -24,26 +30,53 @@ public final class PostgresChangeFeed: ChangeFeed {
 
     struct Message: Codable { var o: String; var c: Change }
 
-    public init(store: SQLStore, origin: String, logger: Logger) throws {
+    public init(store: SQLStore, instanceID: String, logger: Logger) throws {
         guard let target = store.postgresTarget else { throw FSError.internalError("a PostgreSQL change feed needs a PostgreSQL store") }
         self.store = store
         self.target = target
-        self.origin = origin
+        self.instanceID = instanceID
+        self.origin = instanceID + "/" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         self.logger = logger
+        let (stream, continuation) = AsyncStream<Change>.makeStream()
+        self.outbox = continuation
+        let (db, origin, log) = (store.db, origin, logger)
+        sender.withLockedValue { $0 = Task { await Self.send(stream, db: db, origin: origin, logger: log) } }
     }
 
     public func publish(_ change: Change) async {
-        do {
-            let payload = String(decoding: try JSONEncoder().encode(Message(o: origin, c: change)), as: UTF8.self)
-            guard payload.utf8.count < 7900 else {
+        outbox.yield(change)
+    }
+
+    /// Sends the queued changes in order. A change that cannot be sent is tried again (0.1 s … 5 s apart) for
+    /// up to a minute; then it is given up, and the others catch up within their caches' time limits.
+    private static func send(_ stream: AsyncStream<Change>, db: any SQLDatabase, origin: String, logger: Logger) async {
+        for await change in stream {
+            var c = change
+            var payload = (try? JSONEncoder().encode(Message(o: origin, c: c))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if payload.utf8.count >= 7900 || payload.isEmpty {
                 // NOTIFY payloads end at 8000 bytes: too big a change is said as "everything".
-                return await publish(.everything)
+                c = .everything
+                payload = (try? JSONEncoder().encode(Message(o: origin, c: c))).map { String(decoding: $0, as: UTF8.self) } ?? ""
             }
-            try await store.db.raw("SELECT pg_notify(\(bind: Self.channel), \(bind: payload))").run()
-        } catch {
-            logger.warning("could not tell the other instances about a change (\(ErrorText.describe(error))); their caches catch up within their time limits")
+            var delay = Duration.milliseconds(100)
+            let giveUp = ContinuousClock.now + .seconds(60)
+            while true {
+                do {
+                    try await db.raw("SELECT pg_notify(\(bind: Self.channel), \(bind: payload))").run()
+                    break
+                } catch {
+                    if Task.isCancelled { return }
+                    if ContinuousClock.now >= giveUp {
+                        logger.warning("could not tell the other instances about a change for a minute (\(ErrorText.describe(error))); their caches catch up within their time limits")
+                        break
+                    }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
         }
     }
+
 
     public func start(_ handler: @escaping @Sendable (Change) async -> Void) async {
         let t = Task { await self.listen(handler) }
@@ -54,6 +87,21 @@ public final class PostgresChangeFeed: ChangeFeed {
         let t = task.withLockedValue { t in defer { t = nil }; return t }
         t?.cancel()
         await t?.value
+        // What was published before the stop still goes out, if the database lets it within 2 s.
+        outbox.finish()
+        guard let s = sender.withLockedValue({ $0 }) else { return }
+        let deadline = Task {
+            try? await Task.sleep(for: .seconds(2))
+            if !Task.isCancelled { s.cancel() }
+        }
+        await s.value
+        deadline.cancel()
+    }
+
+    /// An instance id can be used by one running process at a time (its temp folder is `temp_dir/<id>`, which
+    /// each start empties): the listener holds an advisory lock on it for as long as it is connected.
+    static func instanceLockSQL(_ id: String) -> SQLQueryString {
+        "SELECT pg_try_advisory_lock(hashtextextended(\(bind: "panlist-instance:" + id), 0)) AS ok"
     }
 
     private func listen(_ handler: @escaping @Sendable (Change) async -> Void) async {
@@ -65,7 +113,7 @@ public final class PostgresChangeFeed: ChangeFeed {
             do {
                 let conn = try await PostgresConnection.connect(
                     on: MultiThreadedEventLoopGroup.singleton.any(),
-                    configuration: try target.connectionConfiguration(applicationName: "panlist-listen \(origin)"), id: 1, logger: quiet).get()
+                    configuration: try target.connectionConfiguration(applicationName: "panlist-listen \(instanceID)"), id: 1, logger: quiet).get()
                 do {
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         let notifications = try await conn.listen(Self.channel)
@@ -73,16 +121,28 @@ public final class PostgresChangeFeed: ChangeFeed {
                         if connections > 1 { logger.info("listening for changes of the other instances again") }
                         delay = .milliseconds(250)
                         await handler(.everything)
-                        // A connection that died silently is found out by a query every 5 s.
+                        // A connection that died silently is found out by a query every 5 s, which must answer
+                        // within 5 s (a half-open connection would leave it waiting for ever).
                         group.addTask {
                             while true {
                                 try await Task.sleep(for: .seconds(5))
+                                let answered = NIOLockedValueBox(false)
+                                let watchdog = Task {
+                                    try? await Task.sleep(for: .seconds(5))
+                                    if !Task.isCancelled && !answered.withLockedValue({ $0 }) { try? await conn.close() }
+                                }
+                                defer { watchdog.cancel() }
                                 _ = try await conn.query("SELECT 1", logger: quiet)
+                                answered.withLockedValue { $0 = true }
                             }
                         }
                         group.addTask {
                             for try await n in notifications {
-                                guard let m = try? JSONDecoder().decode(Message.self, from: Data(n.payload.utf8)) else { continue }
+                                guard let m = try? JSONDecoder().decode(Message.self, from: Data(n.payload.utf8)) else {
+                                    // From a newer PanList, or damaged: whatever it said, reloading everything covers it.
+                                    await handler(.everything)
+                                    continue
+                                }
                                 if m.o != self.origin { await handler(m.c) }
                             }
                             throw FSError.unavailable("the change listener's connection ended")

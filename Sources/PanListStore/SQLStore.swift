@@ -4,6 +4,8 @@ import PanListCore
 import SQLKit
 import SQLiteKit
 import PostgresNIO
+import NIOConcurrencyHelpers
+import NIOPosix
 
 /// The one Store implementation, written against SQLKit's builder so the same queries serve SQLite
 /// (embedded default) and PostgreSQL (several instances). What differs between the two is decided in
@@ -70,7 +72,38 @@ public final class SQLStore: Store, @unchecked Sendable {
         return SQLStore(database: sql, onClose: { try? await conn.close() })
     }
 
-    public func close() async { await onClose() }
+    public func close() async {
+        if let claim = instanceClaim.withLockedValue({ c in defer { c = nil }; return c }) { try? await claim.close() }
+        await onClose()
+    }
+
+    /// Takes `id` as this process's instance id for as long as it runs (PostgreSQL: an advisory lock on a
+    /// connection of its own, released when the store closes or the process ends). False when another running
+    /// process holds it.
+    public func claimInstance(_ id: String) async throws -> Bool {
+        guard engine == .postgres, let target = postgresTarget else { return true }
+        var logger = Logger(label: "panlist.instance")
+        logger.logLevel = .warning
+        let conn = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.any(),
+            configuration: try target.connectionConfiguration(applicationName: "panlist-instance \(id)"), id: 2, logger: logger).get()
+        do {
+            let rows = try await conn.query("SELECT pg_try_advisory_lock(hashtextextended(\("panlist-instance:" + id), 0))", logger: logger)
+            var got = false
+            for try await (ok) in rows.decode(Bool.self) { got = ok }
+            guard got else {
+                try? await conn.close()
+                return false
+            }
+            instanceClaim.withLockedValue { $0 = conn }
+            return true
+        } catch {
+            try? await conn.close()
+            throw PostgresErrors.translate(error)
+        }
+    }
+
+    private let instanceClaim = NIOLockedValueBox<PostgresConnection?>(nil)
 
     /// One round trip to the database (readiness checks).
     public func ping() async throws { try await db.raw("SELECT 1 AS one").run() }

@@ -141,3 +141,30 @@ struct ClusterSharedTests {
 
 struct UserInfoProbe: Decodable {}
 struct ListProbe: Decodable {}
+
+@Suite("Several instances: one process per instance id", .enabled(if: TestPostgres.installed, TestPostgres.skipMessage))
+struct InstanceIDTests {
+    /// A second server given the id of a running one (a copied data folder) is refused before it empties the
+    /// temp folder both would use; a file spooled there by the first one is still there.
+    @Test func aRunningInstanceIDIsRefused() async throws {
+        try await withCluster { c in
+            let id = c.a.state.config.instanceID
+            let spool = c.a.state.config.tempDir + "/in-flight.part"
+            try Data("spooled".utf8).write(to: URL(fileURLWithPath: spool))
+            let target = c.target
+            await #expect(throws: FSError.self) {
+                let s = try await TestServer.start(adjust: { cfg in
+                    cfg.database.type = "postgres"
+                    cfg.database.host = target.host
+                    cfg.database.port = target.port
+                    cfg.database.user = target.user
+                    cfg.database.name = target.database
+                    cfg.instanceID = id
+                    cfg.tempDir = (c.a.state.config.tempDir as NSString).deletingLastPathComponent
+                })
+                await s.stop()
+            }
+            #expect(FileManager.default.fileExists(atPath: spool), "the second server emptied the first one's temp folder")
+        }
+    }
+}
