@@ -419,6 +419,8 @@ public final class FileSystem: Sendable {
         let kept = KeptTime(modified: date, size: obj.size, md5: obj.hashes["md5"] ?? old?.md5 ?? "",
                             sha1: old.flatMap { $0.applies(to: obj) ? $0.sha1 : nil } ?? "")
         try await store.setKeptTime(path, kept)
+        // Listings (here and, through the change feed, on other instances) show kept times: drop them.
+        await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
         return kept.apply(to: obj)
     }
 

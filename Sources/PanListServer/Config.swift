@@ -32,7 +32,14 @@ public struct PanListConfig: Codable, Sendable {
 
         /// The PostgreSQL server: `dsn` when given, else the separate fields.
         public func postgresTarget() throws(FSError) -> PostgresTarget {
-            if !dsn.isEmpty { return try PostgresTarget(dsn: dsn) }
+            if !dsn.isEmpty {
+                let alsoSet = [("host", !host.isEmpty), ("port", port != 0), ("user", !user.isEmpty), ("password", !password.isEmpty),
+                               ("name", !name.isEmpty), ("ssl_mode", !sslMode.isEmpty)].filter(\.1).map(\.0)
+                if !alsoSet.isEmpty {
+                    throw .badRequest("the database is given twice: by a DSN and by \(alsoSet.joined(separator: ", ")) (config.json's database.* or PANLIST_DB_*); give one of the two")
+                }
+                return try PostgresTarget(dsn: dsn)
+            }
             if port < 0 { throw .badRequest("the database port is not a number (PANLIST_DB_PORT)") }
             return try PostgresTarget(host: host, port: port, user: user, password: password, database: name, sslMode: sslMode)
         }

@@ -21,7 +21,7 @@ public final class PostgresChangeFeed: ChangeFeed {
     let instanceID: String
     let origin: String
     let logger: Logger
-    private let outbox: AsyncStream<Change>.Continuation
+    private let outbox: AsyncStream<(Change, Ack)>.Continuation
     private let sender = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// For tests: the listener's connections so far (a reconnect makes it 2).
@@ -37,20 +37,66 @@ public final class PostgresChangeFeed: ChangeFeed {
         self.instanceID = instanceID
         self.origin = instanceID + "/" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
         self.logger = logger
-        let (stream, continuation) = AsyncStream<Change>.makeStream()
+        let (stream, continuation) = AsyncStream<(Change, Ack)>.makeStream()
         self.outbox = continuation
         let (db, origin, log) = (store.db, origin, logger)
         sender.withLockedValue { $0 = Task { await Self.send(stream, db: db, origin: origin, logger: log) } }
     }
 
+    /// Queues `change` and waits until it was sent, at most 1 s: normally the other instances know of a
+    /// write before its answer leaves (a client sent round-robin to another instance next sees it), and a
+    /// slow database never holds a write up for long.
     public func publish(_ change: Change) async {
-        outbox.yield(change)
+        let ack = Ack()
+        outbox.yield((change, ack))
+        await ack.wait(at_most: .seconds(1))
+    }
+
+    /// Resumed once: by the sender when the change went out (or was given up), or by the time limit.
+    final class Ack: Sendable {
+        private let state = NIOLockedValueBox<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+        func done() {
+            let w = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+                s.done = true
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            w?.resume()
+        }
+        func wait(at_most limit: Duration) async {
+            let timer = Task { [self] in
+                try? await Task.sleep(for: limit)
+                done()
+            }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLockedValue { s -> Bool in
+                    if s.done { return true }
+                    s.waiter = c
+                    return false
+                }
+                if resumeNow { c.resume() }
+            }
+            timer.cancel()
+        }
+    }
+
+    /// Tells the running instances about a change made outside them (the command line), once; nothing to do
+    /// with SQLite. A failure is said on standard error by the caller's logger.
+    public static func announce(_ change: Change, in store: any Store, logger: Logger) async {
+        guard let sql = store as? SQLStore, sql.engine == .postgres else { return }
+        do {
+            let payload = String(decoding: try JSONEncoder().encode(Message(o: "cli/" + UUID().uuidString, c: change)), as: UTF8.self)
+            try await sql.db.raw("SELECT pg_notify(\(bind: channel), \(bind: payload))").run()
+        } catch {
+            logger.warning("the running instances were not told of the change (\(ErrorText.describe(error))); they see it within their caches' time limits or at their next start")
+        }
     }
 
     /// Sends the queued changes in order. A change that cannot be sent is tried again (0.1 s … 5 s apart) for
     /// up to a minute; then it is given up, and the others catch up within their caches' time limits.
-    private static func send(_ stream: AsyncStream<Change>, db: any SQLDatabase, origin: String, logger: Logger) async {
-        for await change in stream {
+    private static func send(_ stream: AsyncStream<(Change, Ack)>, db: any SQLDatabase, origin: String, logger: Logger) async {
+        for await (change, ack) in stream {
+            defer { ack.done() }
             var c = change
             var payload = (try? JSONEncoder().encode(Message(o: origin, c: c))).map { String(decoding: $0, as: UTF8.self) } ?? ""
             if payload.utf8.count >= 7900 || payload.isEmpty {

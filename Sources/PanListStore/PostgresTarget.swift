@@ -10,8 +10,9 @@ import PostgresNIO
 /// (`host=db user=panlist password=… dbname=panlist sslmode=verify-full`). A `host` that starts with `/`
 /// is the folder of a unix socket, as with libpq.
 ///
-/// `ssl_mode`: `disable`; `prefer` (TLS when the server offers it; the default for a host that is not
-/// loopback), `require`, `verify-ca` and `verify-full` (TLS or no connection). Whenever TLS is used, the
+/// `ssl_mode`: `disable`; `prefer` (TLS when the server offers it), `require`, `verify-ca` and `verify-full`
+/// (TLS or no connection; `verify-full` is the default for a host that is not loopback, so that nobody on
+/// the way can turn TLS off or stand in for the server). Whenever TLS is used, the
 /// server's certificate is verified against the system's roots (and `sslrootcert` when given), whatever
 /// the mode: PanList never talks TLS without verification. A unix socket or a loopback host defaults to
 /// `disable`.
@@ -89,7 +90,8 @@ public struct PostgresTarget: Sendable, Equatable {
             while let c = chars.first, c != "=", !c.isWhitespace { key.append(c); chars.removeFirst() }
             skipSpaces()
             guard chars.first == "=" else {
-                throw .badRequest("the database DSN is neither a postgres:// URL nor key=value words (\"\(key)\" has no '=')")
+                // The word itself is not repeated: it may be a password written without its key.
+                throw .badRequest("the database DSN is neither a postgres:// URL nor key=value words (word \(out.count + 1) has no '='; write host=db user=panlist …)")
             }
             chars.removeFirst()
             skipSpaces()
@@ -130,10 +132,10 @@ public struct PostgresTarget: Sendable, Equatable {
     public var isUnixSocket: Bool { host.hasPrefix("/") }
     var isLoopback: Bool { isUnixSocket || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
 
-    /// The TLS mode used: the given one, or `disable` for a socket or loopback and `prefer` elsewhere.
+    /// The TLS mode used: the given one, or `disable` for a socket or loopback and `verify-full` elsewhere.
     public var effectiveSSLMode: String {
         if !sslMode.isEmpty { return sslMode == "allow" ? "prefer" : sslMode }
-        return isLoopback ? "disable" : "prefer"
+        return isLoopback ? "disable" : "verify-full"
     }
 
     /// What to show in logs and messages: everything but the password.
@@ -190,6 +192,11 @@ public struct PostgresTarget: Sendable, Equatable {
             // What waiting will not mend (a refused login, a missing database, TLS that cannot be had) is a
             // `badRequest`; an unreachable or starting server is `unavailable`, worth retrying.
             if let p = error as? PSQLError, Self.isSettingsError(p) { throw FSError.badRequest("\(described): \(words)") }
+            // A certificate that is not trusted will not become trusted by waiting.
+            let text = words + " " + String(reflecting: error)
+            if text.contains("certificate") || text.contains("CERTIFICATE") {
+                throw FSError.badRequest("\(described): the server's TLS certificate is not trusted (\(words)); give its certificate authority with sslrootcert in the DSN, or choose another ssl_mode")
+            }
             throw FSError.unavailable("\(described): \(words)")
         }
     }

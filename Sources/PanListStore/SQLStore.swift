@@ -201,7 +201,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("md5", type: .text, .notNull, .default(""))
                 .column("sha1", type: .text, .notNull, .default(""))
                 .run()
-            try await db.create(index: "kept_times_parent").on("kept_times").column("parent").run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS kept_times_parent ON kept_times (parent)").run()
         }),
         (6, { db in
             // The login limiter's counts, shared by every instance (see LoginLimiter).
@@ -277,12 +277,22 @@ public final class SQLStore: Store, @unchecked Sendable {
             .run()
         let done = Set(try await db.select().column("version").from("schema_migrations")
             .all(decodingColumn: "version", as: Int.self))
+        // Each migration and its record in one transaction: a crash half-way leaves it not applied, whole.
         for m in Self.migrations where !done.contains(m.version) {
-            try await m.run(db)
-            try await db.insert(into: "schema_migrations")
-                .columns("version", "applied_ms")
-                .values(SQLBind(m.version), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
-                .run()
+            try await db.withSession { s in
+                try await s.raw("BEGIN").run()
+                do {
+                    try await m.run(s)
+                    try await s.insert(into: "schema_migrations")
+                        .columns("version", "applied_ms")
+                        .values(SQLBind(m.version), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
+                        .run()
+                    try await s.raw("COMMIT").run()
+                } catch {
+                    try? await s.raw("ROLLBACK").run()
+                    throw error
+                }
+            }
         }
     }
 
@@ -846,6 +856,16 @@ extension SQLStore {
                                       "dav_props", "kept_times"]
     // (login_failures is not copied: short-lived counts.)
 
+    /// Whether the store's tables exist (a database nobody migrated yet has none).
+    public func hasTables() async throws -> Bool {
+        switch engine {
+        case .postgres:
+            return try await db.raw("SELECT to_regclass('settings') IS NOT NULL AS ok").first(decodingColumn: "ok", as: Bool.self) ?? false
+        case .sqlite:
+            return try await db.raw("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'settings'").first(decodingColumn: "n", as: Int.self) ?? 0 > 0
+        }
+    }
+
     /// Rows per table of this store.
     public func rowCounts() async throws -> [(table: String, rows: Int)] {
         var out: [(String, Int)] = []
@@ -861,7 +881,7 @@ extension SQLStore {
     /// on PostgreSQL). Returns the rows per table. `dryRun` reads and counts only. Ids are kept, so links
     /// between rows stay; PostgreSQL's id sequences are moved past the copied ids.
     public func copy(to dest: SQLStore, dryRun: Bool) async throws -> [(table: String, rows: Int)] {
-        let filled = try await dest.rowCounts().filter { $0.rows > 0 }
+        let filled = try await dest.hasTables() ? dest.rowCounts().filter { $0.rows > 0 } : []
         if !filled.isEmpty {
             throw FSError.conflict("the destination database is not empty (\(filled.map { "\($0.table): \($0.rows) rows" }.joined(separator: ", "))); copy into a new, empty database")
         }

@@ -69,7 +69,7 @@ func withStore<T>(_ dataDir: String, announce: Bool = true, _ body: (SQLStore) a
     let prepared = try await Bootstrap.prepare(dataDir: dataDir, logger: logger, sweepTemp: false)
     if announce { announceAdmin(prepared.createdAdminPassword) }
     if let lock = try? DataFolderLock(dataDir: prepared.dataDir) {
-        try? await Demo.removeMount(prepared.store)
+        try? await Demo.removeMount(prepared.store, dataDir: prepared.dataDir)
         lock.release()
     }
     do {
@@ -106,8 +106,8 @@ struct Server: AsyncParsableCommand {
             boot = try await Bootstrap.open(dataDir: dataDir, registry: makeRegistry(), logger: logger,
                                             address: address, port: port, lock: lock, prepare: { store in
                                                 // A demo mount left by a server that was killed is never kept.
-                                                try await Demo.removeMount(store)
-                                                if let emulator { try await Demo.mount(emulator, store) }
+                                                try await Demo.removeMount(store, dataDir: dataDir)
+                                                if let emulator { try await Demo.mount(emulator, store, dataDir: dataDir) }
                                             })
         } catch {
             await emulator?.stop()
@@ -154,7 +154,7 @@ struct Server: AsyncParsableCommand {
             task.cancel()
             await task.value
         }
-        if emulator != nil { try? await Demo.removeMount(state.store) }
+        if emulator != nil { try? await Demo.removeMount(state.store, dataDir: dataDir) }
         flushing?.cancel()
         await flushing?.value
         await state.shutdown()
@@ -185,7 +185,11 @@ enum ListenError {
 /// a storage at /123open that exists only while the demo runs.
 enum Demo {
     static let mountPath = "/123open"
-    static let marker = "demo:storage_id"
+    /// The demo storage's id is recorded per data folder: instances sharing a PostgreSQL database must never
+    /// remove each other's demo mount.
+    static func marker(_ dataDir: String) -> String {
+        "demo:storage_id:" + dataDir
+    }
 
     static func startEmulator(dataDir: String) async throws -> Open123Emulator {
         let dir = dataDir + "/" + Bootstrap.demoFolder
@@ -208,7 +212,7 @@ enum Demo {
     }
 
     /// Adds the storage at /123open pointing at the emulator (refused when /123open is used by another storage).
-    static func mount(_ emu: Open123Emulator, _ store: any Store) async throws {
+    static func mount(_ emu: Open123Emulator, _ store: any Store, dataDir: String) async throws {
         if let other = try await store.storages().first(where: { $0.mountPath == mountPath }) {
             throw CLIError("\(mountPath) is already used by storage \(other.id) (\(other.driver)); remove it to use --demo")
         }
@@ -216,14 +220,23 @@ enum Demo {
             "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL], options: [.sortedKeys]), as: UTF8.self)
         let id = try await store.createStorage(StorageRecord(mountPath: mountPath, driver: Open123Driver.name, addition: addition,
                                                              remark: "panlist server --demo (removed when the demo stops)"))
-        try await store.setDriverState(marker, String(id))
+        try await store.setDriverState(marker(dataDir), String(id))
+        await PostgresChangeFeed.announce(.storage(id: id), in: store, logger: makeLogger())
     }
 
     /// Removes the demo's storage, if one is recorded.
-    static func removeMount(_ store: any Store) async throws {
-        guard let raw = try await store.driverState(marker) else { return }
-        if let id = Int(raw), try await store.storage(id: id) != nil { try await store.deleteStorage(id: id) }
-        try await store.setDriverState(marker, nil)
+    static func removeMount(_ store: any Store, dataDir: String) async throws {
+        // Before 2026-12 the record had one key for every data folder (SQLite: there was only one).
+        if (store as? SQLStore)?.isShared == false, let old = try await store.driverState("demo:storage_id") {
+            try await store.setDriverState(marker(dataDir), old)
+            try await store.setDriverState("demo:storage_id", nil)
+        }
+        guard let raw = try await store.driverState(marker(dataDir)) else { return }
+        if let id = Int(raw), try await store.storage(id: id) != nil {
+            try await store.deleteStorage(id: id)
+            await PostgresChangeFeed.announce(.storage(id: id), in: store, logger: makeLogger())
+        }
+        try await store.setDriverState(marker(dataDir), nil)
     }
 }
 
@@ -257,7 +270,7 @@ struct Admin: AsyncParsableCommand {
         func run() async throws {
             let password = try password ?? PasswordInput.read()
             guard !password.isEmpty else { throw ValidationError("the password cannot be empty") }
-            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password) }
+            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password); await PostgresChangeFeed.announce(.users, in: $0, logger: makeLogger()) }
             print("admin password updated; a running server uses it within 2 seconds, and tokens issued before stop working")
         }
     }
@@ -267,7 +280,7 @@ struct Admin: AsyncParsableCommand {
         @OptionGroup var options: DataOption
         func run() async throws {
             let password = RandomString.make(12)
-            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password) }
+            try await withStore(options.data, announce: false) { try await Bootstrap.setAdminPassword($0, password); await PostgresChangeFeed.announce(.users, in: $0, logger: makeLogger()) }
             print("admin password: \(password)")
         }
     }
@@ -380,7 +393,9 @@ struct StorageCommand: AsyncParsableCommand {
                 if let other = try await store.storages().first(where: { $0.mountPath == mountPath }) {
                     throw CLIError("\(mountPath) is already used by storage \(other.id) (\(other.driver))")
                 }
-                return try await store.createStorage(record)
+                let id = try await store.createStorage(record)
+                await PostgresChangeFeed.announce(.storage(id: id), in: store, logger: makeLogger())
+                return id
             }
             print("added storage \(id) at \(mountPath)")
         }
@@ -397,6 +412,7 @@ struct StorageCommand: AsyncParsableCommand {
                     throw CLIError("no storage with mount path or id '\(wanted)'")
                 }
                 try await store.deleteStorage(id: s.id)
+                await PostgresChangeFeed.announce(.storage(id: s.id), in: store, logger: makeLogger())
                 return s
             }
             print("removed storage \(removed.id) at \(removed.mountPath)")
@@ -427,6 +443,10 @@ struct DBCommand: AsyncParsableCommand {
             let target: PostgresTarget
             do { target = try PostgresTarget(dsn: to) } catch { throw CLIError(error.message) }
             let dataDir = Bootstrap.absolute(options.data)
+            // A mistyped --data must not create a new, empty installation to copy.
+            guard FileManager.default.fileExists(atPath: dataDir + "/config.json") else {
+                throw CLIError("\(dataDir) holds no PanList installation (no config.json); give the data folder with --data")
+            }
             var lock: DataFolderLock?
             if !dryRun {
                 do { lock = try DataFolderLock(dataDir: dataDir) } catch {
@@ -446,7 +466,8 @@ struct DBCommand: AsyncParsableCommand {
                 throw CLIError(ErrorText.describe(error))
             }
             do {
-                try await dest.migrate()
+                // A dry run writes nothing into the destination either (its tables are made by the real copy).
+                if !dryRun { try await dest.migrate() }
                 let counts = try await prepared.store.copy(to: dest, dryRun: dryRun)
                 // Logins made before the move stay valid: the shared token secret is this installation's.
                 if !dryRun, try await dest.driverState(Bootstrap.sharedJWTSecretKey) == nil {

@@ -80,6 +80,13 @@ struct StorePostgresTests {
         try await source.setDeadProperties("/x/f", set: [DeadProperty(ns: "urn:a", name: "b", value: "c")], remove: [])
         try await source.setKeptTime("/x/f", KeptTime(modified: Date(timeIntervalSince1970: 1000), size: 1))
 
+        // A dry run into a database nobody migrated yet counts and makes no table there.
+        let fresh = try await SQLStore.postgres(try await TestPostgres.shared.database())
+        let dryFresh = try await source.copy(to: fresh, dryRun: true)
+        #expect(dryFresh.allSatisfy { $0.rows == 1 })
+        #expect(try await fresh.hasTables() == false)
+        await fresh.close()
+
         let dest = try await StoreContract.open(.postgres)
         let dry = try await source.copy(to: dest, dryRun: true)
         #expect(dry.allSatisfy { $0.rows == 1 })
@@ -173,7 +180,7 @@ struct PostgresTargetTests {
         let quoted = try PostgresTarget(dsn: "host=h user=u password='a b\\'c'")
         #expect(quoted.password == "a b'c" && quoted.database == "u" && quoted.port == 5432)
         #expect(try PostgresTarget(dsn: "postgresql://u@127.0.0.1/x").effectiveSSLMode == "disable")
-        #expect(try PostgresTarget(dsn: "postgresql://u@db.example/x").effectiveSSLMode == "prefer")
+        #expect(try PostgresTarget(dsn: "postgresql://u@db.example/x").effectiveSSLMode == "verify-full")
 
         for (bad, says) in [("mysql://u@h/x", "postgres://"), ("postgres://h/x", "no user"), ("host=h dbname", "no '='"),
                             ("postgres://u@h:99999/x", "port"), ("postgres://u@h/x?sslmode=sometimes", "ssl_mode"),
@@ -194,8 +201,24 @@ struct PostgresTargetTests {
         #expect(try c.database.engine == .postgres)
         let t = try c.database.postgresTarget()
         #expect(t.host == "db" && t.port == 6000 && t.user == "pl" && t.password == "pw" && t.database == "plist" && t.effectiveSSLMode == "require")
+        // A DSN beside the separate fields: refused, naming both, never the password.
         c.applyEnvironment(["PANLIST_DB_DSN": "postgres://other@h2/d2"])
-        #expect(try c.database.postgresTarget().user == "other")
+        do {
+            _ = try c.database.postgresTarget()
+            Issue.record("a DSN and separate fields were both accepted")
+        } catch {
+            #expect(error.message.contains("given twice") && error.message.contains("host") && !error.message.contains("pw"), "\(error.message)")
+        }
+        var d = PanListConfig()
+        d.applyEnvironment(["PANLIST_DB_DSN": "postgres://other@h2/d2"])
+        #expect(try d.database.postgresTarget().user == "other")
+        // A password written without its key is not repeated in the message.
+        do {
+            _ = try PostgresTarget(dsn: "host=h user=u password s3cret-Word")
+            Issue.record("accepted a word without '='")
+        } catch {
+            #expect(!error.message.contains("s3cret"), "\(error.message)")
+        }
         c.database.type = "mysql"
         #expect(throws: FSError.self) { _ = try c.database.engine }
         c.applyEnvironment(["PANLIST_DB_PORT": "five"])
