@@ -20,7 +20,7 @@ struct LocalAddition: Decodable {
 
 /// A folder on this machine's disk. Every path is confined to the root: `..` never reaches the driver
 /// (the core refuses it), and symbolic links whose target lies outside the root are neither listed nor followed.
-public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
+public final class LocalDriver: Driver, CacheForgetting, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
     RemoveCapable, PutCapable, DetailsCapable, SetModifiedCapable
 {
     public static let name = "Local"
@@ -56,6 +56,9 @@ public final class LocalDriver: Driver, GetCapable, MakeDirCapable, RenameCapabl
         lookups.withLockedValue { $0.removeAll(keepingCapacity: true) }
         listings.withLockedValue { $0 = ([:], 0) }
     }
+
+    /// Another instance changed this storage's folder (a shared file system): what was looked up goes.
+    public func forgetCached() { forgetLookups() }
 
     public init(record: StorageRecord) throws {
         self.config = Self.factory.config

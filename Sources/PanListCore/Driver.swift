@@ -140,6 +140,9 @@ public struct StorageDetails: Sendable, Codable, Equatable {
         try c.encode(usedSpace, forKey: .usedSpace)
     }
 }
+/// A driver that keeps lookups of its own (the Local driver's second-long cache): told to drop them when
+/// another instance changed the storage (`FileSystem.folderChanged`, `forgetCaches`).
+public protocol CacheForgetting: Driver { func forgetCached() }
 public protocol DetailsCapable: Driver { func details() async throws -> StorageDetails }
 
 /// A driver type known to the registry.

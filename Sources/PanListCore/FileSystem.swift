@@ -48,12 +48,14 @@ public final class FileSystem: Sendable {
     /// may have changed, are dropped here too.
     public func folderChanged(storageID: Int, path: String, recursive: Bool) async {
         await cache.invalidate(storageID: storageID, path: path, recursive: recursive)
+        (storage(id: storageID)?.driver as? any CacheForgetting)?.forgetCached()
         didWrite()
     }
 
     /// Drops every cached listing, link and file (a change feed that was away).
     public func forgetCaches() async {
         await cache.clearAll()
+        for m in storages { (m.driver as? any CacheForgetting)?.forgetCached() }
         didWrite()
     }
 

@@ -37,6 +37,28 @@ struct ClusterSharedTests {
         }
     }
 
+    /// A file of a shared local folder replaced or deleted through B is seen so at once through A, although A
+    /// looked it up a moment before (the Local driver keeps lookups for a second).
+    @Test func aLocalFileChangedOnBIsFreshOnA() async throws {
+        try await withCluster { c in
+            func length(_ s: TestServer) async throws -> (Int, String?) {
+                let r = try await s.request(.PROPFIND, "/dav/fresh.txt", headers: [basic(s), ("Depth", "0")])
+                let m = r.text.range(of: "<D:getcontentlength>")
+                let len = m.map { String(r.text[$0.upperBound...].prefix { $0.isNumber }) }
+                return (r.status, len)
+            }
+            let first = try await c.a.request(.PUT, "/dav/fresh.txt", headers: [basic(c.a)], body: Data("one".utf8)).status
+            #expect([201, 204].contains(first))
+            let seen = try await length(c.a)
+            #expect(seen == (207, "3"))
+            let second = try await c.b.request(.PUT, "/dav/fresh.txt", headers: [basic(c.b)], body: Data("second version".utf8)).status
+            #expect([201, 204].contains(second))
+            #expect(await Cluster.within(.milliseconds(300)) { try await length(c.a) == (207, "14") }, "A served the old size")
+            #expect(try await c.b.request(.DELETE, "/dav/fresh.txt", headers: [basic(c.b)]).status == 204)
+            #expect(await Cluster.within(.milliseconds(300)) { try await length(c.a).0 == 404 }, "A still served a file deleted through B")
+        }
+    }
+
     /// Of 20 exclusive LOCKs of one resource sent at once, 10 to each instance, exactly one wins.
     @Test func oneOfTwentyConcurrentLocksWins() async throws {
         try await withCluster { c in
