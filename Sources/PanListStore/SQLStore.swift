@@ -738,7 +738,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func deadProperties(below dir: String) async throws -> [String: [DeadProperty]] {
         struct Row: Codable { var path: String; var ns: String; var name: String; var value: String }
         let rows = try await db.select().columns("path", "ns", "name", "value").from("dav_props")
-            .where("path", .like, Self.likePrefix(dir)).orderBy("ns").orderBy("name")
+            .where("path", .like, likePrefix(dir)).orderBy("ns").orderBy("name")
             .all(decoding: Row.self).filter { $0.path != dir && Self.isWithin($0.path, dir) }
         var out: [String: [DeadProperty]] = [:]
         for r in rows { out[r.path, default: []].append(DeadProperty(ns: r.ns, name: r.name, value: r.value)) }
@@ -820,7 +820,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     func copyPathRows<Row: Codable & Sendable>(_ type: Row.Type, table: String, conflict: [String], from: String, to: String,
                                                move: (inout Row, String) -> Void) async throws {
         let rows = try await db.select().columns("*").from(table)
-            .where { $0.where("path", .equal, from).orWhere("path", .like, Self.likePrefix(from)) }
+            .where { $0.where("path", .equal, from).orWhere("path", .like, likePrefix(from)) }
             .all().compactMap { raw -> Row? in
                 guard let p = try? raw.decode(column: "path", as: String.self), Self.isWithin(p, from), var row = try? raw.decode(model: Row.self) else { return nil }
                 move(&row, to + p.dropFirst(from.count))
@@ -835,14 +835,17 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// Deletes the rows of `table` at `path` and below.
     func deletePathRows(table: String, _ path: String) async throws {
         let paths = try await db.select().distinct().column("path").from(table)
-            .where { $0.where("path", .equal, path).orWhere("path", .like, Self.likePrefix(path)) }
+            .where { $0.where("path", .equal, path).orWhere("path", .like, likePrefix(path)) }
             .all(decodingColumn: "path", as: String.self).filter { Self.isWithin($0, path) }
         for p in paths { try await db.delete(from: table).where("path", .equal, p).run() }
     }
 
     /// `path/%` for LIKE. `_` and `%` in `path` are wildcards there, so callers filter with `isWithin`.
-    static func likePrefix(_ path: String) -> String {
-        (path == "/" ? "" : path) + "/%"
+    func likePrefix(_ path: String) -> String {
+        let prefix = (path == "/" ? "" : path) + "/%"
+        // PostgreSQL's LIKE takes a backslash as its escape character (SQLite's has none): doubled there, so
+        // that a folder whose name holds one still finds its rows.
+        return engine == .postgres ? prefix.replacingOccurrences(of: "\\", with: "\\\\") : prefix
     }
 
     static func isWithin(_ path: String, _ root: String) -> Bool { VirtualPath.isWithin(path, root) }

@@ -21,6 +21,12 @@ struct StorePostgresTests {
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.postgres) }
 
+    @Test func pathRowsBelowOddNames() async throws {
+        let store = try await StoreContract.open(.postgres)
+        try await StoreContract.pathRowsBelowOddNames(store)
+        await store.close()
+    }
+
     @Test func loginFailuresAddUp() async throws {
         let store = try await StoreContract.open(.postgres)
         try await StoreContract.loginFailuresAddUp(store)

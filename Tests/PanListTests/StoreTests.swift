@@ -135,6 +135,24 @@ enum StoreContract {
         #expect(try await store.addLoginFailure(key: "u1", limit: 5, window: 300) == 1)
     }
 
+    /// Rows below a folder whose name holds a backslash (PostgreSQL's LIKE escape character), a percent sign
+    /// or an underscore are found, and only they; WebDAV locks below it go with it too.
+    static func pathRowsBelowOddNames(_ store: SQLStore) async throws {
+        for dir in ["/a\\b", "/50%_off"] {
+            try await store.setDeadProperties(dir + "/f", set: [DeadProperty(ns: "urn:x", name: "n", value: "v")], remove: [])
+            try await store.setDeadProperties(dir + "x/g", set: [DeadProperty(ns: "urn:x", name: "n", value: "w")], remove: [])
+            #expect(Array(try await store.deadProperties(below: dir).keys) == [dir + "/f"], "\(dir)")
+            try await store.deleteDeadProperties(dir)
+            #expect(try await store.deadProperties(dir + "/f").isEmpty, "\(dir)")
+            #expect(try await store.deadProperties(dir + "x/g").count == 1, "\(dir)")
+            let lock = DAVLockRecord(token: "t-" + dir, path: dir + "/f", infinite: false, exclusive: true, owner: "", timeout: 60,
+                                     expires_ms: Int64(Date().timeIntervalSince1970 * 1000) + 60_000)
+            #expect(try await store.createDAVLock(lock) { _ in false })
+            try await store.deleteDAVLocks(below: dir)
+            #expect(try await store.davLocks().filter { $0.token == lock.token }.isEmpty, "\(dir)")
+        }
+    }
+
     /// Two writers racing for one unique value (two instances passing the "taken?" check together):
     /// exactly one wins, the other gets `.alreadyExists`.
     static func racingInsertsOfOneValue(_ engine: SQLStore.Engine) async throws {
@@ -196,6 +214,12 @@ struct StoreTests {
     }
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.sqlite) }
+
+    @Test func pathRowsBelowOddNames() async throws {
+        let store = try await StoreContract.open(.sqlite)
+        try await StoreContract.pathRowsBelowOddNames(store)
+        await store.close()
+    }
 
     @Test func loginFailuresAddUp() async throws {
         let store = try await StoreContract.open(.sqlite)
