@@ -158,6 +158,37 @@ struct ClusterTests {
         }
     }
 
+    /// A local storage whose folder is missing on one node fails there only: that node's storage list and
+    /// /ready say so, the other node keeps serving it.
+    @Test func aMissingLocalFolderFailsOnItsNodeOnly() async throws {
+        try await withCluster { c in
+            let ta = try await c.a.login()
+            let root = c.a.dir.path + "/node-local"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": root]), as: UTF8.self)
+            let r = try await c.a.api("/admin/storage/create", ["mount_path": "/node", "driver": "Local", "addition": addition], token: ta)
+            let id = try #require(r.data["id"] as? Int)
+            #expect(await Cluster.within { c.b.state.fs.storage(id: id)?.isWorking == true })
+            // The folder goes away as B (re)mounts the storage: as if it were missing on B's machine only.
+            let moved = root + "-elsewhere"
+            try FileManager.default.moveItem(atPath: root, toPath: moved)
+            await c.b.state.fs.unload(id: id)
+            try await c.b.state.syncStorage(id: id)
+            try FileManager.default.moveItem(atPath: moved, toPath: root)
+            func status(_ s: TestServer) async throws -> String? {
+                let list = try await s.api("/admin/storage/list", token: ta, method: .GET).data["content"] as? [[String: Any]] ?? []
+                return list.first { $0["id"] as? Int == id }?["status"] as? String
+            }
+            #expect(try await status(c.a) == "work")
+            let onB = try await status(c.b) ?? ""
+            #expect(onB != "work" && onB.contains("node-local"), "B's status: \(onB)")
+            let ready = try await c.b.request(.GET, "/ready")
+            #expect(ready.status == 200)
+            #expect((ready.json["failed_storages"] as? [String])?.contains { $0.hasPrefix("/node") } == true, "\(ready.text)")
+            #expect(try await c.a.api("/fs/list", ["path": "/node"], token: ta).code == 200)
+        }
+    }
+
     /// B's listener loses its connection while A changes something: when it is back, B drops everything it
     /// kept, so the change that it did not hear of shows anyway.
     @Test func aListenerBackFromAGapFlushesItsCaches() async throws {
