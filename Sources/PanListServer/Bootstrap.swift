@@ -61,6 +61,9 @@ public enum Bootstrap {
         guard (1...600).contains(config.database.waitSeconds) else {
             throw FSError.badRequest("database.wait_seconds must be a number of seconds from 1 to 600 (PANLIST_DB_WAIT)")
         }
+        guard (0...300).contains(config.shutdownDelay) else {
+            throw FSError.badRequest("shutdown_delay must be a number of seconds from 0 to 300 (PANLIST_SHUTDOWN_DELAY)")
+        }
         guard (0...3600).contains(config.shutdownGrace) else {
             throw FSError.badRequest("shutdown_grace must be a number of seconds from 0 to 3600 (PANLIST_SHUTDOWN_GRACE)")
         }

@@ -116,11 +116,14 @@ public struct PanListConfig: Codable, Sendable {
     public var metricsAddress = ""
     /// Seconds a stopping server (SIGTERM) gives requests in flight, downloads and uploads, to finish.
     public var shutdownGrace = 30
+    /// Seconds between SIGTERM (when `/ready` turns 503) and the listeners closing, for load balancers that
+    /// poll `/ready` to notice; new requests are still served meanwhile.
+    public var shutdownDelay = 0
 
     enum CodingKeys: String, CodingKey {
         case force, database, scheme
         case instanceID = "instance_id"
-        case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace"
+        case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace", shutdownDelay = "shutdown_delay"
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
         case trustedProxies = "trusted_proxies", accessLog = "access_log", clientIPHeader = "client_ip_header"
@@ -145,6 +148,7 @@ public struct PanListConfig: Codable, Sendable {
         instanceID = try c.decodeIfPresent(String.self, forKey: .instanceID) ?? d.instanceID
         metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
         shutdownGrace = try c.decodeIfPresent(Int.self, forKey: .shutdownGrace) ?? d.shutdownGrace
+        shutdownDelay = try c.decodeIfPresent(Int.self, forKey: .shutdownDelay) ?? d.shutdownDelay
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.
@@ -205,6 +209,7 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_INSTANCE_ID"], !v.isEmpty { instanceID = v }
         if let v = env["PANLIST_METRICS_ADDRESS"] { metricsAddress = v }
         if let v = env["PANLIST_SHUTDOWN_GRACE"] { shutdownGrace = Int(v) ?? -1 }
+        if let v = env["PANLIST_SHUTDOWN_DELAY"] { shutdownDelay = Int(v) ?? -1 }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

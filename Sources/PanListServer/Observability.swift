@@ -3,6 +3,7 @@ import Hummingbird
 import NIOConcurrencyHelpers
 import NIOCore
 import PanListCore
+import PanListStore
 import Prometheus
 
 /// Request metrics: requests by route, method and status, their latency, and bytes in and out. The route is
@@ -12,6 +13,8 @@ struct RequestMetricsMiddleware: RouterMiddleware {
     static let bytesIn = Metrics.counter("panlist_http_request_bytes_total", "Request body bytes received")
     static let bytesOut = Metrics.counter("panlist_http_response_bytes_total", "Response body bytes sent")
     static let inFlight = Metrics.gauge("panlist_http_requests_in_flight", "Requests being answered")
+    static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "PROPPATCH",
+                                            "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK"]
 
     func handle(_ request: Request, context: AppContext, next: (Request, AppContext) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -23,41 +26,52 @@ struct RequestMetricsMiddleware: RouterMiddleware {
                 return buffer
             })
         }
+        // In flight while the handler works (balanced on every path); a request is counted when the handler
+        // returns, with its status; the latency of a streamed answer runs to its last byte (or its failure).
         Self.inFlight.increment()
-        let method = request.method.rawValue
+        // Any token is a method to HTTP: only known ones are labels, so a client cannot make series at will.
+        let method = Self.knownMethods.contains(request.method.rawValue) ? request.method.rawValue : "other"
+        let response: Response
         do {
-            var response = try await next(request, context)
-            let route = context.endpointPath ?? "unmatched"
-            let status = response.status.code
-            if request.method == .head {
-                Self.done(route, method, status, start)
-            } else if let length = response.body.contentLength, length <= 64 * 1024 {
-                // Small answers: counted as they leave the handler.
-                Self.bytesOut.increment(by: Int64(length))
-                Self.done(route, method, status, start)
-            } else {
-                let body = response.body
-                response.body = ResponseBody(contentLength: body.contentLength) { writer in
-                    let counting = CountingWriter(inner: writer)
-                    defer {
-                        Self.bytesOut.increment(by: Int64(counting.count.withLockedValue { $0 }))
-                        Self.done(route, method, status, start)
-                    }
-                    try await body.write(counting)
-                }
-            }
-            return response
+            response = try await next(request, context)
         } catch {
+            Self.inFlight.decrement()
             let status = (error as? any HTTPResponseError)?.status.code ?? 500
-            Self.done(context.endpointPath ?? "unmatched", method, status, start)
+            Self.count(context.endpointPath ?? "unmatched", method, status)
+            Self.latency(context.endpointPath ?? "unmatched", method, start)
             throw error
         }
+        Self.inFlight.decrement()
+        let route = context.endpointPath ?? "unmatched"
+        Self.count(route, method, response.status.code)
+        if request.method == .head {
+            Self.latency(route, method, start)
+            return response
+        }
+        if let length = response.body.contentLength, length <= 64 * 1024 {
+            Self.bytesOut.increment(by: Int64(length))
+            Self.latency(route, method, start)
+            return response
+        }
+        var wrapped = response
+        let body = response.body
+        wrapped.body = ResponseBody(contentLength: body.contentLength) { writer in
+            let counting = CountingWriter(inner: writer)
+            defer {
+                Self.bytesOut.increment(by: Int64(counting.count.withLockedValue { $0 }))
+                Self.latency(route, method, start)
+            }
+            try await body.write(counting)
+        }
+        return wrapped
     }
 
-    static func done(_ route: String, _ method: String, _ status: Int, _ start: ContinuousClock.Instant) {
-        inFlight.decrement()
+    static func count(_ route: String, _ method: String, _ status: Int) {
         Metrics.counter("panlist_http_requests_total", "HTTP requests by route, method and status",
                         [("route", route), ("method", method), ("status", String(status))]).increment()
+    }
+
+    static func latency(_ route: String, _ method: String, _ start: ContinuousClock.Instant) {
         Metrics.histogram("panlist_http_request_duration", "Time to answer HTTP requests (streamed bodies: to the last byte)",
                           [("route", route), ("method", method)]).record(ContinuousClock.now - start)
     }
@@ -65,44 +79,57 @@ struct RequestMetricsMiddleware: RouterMiddleware {
 
 /// `/ready` for load balancers and `/metrics` for Prometheus.
 public enum Observability {
-    /// 200 when this instance can serve: the store answers, no storage is still loading, and it is not
-    /// stopping; 503 with the reasons otherwise.
-    static func readiness(_ state: ServerState) async -> Response {
-        var problems: [String] = []
-        if state.isDraining { problems.append("the server is shutting down") }
-        // At most 2 s: a load balancer's check must not hang while the database is away.
-        let store = state.store
-        let answered: Result<Void, FSError> = await withTaskGroup(of: Result<Void, FSError>?.self) { group in
-            group.addTask {
-                do { try await store.ping(); return .success(()) } catch { return .failure(FSError.from(error)) }
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(2))
-                return Task.isCancelled ? nil : .failure(.unavailable("no answer within 2 s"))
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .failure(.unavailable("no answer"))
-        }
-        if case .failure(let e) = answered { problems.append("the database does not answer: \(e.message)") }
-        let loading = state.fs.storages.filter { $0.record.status == StorageStatus.loading }
-        if !loading.isEmpty { problems.append("storages still loading: \(loading.map(\.mountPath).joined(separator: ", "))") }
-        struct Answer: Encodable {
-            var ready: Bool
-            var instance: String
-            var problems: [String]
-            var storages: Int
-            var failed_storages: [String]
-        }
-        let failed = state.fs.storages.filter { !$0.isWorking && $0.record.status != StorageStatus.loading }
-        let answer = Answer(ready: problems.isEmpty, instance: state.config.instanceID, problems: problems,
-                            storages: state.fs.storages.count, failed_storages: failed.map { "\($0.mountPath): \($0.record.status)" })
-        let data = (try? JSONEncoder().encode(answer)) ?? Data()
+    /// 200 when this instance can serve: the store answers (within 2 s), the storages of the start are
+    /// loaded, and it is not stopping; 503 otherwise. `detailed` (the metrics address, kept private) adds the
+    /// reasons in words and the storages that failed here; the public answer names only what is wrong
+    /// (database, storages, stopping), never paths, hosts or users.
+    static func readiness(_ state: ServerState, detailed: Bool) async -> Response {
+        let (ready, data) = await readinessAnswer(state, detailed: detailed)
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        return Response(status: problems.isEmpty ? .ok : .serviceUnavailable, headers: headers,
-                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: ready ? .ok : .serviceUnavailable, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func readinessAnswer(_ state: ServerState, detailed: Bool) async -> (ready: Bool, json: Data) {
+        var problems: [String] = []
+        var details: [String] = []
+        if state.isDraining { problems.append("shutting down") }
+        if let e = await ping(state.store) {
+            problems.append("database unavailable")
+            details.append("the database does not answer: \(e.message)")
+        }
+        if !state.hasLoadedStorages { problems.append("storages loading") }
+        let failed = state.fs.storages.filter { !$0.isWorking && $0.record.status != StorageStatus.loading }
+        struct Answer: Encodable {
+            var ready: Bool
+            var problems: [String]
+            var failed_storages: Int
+            var instance: String?
+            var details: [String]?
+            var failed: [String]?
+        }
+        let answer = Answer(ready: problems.isEmpty, problems: problems, failed_storages: failed.count,
+                            instance: detailed ? state.config.instanceID : nil, details: detailed ? details : nil,
+                            failed: detailed ? failed.map { "\($0.mountPath): \($0.record.status)" } : nil)
+        return (problems.isEmpty, (try? JSONEncoder().encode(answer)) ?? Data())
+    }
+
+    /// The store's answer to one round trip, or why not, within 2 s (the ping is left to finish on its own:
+    /// a load balancer's check never waits for a database that does not answer).
+    static func ping(_ store: any Store) async -> FSError? {
+        let once = NIOLockedValueBox<CheckedContinuation<FSError?, Never>?>(nil)
+        func finish(_ r: FSError?) { once.withLockedValue { c in defer { c = nil }; return c }?.resume(returning: r) }
+        return await withCheckedContinuation { (c: CheckedContinuation<FSError?, Never>) in
+            once.withLockedValue { $0 = c }
+            Task {
+                do { try await store.ping(); finish(nil) } catch { finish(FSError.from(error)) }
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(2))
+                finish(.unavailable("no answer within 2 s"))
+            }
+        }
     }
 
     static let draining = Metrics.gauge("panlist_shutting_down", "1 while the server stops (draining requests)")
@@ -128,7 +155,7 @@ public enum Observability {
     static func metricsApplication(state: ServerState, address: String, port: Int) -> some ApplicationProtocol {
         let router = Router(context: AppContext.self)
         router.get("metrics") { _, _ in metrics(state) }
-        router.get("ready") { _, _ in await readiness(state) }
+        router.get("ready") { _, _ in await readiness(state, detailed: true) }
         return Application(router: router, configuration: .init(address: .hostname(address, port: port), serverName: "PanList metrics"),
                            logger: state.logger)
     }

@@ -13,7 +13,7 @@ public enum PanListApp {
         if state.config.accessLog { router.add(middleware: AccessLogMiddleware(logger: state.logger, sink: state.accessLogSink)) }
         router.add(middleware: NoSniffMiddleware())
         router.get("ping") { _, _ in "pong" }
-        router.get("ready") { _, _ in await Observability.readiness(state) }
+        router.get("ready") { _, _ in await Observability.readiness(state, detailed: false) }
         // For admins (a login token, or the admin token of the settings, which Prometheus can send as a bearer
         // token); `metrics_address` serves it without credentials on an address of its own.
         router.get("metrics") { req, _ in

@@ -387,7 +387,13 @@ public final class ServerState: Sendable {
                 group.addTask { _ = await self.mount(record, ticket: ticket) }
             }
         }
+        startupLoaded.withLockedValue { $0 = true }
     }
+
+    private let startupLoaded = NIOLockedValueBox(false)
+    /// Whether the storages of the start have been loaded (each working or failed): `/ready` waits for it. A
+    /// storage added or changed later loads on its own and does not make the instance unready.
+    public var hasLoadedStorages: Bool { startupLoaded.withLockedValue { $0 } }
 
     /// Loads a storage into the file system and records its status. When this load was overtaken (the
     /// storage changed meanwhile) or cancelled, nothing is recorded and the storage as it is now is returned.

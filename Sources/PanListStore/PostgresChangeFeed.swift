@@ -39,8 +39,8 @@ public final class PostgresChangeFeed: ChangeFeed {
         self.logger = logger
         let (stream, continuation) = AsyncStream<(Change, Ack)>.makeStream()
         self.outbox = continuation
-        let (db, origin, log) = (store.db, origin, logger)
-        sender.withLockedValue { $0 = Task { await Self.send(stream, db: db, origin: origin, logger: log) } }
+        let (db, origin, log, sending) = (store.db, origin, logger, sending)
+        sender.withLockedValue { $0 = Task { await Self.send(stream, db: db, origin: origin, logger: log, healthy: sending) } }
     }
 
     /// Queues `change` and waits until it was sent, at most 1 s: normally the other instances know of a
@@ -49,8 +49,12 @@ public final class PostgresChangeFeed: ChangeFeed {
     public func publish(_ change: Change) async {
         let ack = Ack()
         outbox.yield((change, ack))
-        await ack.wait(at_most: .seconds(1))
+        // While sending fails (the database is away), writes do not wait at all: their changes queue up.
+        if sending.withLockedValue({ $0 }) { await ack.wait(at_most: .seconds(1)) }
     }
+
+    /// False while the last NOTIFY failed.
+    private let sending = NIOLockedValueBox(true)
 
     /// Resumed once: by the sender when the change went out (or was given up), or by the time limit.
     final class Ack: Sendable {
@@ -94,7 +98,8 @@ public final class PostgresChangeFeed: ChangeFeed {
 
     /// Sends the queued changes in order. A change that cannot be sent is tried again (0.1 s … 5 s apart) for
     /// up to a minute; then it is given up, and the others catch up within their caches' time limits.
-    private static func send(_ stream: AsyncStream<(Change, Ack)>, db: any SQLDatabase, origin: String, logger: Logger) async {
+    private static func send(_ stream: AsyncStream<(Change, Ack)>, db: any SQLDatabase, origin: String, logger: Logger,
+                             healthy: NIOLockedValueBox<Bool>) async {
         for await (change, ack) in stream {
             defer { ack.done() }
             var c = change
@@ -109,8 +114,10 @@ public final class PostgresChangeFeed: ChangeFeed {
             while true {
                 do {
                     try await db.raw("SELECT pg_notify(\(bind: Self.channel), \(bind: payload))").run()
+                    healthy.withLockedValue { $0 = true }
                     break
                 } catch {
+                    healthy.withLockedValue { $0 = false }
                     if Task.isCancelled { return }
                     if ContinuousClock.now >= giveUp {
                         logger.warning("could not tell the other instances about a change for a minute (\(ErrorText.describe(error))); their caches catch up within their time limits")
@@ -144,11 +151,6 @@ public final class PostgresChangeFeed: ChangeFeed {
         deadline.cancel()
     }
 
-    /// An instance id can be used by one running process at a time (its temp folder is `temp_dir/<id>`, which
-    /// each start empties): the listener holds an advisory lock on it for as long as it is connected.
-    static func instanceLockSQL(_ id: String) -> SQLQueryString {
-        "SELECT pg_try_advisory_lock(hashtextextended(\(bind: "panlist-instance:" + id), 0)) AS ok"
-    }
 
     private func listen(_ handler: @escaping @Sendable (Change) async -> Void) async {
         var delay = Duration.milliseconds(250)

@@ -643,15 +643,15 @@ public final class SQLStore: Store, @unchecked Sendable {
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .milliseconds(100))
             }
-            do {
-                let r = try await body()
-                try await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
-                return r
-            } catch {
-                // If the unlock fails the session is broken, and PostgreSQL frees the lock with it.
+            let r: R
+            do { r = try await body() } catch {
                 try? await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
                 throw error
             }
+            // The body's work is done and stands: an unlock that fails means the session broke, and PostgreSQL
+            // freed the lock with it.
+            try? await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
+            return r
         }
     }
 
@@ -660,42 +660,103 @@ public final class SQLStore: Store, @unchecked Sendable {
 
     /// Reserves the next slot of a pace of one call per `interval` under `key`, shared by every instance;
     /// returns how long to wait for it. One statement, so reservations made at once all get their own slot.
+    /// On PostgreSQL the times are the database's (`statement_timestamp()`), so instances whose clocks differ
+    /// still share one pace.
     public func reserveSlot(_ key: String, interval: Duration) async throws -> Duration {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
         let step = max(1, interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
-        let greatest = engine == .postgres ? "GREATEST" : "MAX"
-        let next = try await db.raw("""
-            INSERT INTO rate_slots (key, next_ms) VALUES (\(bind: key), \(bind: now + step))
-            ON CONFLICT (key) DO UPDATE SET next_ms = \(unsafeRaw: greatest)(rate_slots.next_ms, \(bind: now)) + \(bind: step)
-            RETURNING next_ms
-            """).first(decodingColumn: "next_ms", as: Int64.self) ?? (now + step)
-        return .milliseconds(max(0, next - step - now))
+        struct Row: Decodable { var next_ms: Int64; var now_ms: Int64 }
+        let row: Row?
+        if engine == .postgres {
+            row = try await db.raw("""
+                INSERT INTO rate_slots (key, next_ms) VALUES (\(bind: key), \(Self.dbNowMs) + \(bind: step))
+                ON CONFLICT (key) DO UPDATE SET next_ms = GREATEST(rate_slots.next_ms, \(Self.dbNowMs)) + \(bind: step)
+                RETURNING next_ms, \(Self.dbNowMs) AS now_ms
+                """).first(decoding: Row.self)
+        } else {
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            row = try await db.raw("""
+                INSERT INTO rate_slots (key, next_ms) VALUES (\(bind: key), \(bind: now + step))
+                ON CONFLICT (key) DO UPDATE SET next_ms = MAX(rate_slots.next_ms, \(bind: now)) + \(bind: step)
+                RETURNING next_ms, \(bind: now) AS now_ms
+                """).first(decoding: Row.self)
+        }
+        guard let row else { return .zero }
+        return .milliseconds(max(0, row.next_ms - step - row.now_ms))
+    }
+
+    /// The database's time of the statement in milliseconds (PostgreSQL).
+    static let dbNowMs = SQLRaw("(extract(epoch from statement_timestamp()) * 1000)::bigint")
+
+    /// "now" in milliseconds for times several instances compare: the database's on PostgreSQL, this
+    /// process's on SQLite (one process).
+    var sharedNow: any SQLExpression {
+        engine == .postgres ? Self.dbNowMs : SQLBind(Int64(Date().timeIntervalSince1970 * 1000))
     }
 
     // MARK: WebDAV locks
 
     public func davLocks() async throws -> [DAVLockRecord] {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        return try await db.select().column("*").from("dav_locks").where("expires_ms", .greaterThan, now)
+        try await db.select().column("*").from("dav_locks").where(SQLColumn("expires_ms"), .greaterThan, sharedNow)
             .all(decoding: DAVLockRecord.self)
     }
 
+    /// PostgreSQL: the check and the insert in one transaction holding a transaction-level advisory lock on one
+    /// session (a session lost half-way takes the lock and the insert with it: never two exclusive locks);
+    /// after the in-process lock, so one waiter per process holds a connection. SQLite: one process, the
+    /// in-process lock is the whole lock.
     public func createDAVLock(_ lock: DAVLockRecord, unless conflicts: @escaping @Sendable ([DAVLockRecord]) -> Bool) async throws -> Bool {
-        try await withLock("dav_locks") {
-            let now = Int64(Date().timeIntervalSince1970 * 1000)
-            try await self.db.delete(from: "dav_locks").where("expires_ms", .lessThanOrEqual, now).run()
-            if conflicts(try await self.davLocks()) { return false }
-            try await self.db.insert(into: "dav_locks").model(lock).run()
-            return true
+        let deadline = ContinuousClock.now + .seconds(15)
+        try await localLocks.lock("dav_locks", until: deadline)
+        do {
+            let made: Bool
+            if engine == .postgres {
+                made = try await db.withSession { s in
+                    try await s.raw("BEGIN").run()
+                    do {
+                        try await s.raw("SELECT pg_advisory_xact_lock(hashtextextended('dav_locks', 0))").run()
+                        try await s.delete(from: "dav_locks").where(SQLColumn("expires_ms"), .lessThanOrEqual, Self.dbNowMs).run()
+                        let live = try await s.select().column("*").from("dav_locks").all(decoding: DAVLockRecord.self)
+                        if conflicts(live) {
+                            try await s.raw("ROLLBACK").run()
+                            return false
+                        }
+                        // The expiry in the database's time.
+                        try await s.raw("""
+                            INSERT INTO dav_locks (token, path, infinite, exclusive, owner, timeout, expires_ms)
+                            VALUES (\(bind: lock.token), \(bind: lock.path), \(bind: lock.infinite), \(bind: lock.exclusive),
+                                    \(bind: lock.owner), \(bind: lock.timeout), \(Self.dbNowMs) + \(bind: Int64(lock.timeout) * 1000))
+                            """).run()
+                        try await s.raw("COMMIT").run()
+                        return true
+                    } catch {
+                        try? await s.raw("ROLLBACK").run()
+                        throw error
+                    }
+                }
+            } else {
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                try await db.delete(from: "dav_locks").where("expires_ms", .lessThanOrEqual, now).run()
+                made = !conflicts(try await davLocks())
+                if made { try await db.insert(into: "dav_locks").model(lock).run() }
+            }
+            await localLocks.unlock("dav_locks")
+            return made
+        } catch {
+            await localLocks.unlock("dav_locks")
+            throw error
         }
     }
 
+
+
     public func refreshDAVLock(token: String, timeout: Int, expiresMs: Int64) async throws -> DAVLockRecord? {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        try await db.update("dav_locks").set("timeout", to: timeout).set("expires_ms", to: expiresMs)
-            .where("token", .equal, token).where("expires_ms", .greaterThan, now).run()
+        // PostgreSQL: the new expiry in the database's time (`expiresMs` is this process's).
+        let expires: any SQLExpression = engine == .postgres
+            ? SQLBinaryExpression(Self.dbNowMs, .add, SQLBind(Int64(timeout) * 1000)) : SQLBind(expiresMs)
+        try await db.update("dav_locks").set("timeout", to: timeout).set(SQLColumn("expires_ms"), to: expires)
+            .where("token", .equal, token).where(SQLColumn("expires_ms"), .greaterThan, sharedNow).run()
         return try await db.select().column("*").from("dav_locks").where("token", .equal, token)
-            .where("expires_ms", .greaterThan, now).first(decoding: DAVLockRecord.self)
+            .where(SQLColumn("expires_ms"), .greaterThan, sharedNow).first(decoding: DAVLockRecord.self)
     }
 
     @discardableResult

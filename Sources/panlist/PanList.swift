@@ -143,9 +143,10 @@ struct Server: AsyncParsableCommand {
                 services.append(.init(service: Observability.metricsService(state: state, address: metrics)))
                 say("metrics at http://\(metrics.host.contains(":") ? "[\(metrics.host)]" : metrics.host):\(metrics.port)/metrics")
             }
-            services.append(.init(service: DrainMarker(state: state, grace: state.config.shutdownGrace), successTerminationBehavior: .ignore))
+            services.append(.init(service: DrainMarker(state: state, grace: state.config.shutdownGrace, delay: state.config.shutdownDelay),
+                                  successTerminationBehavior: .ignore))
             var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            group.maximumGracefulShutdownDuration = .seconds(state.config.shutdownGrace)
+            group.maximumGracefulShutdownDuration = .seconds(state.config.shutdownDelay + state.config.shutdownGrace)
             try await ServiceGroup(configuration: group).run()
         } catch {
             failure = ListenError.describe(error, address: address, port: port) ?? error
@@ -489,14 +490,21 @@ struct DBCommand: AsyncParsableCommand {
     }
 }
 
-/// Told of a shutdown before the HTTP servers: marks the server as draining (`/ready` answers 503) and says so.
+/// Told of a shutdown before the HTTP servers (ServiceLifecycle stops services in reverse order): marks the
+/// server as draining (`/ready` answers 503), waits `delay` seconds while it still serves (so that load
+/// balancers polling `/ready` stop sending), then lets the listeners close.
 struct DrainMarker: Service {
     let state: ServerState
     let grace: Int
+    let delay: Int
     func run() async throws {
         try? await gracefulShutdown()
         guard !Task.isCancelled else { return }
         state.beginDraining()
+        if delay > 0 {
+            state.logger.notice("stopping: /ready answers 503; still serving for \(delay) s, then no new connections")
+            try? await Task.sleep(for: .seconds(delay))
+        }
         state.logger.notice("stopping: no new connections; requests in flight get up to \(grace) s to finish")
     }
 }

@@ -184,7 +184,10 @@ struct ClusterTests {
             #expect(onB != "work" && onB.contains("node-local"), "B's status: \(onB)")
             let ready = try await c.b.request(.GET, "/ready")
             #expect(ready.status == 200)
-            #expect((ready.json["failed_storages"] as? [String])?.contains { $0.hasPrefix("/node") } == true, "\(ready.text)")
+            #expect(ready.json["failed_storages"] as? Int == 1, "\(ready.text)")
+            #expect(!ready.text.contains("node-local"), "the public /ready shows a local path: \(ready.text)")
+            let detailed = String(decoding: await Observability.readinessAnswer(c.b.state, detailed: true).json, as: UTF8.self)
+            #expect(detailed.contains("/node: ") && detailed.contains("node-local"), "\(detailed)")
             #expect(try await c.a.api("/fs/list", ["path": "/node"], token: ta).code == 200)
         }
     }
