@@ -406,10 +406,12 @@ public final class ServerState: Sendable {
 
     /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
     public func shutdown() async {
+        stopped.withLockedValue { $0 = true }
         await changes.stop()
         let flush = flushTask.withLockedValue { $0 }
         flush?.cancel()
         await flush?.value
+        await syncChain.withLockedValue { $0 }?.value
         await fs.unloadAll()
         await store.close()
         dataFolderLock?.release()
@@ -422,10 +424,11 @@ public final class ServerState: Sendable {
     /// held up. A change that cannot be applied now (the store is away) turns into a full flush, which is
     /// retried with backoff until it succeeds; the caches' time limits remain the backstop meanwhile.
     public func apply(_ change: Change) async {
+        guard !stopped.withLockedValue({ $0 }) else { return }
         do {
             switch change {
             case .storage(let id):
-                Task { [self] in
+                syncInTurn { [self] in
                     do { try await syncStorage(id: id) } catch {
                         logger.warning("could not apply another instance's change of storage \(id): \(ErrorText.describe(error)); reloading everything")
                         startFlush()
@@ -454,12 +457,13 @@ public final class ServerState: Sendable {
     /// Reloads everything other instances may have changed, part by part; the parts that fail are tried
     /// again after 1, 2, 4 … 30 s until all succeed. A newer flush replaces a running one.
     func startFlush() {
+        guard !stopped.withLockedValue({ $0 }) else { return }
         let parts: [(String, @Sendable () async throws -> Void)] = [
             ("settings", { try await self.reloadSettings() }),
             ("folder rules", { try await self.reloadRules() }),
             ("logouts", { for (hash, expires) in try await self.store.revokedTokens() { self.tokens.revoke(hash: hash, until: expires) } }),
             ("login blocks", { try await self.loadLoginBlocks() }),
-            ("storages", { try await self.syncStorages() }),
+            ("storages", { try await self.syncStoragesInTurn() }),
         ]
         let task = Task { [self] in
             var pending = parts
@@ -481,6 +485,34 @@ public final class ServerState: Sendable {
             old?.cancel()
             old = task
         }
+    }
+
+    /// Storage syncs run one after the other, each reading the store when its turn comes (so the last one
+    /// to run mounts what the store says last: an older read can never win over a newer one), off the change
+    /// feed (a cloud login can take seconds). Nothing starts once the server stops.
+    private let syncChain = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let stopped = NIOLockedValueBox(false)
+
+    func syncInTurn(_ work: @escaping @Sendable () async -> Void) {
+        syncChain.withLockedValue { last in
+            let previous = last
+            last = Task { [self] in
+                await previous?.value
+                guard !stopped.withLockedValue({ $0 }) else { return }
+                await work()
+            }
+        }
+    }
+
+    func syncStoragesInTurn() async throws {
+        let result = NIOLockedValueBox<Result<Void, any Error>>(.success(()))
+        let done = NIOLockedValueBox<Task<Void, Never>?>(nil)
+        syncInTurn { [self] in
+            do { try await syncStorages() } catch { result.withLockedValue { $0 = .failure(error) } }
+        }
+        done.withLockedValue { $0 = syncChain.withLockedValue { $0 } }
+        await done.withLockedValue { $0 }?.value
+        try result.withLockedValue { $0 }.get()
     }
 
     /// For tests: waits for the flush under way, if any.

@@ -32,8 +32,32 @@ struct PostgresPoolDatabase: SQLDatabase {
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        let limit = statementLimit
         try await leased { conn in
-            try await conn.sql(queryLogLevel: nil).execute(sql: query, onRow)
+            try await Self.bounded(conn, limit) { try await conn.sql(queryLogLevel: nil).execute(sql: query, onRow) }
+        }
+    }
+
+    /// How long one statement may take before its connection is closed and the caller told the database is
+    /// unavailable: a database that went silent (a host powered off, a network cut without a reset) must not
+    /// hold requests for the minutes TCP takes to notice.
+    var statementLimit: Duration = .seconds(30)
+
+    static func bounded(_ conn: PostgresConnection, _ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await body(); return true }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = try await group.next() ?? true
+            if !first {
+                // Closing the connection ends the statement that waits on it (its future fails).
+                try? await conn.close()
+                group.cancelAll()
+                throw FSError.unavailable("the database did not answer within \(limit.components.seconds) s; try again shortly")
+            }
+            group.cancelAll()
         }
     }
 

@@ -31,7 +31,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// or a refused connection is said at once, in words), then the connection pool. `leaseTimeout`: how long
     /// a statement waits for a connection before it fails with `.unavailable`.
     public static func postgres(_ target: PostgresTarget, logger: Logger = Logger(label: "panlist.store"),
-                                leaseTimeout: Duration = .seconds(10)) async throws -> SQLStore {
+                                leaseTimeout: Duration = .seconds(10), statementLimit: Duration = .seconds(30)) async throws -> SQLStore {
         // PostgresNIO logs statements and their binds below info; the binds include secrets.
         var logger = logger
         if logger.logLevel < .info { logger.logLevel = .info }
@@ -42,7 +42,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         poolLogger.logLevel = max(logger.logLevel, .warning)
         let client = PostgresClient(configuration: try target.clientConfiguration(), backgroundLogger: poolLogger)
         let run = Task { await client.run() }
-        let db = PostgresPoolDatabase(client: client, logger: logger, leaseTimeout: leaseTimeout)
+        let db = PostgresPoolDatabase(client: client, logger: logger, leaseTimeout: leaseTimeout, statementLimit: statementLimit)
         return SQLStore(database: db, engine: .postgres, postgresTarget: target, onClose: {
             run.cancel()
             await run.value

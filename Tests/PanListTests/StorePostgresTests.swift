@@ -21,6 +21,22 @@ struct StorePostgresTests {
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.postgres) }
 
+    /// A statement the database does not answer in time ends with `.unavailable` (its connection closed),
+    /// and the next statement works.
+    @Test func aStatementWithoutAnAnswerEnds() async throws {
+        let store = try await SQLStore.postgres(try await TestPostgres.shared.database(), statementLimit: .seconds(1))
+        let started = ContinuousClock.now
+        do {
+            try await store.db.raw("SELECT pg_sleep(10)").run()
+            Issue.record("a 10 s statement ended normally")
+        } catch {
+            #expect(FSError.from(error).apiCode == 503, "\(error)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(4))
+        try await store.ping()
+        await store.close()
+    }
+
     @Test func pathRowsBelowOddNames() async throws {
         let store = try await StoreContract.open(.postgres)
         try await StoreContract.pathRowsBelowOddNames(store)
