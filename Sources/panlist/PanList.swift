@@ -436,13 +436,16 @@ struct DBCommand: AsyncParsableCommand {
               panlist db copy --to 'postgres://panlist:PASSWORD@db.example:5432/panlist?sslmode=verify-full' --dry-run
             """)
         @OptionGroup var options: DataOption
-        @Option(help: "The PostgreSQL database: postgres://user:password@host:port/name?sslmode=… or libpq's key=value words.")
-        var to: String
+        @Option(help: "The PostgreSQL database: postgres://user:password@host:port/name?sslmode=… or libpq's key=value words (default: PANLIST_DB_DSN, which keeps the password out of the process list).")
+        var to: String?
         @Flag(help: "Count the rows that would be copied; write nothing.") var dryRun = false
 
         func run() async throws {
             let target: PostgresTarget
-            do { target = try PostgresTarget(dsn: to) } catch { throw CLIError(error.message) }
+            guard let dsn = to ?? ProcessInfo.processInfo.environment["PANLIST_DB_DSN"], !dsn.isEmpty else {
+                throw CLIError("give the PostgreSQL database with --to DSN or in PANLIST_DB_DSN")
+            }
+            do { target = try PostgresTarget(dsn: dsn) } catch { throw CLIError(error.message) }
             let dataDir = Bootstrap.absolute(options.data)
             // A mistyped --data must not create a new, empty installation to copy.
             guard FileManager.default.fileExists(atPath: dataDir + "/config.json") else {
@@ -467,7 +470,14 @@ struct DBCommand: AsyncParsableCommand {
                 throw CLIError(ErrorText.describe(error))
             }
             do {
-                // A dry run writes nothing into the destination either (its tables are made by the real copy).
+                // A database with rows is refused before anything is written into it; a dry run writes nothing
+                // there at all (the tables are made by the real copy).
+                if try await dest.hasTables() {
+                    let filled = try await dest.rowCounts().filter { $0.rows > 0 }
+                    if !filled.isEmpty {
+                        throw FSError.conflict("the destination database is not empty (\(filled.map { "\($0.table): \($0.rows) rows" }.joined(separator: ", "))); copy into a new, empty database")
+                    }
+                }
                 if !dryRun { try await dest.migrate() }
                 let counts = try await prepared.store.copy(to: dest, dryRun: dryRun)
                 // Logins made before the move stay valid: the shared token secret is this installation's.

@@ -174,7 +174,7 @@ struct InstanceIDTests {
             let spool = c.a.state.config.tempDir + "/in-flight.part"
             try Data("spooled".utf8).write(to: URL(fileURLWithPath: spool))
             let target = c.target
-            await #expect(throws: FSError.self) {
+            let refused = await #expect(throws: FSError.self) {
                 let s = try await TestServer.start(adjust: { cfg in
                     cfg.database.type = "postgres"
                     cfg.database.host = target.host
@@ -186,6 +186,7 @@ struct InstanceIDTests {
                 })
                 await s.stop()
             }
+            if case .conflict(let m) = refused { #expect(m.contains("instance_id")) } else { Issue.record("refused for another reason: \(String(describing: refused))") }
             #expect(FileManager.default.fileExists(atPath: spool), "the second server emptied the first one's temp folder")
         }
     }
