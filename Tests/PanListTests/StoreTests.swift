@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import Testing
 @testable import PanListCore
 @testable import PanListStore
@@ -258,4 +259,44 @@ final class CapturingLog: @unchecked Sendable {
 @Suite("Store: secrets stay out of logs")
 struct StoreLogTests {
     @Test func statementsAreNotLoggedWithTheirValues() async throws { try await StoreContract.statementsAreNotLoggedWithTheirValues(.sqlite) }
+}
+
+@Suite("Named locks")
+struct NamedLocksTests {
+    /// One holder at a time, handed over in turn; a waiter past its deadline gives up with `.unavailable`
+    /// and does not take the lock later.
+    @Test func oneHolderInTurnAndDeadlines() async throws {
+        let locks = NamedLocks()
+        let far = ContinuousClock.now + .seconds(10)
+        try await locks.lock("x", until: far)
+        let order = NIOLockedValueBox<[Int]>([])
+        let holders = NIOLockedValueBox(0)
+        let maxHolders = NIOLockedValueBox(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 1...5 {
+                group.addTask {
+                    try await locks.lock("x", until: far)
+                    holders.withLockedValue { $0 += 1; let h = $0; maxHolders.withLockedValue { $0 = max($0, h) } }
+                    order.withLockedValue { $0.append(i) }
+                    try await Task.sleep(for: .milliseconds(5))
+                    holders.withLockedValue { $0 -= 1 }
+                    await locks.unlock("x")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            // A waiter whose deadline passes while "x" is held gives up.
+            let started = ContinuousClock.now
+            await #expect(throws: FSError.self) { try await locks.lock("x", until: .now + .milliseconds(50)) }
+            #expect(ContinuousClock.now - started < .seconds(2))
+            await locks.unlock("x")
+            try await group.waitForAll()
+        }
+        #expect(maxHolders.withLockedValue { $0 } == 1)
+        #expect(order.withLockedValue { $0 }.sorted() == [1, 2, 3, 4, 5])
+        // Free again: taken at once; another name is independent.
+        try await locks.lock("x", until: .now + .milliseconds(10))
+        try await locks.lock("y", until: .now + .milliseconds(10))
+        await locks.unlock("x")
+        await locks.unlock("y")
+    }
 }
