@@ -493,25 +493,25 @@ public final class ServerState: Sendable {
     private let syncChain = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let stopped = NIOLockedValueBox(false)
 
-    func syncInTurn(_ work: @escaping @Sendable () async -> Void) {
+    @discardableResult
+    func syncInTurn(_ work: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
         syncChain.withLockedValue { last in
             let previous = last
-            last = Task { [self] in
+            let next = Task { [self] in
                 await previous?.value
                 guard !stopped.withLockedValue({ $0 }) else { return }
                 await work()
             }
+            last = next
+            return next
         }
     }
 
     func syncStoragesInTurn() async throws {
         let result = NIOLockedValueBox<Result<Void, any Error>>(.success(()))
-        let done = NIOLockedValueBox<Task<Void, Never>?>(nil)
-        syncInTurn { [self] in
+        await syncInTurn { [self] in
             do { try await syncStorages() } catch { result.withLockedValue { $0 = .failure(error) } }
-        }
-        done.withLockedValue { $0 = syncChain.withLockedValue { $0 } }
-        await done.withLockedValue { $0 }?.value
+        }.value
         try result.withLockedValue { $0 }.get()
     }
 

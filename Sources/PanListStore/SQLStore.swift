@@ -279,19 +279,27 @@ public final class SQLStore: Store, @unchecked Sendable {
             .all(decodingColumn: "version", as: Int.self))
         // Each migration and its record in one transaction: a crash half-way leaves it not applied, whole.
         for m in Self.migrations where !done.contains(m.version) {
-            try await db.withSession { s in
-                try await s.raw("BEGIN").run()
-                do {
-                    try await m.run(s)
-                    try await s.insert(into: "schema_migrations")
-                        .columns("version", "applied_ms")
-                        .values(SQLBind(m.version), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
-                        .run()
-                    try await s.raw("COMMIT").run()
-                } catch {
-                    try? await s.raw("ROLLBACK").run()
-                    throw error
-                }
+            try await inTransaction { s in
+                try await m.run(s)
+                try await s.insert(into: "schema_migrations")
+                    .columns("version", "applied_ms")
+                    .values(SQLBind(m.version), SQLBind(Int64(Date().timeIntervalSince1970 * 1000)))
+                    .run()
+            }
+        }
+    }
+
+    /// Runs `body` in one transaction on one session: committed when it returns, rolled back when it throws.
+    func inTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await db.withSession { s in
+            try await s.raw("BEGIN").run()
+            do {
+                let r = try await body(s)
+                try await s.raw("COMMIT").run()
+                return r
+            } catch {
+                try? await s.raw("ROLLBACK").run()
+                throw error
             }
         }
     }
@@ -613,19 +621,8 @@ public final class SQLStore: Store, @unchecked Sendable {
     public func withLock<R: Sendable>(_ name: String, wait: Duration = .seconds(15),
                                       _ body: @escaping @Sendable () async throws -> R) async throws -> R {
         let deadline = ContinuousClock.now + wait
-        try await localLocks.lock(name, until: deadline)
-        do {
-            let r: R
-            if engine == .postgres {
-                r = try await withAdvisoryLock(name, deadline: deadline, body)
-            } else {
-                r = try await body()
-            }
-            await localLocks.unlock(name)
-            return r
-        } catch {
-            await localLocks.unlock(name)
-            throw error
+        return try await localLocks.holding(name, until: deadline) {
+            self.engine == .postgres ? try await self.withAdvisoryLock(name, deadline: deadline, body) : try await body()
         }
     }
 
@@ -705,45 +702,27 @@ public final class SQLStore: Store, @unchecked Sendable {
     /// after the in-process lock, so one waiter per process holds a connection. SQLite: one process, the
     /// in-process lock is the whole lock.
     public func createDAVLock(_ lock: DAVLockRecord, unless conflicts: @escaping @Sendable ([DAVLockRecord]) -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(15)
-        try await localLocks.lock("dav_locks", until: deadline)
-        do {
-            let made: Bool
-            if engine == .postgres {
-                made = try await db.withSession { s in
-                    try await s.raw("BEGIN").run()
-                    do {
-                        try await s.raw("SELECT pg_advisory_xact_lock(hashtextextended('dav_locks', 0))").run()
-                        try await s.delete(from: "dav_locks").where(SQLColumn("expires_ms"), .lessThanOrEqual, Self.dbNowMs).run()
-                        let live = try await s.select().column("*").from("dav_locks").all(decoding: DAVLockRecord.self)
-                        if conflicts(live) {
-                            try await s.raw("ROLLBACK").run()
-                            return false
-                        }
-                        // The expiry in the database's time.
-                        try await s.raw("""
-                            INSERT INTO dav_locks (token, path, infinite, exclusive, owner, timeout, expires_ms)
-                            VALUES (\(bind: lock.token), \(bind: lock.path), \(bind: lock.infinite), \(bind: lock.exclusive),
-                                    \(bind: lock.owner), \(bind: lock.timeout), \(Self.dbNowMs) + \(bind: Int64(lock.timeout) * 1000))
-                            """).run()
-                        try await s.raw("COMMIT").run()
-                        return true
-                    } catch {
-                        try? await s.raw("ROLLBACK").run()
-                        throw error
-                    }
-                }
-            } else {
+        try await localLocks.holding("dav_locks", until: .now + .seconds(15)) {
+            guard self.engine == .postgres else {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
-                try await db.delete(from: "dav_locks").where("expires_ms", .lessThanOrEqual, now).run()
-                made = !conflicts(try await davLocks())
-                if made { try await db.insert(into: "dav_locks").model(lock).run() }
+                try await self.db.delete(from: "dav_locks").where("expires_ms", .lessThanOrEqual, now).run()
+                if conflicts(try await self.davLocks()) { return false }
+                try await self.db.insert(into: "dav_locks").model(lock).run()
+                return true
             }
-            await localLocks.unlock("dav_locks")
-            return made
-        } catch {
-            await localLocks.unlock("dav_locks")
-            throw error
+            return try await self.inTransaction { s in
+                try await s.raw("SELECT pg_advisory_xact_lock(hashtextextended('dav_locks', 0))").run()
+                try await s.delete(from: "dav_locks").where(SQLColumn("expires_ms"), .lessThanOrEqual, Self.dbNowMs).run()
+                let live = try await s.select().column("*").from("dav_locks").all(decoding: DAVLockRecord.self)
+                if conflicts(live) { return false }
+                // The expiry in the database's time.
+                try await s.raw("""
+                    INSERT INTO dav_locks (token, path, infinite, exclusive, owner, timeout, expires_ms)
+                    VALUES (\(bind: lock.token), \(bind: lock.path), \(bind: lock.infinite), \(bind: lock.exclusive),
+                            \(bind: lock.owner), \(bind: lock.timeout), \(Self.dbNowMs) + \(bind: Int64(lock.timeout) * 1000))
+                    """).run()
+                return true
+            }
         }
     }
 
@@ -968,7 +947,7 @@ extension SQLStore {
                       ("dav_props", props.count), ("kept_times", kept.count)]
         if dryRun { return counts }
         let engine = dest.engine
-        try await dest.db.withSession { s in
+        try await dest.inTransaction { s in
             func insert<R: Codable & Sendable>(_ table: String, _ all: [R]) async throws {
                 var i = 0
                 while i < all.count {
@@ -977,25 +956,18 @@ extension SQLStore {
                     i += chunk.count
                 }
             }
-            try await s.raw("BEGIN").run()
-            do {
-                try await insert("settings", settings)
-                try await insert("users", users)
-                try await insert("storages", storages)
-                try await insert("folder_rules", rules)
-                try await insert("driver_state", state)
-                try await insert("revoked_tokens", revoked)
-                try await insert("dav_props", props)
-                try await insert("kept_times", kept)
-                if engine == .postgres {
-                    for t in ["users", "storages", "folder_rules"] {
-                        try await s.raw("SELECT setval(pg_get_serial_sequence(\(literal: t), 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM \(ident: t)), false)").run()
-                    }
+            try await insert("settings", settings)
+            try await insert("users", users)
+            try await insert("storages", storages)
+            try await insert("folder_rules", rules)
+            try await insert("driver_state", state)
+            try await insert("revoked_tokens", revoked)
+            try await insert("dav_props", props)
+            try await insert("kept_times", kept)
+            if engine == .postgres {
+                for t in ["users", "storages", "folder_rules"] {
+                    try await s.raw("SELECT setval(pg_get_serial_sequence(\(literal: t), 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM \(ident: t)), false)").run()
                 }
-                try await s.raw("COMMIT").run()
-            } catch {
-                try? await s.raw("ROLLBACK").run()
-                throw error
             }
         }
         return counts

@@ -137,6 +137,20 @@ actor NamedLocks {
         w.resume.resume(returning: false)
     }
 
+    /// Runs `body` holding `name` (waiting at most until `deadline`), and frees it however `body` ends.
+    func holding<R: Sendable>(_ name: String, until deadline: ContinuousClock.Instant,
+                              _ body: @Sendable () async throws -> R) async throws -> R {
+        try await lock(name, until: deadline)
+        do {
+            let r = try await body()
+            unlock(name)
+            return r
+        } catch {
+            unlock(name)
+            throw error
+        }
+    }
+
     func unlock(_ name: String) {
         if var q = waiters[name], !q.isEmpty {
             let next = q.removeFirst()
