@@ -173,6 +173,12 @@ actor EmulatorState {
     func setFailSlices(_ n: Int) { failSlices = n }
     func setDropNextBody() { dropNextBody = true }
     func takeDropNextBody() -> Bool { defer { dropNextBody = false }; return dropNextBody }
+    /// Knob: CDN downloads send at most this many bytes a second each (nil: as fast as they can).
+    var cdnRate: Int64?
+    func setCDNRate(_ r: Int64?) { cdnRate = r }
+    /// GET downloads begun, by blob (`<md5>-<size>`).
+    var cdnCounts: [String: Int] = [:]
+    func countDownload(_ blob: String) { cdnCounts[blob, default: 0] += 1 }
     func cdnStarted() { cdnActive += 1 }
     func cdnFinished(bytes: Int64) { cdnActive -= 1; cdnBytes += bytes }
     func setCDNFailure(count: Int, status: Int, code: Int, message: String) {

@@ -86,6 +86,14 @@ public final class Open123Emulator: Sendable {
     public func cdnStats() async -> (active: Int, bytes: Int64) { (await state.cdnActive, await state.cdnBytes) }
     public func setDownloadQuota(daily: Int64? = nil, usedToday: Int64? = nil) async { await state.setQuota(daily: daily, used: usedToday) }
     public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
+    /// Each CDN download sends at most `bytesPerSecond` (nil: no limit), to watch work in flight.
+    public func setDownloadRate(_ bytesPerSecond: Int64?) async { await state.setCDNRate(bytesPerSecond) }
+    /// CDN GET downloads begun so far, by file content (its MD5 in lower-case hex).
+    public func downloadCounts() async -> [String: Int] {
+        var out: [String: Int] = [:]
+        for (blob, n) in await state.cdnCounts { out[String(blob.split(separator: "-").first ?? ""), default: 0] += n }
+        return out
+    }
     /// The next CDN download sends about half of its body, then drops the connection.
     public func dropNextDownload() async { await state.setDropNextBody() }
     /// Puts a file at `path` (for example `/Demo/readme.txt`) into the emulated drive; returns its file ID.

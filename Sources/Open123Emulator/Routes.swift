@@ -255,6 +255,8 @@ struct Routes: Sendable {
         let path = target.path
         // Knob: send about half of the body, then drop the connection.
         let cutAt: Int64? = await state.takeDropNextBody() ? max(1, length / 2) : nil
+        await state.countDownload(blobName)
+        let rate = await state.cdnRate
         let state = self.state
         return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(length)) { writer in
             var sent: Int64 = 0
@@ -268,6 +270,9 @@ struct Routes: Sendable {
                         }
                         sent += Int64(chunk.readableBytes)
                         try await writer.write(chunk)
+                        if let rate, rate > 0 {
+                            try await Task.sleep(for: .microseconds(Int64(chunk.readableBytes) * 1_000_000 / rate))
+                        }
                     }
                 }
                 try await writer.finish(nil)

@@ -56,6 +56,27 @@ private struct BufferList: AsyncSequence, Sendable {
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: buffers[...]) }
 }
 
+/// Passes a stream on, telling `counted` the size of each buffer as it goes by (progress of a copy); an
+/// error thrown by `counted` ends the stream (a cancelled task, whichever task reads the stream).
+public struct CountingBytes: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    let base: ByteStream
+    let counted: @Sendable (Int) throws -> Void
+    public init(base: ByteStream, counted: @escaping @Sendable (Int) throws -> Void) { self.base = base; self.counted = counted }
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var inner: ByteStream.AsyncIterator
+        let counted: @Sendable (Int) throws -> Void
+        public mutating func next() async throws -> ByteBuffer? {
+            try Task.checkCancellation()
+            try counted(0)
+            guard let b = try await inner.next() else { return nil }
+            try counted(b.readableBytes)
+            return b
+        }
+    }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: base.makeAsyncIterator(), counted: counted) }
+}
+
 /// A file to be written by a driver's `put`.
 public struct UploadStream: Sendable {
     public var name: String

@@ -20,6 +20,9 @@ public enum Change: Sendable, Equatable, Codable {
     case folder(storage: Int, path: String, recursive: Bool)
     /// A login limiter key reached its limit (on any instance): refused everywhere until `until` (seconds since 1970).
     case blocked(key: String, until: Int64)
+    /// A task was queued, cancelled, retried, deleted or ended: the instance running it checks whether to stop,
+    /// idle ones look for work.
+    case task(id: String)
     /// Anything may have changed (a listener that was away): drop every cache.
     case everything
 }

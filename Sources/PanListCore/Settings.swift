@@ -49,6 +49,12 @@ public enum DefaultSettings {
             SettingItem(key: "search_index", value: "none", help: "The search index (search is not built yet).", type: "select", options: "none", group: global),
             SettingItem(key: SettingKey.signAll, value: "true", help: "Download links carry a sign (an HMAC of the path), so a link works without logging in and only for that file. Off: downloads need a login or the guest.", type: "bool", group: global, flag: SettingItem.private),
             SettingItem(key: SettingKey.linkExpiration, value: "0", help: "Hours a signed download link stays valid; 0 = no expiry.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_copy_workers", value: "3", help: "Copy tasks (between storages) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_copy_max_retry", value: "2", help: "Times a copy task that failed on a passing error (network, a busy cloud) is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_move_workers", value: "3", help: "Move tasks (between storages) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_move_max_retry", value: "2", help: "Times a move task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_upload_workers", value: "3", help: "Upload tasks (uploads sent with As-Task) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_upload_max_retry", value: "2", help: "Times an upload task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: SettingKey.token, value: randomToken, help: "The admin API token; also the key that signs download links (resetting it invalidates every link handed out).", group: 0, flag: SettingItem.private),
         ]
     }

@@ -210,6 +210,7 @@ public enum Bootstrap {
             let state = try await ServerState(config: prepared.config, store: store, fs: fs, logger: logger, changes: feed)
             for record in try await store.storages() { fs.placeLoading(record) }
             await feed.start { [weak state] change in await state?.apply(change) }
+            await state.startTasks()
             state.dataFolderLock = lock
             return Result(state: state, createdAdminPassword: prepared.createdAdminPassword)
         } catch {

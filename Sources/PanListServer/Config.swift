@@ -119,9 +119,43 @@ public struct PanListConfig: Codable, Sendable {
     /// Seconds between SIGTERM (when `/ready` turns 503) and the listeners closing, for load balancers that
     /// poll `/ready` to notice; new requests are still served meanwhile.
     public var shutdownDelay = 0
+    /// Background tasks: workers and retries per kind (over the settings), and the lease of a running task.
+    public var tasks = Tasks()
+
+    public struct Tasks: Codable, Sendable, Equatable {
+        public struct Kind: Codable, Sendable, Equatable {
+            public var workers: Int?
+            public var maxRetry: Int?
+            enum CodingKeys: String, CodingKey { case workers, maxRetry = "max_retry" }
+        }
+        /// By kind (copy, move, upload).
+        public var kinds: [String: Kind] = [:]
+        /// Seconds a running task's claim lasts without renewal (renewed twice a second); a crashed instance's
+        /// tasks are taken over after it.
+        public var leaseSeconds = 15
+        public init() {}
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: Key.self)
+            for key in c.allKeys {
+                if key.stringValue == "lease_seconds" { leaseSeconds = try c.decode(Int.self, forKey: key) }
+                else { kinds[key.stringValue] = try c.decode(Kind.self, forKey: key) }
+            }
+        }
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(leaseSeconds, forKey: Key(stringValue: "lease_seconds"))
+            for (k, v) in kinds { try c.encode(v, forKey: Key(stringValue: k)) }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case force, database, scheme
+        case force, database, scheme, tasks
         case instanceID = "instance_id"
         case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace", shutdownDelay = "shutdown_delay"
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
@@ -149,6 +183,7 @@ public struct PanListConfig: Codable, Sendable {
         metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
         shutdownGrace = try c.decodeIfPresent(Int.self, forKey: .shutdownGrace) ?? d.shutdownGrace
         shutdownDelay = try c.decodeIfPresent(Int.self, forKey: .shutdownDelay) ?? d.shutdownDelay
+        tasks = try c.decodeIfPresent(Tasks.self, forKey: .tasks) ?? d.tasks
     }
 
     /// Defaults for a data folder: files inside it, a fresh 64-character JWT secret.

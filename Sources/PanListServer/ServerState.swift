@@ -33,7 +33,9 @@ public final class ServerState: Sendable {
     let trustedProxies: TrustedProxies
     let smallFiles = SmallFileCache()
     private let parsedProxyTypes = NIOLockedValueBox<(raw: String, set: Set<String>)>(("", []))
-    private let settingsBox = NIOLockedValueBox<[String: SettingItem]>([:])
+    private let settingsBox: NIOLockedValueBox<[String: SettingItem]>
+    /// Background tasks (copies and moves across storages, uploads sent as tasks), kept in the store.
+    let tasks: TaskManager
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])
@@ -55,6 +57,12 @@ public final class ServerState: Sendable {
         self.logger = logger
         self.trustedProxies = try TrustedProxies(config.trustedProxies)
         self.tokens = await TokenService(secret: config.jwtSecret, lifetimeHours: config.tokenExpiresIn)
+        let settings = NIOLockedValueBox<[String: SettingItem]>([:])
+        self.settingsBox = settings
+        self.tasks = TaskManager(store: store, instance: config.instanceID.isEmpty ? "local" : config.instanceID, changes: changes,
+                                 leaseSeconds: max(3, config.tasks.leaseSeconds), logger: logger) { kind in
+            Self.taskLimits(kind, config: config) { key in settings.withLockedValue { $0[key]?.value } }
+        }
         try await reloadSettings()
         try await reloadRules()
         for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }
@@ -82,6 +90,15 @@ public final class ServerState: Sendable {
     }
 
     func setting(_ key: String) -> String? { settingsBox.withLockedValue { $0[key]?.value } }
+
+    /// Workers per instance and automatic retries for a kind of task: `tasks.<kind>` in config.json when set,
+    /// else the `task_<kind>_workers` / `task_<kind>_max_retry` settings, else 3 and 2.
+    static func taskLimits(_ kind: String, config: PanListConfig, setting: (String) -> String?) -> (workers: Int, retries: Int) {
+        let c = config.tasks.kinds[kind]
+        let workers = c?.workers ?? setting("task_\(kind)_workers").flatMap { Int($0) } ?? 3
+        let retries = c?.maxRetry ?? setting("task_\(kind)_max_retry").flatMap { Int($0) } ?? 2
+        return (max(0, min(workers, 64)), max(0, min(retries, 20)))
+    }
 
     /// Moves every time the settings are read again (a change through the admin API).
     var settingsGeneration: Int { settingsGenerationBox.withLockedValue { $0 } }
@@ -180,17 +197,7 @@ public final class ServerState: Sendable {
     func transfer(from src: String, to dst: String, move: Bool, _ op: () async throws -> Void) async throws {
         if src == dst { return try await op() }
         try checkRulesCanTravel(from: src, to: dst)
-        let travelling = rules.rules.filter { VirtualPath.isWithinAnyForm($0.path, src) }
-        var added: [Int] = []
-        if !travelling.isEmpty {
-            added = try await store.insertFolderRules(travelling.map { rule in
-                var r = rule
-                let rest = VirtualPath.relativeAnyForm(rule.path, to: src)
-                r.path = rest == "/" ? dst : (dst == "/" ? rest : dst + rest)
-                return r
-            })
-            try await rulesChanged()
-        }
+        let added = try await carryRules(from: src, to: dst)
         do {
             try await op()
         } catch {
@@ -200,16 +207,35 @@ public final class ServerState: Sendable {
             }
             throw error
         }
-        if move && !travelling.isEmpty {
-            do {
-                try await store.deleteFolderRules(ids: travelling.map(\.id))
-                try await rulesChanged()
-            } catch {
-                logger.warning("the folder rules at \(LogText.quoted(src)) stay after its move to \(LogText.quoted(dst)): \(ErrorText.describe(error))")
-            }
-        }
+        if move { await dropRules(of: src) }
         try? await store.copyDeadProperties(from: src, to: dst)
         if move { try? await store.deleteDeadProperties(src) }
+    }
+
+    /// Copies the folder rules at and below `src` to the same places below `dst`; the new rules' ids.
+    func carryRules(from src: String, to dst: String) async throws -> [Int] {
+        let travelling = rules.rules.filter { VirtualPath.isWithinAnyForm($0.path, src) }
+        guard !travelling.isEmpty else { return [] }
+        let added = try await store.insertFolderRules(travelling.map { rule in
+            var r = rule
+            let rest = VirtualPath.relativeAnyForm(rule.path, to: src)
+            r.path = rest == "/" ? dst : (dst == "/" ? rest : dst + rest)
+            return r
+        })
+        try await rulesChanged()
+        return added
+    }
+
+    /// Deletes the folder rules at and below `src` (after a move).
+    func dropRules(of src: String) async {
+        let travelling = rules.rules.filter { VirtualPath.isWithinAnyForm($0.path, src) }
+        guard !travelling.isEmpty else { return }
+        do {
+            try await store.deleteFolderRules(ids: travelling.map(\.id))
+            try await rulesChanged()
+        } catch {
+            logger.warning("the folder rules at \(LogText.quoted(src)) stay after its move: \(ErrorText.describe(error))")
+        }
     }
 
     /// Deletes `path` and what is kept by its path (WebDAV dead properties; the file system forgets kept
@@ -407,6 +433,7 @@ public final class ServerState: Sendable {
     /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
     public func shutdown() async {
         stopped.withLockedValue { $0 = true }
+        await tasks.stop()
         await changes.stop()
         let flush = flushTask.withLockedValue { $0 }
         flush?.cancel()
@@ -441,6 +468,8 @@ public final class ServerState: Sendable {
             case .blocked(let key, let until): loginLimiter.markBlocked(key, until: Date(timeIntervalSince1970: Double(until)))
             case .folder(let storage, let path, let recursive):
                 await fs.folderChanged(storageID: storage, path: path, recursive: recursive)
+            case .task(let id):
+                await tasks.changed(id)
             case .everything:
                 forgetUsers()
                 await fs.forgetCaches()

@@ -139,7 +139,8 @@ public final class PostgresChangeFeed: ChangeFeed {
     public func stop() async {
         let t = task.withLockedValue { t in defer { t = nil }; return t }
         t?.cancel()
-        await t?.value
+        // The listener ends at its next await; one stuck in a connection attempt is not waited for past 5 s.
+        if let t, !(await FirstOf.wait(t, atMost: .seconds(5))) { logger.warning("the change listener did not stop within 5 s; leaving it") }
         // What was published before the stop still goes out, if the database lets it within 2 s.
         outbox.finish()
         guard let s = sender.withLockedValue({ $0 }) else { return }

@@ -70,44 +70,73 @@ struct PostgresPoolDatabase: SQLDatabase {
     /// Runs `body` on a leased connection; `.unavailable` when no connection comes in time.
     /// Only the wait for a connection is timed: once the lease is won, the statement runs to its end (the
     /// timer and the lease decide who wins under one lock, so a statement is never cut off after it started).
+    /// A wait that times out is not awaited: the pool does not always end a cancelled wait at once while the
+    /// database refuses connections, and the caller must hear of it now (the abandoned wait gives back the
+    /// connection it gets later without using it).
     func leased<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let lease = NIOLockedValueBox(LeaseState.waiting)
         let client = self.client, timeout = self.leaseTimeout
         let unavailable = FSError.unavailable("the database cannot be reached (no connection within \(timeout.components.seconds) s); try again shortly")
-        do {
-            return try await withThrowingTaskGroup(of: UncheckedBox<R>?.self) { group in
-                group.addTask {
-                    UncheckedBox(try await client.withConnection { conn in
-                        let won = lease.withLockedValue { l -> Bool in
-                            guard l == .waiting else { return false }
-                            l = .leased
-                            return true
-                        }
-                        guard won else { throw unavailable }
-                        return UncheckedBox(try await body(conn))
-                    }.value)
+        let work = Task {
+            try await client.withConnection { conn in
+                let won = lease.withLockedValue { l -> Bool in
+                    guard l == .waiting else { return false }
+                    l = .leased
+                    return true
                 }
-                group.addTask {
+                guard won else { throw unavailable }
+                return UncheckedBox(try await body(conn))
+            }
+        }
+        let outcome = await withTaskCancellationHandler {
+            await FirstOf.result { finish in
+                Task {
+                    let r = await work.result
+                    finish(r.map(\.value).mapError { PostgresErrors.translate($0) })
+                }
+                Task {
                     try? await Task.sleep(for: timeout)
                     let expired = lease.withLockedValue { l -> Bool in
                         guard l == .waiting else { return false }
                         l = .expired
                         return true
                     }
-                    if expired { throw unavailable }
-                    return nil
-                }
-                while let r = try await group.next() {
-                    if let r {
-                        group.cancelAll()
-                        return r.value
+                    if expired {
+                        work.cancel()
+                        finish(.failure(unavailable))
                     }
                 }
-                throw FSError.internalError("the database query ended without an answer")
             }
-        } catch {
-            throw PostgresErrors.translate(error)
+        } onCancel: {
+            work.cancel()
         }
+        return try outcome.get()
+    }
+}
+
+/// The first of several results: `start` is given a `finish` that may be called any number of times, from
+/// anywhere; the first call is the answer, the others are ignored.
+enum FirstOf {
+    static func result<R: Sendable>(_ start: (@escaping @Sendable (Result<R, any Error>) -> Void) -> Void) async -> Result<R, any Error> {
+        await withCheckedContinuation { (c: CheckedContinuation<Result<R, any Error>, Never>) in
+            let done = NIOLockedValueBox(false)
+            start { r in
+                let first = done.withLockedValue { d -> Bool in
+                    defer { d = true }
+                    return !d
+                }
+                if first { c.resume(returning: r) }
+            }
+        }
+    }
+
+    /// Waits for `task` at most `limit`; false when it had not ended by then (it goes on unawaited).
+    static func wait(_ task: Task<Void, Never>, atMost limit: Duration) async -> Bool {
+        let r: Result<Bool, any Error> = await result { finish in
+            Task { await task.value; finish(.success(true)) }
+            Task { try? await Task.sleep(for: limit); finish(.success(false)) }
+        }
+        return (try? r.get()) ?? false
     }
 }
 

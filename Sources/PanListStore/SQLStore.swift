@@ -43,9 +43,14 @@ public final class SQLStore: Store, @unchecked Sendable {
         let client = PostgresClient(configuration: try target.clientConfiguration(), backgroundLogger: poolLogger)
         let run = Task { await client.run() }
         let db = PostgresPoolDatabase(client: client, logger: logger, leaseTimeout: leaseTimeout, statementLimit: statementLimit)
+        let closeLogger = logger
         return SQLStore(database: db, engine: .postgres, postgresTarget: target, onClose: {
             run.cancel()
-            await run.value
+            // The pool ends when its connections are closed; one stuck on a database that went away is not
+            // waited for longer than this.
+            if !(await FirstOf.wait(run, atMost: .seconds(5))) {
+                closeLogger.warning("the database connection pool did not close within 5 s; leaving it")
+            }
         })
     }
 
@@ -227,6 +232,48 @@ public final class SQLStore: Store, @unchecked Sendable {
             try await db.create(table: "rate_slots").ifNotExists()
                 .column("key", type: .text, .primaryKey(autoIncrement: false))
                 .column("next_ms", type: .bigint, .notNull)
+                .run()
+        }),
+        (8, { db in
+            // Background tasks and the units of their work (see TaskStore, TaskManager).
+            try await db.create(table: "tasks").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("kind", type: .text, .notNull)
+                .column("name", type: .text, .notNull)
+                .column("creator_id", type: .bigint, .notNull)
+                .column("creator", type: .text, .notNull)
+                .column("creator_role", type: .bigint, .notNull)
+                .column("state", type: .bigint, .notNull)
+                .column("status", type: .text, .notNull, .default(""))
+                .column("current", type: .text, .notNull, .default(""))
+                .column("total_bytes", type: .bigint, .notNull, .default(0))
+                .column("done_bytes", type: .bigint, .notNull, .default(0))
+                .column("total_files", type: .bigint, .notNull, .default(0))
+                .column("done_files", type: .bigint, .notNull, .default(0))
+                .column("speed", type: .bigint, .notNull, .default(0))
+                .column("error", type: .text, .notNull, .default(""))
+                .column("params", type: .text, .notNull, .default(""))
+                .column("retries", type: .bigint, .notNull, .default(0))
+                .column("max_retries", type: .bigint, .notNull, .default(0))
+                .column("owner", type: .text, .notNull, .default(""))
+                .column("lease_ms", type: .bigint, .notNull, .default(0))
+                .column("pinned", type: .text, .notNull, .default(""))
+                .column("created_ms", type: .bigint, .notNull)
+                .column("start_ms", type: .bigint, .notNull, .default(0))
+                .column("end_ms", type: .bigint, .notNull, .default(0))
+                .column("next_ms", type: .bigint, .notNull, .default(0))
+                .run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS tasks_kind_state ON tasks (kind, state, created_ms)").run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS tasks_creator ON tasks (creator_id, kind, state)").run()
+            try await db.create(table: "task_items").ifNotExists()
+                .column("task_id", type: .text, .notNull)
+                .column("seq", type: .bigint, .notNull)
+                .column("path", type: .text, .notNull)
+                .column("is_dir", type: .custom(SQLRaw("BOOLEAN")), .notNull)
+                .column("size", type: .bigint, .notNull)
+                .column("state", type: .bigint, .notNull)
+                .column("note", type: .text, .notNull, .default(""))
+                .primaryKey("task_id", "seq")
                 .run()
         }),
     ]
@@ -896,7 +943,7 @@ public final class SQLStore: Store, @unchecked Sendable {
 extension SQLStore {
     /// The tables `copy(to:)` moves, in an order that respects references.
     public static let copiedTables = ["settings", "users", "storages", "folder_rules", "driver_state", "revoked_tokens",
-                                      "dav_props", "kept_times"]
+                                      "dav_props", "kept_times", "tasks", "task_items"]
     // (login_failures is not copied: short-lived counts.)
 
     /// Whether the store's tables exist (a database nobody migrated yet has none).
@@ -942,9 +989,11 @@ extension SQLStore {
         let revoked = try await rows("revoked_tokens", RevokedRow.self)
         let props = try await rows("dav_props", DeadRow.self)
         let kept = try await rows("kept_times", KeptRow.self)
+        let tasks = try await rows("tasks", TaskRecord.self)
+        let items = try await rows("task_items", TaskItem.self)
         let counts = [("settings", settings.count), ("users", users.count), ("storages", storages.count),
                       ("folder_rules", rules.count), ("driver_state", state.count), ("revoked_tokens", revoked.count),
-                      ("dav_props", props.count), ("kept_times", kept.count)]
+                      ("dav_props", props.count), ("kept_times", kept.count), ("tasks", tasks.count), ("task_items", items.count)]
         if dryRun { return counts }
         let engine = dest.engine
         try await dest.inTransaction { s in
@@ -964,6 +1013,8 @@ extension SQLStore {
             try await insert("revoked_tokens", revoked)
             try await insert("dav_props", props)
             try await insert("kept_times", kept)
+            try await insert("tasks", tasks)
+            try await insert("task_items", items)
             if engine == .postgres {
                 for t in ["users", "storages", "folder_rules"] {
                     try await s.raw("SELECT setval(pg_get_serial_sequence(\(literal: t), 'id'), (SELECT COALESCE(MAX(id), 0) + 1 FROM \(ident: t)), false)").run()

@@ -275,6 +275,7 @@ struct DeliveryTests {
             // A copy from the cloud to the Local storage streams the cloud's bytes.
             let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": [String(Self.cjk.dropFirst())]], token: t)
             #expect(copy.code == 200, "\(copy.text)")
+            try await s.tasksFinish(token: t)
             #expect(FileManager.default.contents(atPath: s.files + Self.cjk) == Self.content)
             // fs/link (admin): the cloud's URL for a cloud file; a /p?d link for a local one.
             let cloud = try await s.api("/fs/link", ["path": "/123" + Self.cjk], token: t)

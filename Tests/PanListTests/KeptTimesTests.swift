@@ -59,6 +59,7 @@ struct KeptTimesTests {
             #expect(try await Self.listedModified(s, t, "/123/sync", "c.txt") == "2017-07-14T02:40:00.000Z")
             // Copied to the Local storage, the file gets the time on disk.
             #expect(try await s.api("/fs/copy", ["src_dir": "/123/sync", "dst_dir": "/", "names": ["c.txt"]], token: t).code == 200)
+            try await s.tasksFinish(token: t)
             var st = stat()
             #expect(stat(s.files + "/c.txt", &st) == 0 && st.st_mtim.tv_sec == 1_500_000_000)
             #expect(try await s.api("/fs/remove", ["dir": "/123/other", "names": ["c.txt"]], token: t).code == 200)
@@ -124,6 +125,7 @@ struct KeptTimesMoreTests {
             #expect(try await s.state.store.keptTime("/123/dir_1/a_b.txt") == nil)
             // Moved to the Local storage: the time goes onto the disk, and the cloud's record is forgotten.
             #expect(try await s.api("/fs/move", ["src_dir": "/123/dir%2", "dst_dir": "/", "names": ["plain.txt"]], token: t).code == 200)
+            try await s.tasksFinish(token: t)
             var st = stat()
             #expect(stat(s.files + "/plain.txt", &st) == 0 && st.st_mtim.tv_sec == 1_500_000_000)
             #expect(try await s.state.store.keptTime("/123/dir%2/plain.txt") == nil)

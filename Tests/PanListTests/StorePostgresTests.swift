@@ -101,6 +101,9 @@ struct StorePostgresTests {
         try await source.revokeToken(hash: "h", expires: Date().addingTimeInterval(600))
         try await source.setDeadProperties("/x/f", set: [DeadProperty(ns: "urn:a", name: "b", value: "c")], remove: [])
         try await source.setKeptTime("/x/f", KeptTime(modified: Date(timeIntervalSince1970: 1000), size: 1))
+        let admin = User(id: 1, username: "admin", role: .admin, permission: .admin)
+        try await source.insertTask(TaskRecord(id: "t1", kind: "copy", name: "copy", creator: admin, params: "{}", maxRetries: 2))
+        try await source.addTaskItems([TaskItem(task: "t1", seq: 0, path: "", isDir: false, size: 5)])
 
         // A dry run into a database nobody migrated yet counts and makes no table there.
         let fresh = try await SQLStore.postgres(try await TestPostgres.shared.database())

@@ -13,6 +13,7 @@ struct APIRoutes: Sendable {
         addAdminRoutes(to: api)
         addUserRoutes(to: api)
         addMetaRoutes(to: api)
+        addTaskRoutes(to: api)
         // Anything else under /api answers with the envelope too.
         for method in [HTTPRequest.Method.get, .post, .put, .delete] {
             api.on("**", method: method) { req, _ -> Response in

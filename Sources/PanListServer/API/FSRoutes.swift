@@ -31,8 +31,27 @@ struct BatchRequest: Decodable {
     var dstPassword: String?
     /// Passwords of entries guarded by their own rule, by name (PanList's UI sends those it knows).
     var passwords: [String: String]?
+    /// At the destination, for copies and moves between storages (tasks): `fail` (the default: the name must
+    /// not exist), `overwrite`, `skip` (keep existing files) or `merge` (keep files of the same size). OpenList's
+    /// `overwrite` and `skip_existing` booleans say the same.
+    var conflict: String?
+    var overwrite: Bool?
+    var skipExisting: Bool?
     enum CodingKeys: String, CodingKey {
-        case names, password, passwords, srcDir = "src_dir", dstDir = "dst_dir", dstPassword = "dst_password"
+        case names, password, passwords, conflict, overwrite, srcDir = "src_dir", dstDir = "dst_dir", dstPassword = "dst_password"
+        case skipExisting = "skip_existing"
+    }
+
+    func conflictPolicy() throws -> ConflictPolicy {
+        if let c = conflict, !c.isEmpty {
+            guard let p = ConflictPolicy(rawValue: c) else {
+                throw FSError.badRequest("conflict must be fail, overwrite, skip or merge, not '\(c)'")
+            }
+            return p
+        }
+        if skipExisting == true { return .skip }
+        if overwrite == true { return .overwrite }
+        return .fail
     }
 }
 struct RemoveRequest: Decodable { var dir: String; var names: [String]; var password: String?; var passwords: [String: String]? }
@@ -187,14 +206,15 @@ extension APIRoutes {
             try await state.transfer(from: path, to: target, move: true) { try await state.fs.rename(path, to: body.name) }
             return APIResponse.ok()
         }
+        // Within one storage at once; between storages as tasks (`{tasks: [...]}`, one per name).
+        struct Tasks: Encodable { var tasks: [TaskInfoJSON] }
         api.post("fs/move") { req, ctx in
-            try await batch(req, ctx, .move) { src, dst in try await state.fs.move(src, toDir: VirtualPath.parent(dst)) }
-            return APIResponse.ok()
+            let queued = try await batch(req, ctx, .move) { src, dst in try await state.fs.move(src, toDir: VirtualPath.parent(dst)) }
+            return APIResponse.ok(Tasks(tasks: queued.map(TaskInfoJSON.init)))
         }
         api.post("fs/copy") { req, ctx in
-            try await batch(req, ctx, .copy) { src, dst in try await state.fs.copy(src, toDir: VirtualPath.parent(dst)) }
-            struct Tasks: Encodable { var tasks: [String] = [] }
-            return APIResponse.ok(Tasks())
+            let queued = try await batch(req, ctx, .copy) { src, dst in try await state.fs.copy(src, toDir: VirtualPath.parent(dst)) }
+            return APIResponse.ok(Tasks(tasks: queued.map(TaskInfoJSON.init)))
         }
         api.post("fs/remove") { req, ctx in
             let (user, body) = try await decode(req, RemoveRequest.self)
@@ -217,8 +237,11 @@ extension APIRoutes {
     /// Move or copy: `names` from `src_dir` into `dst_dir`. `action` is checked on both folders and on every
     /// entry and its new place (a hidden or guarded entry is not reachable just because its folder is);
     /// the folder password of the destination may differ (`dst_password`). Folder rules travel along.
-    func batch(_ req: Request, _ ctx: AppContext, _ action: Action, _ op: @escaping (_ src: String, _ dst: String) async throws -> Void) async throws {
+    /// Between two storages each name becomes a task (returned), queued once every name passed its checks.
+    func batch(_ req: Request, _ ctx: AppContext, _ action: Action,
+               _ op: @escaping (_ src: String, _ dst: String) async throws -> Void) async throws -> [TaskRecord] {
         let (user, body) = try await decode(req, BatchRequest.self)
+        let conflict = try body.conflictPolicy()
         let (src, dst) = try (Access.resolve(body.srcDir, for: user), Access.resolve(body.dstDir, for: user))
         let pw = password(req, body.password)
         let dstPW = body.dstPassword.flatMap { $0.isEmpty ? nil : $0 } ?? pw
@@ -230,8 +253,17 @@ extension APIRoutes {
             try state.check(user, action, from, password: body.passwords?[name] ?? pw, ip: ctx.clientIP)
             try Access.checkVisible(user, to, rules: state.rules)
             try await Access.checkTransfer(user, from: from, to: to, rules: state.rules, fs: state.fs)
-            try await state.transfer(from: from, to: to, move: action == .move) { try await op(from, to) }
         }
+        var queued: [TaskRecord] = []
+        for name in body.names {
+            let from = VirtualPath.join(src, name), to = VirtualPath.join(dst, name)
+            if state.crossesStorages(from, dst) {
+                queued.append(try await state.queueTransfer(user, move: action == .move, src: from, dst: dst, conflict: conflict))
+            } else {
+                try await state.transfer(from: from, to: to, move: action == .move) { try await op(from, to) }
+            }
+        }
+        return queued
     }
 
     func decode<T: Decodable>(_ req: Request, _ type: T.Type) async throws -> (User, T) {

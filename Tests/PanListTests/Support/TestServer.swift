@@ -71,10 +71,11 @@ final class TestServer: @unchecked Sendable {
     /// `logger` replaces the quiet default (errors only); `adjust` changes the configuration of this run;
     /// `mount` false leaves the storages loading (the test mounts them).
     static func start(logger: Logger? = nil, adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
-                      prepare: (@Sendable (any Store) async throws -> Void)? = nil, mount: Bool = true) async throws -> TestServer {
+                      prepare: (@Sendable (any Store) async throws -> Void)? = nil, mount: Bool = true,
+                      in given: TempDir? = nil) async throws -> TestServer {
         // bcrypt at its lowest cost in tests (the default, 12, is checked by a test of its own).
         setenv("PANLIST_BCRYPT_COST", "4", 0)
-        let dir = TempDir()
+        let dir = given ?? TempDir()
         var quiet = Logger(label: "panlist-test") { ShutdownQuietLogHandler(StreamLogHandler.standardError(label: $0)) }
         quiet.logLevel = .error
         let boot = try await Bootstrap.open(dataDir: dir.path + "/data", registry: testRegistry(), logger: logger ?? quiet,
@@ -97,12 +98,13 @@ final class TestServer: @unchecked Sendable {
         self.client = client; self.runTask = runTask
     }
 
-    func stop() async {
+    /// `keep`: the data folder stays (for a restart on it: `start(in: dir)`).
+    func stop(keep: Bool = false) async {
         try? await client.shutdown()
         runTask.cancel()
         _ = try? await runTask.value
         await state.shutdown()
-        dir.remove()
+        if !keep { dir.remove() }
     }
 
     func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: Data? = nil) async throws -> HTTPResult {
@@ -121,6 +123,22 @@ final class TestServer: @unchecked Sendable {
         if let token { headers.append(("Authorization", token)) }
         let data = try JSONSerialization.data(withJSONObject: body)
         return try await request(method, "/api" + path, headers: headers, body: method == .GET ? nil : data)
+    }
+
+    /// The tasks of `kind` in a list (`undone` or `done`), as the API answers them.
+    func tasks(_ kind: String, _ list: String = "undone", token: String) async throws -> [[String: Any]] {
+        try await api("/task/\(kind)/\(list)", token: token, method: .GET).json["data"] as? [[String: Any]] ?? []
+    }
+
+    /// Waits until no copy or move task is left undone (at most `limit`); throws with what is left.
+    func tasksFinish(token: String, limit: Duration = .seconds(30)) async throws {
+        let end = ContinuousClock.now + limit
+        while true {
+            let left = try await tasks("copy", token: token) + tasks("move", token: token)
+            if left.isEmpty { return }
+            if ContinuousClock.now > end { throw FSError.internalError("tasks still undone: \(left)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     func login(_ username: String = "admin", _ password: String? = nil) async throws -> String {

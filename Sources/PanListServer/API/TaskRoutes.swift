@@ -1,0 +1,171 @@
+import Foundation
+import Hummingbird
+import PanListCore
+import PanListStore
+
+/// A task as Alist's and OpenList's task routes answer it, with PanList's progress details beside.
+struct TaskInfoJSON: Encodable {
+    var id: String
+    var name: String
+    var creator: String
+    var creator_role: Int
+    var state: Int
+    var status: String
+    var progress: Double
+    var start_time: String?
+    var end_time: String?
+    var total_bytes: Int64
+    var error: String
+    // PanList's own.
+    var kind: String
+    var state_name: String
+    var done_bytes: Int64
+    var total_files: Int64
+    var done_files: Int64
+    var speed: Int64
+    var current: String
+    var retries: Int
+    var created_time: String
+
+    init(_ t: TaskRecord) {
+        id = t.id; name = t.name; creator = t.creator; creator_role = t.creator_role; state = t.state
+        status = t.status; progress = t.progress; total_bytes = t.total_bytes; error = t.error
+        start_time = t.start_ms > 0 ? Self.time(t.start_ms) : nil
+        end_time = t.end_ms > 0 ? Self.time(t.end_ms) : nil
+        kind = t.kind; state_name = t.taskState.words; done_bytes = t.done_bytes; total_files = t.total_files
+        done_files = t.done_files; speed = t.taskState == .running ? t.speed : 0; current = t.current; retries = t.retries
+        created_time = Self.time(t.created_ms)
+    }
+
+    static func time(_ ms: Int64) -> String {
+        Date(timeIntervalSince1970: Double(ms) / 1000).formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// One unit of a task's work, for the task's page (what was copied, kept back, or failed, and why).
+struct TaskItemJSON: Encodable {
+    var path: String
+    var is_dir: Bool
+    var size: Int64
+    var state: String
+    var note: String
+    init(_ i: TaskItem) {
+        path = i.path; is_dir = i.is_dir; size = i.size; note = i.note
+        state = switch i.itemState { case .pending: "pending"; case .done: "done"; case .skipped: "skipped"; case .failed: "failed" }
+    }
+}
+
+extension APIRoutes {
+    /// `/api/task/<kind>/…` and the same under `/api/admin/task/<kind>/…` (older clients call those): lists,
+    /// info, cancel, delete, retry, their `_some` forms (a JSON array of ids), clear_done, clear_succeeded and
+    /// retry_failed. Everyone logged in may use them; only the admin sees and controls other users' tasks
+    /// (someone else's task is "not found").
+    func addTaskRoutes(to api: RouterGroup<AppContext>) {
+        for prefix in ["task", "admin/task"] {
+            let g = api.group(RouterPath(prefix))
+            g.get("{kind}/undone") { req, ctx in try await list(req, ctx, TaskState.undone) }
+            g.post("{kind}/undone") { req, ctx in try await list(req, ctx, TaskState.undone) }
+            g.get("{kind}/done") { req, ctx in try await list(req, ctx, TaskState.done) }
+            g.post("{kind}/done") { req, ctx in try await list(req, ctx, TaskState.done) }
+            g.post("{kind}/info") { req, ctx in
+                let (_, t) = try await target(req, ctx)
+                struct Info: Encodable {
+                    var task: TaskInfoJSON
+                    var items: [TaskItemJSON]
+                    func encode(to encoder: any Encoder) throws {
+                        try task.encode(to: encoder)
+                        var c = encoder.container(keyedBy: K.self)
+                        try c.encode(items, forKey: .items)
+                    }
+                    enum K: String, CodingKey { case items }
+                }
+                let items = try await state.store.taskItems(task: t.id)
+                return APIResponse.ok(Info(task: TaskInfoJSON(t), items: items.prefix(2000).map(TaskItemJSON.init)))
+            }
+            g.get("{kind}/info") { req, ctx in APIResponse.ok(TaskInfoJSON(try await target(req, ctx).1)) }
+            g.post("{kind}/cancel") { req, ctx in
+                try await state.tasks.cancel(try await target(req, ctx).1.id)
+                return APIResponse.ok()
+            }
+            g.post("{kind}/delete") { req, ctx in
+                try await state.tasks.delete(try await target(req, ctx).1.id)
+                return APIResponse.ok()
+            }
+            g.post("{kind}/retry") { req, ctx in
+                try await state.tasks.retry(try await target(req, ctx).1.id)
+                return APIResponse.ok()
+            }
+            g.post("{kind}/cancel_some") { req, ctx in try await some(req, ctx) { try await state.tasks.cancel($0) } }
+            g.post("{kind}/delete_some") { req, ctx in try await some(req, ctx) { try await state.tasks.delete($0) } }
+            g.post("{kind}/retry_some") { req, ctx in try await some(req, ctx) { try await state.tasks.retry($0) } }
+            g.post("{kind}/clear_done") { req, ctx in
+                let (user, kind) = try await who(req, ctx)
+                let done = try await state.store.tasks(kind: kind, states: TaskState.done, creator: user.isAdmin ? nil : user.id)
+                try await state.store.deleteTasks(ids: done.map(\.id))
+                return APIResponse.ok()
+            }
+            g.post("{kind}/clear_succeeded") { req, ctx in
+                let (user, kind) = try await who(req, ctx)
+                let done = try await state.store.tasks(kind: kind, states: [.succeeded], creator: user.isAdmin ? nil : user.id)
+                try await state.store.deleteTasks(ids: done.map(\.id))
+                return APIResponse.ok()
+            }
+            g.post("{kind}/retry_failed") { req, ctx in
+                let (user, kind) = try await who(req, ctx)
+                for t in try await state.store.tasks(kind: kind, states: [.failed], creator: user.isAdmin ? nil : user.id) {
+                    try await state.tasks.retry(t.id)
+                }
+                return APIResponse.ok()
+            }
+        }
+        // Counts for a badge: every kind, the caller's tasks (the admin's: everyone's).
+        api.get("task/summary") { req, _ in
+            let user = try await state.authenticate(req)
+            let counts = try await state.store.taskCounts(creator: user.isAdmin ? nil : user.id)
+            struct Summary: Encodable { var undone: Int; var running: Int; var failed: Int; var done: Int }
+            let undone = TaskState.undone.reduce(0) { $0 + (counts[$1] ?? 0) }
+            return APIResponse.ok(Summary(undone: undone, running: counts[.running] ?? 0, failed: counts[.failed] ?? 0,
+                                          done: TaskState.done.reduce(0) { $0 + (counts[$1] ?? 0) }))
+        }
+    }
+
+    /// The caller and the kind named in the path (an unknown kind is "not found").
+    private func who(_ req: Request, _ ctx: AppContext) async throws -> (User, String) {
+        let user = try await state.authenticate(req)
+        let kind = ctx.parameters.get("kind") ?? ""
+        guard await state.tasks.kindNames.contains(kind) else { throw FSError.noSuchRecord("there are no \(kind) tasks") }
+        return (user, kind)
+    }
+
+    private func list(_ req: Request, _ ctx: AppContext, _ states: [TaskState]) async throws -> Response {
+        let (user, kind) = try await who(req, ctx)
+        let all = try await state.store.tasks(kind: kind, states: states, creator: user.isAdmin ? nil : user.id)
+        return APIResponse.ok(all.map(TaskInfoJSON.init))
+    }
+
+    /// The task `?tid=` of the caller (the admin: anyone's); someone else's is "not found", as a missing one.
+    private func target(_ req: Request, _ ctx: AppContext) async throws -> (User, TaskRecord) {
+        let (user, kind) = try await who(req, ctx)
+        let tid = req.uri.queryParameters.get("tid") ?? ""
+        guard let t = try await state.store.task(id: tid), t.kind == kind, user.isAdmin || t.creator_id == user.id else {
+            throw FSError.noSuchRecord("task not found")
+        }
+        return (user, t)
+    }
+
+    /// A `_some` form: the body is a JSON array of task ids; the answer maps each id that could not be
+    /// handled to why.
+    private func some(_ req: Request, _ ctx: AppContext, _ op: (String) async throws -> Void) async throws -> Response {
+        let (user, kind) = try await who(req, ctx)
+        let ids = try await req.json([String].self, limit: state.config.maxRequestBody)
+        var errors: [String: String] = [:]
+        for tid in ids {
+            guard let t = try await state.store.task(id: tid), t.kind == kind, user.isAdmin || t.creator_id == user.id else {
+                errors[tid] = "task not found"
+                continue
+            }
+            do { try await op(t.id) } catch { errors[tid] = FSError.from(error).message }
+        }
+        return APIResponse.ok(errors)
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import PanListCore
+import PanListStore
+
+/// What to do with a name that exists at the destination of a copy or move task.
+enum ConflictPolicy: String, Codable, Sendable {
+    /// The task's own top-level name must not exist (checked when queued and when it first runs).
+    case fail
+    /// Existing files are replaced; folders are merged.
+    case overwrite
+    /// Existing files are kept (reported as skipped); folders are merged.
+    case skip
+    /// Folders are merged; a file already there with the same size is kept, a different one replaced.
+    case merge
+}
+
+/// A copy or move of one file or folder (`src`) into the folder `dst`, across storages.
+struct TransferParams: Codable, Sendable {
+    var src: String
+    var dst: String
+    var conflict: ConflictPolicy
+}
+
+extension ServerState {
+    /// Registers the kinds of tasks and starts running them.
+    func startTasks() async {
+        await tasks.register(transferKind(move: false))
+        await tasks.register(transferKind(move: true))
+        await tasks.start()
+    }
+
+    /// The creator of a task as the store has them now (a user deleted, disabled or restricted since the task
+    /// was queued makes it fail cleanly).
+    func taskUser(_ record: TaskRecord) async throws -> User {
+        guard let stored = try await store.user(id: record.creator_id) else {
+            throw FSError.permissionDenied("the user who queued this task (\(record.creator)) no longer exists")
+        }
+        let user = stored.user
+        if user.disabled { throw FSError.permissionDenied("the user who queued this task (\(user.username)) is disabled") }
+        return user
+    }
+
+    /// The checks of `check` that hold without the folder password (which was checked when the task was queued):
+    /// the base path, visibility and the permission bit, as the user has them now.
+    func recheck(_ user: User, _ action: Action, _ path: String) throws(FSError) {
+        let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
+        guard VirtualPath.isWithin(path, base) else {
+            throw .permissionDenied("\(user.username) may no longer reach \(path): it is outside their base path now")
+        }
+        try Access.checkVisible(user, path, rules: rules)
+        guard Access.can(user, action) else {
+            throw .permissionDenied("\(user.username) may no longer \(action.words) \(path)")
+        }
+    }
+
+    /// Whether `src` and the folder `dst` lie on different storages (a copy or move between them is a task).
+    func crossesStorages(_ src: String, _ dst: String) -> Bool {
+        guard let (a, _) = fs.resolve(src), let (b, _) = fs.resolve(dst) else { return false }
+        return a.id != b.id
+    }
+
+    /// Queues a copy or move of `src` into the folder `dst` for `user`; the name at the destination must not
+    /// exist unless `conflict` says what to do with it.
+    func queueTransfer(_ user: User, move: Bool, src: String, dst: String, conflict: ConflictPolicy) async throws -> TaskRecord {
+        let (obj, _) = try await fs.get(src)
+        let target = VirtualPath.join(dst, VirtualPath.base(src))
+        if conflict == .fail, (try? await fs.get(target)) != nil {
+            throw FSError.alreadyExists("\(Access.userPath(target, for: user)) already exists; choose to overwrite, skip existing files or merge")
+        }
+        if (try? await fs.get(dst))?.0.isDir == false { throw FSError.conflict("\(Access.userPath(dst, for: user)) is not a folder") }
+        guard !VirtualPath.isWithin(dst, src) else { throw FSError.badRequest("cannot \(move ? "move" : "copy") \(Access.userPath(src, for: user)) into itself") }
+        let params = try JSONEncoder().encode(TransferParams(src: src, dst: dst, conflict: conflict))
+        let verb = move ? "move" : "copy"
+        let name = "\(verb) [\(Access.userPath(src, for: user))] to [\(Access.userPath(dst, for: user))]" + (obj.isDir ? " (folder)" : "")
+        let kind = move ? "move" : "copy"
+        let record = TaskRecord(id: RandomString.make(16), kind: kind, name: name, creator: user,
+                                params: String(decoding: params, as: UTF8.self), maxRetries: Self.taskLimits(kind, config: config, setting: setting).retries)
+        try await tasks.submit(record)
+        return record
+    }
+
+    /// The copy and move kinds: a tree of work (folders first, then each file once), kept in the store as it
+    /// goes, so that a run taken up again does only what is left.
+    func transferKind(move: Bool) -> TaskKind {
+        TaskKind(name: move ? "move" : "copy") { [self] run in
+            try await runTransfer(run, move: move)
+        }
+    }
+
+    private func runTransfer(_ run: TaskRun, move: Bool) async throws {
+        let p = try JSONDecoder().decode(TransferParams.self, from: run.params)
+        let id = run.record.id
+        let action: Action = move ? .move : .copy
+        let user = try await taskUser(run.record)
+        try recheck(user, action, p.src)
+        try recheck(user, action, p.dst)
+        let target = VirtualPath.join(p.dst, VirtualPath.base(p.src))
+        var items = try await store.taskItems(task: id)
+        let fresh = items.isEmpty
+        if fresh {
+            run.update { $0.status = "listing what to \(move ? "move" : "copy")" }
+            if p.conflict == .fail, (try? await fs.get(target)) != nil {
+                throw FSError.alreadyExists("\(Access.userPath(target, for: user)) already exists")
+            }
+            items = try await plan(p.src, task: id, user: user)
+            try await store.addTaskItems(items)
+            // Folder rules go along (once, when the work starts).
+            do {
+                try checkRulesCanTravel(from: p.src, to: target)
+                _ = try await carryRules(from: p.src, to: target)
+            } catch {
+                logger.warning("the folder rules of \(LogText.quoted(p.src)) did not go along to \(LogText.quoted(target)): \(ErrorText.describe(error))")
+            }
+        }
+        let files = items.filter { !$0.is_dir }
+        let finished = files.filter { $0.itemState != .pending }
+        run.update {
+            $0.totalFiles = Int64(files.count)
+            $0.totalBytes = files.reduce(0) { $0 + $1.size }
+            $0.doneFiles = Int64(finished.count)
+            $0.doneBytes = finished.reduce(0) { $0 + $1.size }
+        }
+        var index = finished.count
+        var kept = items.contains { $0.itemState == .skipped || $0.itemState == .failed }
+        for item in items where item.itemState == .pending {
+            try Task.checkCancellation()
+            let from = item.path.isEmpty ? p.src : VirtualPath.join(p.src, item.path)
+            let to = item.path.isEmpty ? target : VirtualPath.join(target, item.path)
+            let shown = item.path.isEmpty ? VirtualPath.base(p.src) : item.path
+            if item.is_dir {
+                run.update { $0.current = shown; $0.status = "creating \(shown)" }
+                try await fs.makeDir(to)
+                try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
+                continue
+            }
+            index += 1
+            let n = index
+            run.update { $0.current = shown; $0.status = "\(move ? "moving" : "copying") \(shown) (\(n) of \(files.count))" }
+            if let existing = try? await fs.get(to).0 {
+                var keep: String?
+                if existing.isDir { keep = "a folder of that name is there" }
+                else if p.conflict == .skip { keep = "already there; kept" }
+                else if p.conflict == .merge, existing.size == item.size { keep = "already there with the same size; kept" }
+                if let keep {
+                    try await store.setTaskItem(task: id, seq: item.seq, state: .skipped, note: keep)
+                    kept = true
+                    run.update { $0.doneFiles += 1; $0.doneBytes += item.size }
+                    continue
+                }
+            }
+            let before = run.progress.doneBytes
+            do {
+                try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true) { try run.addBytes($0) }
+            } catch {
+                run.update { $0.doneBytes = before }
+                throw error
+            }
+            if move { try await remove(from) }
+            try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
+            run.update { $0.doneFiles += 1; $0.doneBytes = before + item.size }
+        }
+        try? await store.copyDeadProperties(from: p.src, to: target)
+        if move {
+            // The source goes once everything in it arrived; what was kept back stays where it was.
+            if !kept, (try? await fs.get(p.src)) != nil { try await remove(p.src) }
+            if !kept { await dropRules(of: p.src) }
+        }
+        run.update { $0.current = ""; $0.status = kept ? "done; some files were kept back (see the list)" : "done" }
+    }
+
+    /// The work of a copy of `src`: itself, then what it holds, folders before their contents; names hidden
+    /// from the user stay behind.
+    private func plan(_ src: String, task: String, user: User) async throws -> [TaskItem] {
+        let (root, _) = try await fs.get(src)
+        var items = [TaskItem(task: task, seq: 0, path: "", isDir: root.isDir, size: root.isDir ? 0 : root.size)]
+        guard root.isDir else { return items }
+        var queue = [""]
+        while !queue.isEmpty {
+            let rel = queue.removeFirst()
+            let dir = rel.isEmpty ? src : VirtualPath.join(src, rel)
+            try Task.checkCancellation()
+            let listing = try await fs.list(dir, refresh: true)
+            let visible = Access.visibility(user, in: dir, rules: rules)
+            for o in listing.objects where visible?(o.name) ?? true {
+                let childRel = rel.isEmpty ? o.name : rel + "/" + o.name
+                items.append(TaskItem(task: task, seq: items.count, path: childRel, isDir: o.isDir, size: o.isDir ? 0 : o.size))
+                if o.isDir { queue.append(childRel) }
+            }
+        }
+        return items
+    }
+}
+
+extension Action {
+    /// The verb of a permission, for messages.
+    var words: String {
+        switch self {
+        case .copy: "copy"
+        case .move: "move"
+        case .remove: "delete"
+        case .rename: "rename"
+        default: "write to"
+        }
+    }
+}

@@ -1,0 +1,266 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import NIOCore
+import Open123Emulator
+import Testing
+@testable import PanListCore
+@testable import PanListServer
+@testable import PanListStore
+
+/// Copies and moves between storages as background tasks: progress, conflicts, cancel, retry, restarts.
+@Suite("Tasks: copies and moves between storages")
+struct TaskTests {
+    /// Mounts a second Local storage at `/b` (another folder) and returns its folder.
+    func mountB(_ s: TestServer, _ t: String) async throws -> TempDir {
+        let b = TempDir()
+        let addition = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": b.path]), as: UTF8.self)
+        let r = try await s.api("/admin/storage/create", ["mount_path": "/b", "driver": "Local", "addition": addition], token: t)
+        #expect(r.code == 200, "\(r.text)")
+        return b
+    }
+
+    func finished(_ s: TestServer, _ kind: String, _ id: String, token: String) async throws -> [String: Any] {
+        try await s.tasksFinish(token: token)
+        let r = try await s.api("/task/\(kind)/info?tid=\(id)", token: token)
+        #expect(r.code == 200, "\(r.text)")
+        return r.data
+    }
+
+    @Test func copyAndMoveBetweenStoragesAreTasksWithProgressAndConflicts() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let b = try await mountB(s, t)
+            defer { b.remove() }
+            try s.dir.write("data/files/src/a.txt", "alpha")
+            try s.dir.write("data/files/src/sub/b.txt", "bravo")
+            try s.dir.write("data/files/src/sub/c.bin", String(repeating: "c", count: 100_000))
+            try s.dir.write("data/files/src/empty/.keep", "")
+
+            // Queued: the answer lists the task at once.
+            let copy = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"]], token: t)
+            #expect(copy.code == 200, "\(copy.text)")
+            let queued = try #require(copy.data["tasks"] as? [[String: Any]])
+            #expect(queued.count == 1)
+            let id = try #require(queued.first?["id"] as? String)
+            #expect((queued.first?["name"] as? String)?.contains("copy [/src] to [/b]") == true)
+            let info = try await finished(s, "copy", id, token: t)
+            #expect(info["state"] as? Int == 2, "\(info)")
+            #expect(info["progress"] as? Double == 100)
+            #expect(info["total_bytes"] as? Int == 100_010)
+            #expect(info["done_files"] as? Int == 4 && info["total_files"] as? Int == 4)
+            #expect(info["start_time"] is String && info["end_time"] is String && info["error"] as? String == "")
+            #expect(b.read("src/a.txt") == "alpha" && b.read("src/sub/b.txt") == "bravo")
+            #expect(b.read("src/sub/c.bin")?.count == 100_000)
+            #expect(b.exists("src/empty/.keep"))
+            #expect(s.dir.exists("data/files/src/a.txt"), "a copy keeps the source")
+            let done = try await s.tasks("copy", "done", token: t)
+            #expect(done.map { $0["id"] as? String } == [id])
+
+            // The name exists now: refused at once, nothing queued, unless the request says what to do.
+            let again = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"]], token: t)
+            #expect(again.code == 403 && again.message.contains("already exists"), "\(again.text)")
+            #expect(try await s.tasks("copy", "done", token: t).count == 1)
+            let bad = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"], "conflict": "sideways"], token: t)
+            #expect(bad.code == 400 && bad.message.contains("overwrite"))
+
+            // Skip existing: every file is kept and said so.
+            try b.write("src/a.txt", "changed at the destination")
+            let skip = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"], "conflict": "skip"], token: t)
+            let skipID = try #require((skip.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            let skipInfo = try await finished(s, "copy", skipID, token: t)
+            #expect(skipInfo["state"] as? Int == 2)
+            let skipped = (skipInfo["items"] as? [[String: Any]] ?? []).filter { $0["state"] as? String == "skipped" }
+            #expect(skipped.count == 4, "\(skipInfo)")
+            #expect(b.read("src/a.txt") == "changed at the destination")
+
+            // Merge: same size kept, a different size replaced.
+            #expect(try await s.put("/src/sub/b.txt", Data("bravo, longer now".utf8), token: t).code == 200)
+            let merge = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"], "conflict": "merge"], token: t)
+            let mergeID = try #require((merge.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            let mergeInfo = try await finished(s, "copy", mergeID, token: t)
+            let states = Dictionary(uniqueKeysWithValues: (mergeInfo["items"] as? [[String: Any]] ?? []).compactMap { i in
+                (i["path"] as? String).map { ($0, i["state"] as? String ?? "") }
+            })
+            #expect(states["sub/b.txt"] == "done" && states["sub/c.bin"] == "skipped", "\(states)")
+            #expect(b.read("src/sub/b.txt") == "bravo, longer now")
+            #expect(states["a.txt"] == "done" && b.read("src/a.txt") == "alpha", "a different size is replaced")
+
+            // Overwrite (OpenList's boolean): everything replaced.
+            let over = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"], "overwrite": true], token: t)
+            let overID = try #require((over.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            let overInfo = try await finished(s, "copy", overID, token: t)
+            #expect(overInfo["state"] as? Int == 2, "\(overInfo)")
+            #expect(b.read("src/a.txt") == "alpha")
+
+            // A move between storages: the files arrive, then the source goes.
+            #expect(try await s.api("/fs/mkdir", ["path": "/b/moved"], token: t).code == 200)
+            let move = try await s.api("/fs/move", ["src_dir": "/", "dst_dir": "/b/moved", "names": ["src"]], token: t)
+            let moveID = try #require((move.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(try await finished(s, "move", moveID, token: t)["state"] as? Int == 2)
+            #expect(b.read("moved/src/sub/b.txt") == "bravo, longer now")
+            #expect(!s.dir.exists("data/files/src"))
+
+            // Within one storage: done at once, no task.
+            let local = try await s.api("/fs/copy", ["src_dir": "/b/moved", "dst_dir": "/b", "names": ["src"]], token: t)
+            #expect(local.code == 403, "the copy made first is still there: \(local.text)")
+            #expect(try await s.api("/fs/mkdir", ["path": "/b/again"], token: t).code == 200)
+            let here = try await s.api("/fs/copy", ["src_dir": "/b/moved", "dst_dir": "/b/again", "names": ["src"]], token: t)
+            #expect(here.code == 200 && (here.data["tasks"] as? [Any])?.isEmpty == true, "\(here.text)")
+            #expect(b.read("again/src/a.txt") == "alpha")
+
+            // Clearing: succeeded ones go.
+            #expect(try await s.api("/task/copy/clear_succeeded", token: t).code == 200)
+            #expect(try await s.tasks("copy", "done", token: t).isEmpty)
+            #expect(try await s.tasks("move", "done", token: t).count == 1)
+            #expect(try await s.api("/task/move/clear_done", token: t).code == 200)
+            #expect(try await s.tasks("move", "done", token: t).isEmpty)
+            #expect(try await s.api("/task/nothing/undone", token: t, method: .GET).code == 404)
+        }
+    }
+
+    /// A running copy from the cloud is cancelled: it stops within a second and leaves no file behind;
+    /// retried, it copies again.
+    @Test func cancelStopsWithinASecondAndLeavesNothing() async throws {
+        try await withCloud { s, emu, t in
+            let content = Data((0..<1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+            _ = try await emu.seed(path: "/big.bin", data: content)
+            await emu.setDownloadRate(300_000)
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["big.bin"]], token: t)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            // Running, with bytes done and a speed.
+            var running: [String: Any] = [:]
+            #expect(await Cluster.within(.seconds(10)) {
+                running = try await s.api("/task/copy/info?tid=\(id)", token: t).data
+                return (running["done_bytes"] as? Int ?? 0) > 100_000
+            }, "no progress: \(running)")
+            #expect(running["state"] as? Int == 1 && (running["speed"] as? Int ?? 0) > 0, "\(running)")
+            #expect(running["current"] as? String == "big.bin")
+            let asked = ContinuousClock.now
+            #expect(try await s.api("/task/copy/cancel?tid=\(id)", token: t).code == 200)
+            #expect(await Cluster.within(.seconds(1)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 4
+            })
+            #expect(ContinuousClock.now - asked < .seconds(1))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(s.dir.allEntries("data/files").filter { !$0.hasPrefix(".") }.isEmpty, "\(s.dir.allEntries("data/files"))")
+            #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" }.isEmpty)
+            // Retried, it runs to the end.
+            await emu.setDownloadRate(nil)
+            #expect(try await s.api("/task/copy/retry?tid=\(id)", token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            #expect(FileManager.default.contents(atPath: s.files + "/big.bin") == content)
+        }
+    }
+
+    /// A copy that fails part-way (the cloud refuses a download) fails with 123's reason in words; retried,
+    /// it copies only what is left: each file is downloaded once in all.
+    @Test func aRetryResumesWithoutCopyingAgain() async throws {
+        var c = EmulatorConfig()
+        c.clientID = "client-" + UUID().uuidString.prefix(8)
+        c.rateLimits = .off
+        let emu = try await Open123Emulator.start(config: c)
+        defer { Task { await emu.stop() } }
+        let s = try await TestServer.start(adjust: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) })
+        do {
+            let t = try await s.login()
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+            var md5s: [String] = []
+            for i in 0..<6 {
+                let data = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* (i + 3) &+ i) })
+                md5s.append(Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined())
+                _ = try await emu.seed(path: "/set/f\(i).bin", data: data)
+            }
+            await emu.setDownloadRate(1_000_000)
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["set"]], token: t)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["done_files"] as? Int ?? 0 >= 3
+            })
+            await emu.failNextDownloads(50, status: 403, code: 5113, message: "流量超限")
+            #expect(await Cluster.within(.seconds(10)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 7
+            })
+            let failed = try await s.api("/task/copy/info?tid=\(id)", token: t).data
+            #expect((failed["error"] as? String)?.contains("流量超限") == true, "\(failed)")
+            let doneBefore = failed["done_files"] as? Int ?? 0
+            #expect(doneBefore >= 3 && doneBefore < 6)
+            #expect(FileManager.default.contents(atPath: s.files + "/set/f0.bin")?.count == 200_000)
+            await emu.failNextDownloads(0, status: 403, code: 5113, message: "")
+            await emu.setDownloadRate(nil)
+            #expect(try await s.api("/task/copy/retry_failed", token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            #expect(try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 2)
+            for i in 0..<6 { #expect(FileManager.default.contents(atPath: s.files + "/set/f\(i).bin")?.count == 200_000) }
+            let counts = await emu.downloadCounts()
+            #expect(md5s.allSatisfy { counts[$0] == 1 }, "\(counts)")
+        } catch {
+            await s.stop()
+            throw error
+        }
+        await s.stop()
+    }
+
+    /// A server stopped in the middle of a copy (gracefully here; SIGKILL in scripts/tasks) takes it up again
+    /// after its restart from the last finished file.
+    @Test func aRestartTakesTheCopyUpWhereItStopped() async throws {
+        var c = EmulatorConfig()
+        c.clientID = "client-" + UUID().uuidString.prefix(8)
+        c.rateLimits = .off
+        let emu = try await Open123Emulator.start(config: c)
+        defer { Task { await emu.stop() } }
+        let dir = TempDir()
+        defer { dir.remove() }
+        let one: @Sendable (inout PanListConfig) -> Void = { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) }
+        let s = try await TestServer.start(adjust: one, in: dir)
+        var md5s: [String] = []
+        let t = try await s.login()
+        let id: String
+        do {
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+            for i in 0..<8 {
+                let data = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* (i + 5) &+ 2 * i) })
+                md5s.append(Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined())
+                _ = try await emu.seed(path: "/tree/d\(i % 2)/f\(i).bin", data: data)
+            }
+            await emu.setDownloadRate(500_000)
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["tree"]], token: t)
+            id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["done_files"] as? Int ?? 0 >= 3
+            })
+        } catch {
+            await s.stop()
+            throw error
+        }
+        await s.stop(keep: true)
+        let paused = try #require(try await {
+            let store = try await SQLStore.sqlite(path: dir.path + "/data/panlist.db")
+            defer { Task { await store.close() } }
+            return try await store.task(id: id)
+        }())
+        #expect(paused.taskState == .pending && paused.owner == "", "\(paused)")
+        await emu.setDownloadRate(nil)
+        let again = try await TestServer.start(adjust: one, in: dir)
+        again.adminPassword = s.adminPassword
+        do {
+            let t2 = try await again.login()
+            try await again.tasksFinish(token: t2)
+            #expect(try await again.api("/task/copy/info?tid=\(id)", token: t2).data["state"] as? Int == 2)
+            for i in 0..<8 {
+                #expect(FileManager.default.contents(atPath: again.files + "/tree/d\(i % 2)/f\(i).bin")?.count == 100_000)
+            }
+            let counts = await emu.downloadCounts()
+            // Each file once, except the one in flight at the stop (twice).
+            #expect(md5s.filter { counts[$0] == 1 }.count >= 7 && md5s.allSatisfy { (counts[$0] ?? 0) >= 1 && (counts[$0] ?? 0) <= 2 }, "\(counts)")
+        } catch {
+            await again.stop(keep: true)
+            throw error
+        }
+        await again.stop(keep: true)
+    }
+}
