@@ -450,6 +450,18 @@ extension Routes {
         }
         knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
         knob("calls/reset") { _ in await state.resetCalls(); return nil }
+        // {"bytes_per_second": N} (0 or absent: no limit): each CDN download sends at most that.
+        knob("cdn/rate") { b in
+            let r = b.int("bytes_per_second") ?? 0
+            await state.setCDNRate(r > 0 ? r : nil)
+            return nil
+        }
+        // CDN GET downloads begun so far, by file content MD5.
+        router.get("/__emulator/cdn/downloads") { _, _ in
+            var out: [String: Int] = [:]
+            for (blob, n) in await state.cdnCounts { out[String(blob.split(separator: "-").first ?? ""), default: 0] += n }
+            return Wire.ok(out)
+        }
         router.get("/__emulator/calls") { _, _ in Wire.ok(await state.callCounts()) }
     }
 }
