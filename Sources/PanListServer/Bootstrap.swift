@@ -67,6 +67,13 @@ public enum Bootstrap {
         guard (0...3600).contains(config.shutdownGrace) else {
             throw FSError.badRequest("shutdown_grace must be a number of seconds from 0 to 3600 (PANLIST_SHUTDOWN_GRACE)")
         }
+        guard (3...600).contains(config.tasks.leaseSeconds) else {
+            throw FSError.badRequest("tasks.lease_seconds must be a number of seconds from 3 to 600 (PANLIST_TASK_LEASE_SECONDS)")
+        }
+        for (kind, k) in config.tasks.kinds {
+            if let w = k.workers, !(0...64).contains(w) { throw FSError.badRequest("tasks.\(kind).workers must be from 0 to 64") }
+            if let r = k.maxRetry, !(0...20).contains(r) { throw FSError.badRequest("tasks.\(kind).max_retry must be from 0 to 20") }
+        }
         if !config.metricsAddress.isEmpty, MetricsAddress(config.metricsAddress) == nil {
             throw FSError.badRequest("metrics_address '\(config.metricsAddress)' must be host:port, such as 127.0.0.1:9464 (or empty: off)")
         }

@@ -245,6 +245,7 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_METRICS_ADDRESS"] { metricsAddress = v }
         if let v = env["PANLIST_SHUTDOWN_GRACE"] { shutdownGrace = Int(v) ?? -1 }
         if let v = env["PANLIST_SHUTDOWN_DELAY"] { shutdownDelay = Int(v) ?? -1 }
+        if let v = env["PANLIST_TASK_LEASE_SECONDS"] { tasks.leaseSeconds = Int(v) ?? -1 }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }
 }

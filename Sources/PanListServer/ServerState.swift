@@ -60,7 +60,7 @@ public final class ServerState: Sendable {
         let settings = NIOLockedValueBox<[String: SettingItem]>([:])
         self.settingsBox = settings
         self.tasks = TaskManager(store: store, instance: config.instanceID.isEmpty ? "local" : config.instanceID, changes: changes,
-                                 leaseSeconds: max(3, config.tasks.leaseSeconds), logger: logger) { kind in
+                                 leaseSeconds: config.tasks.leaseSeconds, logger: logger) { kind in
             Self.taskLimits(kind, config: config) { key in settings.withLockedValue { $0[key]?.value } }
         }
         try await reloadSettings()
