@@ -142,8 +142,9 @@ public protocol TaskStore: Sendable {
     /// Renews the lease and writes the progress; the task's state now, or nil when the task is no longer this
     /// owner's (deleted, or taken over after the lease ran out).
     func renewTask(id: String, owner: String, leaseSeconds: Int, progress: TaskProgress) async throws -> TaskState?
-    /// Ends a run: the new state, the error, the retry time; false when the task is no longer this owner's.
-    func endTaskRun(id: String, owner: String, state: TaskState, error: String, nextMs: Int64, progress: TaskProgress,
+    /// Ends a run: the new state, the error, when a retry may start (milliseconds from now, in the store's time);
+    /// false when the task is no longer this owner's.
+    func endTaskRun(id: String, owner: String, state: TaskState, error: String, retryDelayMs: Int64, progress: TaskProgress,
                     countRetry: Bool) async throws -> Bool
     /// Moves a task from one of `from` to `to` (cancel, retry); `retry` resets the error, end time and retries.
     /// The state it had, or nil when it was in none of `from`.

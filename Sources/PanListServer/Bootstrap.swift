@@ -171,6 +171,9 @@ public enum Bootstrap {
     /// must therefore be PanList's own: a new or empty folder (then marked with `.panlist-temp`, mode 0700) or
     /// one marked before (`known`: the default `<data>/temp`, always PanList's). A folder holding anything else
     /// (`/tmp`, say) is refused, never emptied or chmod-ed.
+    /// The folder in temp_dir where upload tasks keep their spooled bodies.
+    static let taskSpoolName = "tasks"
+
     static func prepareTempFolder(_ path: String, sweep: Bool, known: Bool) throws {
         let fm = FileManager.default
         let marker = path + "/" + tempMarker
@@ -179,7 +182,8 @@ public enum Bootstrap {
         }
         try PrivateFiles.makeFolder(path)
         if sweep {
-            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker {
+            // Spooled bodies of upload tasks stay while their task lives (ServerState.sweepTaskSpool).
+            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker && name != taskSpoolName {
                 try? fm.removeItem(atPath: path + "/" + name)
             }
         }

@@ -88,14 +88,11 @@ struct PostgresPoolDatabase: SQLDatabase {
                 return UncheckedBox(try await body(conn))
             }
         }
-        let outcome = await withTaskCancellationHandler {
-            await FirstOf.result { finish in
-                Task {
-                    let r = await work.result
-                    finish(r.map(\.value).mapError { PostgresErrors.translate($0) })
-                }
-                Task {
+        let outcome: Result<R, any Error> = await withTaskCancellationHandler {
+            await FirstOf.result { (finish: @escaping @Sendable (Result<R, any Error>) -> Void) in
+                let timer = Task {
                     try? await Task.sleep(for: timeout)
+                    if Task.isCancelled { return }
                     let expired = lease.withLockedValue { l -> Bool in
                         guard l == .waiting else { return false }
                         l = .expired
@@ -106,37 +103,16 @@ struct PostgresPoolDatabase: SQLDatabase {
                         finish(.failure(unavailable))
                     }
                 }
+                Task {
+                    let r = await work.result
+                    timer.cancel()
+                    finish(r.map(\.value).mapError { PostgresErrors.translate($0) })
+                }
             }
         } onCancel: {
             work.cancel()
         }
         return try outcome.get()
-    }
-}
-
-/// The first of several results: `start` is given a `finish` that may be called any number of times, from
-/// anywhere; the first call is the answer, the others are ignored.
-enum FirstOf {
-    static func result<R: Sendable>(_ start: (@escaping @Sendable (Result<R, any Error>) -> Void) -> Void) async -> Result<R, any Error> {
-        await withCheckedContinuation { (c: CheckedContinuation<Result<R, any Error>, Never>) in
-            let done = NIOLockedValueBox(false)
-            start { r in
-                let first = done.withLockedValue { d -> Bool in
-                    defer { d = true }
-                    return !d
-                }
-                if first { c.resume(returning: r) }
-            }
-        }
-    }
-
-    /// Waits for `task` at most `limit`; false when it had not ended by then (it goes on unawaited).
-    static func wait(_ task: Task<Void, Never>, atMost limit: Duration) async -> Bool {
-        let r: Result<Bool, any Error> = await result { finish in
-            Task { await task.value; finish(.success(true)) }
-            Task { try? await Task.sleep(for: limit); finish(.success(false)) }
-        }
-        return (try? r.get()) ?? false
     }
 }
 

@@ -85,10 +85,11 @@ extension SQLStore {
         return rows.first.flatMap { TaskState(rawValue: $0) }
     }
 
-    public func endTaskRun(id: String, owner: String, state: TaskState, error: String, nextMs: Int64, progress: TaskProgress,
+    public func endTaskRun(id: String, owner: String, state: TaskState, error: String, retryDelayMs: Int64, progress: TaskProgress,
                            countRetry: Bool) async throws -> Bool {
+        let next: any SQLExpression = retryDelayMs > 0 ? SQLBinaryExpression(sharedNow, .add, SQLBind(retryDelayMs)) : SQLBind(Int64(0))
         var u = progressUpdate(db.update("tasks"), progress)
-            .set("state", to: state.rawValue).set("error", to: error).set("next_ms", to: nextMs)
+            .set("state", to: state.rawValue).set("error", to: error).set(SQLColumn("next_ms"), to: next)
             .set("owner", to: "").set("lease_ms", to: Int64(0))
         if state.isDone { u = u.set(SQLColumn("end_ms"), to: sharedNow) }
         if countRetry { u = u.set(SQLColumn("retries"), to: SQLBinaryExpression(SQLColumn("retries"), .add, SQLLiteral.numeric("1"))) }
@@ -118,8 +119,11 @@ extension SQLStore {
         var i = 0
         while i < ids.count {
             let chunk = Array(ids[i..<min(i + 500, ids.count)])
-            try await db.delete(from: "task_items").where("task_id", .in, chunk).run()
-            try await db.delete(from: "tasks").where("id", .in, chunk).run()
+            // The task first: a run or a claim never sees it without its items.
+            try await inTransaction { s in
+                try await s.delete(from: "tasks").where("id", .in, chunk).run()
+                try await s.delete(from: "task_items").where("task_id", .in, chunk).run()
+            }
             i += chunk.count
         }
     }
@@ -140,12 +144,15 @@ extension SQLStore {
             .run()
     }
 
+    /// All or nothing (one transaction): a run that finds items finds the whole plan.
     public func addTaskItems(_ items: [TaskItem]) async throws {
-        var i = 0
-        while i < items.count {
-            let chunk = Array(items[i..<min(i + 200, items.count)])
-            try await db.insert(into: "task_items").models(chunk).run()
-            i += chunk.count
+        try await inTransaction { s in
+            var i = 0
+            while i < items.count {
+                let chunk = Array(items[i..<min(i + 200, items.count)])
+                try await s.insert(into: "task_items").models(chunk).run()
+                i += chunk.count
+            }
         }
     }
 

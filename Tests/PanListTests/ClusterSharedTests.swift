@@ -85,10 +85,12 @@ struct ClusterSharedTests {
             // was refused while the lock held (on a machine busy enough to take longer, only the end is checked).
             let asked = ContinuousClock.now
             let lock = try await c.a.request(.LOCK, "/dav/brief.txt", headers: [basic(c.a), ("Timeout", "Second-2")], body: Self.lockBody)
+            // …and it was made before its answer came: it has ended 2 s after that.
+            let made = ContinuousClock.now
             #expect(lock.status == 201)
             let blocked = try await c.b.request(.PUT, "/dav/brief.txt", headers: [basic(c.b)], body: Data("x".utf8)).status
             if ContinuousClock.now - asked < .seconds(2) { #expect(blocked == 423) }
-            try await Task.sleep(until: asked + .milliseconds(2300))
+            try await Task.sleep(until: made + .milliseconds(2300))
             for s in [c.a, c.b] {
                 let put = try await s.request(.PUT, "/dav/brief.txt", headers: [basic(s)], body: Data("y".utf8))
                 #expect([200, 201, 204].contains(put.status), "a lock outlived its timeout: \(put.status)")

@@ -136,15 +136,19 @@ struct TaskTests {
             }, "no progress: \(running)")
             #expect(running["state"] as? Int == 1 && (running["speed"] as? Int ?? 0) > 0, "\(running)")
             #expect(running["current"] as? String == "big.bin")
-            let asked = ContinuousClock.now
+            let askedDate = Date()
             #expect(try await s.api("/task/copy/cancel?tid=\(id)", token: t).code == 200)
-            #expect(await Cluster.within(.seconds(1)) {
+            #expect(await Cluster.within(.seconds(5)) {
                 try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 4
             })
-            #expect(ContinuousClock.now - asked < .seconds(1))
+            // Stopped within a second of the request, by the server's own record (polling adds its delay here).
+            let ended = try await s.api("/task/copy/info?tid=\(id)", token: t).data["end_time"] as? String
+            let endDate = try #require(ended.flatMap { try? Date($0, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)) })
+            #expect(endDate.timeIntervalSince(askedDate) < 1, "\(endDate.timeIntervalSince(askedDate)) s")
             try await Task.sleep(for: .milliseconds(300))
             #expect(s.dir.allEntries("data/files").filter { !$0.hasPrefix(".") }.isEmpty, "\(s.dir.allEntries("data/files"))")
-            #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" }.isEmpty)
+            #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" && $0 != "tasks" }.isEmpty)
+            #expect(s.dir.allEntries("data/temp/tasks").isEmpty)
             // Retried, it runs to the end.
             await emu.setDownloadRate(nil)
             #expect(try await s.api("/task/copy/retry?tid=\(id)", token: t).code == 200)
@@ -262,5 +266,139 @@ struct TaskTests {
             throw error
         }
         await again.stop(keep: true)
+    }
+
+    /// `As-Task: true` on fs/put and fs/form: the body is spooled and stored by an upload task; the spool is
+    /// gone afterwards. Permissions are checked again when the task runs: a user who lost the write permission
+    /// meanwhile gets a failed task with the reason, no file, no spool. Others' tasks are not found.
+    @Test func uploadsAsTasksAndPermissionsCheckedAgainWhenTheyRun() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let content = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            let put = try await s.request(.PUT, "/api/fs/put", headers: [("Authorization", t), ("File-Path", "/up/a.bin"), ("As-Task", "true")], body: content)
+            let task = try #require(put.data["task"] as? [String: Any], "\(put.text)")
+            let id = try #require(task["id"] as? String)
+            #expect((task["name"] as? String)?.contains("upload [/up/a.bin]") == true)
+            try await s.tasksFinish(token: t)
+            let info = try await s.api("/task/upload/info?tid=\(id)", token: t).data
+            #expect(info["state"] as? Int == 2 && info["total_bytes"] as? Int == 300_000 && info["progress"] as? Double == 100, "\(info)")
+            #expect(FileManager.default.contents(atPath: s.files + "/up/a.bin") == content)
+            #expect(s.dir.allEntries("data/temp/tasks").isEmpty)
+
+            // A form upload as a task.
+            let boundary = "XyZ" + UUID().uuidString
+            var form = Data("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.txt\"\r\nContent-Type: text/plain\r\n\r\n".utf8)
+            form.append(Data("form body".utf8))
+            form.append(Data("\r\n--\(boundary)--\r\n".utf8))
+            let f = try await s.request(.PUT, "/api/fs/form", headers: [("Authorization", t), ("File-Path", "/up/f.txt"), ("As-Task", "true"),
+                                                                        ("Content-Type", "multipart/form-data; boundary=\(boundary)")], body: form)
+            #expect(f.data["task"] is [String: Any], "\(f.text)")
+            try await s.tasksFinish(token: t)
+            #expect(s.dir.read("data/files/up/f.txt") == "form body")
+
+            // Queued while no upload worker runs; the write permission is taken away before it runs.
+            let ann = try await s.addUser("ann", password: "ann-pass-1", permission: [.write])
+            let ta = try await s.login("ann", "ann-pass-1")
+            #expect(try await s.api("/admin/setting/save", [["key": "task_upload_workers", "value": "0"]], token: t).code == 200)
+            let queued = try await s.request(.PUT, "/api/fs/put", headers: [("Authorization", ta), ("File-Path", "/up/ann.txt"), ("As-Task", "true")], body: Data("ann".utf8))
+            let annID = try #require((queued.data["task"] as? [String: Any])?["id"] as? String, "\(queued.text)")
+            try await Task.sleep(for: .milliseconds(1200))
+            #expect(try await s.api("/task/upload/info?tid=\(annID)", token: ta).data["state"] as? Int == 0)
+            #expect(s.dir.allEntries("data/temp/tasks").count == 1)
+            // Ann sees her task only; the admin's is "not found" to her.
+            #expect(try await s.tasks("upload", "undone", token: ta).map { $0["id"] as? String } == [annID])
+            #expect(try await s.tasks("upload", "done", token: ta).isEmpty)
+            #expect(try await s.api("/task/upload/info?tid=\(id)", token: ta).code == 404)
+            #expect(try await s.api("/task/upload/delete?tid=\(id)", token: ta).code == 404)
+            let some = try await s.request(.POST, "/api/task/upload/delete_some", headers: [("Authorization", ta), ("Content-Type", "application/json")],
+                                           body: try JSONSerialization.data(withJSONObject: [id]))
+            #expect((some.json["data"] as? [String: String])?[id] == "task not found", "\(some.text)")
+            #expect(try await s.tasks("upload", "done", token: t).count == 2)
+            var changed = try #require(try await s.state.store.user(id: ann.id))
+            changed.user.permission = []
+            try await s.state.store.updateUser(changed)
+            #expect(try await s.api("/admin/setting/save", [["key": "task_upload_workers", "value": "3"]], token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            let failed = try await s.api("/task/upload/info?tid=\(annID)", token: ta).data
+            #expect(failed["state"] as? Int == 7 && (failed["error"] as? String)?.contains("may no longer upload") == true, "\(failed)")
+            #expect(!s.dir.exists("data/files/up/ann.txt"))
+            #expect(s.dir.allEntries("data/temp/tasks").isEmpty)
+            // Retried, it says the body is gone.
+            #expect(try await s.api("/task/upload/retry?tid=\(annID)", token: ta).code == 200)
+            try await s.tasksFinish(token: t)
+            #expect(try await s.api("/task/upload/info?tid=\(annID)", token: ta).data["state"] as? Int == 7)
+        }
+    }
+}
+
+/// The same tasks on two instances of one PostgreSQL database.
+@Suite("Tasks on several instances", .enabled(if: TestPostgres.installed, TestPostgres.skipMessage))
+struct ClusterTaskTests {
+    /// The instance running a copy dies (stops renewing its lease and writing, as a killed process): the other
+    /// takes the task over when the lease runs out and finishes it; every file arrives, each downloaded once
+    /// except the one in flight.
+    @Test func theSurvivorFinishesADeadInstancesCopy() async throws {
+        var ec = EmulatorConfig()
+        ec.clientID = "tasks-" + UUID().uuidString.prefix(8)
+        ec.rateLimits = .off
+        let emu = try await Open123Emulator.start(config: ec)
+        defer { Task { await emu.stop() } }
+        let shared = TempDir()
+        defer { shared.remove() }
+        try await withCluster(extra: { $0.tasks.leaseSeconds = 3 }) { c in
+            let t = try await c.a.login()
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": ec.clientID, "ClientSecret": ec.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            #expect(try await c.a.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+            let local = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": shared.path]), as: UTF8.self)
+            #expect(try await c.a.api("/admin/storage/create", ["mount_path": "/shared", "driver": "Local", "addition": local], token: t).code == 200)
+            #expect(await Cluster.within(.seconds(5)) { c.b.state.fs.storages.filter(\.isWorking).count >= 3 })
+            var md5s: [String] = []
+            for i in 0..<10 {
+                let data = Data((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* (i + 11) &+ 3 * i) })
+                md5s.append(Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined())
+                _ = try await emu.seed(path: "/tree/f\(i).bin", data: data)
+            }
+            await emu.setDownloadRate(500_000)
+            let copy = try await c.a.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/shared", "names": ["tree"]], token: t)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(copy.text)")
+            #expect(await Cluster.within(.seconds(20)) {
+                try await c.b.api("/task/copy/info?tid=\(id)", token: t).data["done_files"] as? Int ?? 0 >= 3
+            })
+            let runsOnA = await c.a.state.tasks.isRunning(id)
+            let (dead, survivor) = runsOnA ? (c.a, c.b) : (c.b, c.a)
+            #expect(await dead.state.tasks.isRunning(id))
+            await dead.state.tasks.abandon()
+            await emu.setDownloadRate(nil)
+            // Taken over once the 3 s lease has run out, and finished.
+            let finished = await Cluster.within(.seconds(15)) {
+                try await survivor.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 2
+            }
+            let end = try await survivor.api("/task/copy/info?tid=\(id)", token: t).data
+            #expect(finished, "\(end)")
+            for i in 0..<10 { #expect(FileManager.default.contents(atPath: shared.path + "/tree/f\(i).bin")?.count == 100_000) }
+            #expect(Set(try FileManager.default.contentsOfDirectory(atPath: shared.path + "/tree")).count == 10)
+            let counts = await emu.downloadCounts()
+            #expect(md5s.filter { counts[$0] == 1 }.count >= 9 && md5s.allSatisfy { (1...2).contains(counts[$0] ?? 0) }, "\(counts)")
+        }
+    }
+
+    /// Twenty claims of one due task at once, ten through each of two connections pools: one wins.
+    @Test func aTaskIsClaimedOnce() async throws {
+        let target = try await TestPostgres.shared.database()
+        let a = try await SQLStore.postgres(target), b = try await SQLStore.postgres(target)
+        try await a.migrate()
+        let admin = User(id: 1, username: "admin", role: .admin, permission: .admin)
+        try await a.insertTask(TaskRecord(id: "once", kind: "copy", name: "copy", creator: admin, params: "{}", maxRetries: 0))
+        let claims = try await withThrowingTaskGroup(of: Int.self) { g in
+            for i in 0..<20 {
+                let (store, owner) = i % 2 == 0 ? (a, "a") : (b, "b")
+                g.addTask { try await store.claimTasks(kind: "copy", owner: owner, leaseSeconds: 30, limit: 1).count }
+            }
+            return try await g.reduce(0, +)
+        }
+        #expect(claims == 1)
+        await a.close()
+        await b.close()
     }
 }

@@ -154,6 +154,7 @@ extension HTTPField.Name {
     static let filePath = Self("File-Path")!
     static let overwrite = Self("Overwrite")!
     static let fileMD5 = Self("X-File-Md5")!
+    static let asTask = Self("As-Task")!
     static let fileSHA1 = Self("X-File-Sha1")!
     static let fileSHA256 = Self("X-File-Sha256")!
     static let fileSize = Self("X-File-Size")!
@@ -253,6 +254,9 @@ extension APIRoutes {
             try state.check(user, action, from, password: body.passwords?[name] ?? pw, ip: ctx.clientIP)
             try Access.checkVisible(user, to, rules: state.rules)
             try await Access.checkTransfer(user, from: from, to: to, rules: state.rules, fs: state.fs)
+            if state.crossesStorages(from, dst) {
+                try await state.checkTransferable(user, move: action == .move, src: from, dst: dst, conflict: conflict)
+            }
         }
         var queued: [TaskRecord] = []
         for name in body.names {
@@ -435,9 +439,51 @@ extension APIRoutes {
         } else if let xs = req.headers[.fileSize], let n = Int64(xs), n >= 0 {
             size = n
         }
+        if Self.asTask(req) {
+            let spool = RandomString.make(24)
+            let path = state.taskSpool + "/" + spool
+            try PrivateFiles.makeFolder(state.taskSpool)
+            do {
+                let written = try await Self.spoolBody(req.body, to: path)
+                if let size, size != written {
+                    throw FSError.badRequest("the upload was cut off: \(written) of \(size) bytes arrived")
+                }
+                return try await queued(req, user, dir: dir, name: name, spool: spool, size: written)
+            } catch {
+                _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
+                throw error
+            }
+        }
         let stream = try uploadStream(req, name: name, size: size, body: ByteStream(req.body))
         try await state.fs.put(stream, into: dir, overwrite: req.headers[.overwrite]?.lowercased() != "false")
         return APIResponse.ok()
+    }
+
+    /// `As-Task: true`: the body is spooled and stored by an upload task; the answer is `{task: {...}}`.
+    static func asTask(_ req: Request) -> Bool {
+        ["true", "1", "yes"].contains(req.headers[.asTask]?.lowercased().trimmingCharacters(in: .whitespaces) ?? "")
+    }
+
+    private func queued(_ req: Request, _ user: User, dir: String, name: String, spool: String, size: Int64) async throws -> Response {
+        let stream = try uploadStream(req, name: name, size: size, body: .empty)
+        let record = try await state.queueUpload(user, dir: dir, stream: stream, spool: spool, size: size,
+                                                 overwrite: req.headers[.overwrite]?.lowercased() != "false")
+        struct Queued: Encodable { var task: TaskInfoJSON }
+        return APIResponse.ok(Queued(task: TaskInfoJSON(record)))
+    }
+
+    /// Writes a request body to a new file at `path`; the bytes written.
+    static func spoolBody(_ body: RequestBody, to path: String) async throws -> Int64 {
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forWritingAt: FilePath(path), options: .newFile(replaceExisting: false)) { handle in
+            var n: Int64 = 0
+            try await handle.withBufferedWriter(capacity: .mebibytes(1)) { writer in
+                for try await buffer in body {
+                    n += Int64(buffer.readableBytes)
+                    try await writer.write(contentsOf: buffer)
+                }
+            }
+            return n
+        }
     }
 
     /// `multipart/form-data` upload: the part named `file` is streamed to a spool file in temp_dir, then stored.
@@ -447,6 +493,18 @@ extension APIRoutes {
         guard let contentType = req.headers[.contentType], contentType.lowercased().hasPrefix("multipart/form-data"),
               let boundary = Self.boundary(contentType)
         else { throw FSError.badRequest("the body must be multipart/form-data with a boundary") }
+        if Self.asTask(req) {
+            let spool = RandomString.make(24)
+            let path = state.taskSpool + "/" + spool
+            try PrivateFiles.makeFolder(state.taskSpool)
+            do {
+                let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: path)
+                return try await queued(req, user, dir: dir, name: name, spool: spool, size: size)
+            } catch {
+                _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
+                throw error
+            }
+        }
         let spool = state.config.tempDir + "/form-" + RandomString.make(20)
         do {
             let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: spool)

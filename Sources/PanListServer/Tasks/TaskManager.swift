@@ -11,6 +11,9 @@ import PanListStore
 struct TaskKind: Sendable {
     let name: String
     let run: @Sendable (TaskRun) async throws -> Void
+    /// Lets go of what a task kept outside the store (an upload's spooled body) once it cannot run again:
+    /// canceled, failed for good, or deleted.
+    var discard: @Sendable (TaskRecord) async -> Void = { _ in }
 }
 
 /// One run of one task on this instance: its record as claimed, and the progress it reports (written to
@@ -165,18 +168,21 @@ actor TaskManager {
     }
 
     private func begin(_ record: TaskRecord, _ kind: TaskKind) {
+        // A claim that came back during a stop is handed back by `stop` (releaseTasks); one this instance already
+        // runs (its lease was renewed late, and the claim took it again) goes on as it is.
+        guard !stopping, running[record.id] == nil else { return }
         let run = TaskRun(record: record, store: store)
         let maxRetries = limits(kind.name).retries
         let work = Task { [weak self] in
             guard let self else { return }
             await self.execute(run, kind, maxRetries: maxRetries)
-            await self.finished(record.id)
+            await self.finished(record.id, run)
         }
         running[record.id] = (work, run)
     }
 
-    private func finished(_ id: String) {
-        running[id] = nil
+    private func finished(_ id: String, _ run: TaskRun) {
+        if running[id]?.run === run { running[id] = nil }
         poke()
     }
 
@@ -184,25 +190,33 @@ actor TaskManager {
     private nonisolated func execute(_ run: TaskRun, _ kind: TaskKind, maxRetries: Int) async {
         let id = run.record.id
         if run.record.taskState == .canceling {
-            _ = try? await store.endTaskRun(id: id, owner: instance, state: .canceled, error: "canceled", nextMs: 0,
+            await kind.discard(run.record)
+            _ = try? await store.endTaskRun(id: id, owner: instance, state: .canceled, error: "canceled", retryDelayMs: 0,
                                             progress: run.progress, countRetry: false)
             await publish(id)
             return
         }
         let work = Task { try await kind.run(run) }
         run.attach(work)
+        // Renews the lease (and writes the progress) twice a second until the work has ended, cancelled or not.
+        // A run that cannot renew its lease for most of its length stops: another instance may take it over.
         let heartbeat = Task { [store, instance, leaseSeconds] in
+            var renewed = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(500))
                 if Task.isCancelled { break }
                 do {
                     switch try await store.renewTask(id: id, owner: instance, leaseSeconds: leaseSeconds, progress: run.progress) {
                     case nil: run.stopped(.lost); return
-                    case .canceling?: run.stopped(.cancel); return
+                    case .canceling?: run.stopped(.cancel)
                     default: break
                     }
+                    renewed = .now
                 } catch {
-                    // The store is away: the lease runs out unless renewed before; keep trying.
+                    if ContinuousClock.now - renewed > .seconds(leaseSeconds) - .milliseconds(1500) {
+                        run.stopped(.lost)
+                        return
+                    }
                 }
             }
         }
@@ -211,7 +225,7 @@ actor TaskManager {
         await heartbeat.value
         var progress = run.progress
         progress.speed = 0
-        let (state, error, next, counted): (TaskState, String, Int64, Bool)
+        let (state, error, delay, counted): (TaskState, String, Int64, Bool)
         switch (outcome, run.stop) {
         case (_, .lost?):
             logger.info("task \(id) is no longer this instance's (deleted, or taken over after its lease ran out)")
@@ -222,24 +236,25 @@ actor TaskManager {
         case (.success, _):
             progress.status = "done"
             progress.current = ""
-            (state, error, next, counted) = (.succeeded, "", 0, false)
+            (state, error, delay, counted) = (.succeeded, "", 0, false)
         case (_, .cancel?):
             progress.status = "canceled"
-            (state, error, next, counted) = (.canceled, "canceled", 0, false)
+            (state, error, delay, counted) = (.canceled, "canceled", 0, false)
         case (.failure(let e), nil):
             let words = Self.words(e)
             if Self.worthRetrying(e), run.record.retries < maxRetries {
-                let delay = Int64(min(60, 2 << min(run.record.retries, 5))) * 1000
+                let backoff = Int64(min(60, 2 << min(run.record.retries, 5))) * 1000
                 progress.status = "failed; trying again shortly"
-                (state, error, next, counted) = (.waitingRetry, words, Int64(Date().timeIntervalSince1970 * 1000) + delay, true)
+                (state, error, delay, counted) = (.waitingRetry, words, backoff, true)
             } else {
                 progress.status = "failed"
-                (state, error, next, counted) = (.failed, words, 0, true)
+                (state, error, delay, counted) = (.failed, words, 0, true)
             }
         }
+        if state == .canceled || state == .failed { await kind.discard(run.record) }
         for attempt in 0..<5 {
             do {
-                _ = try await store.endTaskRun(id: id, owner: instance, state: state, error: error, nextMs: next,
+                _ = try await store.endTaskRun(id: id, owner: instance, state: state, error: error, retryDelayMs: delay,
                                                progress: progress, countRetry: counted)
                 break
             } catch {
@@ -282,6 +297,7 @@ actor TaskManager {
     func cancel(_ id: String) async throws {
         let waiting: [TaskState] = [.pending, .waitingRetry, .errored]
         if try await store.changeTaskState(id: id, from: waiting, to: .canceled, retry: false) != nil {
+            if let t = try await store.task(id: id) { await kinds[t.kind]?.discard(t) }
             await publish(id)
             return
         }
@@ -301,20 +317,43 @@ actor TaskManager {
 
     /// Deletes a task; a running one is cancelled first.
     func delete(_ id: String) async throws {
-        running[id]?.run.stopped(.cancel)
-        try await store.deleteTasks(ids: [id])
-        await publish(id)
+        guard let t = try await store.task(id: id) else { return }
+        try await delete([t])
+    }
+
+    /// Deletes tasks (running ones are cancelled first) and what they kept outside the store.
+    func delete(_ records: [TaskRecord]) async throws {
+        for t in records { running[t.id]?.run.stopped(.cancel) }
+        try await store.deleteTasks(ids: records.map(\.id))
+        for t in records {
+            await kinds[t.kind]?.discard(t)
+            await publish(t.id)
+        }
     }
 
     /// Another instance changed task `id`: stop it here if it was cancelled or deleted; look for new work.
     func changed(_ id: String) async {
         if let mine = running[id] {
-            let now = try? await store.task(id: id)
-            if now == nil || now?.taskState == .canceling || now?.taskState == .canceled {
-                mine.run.stopped(.cancel)
+            do {
+                let now = try await store.task(id: id)
+                if now == nil || now?.taskState == .canceling || now?.taskState == .canceled {
+                    mine.run.stopped(.cancel)
+                }
+            } catch {
+                // The store is away: the run's next renewal says what became of it.
             }
         }
         poke()
+    }
+
+    /// For tests: stops as a killed process would, at once, handing nothing back and writing nothing more
+    /// (the leases of its tasks run out; another instance takes them over).
+    func abandon() async {
+        stopping = true
+        loop?.cancel()
+        let all = running
+        for (_, r) in all { r.run.stopped(.lost) }
+        for (_, r) in all { await r.work.value }
     }
 
     /// Whether this instance runs task `id` now.
@@ -326,10 +365,13 @@ actor TaskManager {
         stopping = true
         loop?.cancel()
         await loop?.value
-        loop = nil
+        // A claim under way finishes first (what it claims is handed back below).
+        for _ in 0..<250 where claiming { try? await Task.sleep(for: .milliseconds(20)) }
         let all = running
         for (_, r) in all { r.run.stopped(.pause) }
-        for (_, r) in all { await r.work.value }
+        for (id, r) in all where !(await FirstOf.wait(r.work, atMost: .seconds(10))) {
+            logger.warning("task \(id) did not pause within 10 s; handing it back anyway")
+        }
         do { try await store.releaseTasks(owner: instance) } catch {
             logger.warning("could not hand back this instance's tasks (they are taken over when their leases run out): \(ErrorText.describe(error))")
         }

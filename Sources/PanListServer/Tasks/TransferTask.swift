@@ -26,6 +26,8 @@ extension ServerState {
     func startTasks() async {
         await tasks.register(transferKind(move: false))
         await tasks.register(transferKind(move: true))
+        await tasks.register(uploadKind())
+        await sweepTaskSpool()
         await tasks.start()
     }
 
@@ -61,14 +63,27 @@ extension ServerState {
 
     /// Queues a copy or move of `src` into the folder `dst` for `user`; the name at the destination must not
     /// exist unless `conflict` says what to do with it.
-    func queueTransfer(_ user: User, move: Bool, src: String, dst: String, conflict: ConflictPolicy) async throws -> TaskRecord {
+    /// What must hold before a copy or move between storages is queued (said at once, nothing queued):
+    /// the source exists, the destination is a folder, the name is free (unless `conflict` says otherwise),
+    /// a storage's root is not moved, and the folder rules can go along. Returns the source.
+    @discardableResult
+    func checkTransferable(_ user: User, move: Bool, src: String, dst: String, conflict: ConflictPolicy) async throws -> Obj {
+        guard !VirtualPath.isWithin(dst, src) else { throw FSError.badRequest("cannot \(move ? "move" : "copy") \(Access.userPath(src, for: user)) into itself") }
         let (obj, _) = try await fs.get(src)
+        if move, let (_, actual) = fs.resolve(src), actual == "/" {
+            throw FSError.notSupported("a storage's root cannot be moved; move what is in it")
+        }
+        guard try await fs.get(dst).0.isDir else { throw FSError.conflict("\(Access.userPath(dst, for: user)) is not a folder") }
         let target = VirtualPath.join(dst, VirtualPath.base(src))
         if conflict == .fail, (try? await fs.get(target)) != nil {
             throw FSError.alreadyExists("\(Access.userPath(target, for: user)) already exists; choose to overwrite, skip existing files or merge")
         }
-        if (try? await fs.get(dst))?.0.isDir == false { throw FSError.conflict("\(Access.userPath(dst, for: user)) is not a folder") }
-        guard !VirtualPath.isWithin(dst, src) else { throw FSError.badRequest("cannot \(move ? "move" : "copy") \(Access.userPath(src, for: user)) into itself") }
+        try checkRulesCanTravel(from: src, to: target)
+        return obj
+    }
+
+    func queueTransfer(_ user: User, move: Bool, src: String, dst: String, conflict: ConflictPolicy) async throws -> TaskRecord {
+        let obj = try await checkTransferable(user, move: move, src: src, dst: dst, conflict: conflict)
         let params = try JSONEncoder().encode(TransferParams(src: src, dst: dst, conflict: conflict))
         let verb = move ? "move" : "copy"
         let name = "\(verb) [\(Access.userPath(src, for: user))] to [\(Access.userPath(dst, for: user))]" + (obj.isDir ? " (folder)" : "")
@@ -82,9 +97,7 @@ extension ServerState {
     /// The copy and move kinds: a tree of work (folders first, then each file once), kept in the store as it
     /// goes, so that a run taken up again does only what is left.
     func transferKind(move: Bool) -> TaskKind {
-        TaskKind(name: move ? "move" : "copy") { [self] run in
-            try await runTransfer(run, move: move)
-        }
+        TaskKind(name: move ? "move" : "copy", run: { [self] run in try await runTransfer(run, move: move) })
     }
 
     private func runTransfer(_ run: TaskRun, move: Bool) async throws {
@@ -105,11 +118,12 @@ extension ServerState {
             items = try await plan(p.src, task: id, user: user)
             try await store.addTaskItems(items)
             // Folder rules go along (once, when the work starts).
+            // Folder rules go along before any file does (a rule already at the destination stays as it is).
+            try checkRulesCanTravel(from: p.src, to: target)
             do {
-                try checkRulesCanTravel(from: p.src, to: target)
                 _ = try await carryRules(from: p.src, to: target)
-            } catch {
-                logger.warning("the folder rules of \(LogText.quoted(p.src)) did not go along to \(LogText.quoted(target)): \(ErrorText.describe(error))")
+            } catch let e as FSError {
+                guard case .alreadyExists = e else { throw e }
             }
         }
         let files = items.filter { !$0.is_dir }
@@ -136,7 +150,14 @@ extension ServerState {
             index += 1
             let n = index
             run.update { $0.current = shown; $0.status = "\(move ? "moving" : "copying") \(shown) (\(n) of \(files.count))" }
-            if let existing = try? await fs.get(to).0 {
+            let existing = try? await fs.get(to).0
+            // A move stopped after the file arrived and its source went, before the item was marked: done.
+            if move, let existing, !existing.isDir, existing.size == item.size, (try? await fs.get(from)) == nil {
+                try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
+                run.update { $0.doneFiles += 1; $0.doneBytes += item.size }
+                continue
+            }
+            if let existing {
                 var keep: String?
                 if existing.isDir { keep = "a folder of that name is there" }
                 else if p.conflict == .skip { keep = "already there; kept" }
@@ -153,6 +174,10 @@ extension ServerState {
                 try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true) { try run.addBytes($0) }
             } catch {
                 run.update { $0.doneBytes = before }
+                // The writer calls a broken source stream a bad upload; in a copy it is a passing failure.
+                if run.stop == nil, case .badRequest(let m)? = error as? FSError {
+                    throw FSError.unavailable("copying \(shown) failed: \(m)")
+                }
                 throw error
             }
             if move { try await remove(from) }
@@ -161,8 +186,13 @@ extension ServerState {
         }
         try? await store.copyDeadProperties(from: p.src, to: target)
         if move {
-            // The source goes once everything in it arrived; what was kept back stays where it was.
-            if !kept, (try? await fs.get(p.src)) != nil { try await remove(p.src) }
+            // The files went one by one; the folders go, deepest first, once empty. What was kept back (and
+            // anything the plan did not hold: hidden names, files added meanwhile) stays where it was.
+            for item in items.reversed() where item.is_dir {
+                let dir = item.path.isEmpty ? p.src : VirtualPath.join(p.src, item.path)
+                guard let listing = try? await fs.list(dir, refresh: true) else { continue }
+                if listing.objects.isEmpty { try await remove(dir) } else { kept = true }
+            }
             if !kept { await dropRules(of: p.src) }
         }
         run.update { $0.current = ""; $0.status = kept ? "done; some files were kept back (see the list)" : "done" }
@@ -174,9 +204,10 @@ extension ServerState {
         let (root, _) = try await fs.get(src)
         var items = [TaskItem(task: task, seq: 0, path: "", isDir: root.isDir, size: root.isDir ? 0 : root.size)]
         guard root.isDir else { return items }
-        var queue = [""]
-        while !queue.isEmpty {
-            let rel = queue.removeFirst()
+        var queue = [""], next = 0
+        while next < queue.count {
+            let rel = queue[next]
+            next += 1
             let dir = rel.isEmpty ? src : VirtualPath.join(src, rel)
             try Task.checkCancellation()
             let listing = try await fs.list(dir, refresh: true)

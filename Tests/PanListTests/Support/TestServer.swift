@@ -130,11 +130,11 @@ final class TestServer: @unchecked Sendable {
         try await api("/task/\(kind)/\(list)", token: token, method: .GET).json["data"] as? [[String: Any]] ?? []
     }
 
-    /// Waits until no copy or move task is left undone (at most `limit`); throws with what is left.
+    /// Waits until no copy, move or upload task is left undone (at most `limit`); throws with what is left.
     func tasksFinish(token: String, limit: Duration = .seconds(30)) async throws {
         let end = ContinuousClock.now + limit
         while true {
-            let left = try await tasks("copy", token: token) + tasks("move", token: token)
+            let left = try await tasks("copy", token: token) + tasks("move", token: token) + tasks("upload", token: token)
             if left.isEmpty { return }
             if ContinuousClock.now > end { throw FSError.internalError("tasks still undone: \(left)") }
             try await Task.sleep(for: .milliseconds(50))
