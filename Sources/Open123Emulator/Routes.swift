@@ -268,11 +268,12 @@ struct Routes: Sendable {
                             try await writer.write(chunk.getSlice(at: chunk.readerIndex, length: Int(cutAt - sent)) ?? chunk)
                             throw DroppedConnection()
                         }
-                        sent += Int64(chunk.readableBytes)
-                        try await writer.write(chunk)
+                        // The pace before each chunk: even a file smaller than one chunk is in flight a while.
                         if let rate, rate > 0 {
                             try await Task.sleep(for: .microseconds(Int64(chunk.readableBytes) * 1_000_000 / rate))
                         }
+                        sent += Int64(chunk.readableBytes)
+                        try await writer.write(chunk)
                     }
                 }
                 try await writer.finish(nil)

@@ -433,15 +433,24 @@ public final class ServerState: Sendable {
     /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
     public func shutdown() async {
         stopped.withLockedValue { $0 = true }
-        await tasks.stop()
-        await changes.stop()
+        // Each step is waited for a bounded time: a stop must end even when a step is stuck (the step is
+        // named in the log, an error: it is a bug to find).
+        await step("pausing the tasks", .seconds(20)) { await self.tasks.stop() }
+        await step("stopping the change listener", .seconds(10)) { await self.changes.stop() }
         let flush = flushTask.withLockedValue { $0 }
         flush?.cancel()
-        await flush?.value
-        await syncChain.withLockedValue { $0 }?.value
-        await fs.unloadAll()
-        await store.close()
+        await step("ending the reload of shared state", .seconds(10)) { await flush?.value }
+        let chain = syncChain.withLockedValue { $0 }
+        await step("ending the storage syncs", .seconds(10)) { await chain?.value }
+        await step("unmounting the storages", .seconds(10)) { await self.fs.unloadAll() }
+        await step("closing the database", .seconds(10)) { await self.store.close() }
         dataFolderLock?.release()
+    }
+
+    private func step(_ name: String, _ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
+        if !(await FirstOf.wait(Task { await body() }, atMost: limit)) {
+            logger.error("stopping: \(name) did not end within \(limit.components.seconds) s; going on without it")
+        }
     }
 
     // MARK: changes made by other instances

@@ -99,8 +99,9 @@ struct PostgresPoolDatabase: SQLDatabase {
                         return true
                     }
                     if expired {
-                        work.cancel()
+                        // The answer first: the cancelled wait ends with the pool's own error, which must not win.
                         finish(.failure(unavailable))
+                        work.cancel()
                     }
                 }
                 Task {
@@ -145,6 +146,10 @@ enum PostgresErrors {
 
     static func translate(_ error: any Error) -> any Error {
         if error is FSError || error is CancellationError { return error }
+        // The pool's own errors (a wait cancelled, the pool shut down) are not exported by name.
+        if String(describing: type(of: error)).contains("ConnectionPoolError") {
+            return FSError.unavailable("the database cannot be reached (\(error)); try again shortly")
+        }
         guard let e = error as? PSQLError else { return error }
         let state = e.serverInfo?[.sqlState] ?? ""
         let message = e.serverInfo?[.message] ?? ""

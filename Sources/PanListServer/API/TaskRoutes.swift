@@ -42,6 +42,14 @@ struct TaskInfoJSON: Encodable {
     }
 }
 
+/// Task counts over every kind, for a badge.
+struct TaskSummaryJSON: Encodable {
+    var undone: Int
+    var running: Int
+    var failed: Int
+    var done: Int
+}
+
 /// One unit of a task's work, for the task's page (what was copied, kept back, or failed, and why).
 struct TaskItemJSON: Encodable {
     var path: String
@@ -120,15 +128,18 @@ extension APIRoutes {
         api.get("task/summary") { req, _ in
             let user = try await state.authenticate(req)
             if user.isGuest { throw FSError.unauthorized("log in to see tasks") }
-            let counts = try await state.store.taskCounts(creator: user.isAdmin ? nil : user.id)
-            struct Summary: Encodable { var undone: Int; var running: Int; var failed: Int; var done: Int }
-            let undone = TaskState.undone.reduce(0) { $0 + (counts[$1] ?? 0) }
-            return APIResponse.ok(Summary(undone: undone, running: counts[.running] ?? 0, failed: counts[.failed] ?? 0,
-                                          done: TaskState.done.reduce(0) { $0 + (counts[$1] ?? 0) }))
+            return APIResponse.ok(try await taskSummary(user))
         }
+        addTaskEvents(to: api)
     }
 
-    /// The caller and the kind named in the path (an unknown kind is "not found").
+    /// The counts of `/api/task/summary` for `user` (the admin: everyone's tasks).
+    func taskSummary(_ user: User) async throws -> TaskSummaryJSON {
+        let counts = try await state.store.taskCounts(creator: user.isAdmin ? nil : user.id)
+        return TaskSummaryJSON(undone: TaskState.undone.reduce(0) { $0 + (counts[$1] ?? 0) }, running: counts[.running] ?? 0,
+                               failed: counts[.failed] ?? 0, done: TaskState.done.reduce(0) { $0 + (counts[$1] ?? 0) })
+    }
+
     /// The caller (never the guest: tasks belong to people who logged in) and the kind named in the path.
     private func who(_ req: Request, _ ctx: AppContext) async throws -> (User, String) {
         let user = try await state.authenticate(req)

@@ -149,6 +149,12 @@ extension ServerState {
             }
             index += 1
             let n = index
+            // Long runs look at the creator again now and then (disabled or restricted meanwhile: stop).
+            if n % 100 == 0 {
+                let now = try await taskUser(run.record)
+                try recheck(now, action, p.src)
+                try recheck(now, action, p.dst)
+            }
             run.update { $0.current = shown; $0.status = "\(move ? "moving" : "copying") \(shown) (\(n) of \(files.count))" }
             let existing = try? await fs.get(to).0
             // A move stopped after the file arrived and its source went, before the item was marked: done.

@@ -100,10 +100,15 @@ final class TestServer: @unchecked Sendable {
 
     /// `keep`: the data folder stays (for a restart on it: `start(in: dir)`).
     func stop(keep: Bool = false) async {
-        try? await client.shutdown()
-        runTask.cancel()
-        _ = try? await runTask.value
-        await state.shutdown()
+        // Bounded, and said when a step is stuck (a stop that hangs would hang the whole test run).
+        let client = self.client, runTask = self.runTask, state = self.state
+        let steps: [(String, @Sendable () async -> Void)] = [
+            ("the test's HTTP client", { @Sendable in try? await client.shutdown() }),
+            ("the HTTP server", { @Sendable in runTask.cancel(); _ = try? await runTask.value }),
+            ("the server state", { @Sendable in await state.shutdown() })]
+        for (name, step) in steps where !(await FirstOf.wait(Task { await step() }, atMost: .seconds(60))) {
+            print("error: stopping the test server: \(name) did not stop within 60 s")
+        }
         if !keep { dir.remove() }
     }
 

@@ -1,15 +1,17 @@
 // PanList web UI: start-up, authentication and routing.
-// The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area.
+// The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area,
+// /@tasks the background tasks of whoever is logged in.
 import { api, apiGet, getToken, setToken, clearToken } from './api.js';
 import { state, isAdmin, internalLink, ROLE_GUEST } from './state.js';
 import { $, decodeUrlPath, showError, clearError } from './util.js';
 import { initBrowse, showBrowse, hideBrowse } from './browse.js';
 import { initPreview } from './preview.js';
 import { initManage, showManage } from './manage.js';
+import { initTasks, showTasks, showTasksToGuest, hideTasks, followTasks } from './tasks.js';
 import { uploadsBusy } from './upload.js';
 import { fillIcons } from './icons.js';
 
-const VIEWS = ['login-view', 'browse-view', 'manage-view'];
+const VIEWS = ['login-view', 'browse-view', 'manage-view', 'tasks-view'];
 function showView(id) { for (const v of VIEWS) $('#' + v).hidden = v !== id; }
 
 /** Loads /api/public/settings and applies title, announcement, colour, logo and favicon. */
@@ -35,17 +37,21 @@ async function loadSettings() {
 function updateHeader() {
   const me = state.me;
   const loggedIn = !!me && me.role !== ROLE_GUEST && !!getToken();
-  const inManage = !$('#manage-view').hidden;
+  const inManage = !$('#manage-view').hidden, inTasks = !$('#tasks-view').hidden;
   $('#whoami').textContent = me ? (me.role === ROLE_GUEST ? 'Guest' : me.username) : '';
+  $('#tasks-link').hidden = !loggedIn;
+  $('#tasks-link').classList.toggle('active', inTasks);
   $('#manage-link').hidden = !isAdmin();
   $('#manage-link').classList.toggle('active', inManage);
-  $('#browse-link').hidden = !inManage;
+  $('#browse-link').hidden = !inManage && !inTasks;
+  followTasks(loggedIn);            // the badge (and the Tasks page) follow the tasks while someone is logged in
   $('#logout').hidden = !loggedIn;
   $('#login-link').hidden = loggedIn || !$('#login-view').hidden;
 }
 
 function showLogin(message = '') {
   hideBrowse();
+  hideTasks();
   clearError();
   showView('login-view');
   const err = $('#login-error');
@@ -61,6 +67,15 @@ function route() {
   for (const d of document.querySelectorAll('dialog[open]')) d.close();   // back/forward closes overlays
   if (!state.me) { showLogin(); return; }
   const path = decodeUrlPath(location.pathname);
+  if (path !== '/@tasks') hideTasks();
+  if (path === '/@tasks') {
+    hideBrowse();
+    clearError();
+    showView('tasks-view');
+    updateHeader();
+    if (state.me.role === ROLE_GUEST || !getToken()) showTasksToGuest(); else showTasks();
+    return;
+  }
   if (path === '/@manage' || path.startsWith('/@manage/')) {
     hideBrowse();
     showView('manage-view');
@@ -131,12 +146,13 @@ function init() {
   initPreview();
   initBrowse();
   initManage({ settingsSaved: loadSettings });
+  initTasks();
 
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', logout);
   $('#login-link').addEventListener('click', () => showLogin());
   $('#error-close').addEventListener('click', clearError);
-  for (const id of ['#site-title', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings']) internalLink($(id));
+  for (const id of ['#site-title', '#tasks-link', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings']) internalLink($(id));
 
   window.addEventListener('popstate', route);
   window.addEventListener('panlist:route', route);

@@ -6,7 +6,7 @@ import { $, h, clear, joinPath, parentPath, baseName, encodePath, signParam, for
          showError, clearError, toast } from './util.js';
 import { state, can, PERM, navigate, internalLink, absolutePath, getObject, readText,
          passwordFor, rememberPassword, forgetPassword, isPasswordError } from './state.js';
-import { promptText, confirmDialog, pickFolder } from './dialogs.js';
+import { promptText, confirmDialog, pickFolder, chooseOption, noticeWithLink } from './dialogs.js';
 import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
 import { renderMarkdown } from './markdown.js';
 import { icon } from './icons.js';
@@ -491,11 +491,49 @@ async function transfer(op, names) {
   if (dst === null) return;
   if (op === 'move' && dst === view.path) { toast('Already in this folder'); return; }
   const srcDir = view.path;
-  await run(async () => {
-    await api('/fs/' + op, { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir), dst_password: passwordFor(dst),
-                             passwords: entryPasswords(srcDir, names) });
-    view.selected.clear();
-  }, op === 'move' ? 'Moved' : 'Copied');
+  const body = { src_dir: srcDir, dst_dir: dst, names, password: passwordFor(srcDir), dst_password: passwordFor(dst),
+                 passwords: entryPasswords(srcDir, names) };
+  let answer = null, error = null;
+  try { answer = await sendTransfer(op, body, what); } catch (e) { error = e; }
+  if (answer) view.selected.clear();
+  await load(view.path, { quiet: true });   // a successful listing clears the error box, so report after it
+  if (error) { showError(error.message); return; }
+  if (!answer) return;                      // the choice was cancelled
+  const queued = Array.isArray(answer.tasks) ? answer.tasks.length : 0;
+  if (!queued) { toast(op === 'move' ? 'Moved' : 'Copied'); return; }
+  // Between two storages the work goes on in the background, as tasks.
+  const tasks = queued === 1 ? '1 task' : `${queued} tasks`;
+  await noticeWithLink(`${op === 'move' ? 'Move' : 'Copy'} queued`,
+    `Queued ${tasks}: ${op === 'move' ? 'moving' : 'copying'} between two storages goes on in the background. Follow it, cancel or retry it on the Tasks page.`,
+    { path: '/@tasks', text: 'Open Tasks', testid: 'open-tasks' });
+}
+
+/** What the server says when a name exists at the destination of a copy or move between storages. */
+const isConflict = (e) => !!e && e.code === 403 && /already exists; choose/i.test(e.message || '');
+
+const CONFLICT_CHOICES = [
+  { value: 'skip', label: 'Skip existing files', help: 'Files already there are kept; the others are added. Folders are merged.' },
+  { value: 'merge', label: 'Merge', help: 'Folders are merged; a file already there is kept when it has the same size, else replaced.' },
+  { value: 'overwrite', label: 'Overwrite', help: 'Files already there are replaced. Folders are merged.' },
+];
+
+/**
+ * Sends a copy or move; when a name exists at the destination, asks what to do and sends it again with that
+ * choice. Resolves to the answer ({tasks}), or null when the choice was cancelled.
+ */
+async function sendTransfer(op, body, what) {
+  try {
+    return (await api('/fs/' + op, body)) || {};
+  } catch (e) {
+    if (!isConflict(e)) throw e;
+    // "/x/y already exists; choose to …": the first part, and the question the choices answer.
+    const taken = String(e.message).split(';')[0].trim();
+    const choice = await chooseOption(`${op === 'move' ? 'Move' : 'Copy'} ${what}: the name is taken`,
+      `${taken}. What should happen to what is already there?`, CONFLICT_CHOICES,
+      { value: 'skip', okText: op === 'move' ? 'Move' : 'Copy' });
+    if (!choice) return null;
+    return (await api('/fs/' + op, { ...body, conflict: choice })) || {};
+  }
 }
 
 async function remove(names) {

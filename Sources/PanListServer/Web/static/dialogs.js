@@ -1,7 +1,8 @@
-// Modal dialogs built on <dialog>: prompt, confirm, a read-only text box (links), and the folder picker.
+// Modal dialogs built on <dialog>: prompt, confirm, a read-only text box (links), a choice among options,
+// a notice with a link, and the folder picker.
 // Escape closes every dialog (the browser's own behaviour for modal <dialog>), resolving to null/false.
 import { api } from './api.js';
-import { passwordFor } from './state.js';
+import { passwordFor, navigate } from './state.js';
 import { $, h, clear, joinPath, parentPath } from './util.js';
 import { icon } from './icons.js';
 
@@ -62,6 +63,71 @@ export async function confirmDialog(title, message, { okText = 'OK', danger = fa
 /** Shows a text in a selected read-only field (used when the clipboard is not available). */
 export async function showText(title, text, message = '') {
   await runDialog({ title, message, input: true, value: text, okText: 'Close', readonly: true });
+}
+
+/**
+ * Shared implementation of #choice-dialog: a message, optional radio `options` ([{ value, label, help }],
+ * `value` picked at first) and an optional in-page `link` ({ path, text, testid }) beside the buttons.
+ * Resolves to the picked option (or true without options), or null when cancelled or the link was followed.
+ */
+function runChoice({ title, message = '', options = [], value = '', okText = 'OK', cancelText = 'Cancel', link = null }) {
+  const dlg = $('#choice-dialog'), form = $('#choice-form'), box = $('#choice-options');
+  const ok = $('#choice-ok'), cancel = $('#choice-cancel'), a = $('#choice-link');
+  if (dlg.open) dlg.close();
+  $('#choice-title').textContent = title;
+  $('#choice-message').textContent = message;
+  $('#choice-message').hidden = !message;
+  clear(box, options.map((o, i) => h('label', { class: 'choice' },
+    h('input', { type: 'radio', name: 'choice', value: o.value, checked: o.value === value || (!value && i === 0),
+                 dataset: { testid: 'choice-' + o.value } }),
+    h('span', {}, h('strong', { text: o.label }), o.help ? h('small', { class: 'help', text: o.help }) : null))));
+  box.hidden = !options.length;
+  ok.textContent = okText;
+  cancel.textContent = cancelText;
+  cancel.hidden = !cancelText;
+  a.hidden = !link;
+  ok.classList.toggle('primary', !link);         // with a link, the link is the way forward
+  a.classList.toggle('primary', !!link);
+  if (link) {
+    a.textContent = link.text;
+    a.href = link.path;
+    a.dataset.testid = link.testid || 'choice-link';
+  }
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      form.onsubmit = null; cancel.onclick = null; a.onclick = null; dlg.onclose = null;
+      if (dlg.open) dlg.close();
+      resolve(result);
+    };
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const picked = box.querySelector('input:checked');
+      finish(options.length ? (picked ? picked.value : null) : true);
+    };
+    cancel.onclick = () => finish(null);
+    a.onclick = (e) => {
+      if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      finish(null);
+      navigate(link.path);
+    };
+    dlg.onclose = () => finish(null);
+    dlg.showModal();
+    (box.querySelector('input:checked') || (link ? a : ok)).focus();
+  });
+}
+
+/** Asks to pick one of `options` ([{ value, label, help }]); resolves to its value, or null when cancelled. */
+export function chooseOption(title, message, options, { value = '', okText = 'OK' } = {}) {
+  return runChoice({ title, message, options, value, okText });
+}
+
+/** A message with an in-page link ({ path, text, testid }) beside Close. */
+export async function noticeWithLink(title, message, link) {
+  await runChoice({ title, message, okText: 'Close', cancelText: '', link });
 }
 
 /**

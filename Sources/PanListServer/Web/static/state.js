@@ -27,9 +27,12 @@ export function can(bit) {
 /** A setting from /api/public/settings read as a boolean. */
 export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase() === 'true';
 
-/** Goes to a virtual path (or "/@manage…"); the app listens for the event and renders. */
+/** The app's own pages (not folders): /@manage… and /@tasks. */
+export const isAppPage = (path) => /^\/@(manage|tasks)(\/|$)/.test(path);
+
+/** Goes to a virtual path (or "/@manage…", "/@tasks"); the app listens for the event and renders. */
 export function navigate(path, { replace = false } = {}) {
-  const url = path.startsWith('/@manage') ? path : encodePath(path);
+  const url = isAppPage(path) ? path : encodePath(path);
   if (replace) history.replaceState(null, '', url);
   else if (url !== location.pathname) history.pushState(null, '', url);
   window.dispatchEvent(new Event('panlist:route'));

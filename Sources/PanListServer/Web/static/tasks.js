@@ -1,0 +1,477 @@
+// The Tasks page at /@tasks: the user's copy, move and upload tasks (the admin's: everyone's), running and
+// finished, with their progress, cancel / retry / delete, and the files of each; and the badge in the header
+// (tasks not finished yet) on every page. Both follow /api/task/events (server-sent events, one a second),
+// or poll every 2 s when the browser cannot keep that stream open.
+// Rows are kept by task id and updated in place, so an open file list, a focused button or a selection of
+// text survive the updates.
+import { api, apiGet, getToken } from './api.js';
+import { state } from './state.js';
+import { $, h, clear, formatSize, toast } from './util.js';
+import { confirmDialog } from './dialogs.js';
+import { icon } from './icons.js';
+
+const KINDS = ['copy', 'move', 'upload'];
+const KIND_WORDS = { copy: 'Copy', move: 'Move', upload: 'Upload' };
+// TaskInfo.state, as the server numbers them.
+const S = { pending: 0, running: 1, succeeded: 2, canceling: 3, canceled: 4, errored: 5, failing: 6, failed: 7, waitingRetry: 8, retrying: 9 };
+const STATE_WORDS = ['Queued', 'Running', 'Succeeded', 'Canceling…', 'Canceled', 'Error', 'Failing', 'Failed', 'Waiting to retry', 'Retrying'];
+const isDone = (t) => t.state === S.succeeded || t.state === S.canceled || t.state === S.failed;
+const tone = (t) => ({ [S.succeeded]: 'ok', [S.canceled]: 'off', [S.canceling]: 'off', [S.errored]: 'bad', [S.failing]: 'bad', [S.failed]: 'bad' })[t.state] || 'run';
+const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+const time = (t) => Date.parse(t.created_time) || 0;
+const byNewest = (a, b) => time(b) - time(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+// Times to the second (two copies started the same minute are told apart), and how long a task took.
+const timeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const clockFmt = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+/** A time in words; only the time of day when it is the same day as `sameDayAs`. */
+function when(s, sameDayAs = '') {
+  const d = new Date(s || '');
+  if (isNaN(d) || d.getTime() <= 0) return '';
+  const other = new Date(sameDayAs || '');
+  return !isNaN(other) && other.toDateString() === d.toDateString() ? clockFmt.format(d) : timeFmt.format(d);
+}
+function took(from, to) {
+  const ms = Date.parse(to) - Date.parse(from);
+  if (!Number.isFinite(ms) || ms < 0) return '';
+  if (ms < 1000) return 'under a second';
+  const secs = Math.round(ms / 1000);
+  if (secs < 60) return `${secs} s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)} min ${secs % 60} s`;
+  return `${Math.floor(secs / 3600)} h ${Math.floor(secs / 60) % 60} min`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The feed: one EventSource per tab while someone (not the guest) is logged in.
+
+// `gen` counts the starts and stops: a stream or a look of an earlier start does nothing when it answers.
+const feed = { token: '', gen: 0, source: null, timer: 0, errors: 0, polling: false, problem: '' };
+
+/** Follows the tasks while `on` (someone logged in), else stops; called with every render of the header. */
+export function followTasks(on) {
+  const token = on ? getToken() : '';
+  if (token === feed.token) return;
+  if (feed.source) feed.source.close();
+  clearTimeout(feed.timer);
+  Object.assign(feed, { token, gen: feed.gen + 1, source: null, timer: 0, errors: 0, polling: false, problem: '' });
+  setBadge(0);
+  if (!token) return;
+  if ('EventSource' in window) openStream(); else startPolling();
+}
+
+function openStream() {
+  // EventSource cannot send the Authorization header: the token goes in the query (never logged).
+  const source = new EventSource('/api/task/events?token=' + encodeURIComponent(feed.token));
+  feed.source = source;
+  source.onmessage = (e) => {
+    if (feed.source !== source) return;
+    feed.errors = 0;
+    let data;
+    try { data = JSON.parse(e.data); } catch { return; }
+    receive(data);
+  };
+  source.onerror = () => {
+    if (feed.source !== source) return;
+    // Refused (the answer was not a stream: the browser gives up), or broken again and again: poll instead.
+    if (source.readyState === EventSource.CLOSED || ++feed.errors >= 3) {
+      source.close();
+      feed.source = null;
+      startPolling();
+    }
+  };
+}
+
+function startPolling() {
+  const gen = feed.gen;
+  feed.polling = true;
+  liveNote();
+  const tick = async () => {
+    if (feed.gen !== gen) return;
+    try {
+      const data = { summary: await apiGet('/task/summary') };
+      if (view.active) data.undone = await listAll('undone');
+      if (feed.gen !== gen) return;
+      // A look that failed before (the server was away) is no longer the page's error.
+      if (feed.problem && $('#tasks-error').textContent === feed.problem) pageError('');
+      feed.problem = '';
+      receive(data);
+    } catch (e) {
+      if (feed.gen === gen && view.active) { feed.problem = `Could not look at the tasks: ${e.message}`; pageError(feed.problem); }
+    }
+    if (feed.gen === gen) feed.timer = setTimeout(tick, 2000);
+  };
+  tick();
+}
+
+function receive(data) {
+  if (data.summary) setBadge(data.summary.undone);
+  if (view.active && view.loaded && Array.isArray(data.undone)) update(data.undone, data.summary);
+}
+
+function setBadge(n) {
+  n = Number(n) || 0;
+  const badge = $('#tasks-badge'), link = $('#tasks-link');
+  badge.textContent = n > 0 ? String(n) : '';
+  badge.hidden = n <= 0;
+  link.title = n > 0 ? `${plural(n, 'task')} not finished` : 'Background tasks';
+  link.setAttribute('aria-label', n > 0 ? `Tasks, ${n} not finished` : 'Tasks');
+}
+
+function liveNote() {
+  $('#tasks-live').textContent = feed.polling ? 'Live updates are not available here; the page looks again every 2 seconds.'
+    : 'The page updates itself while tasks run.';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The page
+
+const view = {
+  active: false,
+  loaded: false,
+  seq: 0,
+  undone: [],
+  done: [],
+  rows: new Map(),     // task id → row (see makeRow)
+};
+
+export function initTasks() {
+  // Each stream holds one of the few connections a browser opens to this server: a tab in the background,
+  // or a page kept in the back/forward cache, lets go of it, and follows again when it is shown again.
+  let resume = false;
+  const away = () => { if (feed.token) { resume = true; followTasks(false); } };
+  const back = () => { if (resume) { resume = false; followTasks(true); } };
+  window.addEventListener('pagehide', away);
+  window.addEventListener('pageshow', (e) => { if (e.persisted) back(); });
+  document.addEventListener('visibilitychange', () => { if (document.hidden) away(); else back(); });
+  $('#tasks-retry-failed').addEventListener('click', () => pageAction('retry_failed', 'Failed tasks started again'));
+  $('#tasks-clear-succeeded').addEventListener('click', () => pageAction('clear_succeeded', 'Succeeded tasks cleared'));
+  $('#tasks-clear-done').addEventListener('click', () => pageAction('clear_done', 'Finished tasks cleared'));
+}
+
+/** Renders the Tasks page (called by the router, for someone logged in). */
+export async function showTasks() {
+  view.active = true;
+  document.title = 'Tasks – ' + (state.settings.site_title || 'PanList');
+  $('#tasks-actions').hidden = false;
+  pageError('');
+  liveNote();
+  if (!view.loaded) clear($('#tasks-body'), h('p', { class: 'muted', text: 'Loading…' }));
+  await reload();
+}
+
+/** The Tasks page for the guest: nothing to show but a way to log in. */
+export function showTasksToGuest() {
+  view.active = false;
+  document.title = 'Tasks – ' + (state.settings.site_title || 'PanList');
+  $('#tasks-actions').hidden = true;
+  $('#tasks-live').textContent = '';
+  pageError('');
+  resetRows();
+  clear($('#tasks-body'), h('div', { class: 'tasks-empty' },
+    h('h2', { text: 'Log in to see your tasks' }),
+    h('p', { class: 'muted', text: 'Tasks belong to the user who started them; the guest has none.' })));
+}
+
+export function hideTasks() { view.active = false; }
+
+function resetRows() {
+  view.rows.clear();
+  view.loaded = false;
+  view.undone = []; view.done = [];
+}
+
+async function listAll(which) {
+  const lists = await Promise.all(KINDS.map(k => apiGet(`/task/${k}/${which}`)));
+  return lists.flatMap(l => Array.isArray(l) ? l : []).sort(byNewest);
+}
+
+/** Reads every list again and renders. */
+async function reload() {
+  const mine = ++view.seq;
+  try {
+    const [undone, done] = await Promise.all([listAll('undone'), listAll('done')]);
+    if (mine !== view.seq || !view.active) return;
+    view.undone = undone;
+    view.done = done;
+    view.loaded = true;
+    render();
+  } catch (e) {
+    if (mine !== view.seq || !view.active) return;
+    if (!view.loaded) clear($('#tasks-body'));
+    pageError(e.message);
+  }
+}
+
+/** A feed's undone tasks: rendered at once; when one finished, after the finished list was read again. */
+async function update(undone, summary) {
+  const now = new Set(undone.map(t => t.id));
+  const finished = view.undone.some(t => !now.has(t.id)) || (summary && summary.done !== view.done.length);
+  if (!finished) {
+    view.undone = undone.slice().sort(byNewest);
+    render();
+    return;
+  }
+  const mine = ++view.seq;
+  let done = null;
+  try { done = await listAll('done'); } catch (e) { pageError(e.message); }
+  if (mine !== view.seq || !view.active) return;
+  view.undone = undone.slice().sort(byNewest);
+  if (done) view.done = done;
+  render();
+}
+
+function pageError(message) {
+  const p = $('#tasks-error');
+  p.textContent = message || '';
+  p.hidden = !message;
+}
+
+/** Runs a page action on every kind (their lists are separate on the server), then reads the lists again. */
+async function pageAction(action, doneText) {
+  const buttons = [...$('#tasks-actions').querySelectorAll('button')];
+  for (const b of buttons) b.disabled = true;
+  pageError('');
+  const failed = [];
+  for (const kind of KINDS) {
+    try { await api(`/task/${kind}/${action}`, {}); } catch (e) { failed.push(`${KIND_WORDS[kind]} tasks: ${e.message}`); }
+  }
+  if (failed.length) pageError(failed.join('\n')); else toast(doneText);
+  await reload();
+  if (!view.loaded) for (const b of buttons) b.disabled = false;
+}
+
+let sections = null;
+
+function skeleton() {
+  const part = (id, title, empty) => {
+    const count = h('span', { class: 'count muted' });
+    const list = h('ul', { id, class: 'task-list', dataset: { testid: id } });
+    const none = h('p', { class: 'tasks-none muted', text: empty });
+    return { count, list, none, box: h('section', { class: 'task-section' }, h('h2', {}, title, ' ', count), list, none) };
+  };
+  return { undone: part('tasks-undone', 'Running and queued', 'Nothing is running.'),
+           done: part('tasks-done', 'Finished', 'No finished tasks.') };
+}
+
+function render() {
+  const body = $('#tasks-body');
+  const undone = view.undone, done = view.done;
+  const all = [...undone, ...done];
+  $('#tasks-actions').hidden = !all.length;
+  $('#tasks-retry-failed').disabled = !done.some(t => t.state === S.failed);
+  $('#tasks-clear-succeeded').disabled = !done.some(t => t.state === S.succeeded);
+  $('#tasks-clear-done').disabled = !done.length;
+  // Rows of tasks that are gone (deleted, cleared) go too.
+  const ids = new Set(all.map(t => t.id));
+  for (const id of [...view.rows.keys()]) if (!ids.has(id)) view.rows.delete(id);
+  if (!all.length) {
+    clear(body, h('div', { class: 'tasks-empty', dataset: { testid: 'tasks-empty' } },
+      h('h2', { text: 'No tasks yet' }),
+      h('p', { class: 'muted', text: 'Copying or moving between two storages runs here in the background: you can leave the page, and follow, cancel or retry it here.' })));
+    return;
+  }
+  if (!sections || !body.contains(sections.undone.box)) {
+    sections = skeleton();
+    clear(body, sections.undone.box, sections.done.box);
+  }
+  for (const [part, tasks] of [[sections.undone, undone], [sections.done, done]]) {
+    part.count.textContent = `(${tasks.length})`;
+    part.none.hidden = tasks.length > 0;
+    place(part.list, tasks.map(t => {
+      let r = view.rows.get(t.id);
+      if (!r) { r = makeRow(t); view.rows.set(t.id, r); }
+      fillRow(r, t);
+      return r.el;
+    }));
+  }
+}
+
+/** Puts `els` into `list` in this order, moving only what is out of place (a moved node loses its focus). */
+function place(list, els) {
+  els.forEach((el, i) => {
+    if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
+  });
+  while (list.children.length > els.length) list.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A task's row
+
+function makeRow(t) {
+  const r = { id: t.id, task: t, actionsKey: '', items: null, itemsStamp: '', itemsSeq: 0, itemsBusy: false };
+  r.toggle = h('button', { type: 'button', class: 'icon-btn task-toggle', 'aria-expanded': 'false',
+    dataset: { testid: 'task-expand' }, onclick: () => toggleItems(r) }, icon('expand'));
+  r.name = h('span', { class: 'task-name', dataset: { testid: 'task-name' } });
+  r.kind = h('span', { class: 'task-kind' });
+  r.state = h('span', { class: 'task-state', dataset: { testid: 'task-state' } });
+  r.fill = h('span', { class: 'fill' });
+  r.bar = h('span', { class: 'bar', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' }, r.fill);
+  r.percent = h('span', { class: 'task-percent', dataset: { testid: 'task-percent' } });
+  r.meta = h('div', { class: 'task-meta' });
+  r.now = h('div', { class: 'task-now' });
+  r.times = h('div', { class: 'task-times' });
+  r.error = h('p', { class: 'task-error', dataset: { testid: 'task-error' }, hidden: true });
+  r.actionError = h('p', { class: 'field-error', role: 'alert', dataset: { testid: 'task-action-error' }, hidden: true });
+  r.actions = h('div', { class: 'task-actions' });
+  r.list = h('div', { class: 'task-items', dataset: { testid: 'task-items' }, hidden: true });
+  r.el = h('li', { class: 'task', dataset: { testid: 'task-row', id: t.id, kind: t.kind } },
+    r.toggle,
+    h('div', { class: 'task-main' },
+      h('div', { class: 'task-title' }, r.name, r.kind, r.state),
+      h('div', { class: 'task-progress' }, r.bar, r.percent),
+      r.meta, r.now, r.times, r.error),
+    r.actions, r.actionError, r.list);
+  return r;
+}
+
+function percentOf(t) {
+  if (t.state === S.succeeded) return 100;
+  const p = Number(t.progress);
+  return Number.isFinite(p) ? Math.max(0, Math.min(100, Math.floor(p))) : 0;
+}
+
+function fillRow(r, t) {
+  r.task = t;
+  const undone = !isDone(t);
+  r.el.dataset.state = t.state_name || String(t.state);
+  r.el.dataset.tone = tone(t);
+  r.name.textContent = t.name || t.id;
+  r.name.title = t.name || '';
+  r.kind.textContent = KIND_WORDS[t.kind] || t.kind;
+  r.state.textContent = STATE_WORDS[t.state] || t.state_name || 'Unknown';
+  r.state.className = 'task-state ' + tone(t);
+  const pct = percentOf(t);
+  r.fill.style.width = pct + '%';
+  r.bar.setAttribute('aria-valuenow', String(pct));
+  r.bar.setAttribute('aria-label', `Progress of ${t.name || 'the task'}`);
+  r.percent.textContent = pct + '%';
+  r.toggle.setAttribute('aria-label', `${r.list.hidden ? 'Show' : 'Hide'} the files of ${t.name || 'this task'}`);
+  r.toggle.title = r.list.hidden ? 'Show the files' : 'Hide the files';
+
+  const meta = [];
+  const total = Number(t.total_bytes) || 0, doneBytes = Number(t.done_bytes) || 0;
+  if (total > 0) meta.push(`${formatSize(doneBytes)} of ${formatSize(total)}`);
+  else if (doneBytes > 0) meta.push(formatSize(doneBytes));
+  const files = Number(t.total_files) || 0;
+  if (files > 0) meta.push(`${Number(t.done_files) || 0} of ${plural(files, 'file')}`);
+  if (t.state === S.running && Number(t.speed) > 0) meta.push(`${formatSize(t.speed)}/s`);
+  if (t.retries > 0) meta.push(`tried ${plural(t.retries + 1, 'time')}`);
+  if (t.creator && state.me && t.creator !== state.me.username) meta.push(`by ${t.creator}`);
+  r.meta.textContent = meta.join(' · ');
+  r.meta.hidden = !meta.length;
+
+  const nowText = undone ? (t.current ? `Now: ${t.current}` : t.status || '') : '';
+  r.now.textContent = nowText;
+  r.now.title = nowText;
+  r.now.hidden = !nowText;
+
+  const times = [];
+  if (when(t.start_time)) times.push(`Started ${when(t.start_time)}`);
+  else if (when(t.created_time)) times.push(`Queued ${when(t.created_time)}`);
+  if (!undone && when(t.end_time)) {
+    times.push(`ended ${when(t.end_time, t.start_time)}`);
+    if (when(t.start_time) && took(t.start_time, t.end_time)) times.push(`took ${took(t.start_time, t.end_time)}`);
+  }
+  r.times.textContent = times.join(', ');
+  r.times.hidden = !times.length;
+
+  // What went wrong, in words (a cancel is said by the state already).
+  let error = t.state === S.succeeded ? '' : String(t.error || '');
+  if (t.state === S.canceled && /^cancel+ed\.?$/i.test(error.trim())) error = '';
+  if (error && t.state === S.waitingRetry) error = `Will try again: ${error}`;
+  r.error.textContent = error;
+  r.error.hidden = !error;
+
+  // Buttons are made again only when the choice changes (so a focused one stays focused).
+  const canCancel = undone && t.state !== S.canceling;
+  const canRetry = t.state === S.failed || t.state === S.canceled;
+  const key = `${canCancel}-${canRetry}`;
+  if (key !== r.actionsKey) {
+    r.actionsKey = key;
+    const btn = (what, text, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid: 'task-' + what }, text,
+      'aria-label': `${text} ${t.name || 'the task'}`, onclick: () => act(r, what) });
+    clear(r.actions, canCancel ? btn('cancel', 'Cancel') : null, canRetry ? btn('retry', 'Retry') : null, btn('delete', 'Delete', 'danger'));
+  }
+
+  // An open file list follows the task while it works.
+  const stamp = `${t.state}-${t.done_files}-${t.retries}`;
+  if (!r.list.hidden && r.items && stamp !== r.itemsStamp && !r.itemsBusy) loadItems(r);
+}
+
+async function act(r, what) {
+  const t = r.task;
+  if (what === 'delete' && !isDone(t) && !await confirmDialog('Delete task',
+    `Stop “${t.name}” and delete it? What it copied so far stays where it is.`, { okText: 'Delete', danger: true })) return;
+  r.actionError.hidden = true;
+  const buttons = [...r.actions.querySelectorAll('button')];
+  for (const b of buttons) b.disabled = true;
+  try {
+    await api(`/task/${t.kind}/${what}`, {}, { query: { tid: t.id } });
+    toast({ cancel: 'Canceling…', retry: 'Started again', delete: 'Task deleted' }[what]);
+  } catch (e) {
+    r.actionError.textContent = `Could not ${what === 'delete' ? 'delete' : what} this task: ${e.message}`;
+    r.actionError.hidden = false;
+  }
+  for (const b of buttons) b.disabled = false;
+  await reload();
+}
+
+// ---------------------------------------------------------------------------------------------
+// A task's files (from info): what was done, kept back (skipped) or failed, and why.
+
+const ITEM_WORDS = { pending: 'Waiting', done: 'Done', skipped: 'Skipped', failed: 'Failed' };
+const ITEM_TONE = { done: 'ok', skipped: 'off', failed: 'bad', pending: 'run' };
+
+function toggleItems(r) {
+  const open = r.list.hidden;
+  r.list.hidden = !open;
+  r.el.classList.toggle('open', open);
+  r.toggle.setAttribute('aria-expanded', String(open));
+  fillRow(r, r.task);
+  if (open) {
+    if (!r.items) clear(r.list, h('p', { class: 'muted small', text: 'Loading the files…' }));
+    loadItems(r);
+  }
+}
+
+async function loadItems(r) {
+  const t = r.task, mine = ++r.itemsSeq;
+  r.itemsBusy = true;
+  r.itemsStamp = `${t.state}-${t.done_files}-${t.retries}`;
+  try {
+    const info = await api(`/task/${t.kind}/info`, {}, { query: { tid: t.id } });
+    if (mine !== r.itemsSeq) return;
+    r.items = Array.isArray(info && info.items) ? info.items : [];
+    renderItems(r);
+  } catch (e) {
+    if (mine === r.itemsSeq) clear(r.list, h('p', { class: 'field-error', text: `The files could not be listed: ${e.message}` }));
+  } finally {
+    if (mine === r.itemsSeq) r.itemsBusy = false;
+  }
+}
+
+function renderItems(r) {
+  const items = r.items;
+  if (!items.length) {
+    clear(r.list, h('p', { class: 'muted small', text: isDone(r.task) ? 'No files.' : 'No files listed yet: the task has not looked at its source.' }));
+    return;
+  }
+  const counts = {};
+  for (const it of items) counts[it.state] = (counts[it.state] || 0) + 1;
+  const summary = ['done', 'skipped', 'failed', 'pending'].filter(s => counts[s]).map(s => `${counts[s]} ${ITEM_WORDS[s].toLowerCase()}`);
+  const frag = document.createDocumentFragment();
+  for (const it of items) {
+    // Paths are relative to what the task copies or moves; "" is that folder (or file) itself.
+    const path = it.path ? String(it.path) + (it.is_dir ? '/' : '') : '';
+    frag.append(h('li', { class: 'task-item', dataset: { testid: 'task-item', state: it.state || '' } },
+      h('span', { class: 'item-state ' + (ITEM_TONE[it.state] || ''), text: ITEM_WORDS[it.state] || it.state || '' }),
+      path ? h('span', { class: 'item-path', title: path, text: path })
+        : h('span', { class: 'item-path muted', text: it.is_dir ? '(the folder itself)' : '(the file itself)' }),
+      h('span', { class: 'item-size', text: it.is_dir ? '' : formatSize(it.size) }),
+      it.note ? h('span', { class: 'item-note', dataset: { testid: 'task-item-note' }, text: it.note }) : null));
+  }
+  clear(r.list,
+    h('p', { class: 'small muted', text: plural(items.length, 'entry', 'entries') + (summary.length ? ': ' + summary.join(', ') : '') +
+      (items.length >= 2000 ? ' (the first 2000 are listed)' : '') }),
+    h('ul', { class: 'item-list' }, frag));
+}
