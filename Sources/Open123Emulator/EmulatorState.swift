@@ -118,6 +118,13 @@ actor EmulatorState {
         buckets[path] = b
     }
 
+    /// Knob: the developer reset the application's secret: every token stops working and the old secret
+    /// gets no new one.
+    func rotateClientSecret(_ secret: String) {
+        config.clientSecret = secret
+        revokeAllTokens()
+    }
+
     func issueToken(clientID: String, secret: String) throws(APIFailure) -> Token {
         guard clientID == config.clientID, secret == config.clientSecret else {
             throw APIFailure(code: 1, message: "clientID or clientSecret is invalid")

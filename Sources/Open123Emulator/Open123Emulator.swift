@@ -86,6 +86,8 @@ public final class Open123Emulator: Sendable {
     public func cdnStats() async -> (active: Int, bytes: Int64) { (await state.cdnActive, await state.cdnBytes) }
     public func setDownloadQuota(daily: Int64? = nil, usedToday: Int64? = nil) async { await state.setQuota(daily: daily, used: usedToday) }
     public func enableDirectLink(folderID: Int64) async throws { _ = try await state.setDirectLink(folderID, enabled: true) }
+    /// The application's secret is reset: every token is revoked and the old secret is refused.
+    public func rotateClientSecret(_ secret: String) async { await state.rotateClientSecret(secret) }
     /// Each CDN download sends at most `bytesPerSecond` (nil: no limit), to watch work in flight.
     public func setDownloadRate(_ bytesPerSecond: Int64?) async { await state.setCDNRate(bytesPerSecond) }
     /// CDN GET downloads begun so far, by file content (its MD5 in lower-case hex).

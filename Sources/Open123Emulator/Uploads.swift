@@ -434,6 +434,8 @@ extension Routes {
         knob("cdn/expire-links") { _ in await state.expireDownloadLinks(); return nil }
         knob("cdn/stats") { _ in ["active": await state.cdnActive, "bytes": await state.cdnBytes] }
         knob("tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
+        // {"secret": "…"}: the application's secret is reset (tokens revoked, the old secret refused).
+        knob("credentials/rotate") { b in await state.rotateClientSecret(b.string("secret") ?? "rotated"); return nil }
         knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
         knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }
         knob("upload/fail-slices") { b in await state.setFailSlices(Int(b.int("count") ?? 1)); return nil }

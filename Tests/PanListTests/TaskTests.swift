@@ -207,6 +207,52 @@ struct TaskTests {
         await s.stop()
     }
 
+    /// The cloud refuses the storage's credentials in the middle of a copy (its secret was reset): the task
+    /// fails with 123's reason in words; the task pages, the other storages and their tasks keep working.
+    @Test func aBrokenCloudLoginFailsItsTaskOnly() async throws {
+        var c = EmulatorConfig()
+        c.clientID = "client-" + UUID().uuidString.prefix(8)
+        c.rateLimits = .off
+        let emu = try await Open123Emulator.start(config: c)
+        defer { Task { await emu.stop() } }
+        let s = try await TestServer.start(adjust: { $0.tasks.kinds["copy"] = .init(workers: 3, maxRetry: 0) })
+        do {
+            let t = try await s.login()
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+            let b = try await mountB(s, t)
+            defer { b.remove() }
+            for i in 0..<6 { _ = try await emu.seed(path: "/set/f\(i).bin", data: Data(repeating: UInt8(i), count: 150_000)) }
+            await emu.setDownloadRate(400_000)
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["set"]], token: t)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["done_files"] as? Int ?? 0 >= 2
+            })
+            await emu.rotateClientSecret("reset-by-the-developer")
+            await emu.setDownloadRate(nil)
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 7
+            })
+            let failed = try await s.api("/task/copy/info?tid=\(id)", token: t).data
+            #expect((failed["error"] as? String)?.contains("clientSecret is invalid") == true, "\(failed)")
+            // Everything else works: the task pages, the summary, the Local storages and a task between them.
+            #expect(try await s.api("/task/copy/done", token: t, method: .GET).code == 200)
+            #expect(try await s.api("/task/summary", token: t, method: .GET).data["failed"] as? Int == 1)
+            try s.dir.write("data/files/ok.txt", "fine")
+            let other = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["ok.txt"]], token: t)
+            let otherID = try #require((other.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(other.text)")
+            try await s.tasksFinish(token: t)
+            #expect(try await s.api("/task/copy/info?tid=\(otherID)", token: t).data["state"] as? Int == 2)
+            #expect(b.read("ok.txt") == "fine")
+        } catch {
+            await s.stop()
+            throw error
+        }
+        await s.stop()
+    }
+
     /// A server stopped in the middle of a copy (gracefully here; SIGKILL in scripts/tasks) takes it up again
     /// after its restart from the last finished file.
     @Test func aRestartTakesTheCopyUpWhereItStopped() async throws {
