@@ -132,8 +132,9 @@ public struct TaskItem: Sendable, Codable, Equatable {
 public protocol TaskStore: Sendable {
     func insertTask(_ task: TaskRecord) async throws
     func task(id: String) async throws -> TaskRecord?
-    /// Tasks of `kind` in `states`, of `creator` (nil: everyone's), newest first.
-    func tasks(kind: String, states: [TaskState], creator: Int?) async throws -> [TaskRecord]
+    /// Tasks of `kind` in `states`, of `creator` (nil: everyone's), newest first; `limit` of them after
+    /// skipping `offset` when given.
+    func tasks(kind: String, states: [TaskState], creator: Int?, limit: Int?, offset: Int) async throws -> [TaskRecord]
     /// Counts of tasks by state (for a badge), of `creator` (nil: everyone's).
     func taskCounts(creator: Int?) async throws -> [TaskState: Int]
     /// Claims up to `limit` tasks of `kind` that may run now for `owner`: pending ones whose time has come,
@@ -159,4 +160,10 @@ public protocol TaskStore: Sendable {
     func addTaskItems(_ items: [TaskItem]) async throws
     func taskItems(task: String) async throws -> [TaskItem]
     func setTaskItem(task: String, seq: Int, state: TaskItem.State, note: String) async throws
+}
+
+extension TaskStore {
+    public func tasks(kind: String, states: [TaskState], creator: Int?) async throws -> [TaskRecord] {
+        try await tasks(kind: kind, states: states, creator: creator, limit: nil, offset: 0)
+    }
 }

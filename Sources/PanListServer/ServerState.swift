@@ -435,22 +435,27 @@ public final class ServerState: Sendable {
         stopped.withLockedValue { $0 = true }
         // Each step is waited for a bounded time: a stop must end even when a step is stuck (the step is
         // named in the log, an error: it is a bug to find).
-        await step("pausing the tasks", .seconds(20)) { await self.tasks.stop() }
-        await step("stopping the change listener", .seconds(10)) { await self.changes.stop() }
+        var clean = await step("pausing the tasks", .seconds(15)) { await self.tasks.stop() }
+        clean = await step("stopping the change listener", .seconds(5)) { await self.changes.stop() } && clean
         let flush = flushTask.withLockedValue { $0 }
         flush?.cancel()
-        await step("ending the reload of shared state", .seconds(10)) { await flush?.value }
+        clean = await step("ending the reload of shared state", .seconds(5)) { await flush?.value } && clean
         let chain = syncChain.withLockedValue { $0 }
-        await step("ending the storage syncs", .seconds(10)) { await chain?.value }
-        await step("unmounting the storages", .seconds(10)) { await self.fs.unloadAll() }
-        await step("closing the database", .seconds(10)) { await self.store.close() }
-        dataFolderLock?.release()
+        clean = await step("ending the storage syncs", .seconds(5)) { await chain?.value } && clean
+        clean = await step("unmounting the storages", .seconds(5)) { await self.fs.unloadAll() } && clean
+        clean = await step("closing the database", .seconds(5)) { await self.store.close() } && clean
+        // A step still running may still use the data folder: its lock then goes with the process.
+        if clean { dataFolderLock?.release() }
     }
 
-    private func step(_ name: String, _ limit: Duration, _ body: @escaping @Sendable () async -> Void) async {
-        if !(await FirstOf.wait(Task { await body() }, atMost: limit)) {
-            logger.error("stopping: \(name) did not end within \(limit.components.seconds) s; going on without it")
-        }
+    /// Runs one step of the stop, cancelled (and logged by name as an error: a bug to find) when it takes longer
+    /// than `limit`; false then.
+    private func step(_ name: String, _ limit: Duration, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+        let task = Task { await body() }
+        if await FirstOf.wait(task, atMost: limit) { return true }
+        task.cancel()
+        logger.error("stopping: \(name) did not end within \(limit.components.seconds) s; going on without it")
+        return false
     }
 
     // MARK: changes made by other instances

@@ -13,11 +13,13 @@ extension SQLStore {
         try await db.select().column("*").from("tasks").where("id", .equal, id).first(decoding: TaskRecord.self)
     }
 
-    public func tasks(kind: String, states: [TaskState], creator: Int?) async throws -> [TaskRecord] {
+    public func tasks(kind: String, states: [TaskState], creator: Int?, limit: Int?, offset: Int) async throws -> [TaskRecord] {
         var q = db.select().column("*").from("tasks").where("kind", .equal, kind)
             .where("state", .in, states.map(\.rawValue))
         if let creator { q = q.where("creator_id", .equal, creator) }
-        return try await q.orderBy("created_ms", .descending).orderBy("id").all(decoding: TaskRecord.self)
+        q = q.orderBy("created_ms", .descending).orderBy("id")
+        if let limit { q = q.limit(limit).offset(offset) }
+        return try await q.all(decoding: TaskRecord.self)
     }
 
     public func taskCounts(creator: Int?) async throws -> [TaskState: Int] {

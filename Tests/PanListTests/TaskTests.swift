@@ -253,6 +253,24 @@ struct TaskTests {
         await s.stop()
     }
 
+    /// The web UI's live feed: server-sent events, authorised by the Authorization header only (a token in the
+    /// URL is refused: proxies log URLs); the guest is refused.
+    @Test func theLiveFeedIsServerSentEventsForTheCaller() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            var req = HTTPClientRequest(url: s.base + "/api/task/events")
+            req.headers.add(name: "Authorization", value: t)
+            let res = try await s.client.execute(req, timeout: .seconds(10))
+            #expect(res.status == .ok && res.headers.first(name: "Content-Type")?.hasPrefix("text/event-stream") == true)
+            var it = res.body.makeAsyncIterator()
+            var text = ""
+            while !text.contains("\n\n"), let chunk = try await it.next() { text += String(buffer: chunk) }
+            #expect(text.hasPrefix("data: {") && text.contains("\"summary\":{") && text.contains("\"undone\":[]"), "\(text)")
+            let inURL = try await s.request(.GET, "/api/task/events?token=" + t)
+            #expect(inURL.code == 401, "\(inURL.text)")
+        }
+    }
+
     /// A server stopped in the middle of a copy (gracefully here; SIGKILL in scripts/tasks) takes it up again
     /// after its restart from the last finished file.
     @Test func aRestartTakesTheCopyUpWhereItStopped() async throws {

@@ -14,15 +14,18 @@ struct TaskFeedJSON: Encodable {
 }
 
 extension APIRoutes {
-    /// `GET /api/task/events`: a live feed for the web UI, as server-sent events. Every second one
-    /// `data: {summary, undone}` event; it ends when the client goes away, when the server stops, or when the
-    /// caller may no longer see tasks (logged out elsewhere, a new password, disabled). EventSource cannot
-    /// set headers, so the token may also come as `?token=` (the access log never writes queries). The guest
-    /// and a bad token are refused with the usual envelope (not an event stream: EventSource gives up).
+    /// `GET /api/task/events`: a live feed for the web UI, as server-sent events, authorised by the
+    /// `Authorization` header as every API route (never a token in the URL: proxies log URLs). An event
+    /// `data: {summary, undone}` comes at once and then whenever it changed (looked at each second), a
+    /// `: ping` comment every 15 s otherwise. A stream lasts at most 10 minutes (the client opens the next
+    /// one, which also spreads clients over the instances); it ends sooner when the client goes away, when
+    /// the server stops, or when the caller may no longer see tasks (logged out, a new password, disabled).
+    /// A moment when the store does not answer is skipped. The guest, a bad token and a server that is
+    /// stopping are refused with the usual envelope.
     func addTaskEvents(to api: RouterGroup<AppContext>) {
         api.get("task/events") { req, _ in
-            let auth = Self.withQueryToken(req)
-            let user = try await state.authenticate(auth)
+            if state.isDraining { throw FSError.unavailable("the server is stopping; try again shortly") }
+            let user = try await state.authenticate(req)
             if user.isGuest { throw FSError.unauthorized("log in to see tasks") }
             let first = try await taskFeed(user)
             var headers = HTTPFields()
@@ -30,15 +33,32 @@ extension APIRoutes {
             headers[.cacheControl] = "no-cache, no-store"
             headers[HTTPField.Name("X-Accel-Buffering")!] = "no"     // a proxy in front must not hold events back
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                // Reconnect after 2 s when the stream breaks (the browser's default is 3 s).
-                try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
-                var feed: TaskFeedJSON? = first
-                while true {
-                    if let feed { try await writer.write(Self.event(feed)) }
+                let end = ContinuousClock.now + .seconds(600)
+                var last = Self.event(first)
+                try await writer.write(last)
+                var quiet = 0
+                while ContinuousClock.now < end {
                     try await Task.sleep(for: .seconds(1))
                     if state.isDraining || Task.isShuttingDownGracefully { break }
-                    guard let now = try? await state.authenticate(auth), !now.isGuest, now.id == user.id else { break }
-                    feed = try? await taskFeed(now)     // the store did not answer: nothing this second
+                    do {
+                        let now = try await state.authenticate(req)
+                        guard !now.isGuest, now.id == user.id else { break }
+                        let next = Self.event(try await taskFeed(now))
+                        if next != last {
+                            try await writer.write(next)
+                            last = next
+                            quiet = 0
+                            continue
+                        }
+                    } catch let e as FSError {
+                        if case .unauthorized = e { break }
+                        // The store did not answer: nothing this second.
+                    }
+                    quiet += 1
+                    if quiet >= 15 {
+                        try await writer.write(ByteBuffer(string: ": ping\n\n"))
+                        quiet = 0
+                    }
                 }
                 try await writer.finish(nil)
             })
@@ -48,10 +68,12 @@ extension APIRoutes {
     func taskFeed(_ user: User) async throws -> TaskFeedJSON {
         var undone: [TaskRecord] = []
         for kind in await state.tasks.kindNames {
-            undone += try await state.store.tasks(kind: kind, states: TaskState.undone, creator: user.isAdmin ? nil : user.id)
+            undone += try await state.store.tasks(kind: kind, states: TaskState.undone, creator: user.isAdmin ? nil : user.id,
+                                                  limit: 200, offset: 0)
         }
         undone.sort { ($0.created_ms, $1.id) > ($1.created_ms, $0.id) }
-        return TaskFeedJSON(summary: try await taskSummary(user), undone: undone.map(TaskInfoJSON.init))
+        // The newest 200 (the counts say how many there are).
+        return TaskFeedJSON(summary: try await taskSummary(user), undone: undone.prefix(200).map(TaskInfoJSON.init))
     }
 
     /// One `data:` event (the JSON is on one line).
@@ -62,11 +84,4 @@ extension APIRoutes {
         return out
     }
 
-    /// The request with `?token=` as its Authorization header when it has none.
-    static func withQueryToken(_ req: Request) -> Request {
-        guard ServerState.token(req).isEmpty, let token = req.uri.queryParameters.get("token"), !token.isEmpty else { return req }
-        var head = req.head
-        head.headerFields[.authorization] = token
-        return Request(head: head, body: .init(buffer: ByteBuffer()))
-    }
 }

@@ -159,7 +159,17 @@ extension APIRoutes {
             return APIResponse.ok([TaskInfoJSON]())
         }
         let (user, kind) = try await who(req, ctx)
-        let all = try await state.store.tasks(kind: kind, states: states, creator: user.isAdmin ? nil : user.id)
+        // `per_page` (and `page`, from 1): one page, newest first (PanList's; without them every task, as Alist).
+        let q = req.uri.queryParameters
+        var limit: Int?, offset = 0
+        if let per = q.get("per_page", as: Int.self) {
+            guard (1...1000).contains(per) else { throw FSError.badRequest("per_page must be from 1 to 1000") }
+            let page = q.get("page", as: Int.self) ?? 1
+            guard page >= 1 else { throw FSError.badRequest("page must be 1 or more") }
+            limit = per
+            offset = (page - 1) * per
+        }
+        let all = try await state.store.tasks(kind: kind, states: states, creator: user.isAdmin ? nil : user.id, limit: limit, offset: offset)
         return APIResponse.ok(all.map(TaskInfoJSON.init))
     }
 

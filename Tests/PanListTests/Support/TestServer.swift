@@ -106,10 +106,16 @@ final class TestServer: @unchecked Sendable {
             ("the test's HTTP client", { @Sendable in try? await client.shutdown() }),
             ("the HTTP server", { @Sendable in runTask.cancel(); _ = try? await runTask.value }),
             ("the server state", { @Sendable in await state.shutdown() })]
-        for (name, step) in steps where !(await FirstOf.wait(Task { await step() }, atMost: .seconds(60))) {
-            print("error: stopping the test server: \(name) did not stop within 60 s")
+        var clean = true
+        for (name, step) in steps {
+            let task = Task { await step() }
+            if !(await FirstOf.wait(task, atMost: .seconds(60))) {
+                task.cancel()
+                clean = false
+                print("error: stopping the test server: \(name) did not stop within 60 s")
+            }
         }
-        if !keep { dir.remove() }
+        if !keep && clean { dir.remove() }
     }
 
     func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: Data? = nil) async throws -> HTTPResult {

@@ -28,7 +28,7 @@ export function can(bit) {
 export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase() === 'true';
 
 /** The app's own pages (not folders): /@manage… and /@tasks. */
-export const isAppPage = (path) => /^\/@(manage|tasks)(\/|$)/.test(path);
+export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$/.test(path);
 
 /** Goes to a virtual path (or "/@manage…", "/@tasks"); the app listens for the event and renders. */
 export function navigate(path, { replace = false } = {}) {

@@ -42,55 +42,86 @@ function took(from, to) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The feed: one EventSource per tab while someone (not the guest) is logged in.
+// The feed: one stream per tab while someone (not the guest) is logged in.
 
 // `gen` counts the starts and stops: a stream or a look of an earlier start does nothing when it answers.
-const feed = { token: '', gen: 0, source: null, timer: 0, errors: 0, polling: false, problem: '' };
+const feed = { token: '', gen: 0, source: null, timer: 0, retry: 0, errors: 0, polling: false, problem: '' };
 
 /** Follows the tasks while `on` (someone logged in), else stops; called with every render of the header. */
 export function followTasks(on) {
   const token = on ? getToken() : '';
   if (token === feed.token) return;
-  if (feed.source) feed.source.close();
+  if (feed.source) feed.source.abort();
   clearTimeout(feed.timer);
-  Object.assign(feed, { token, gen: feed.gen + 1, source: null, timer: 0, errors: 0, polling: false, problem: '' });
+  clearTimeout(feed.retry);
+  Object.assign(feed, { token, gen: feed.gen + 1, source: null, timer: 0, retry: 0, errors: 0, polling: false, problem: '' });
   setBadge(0);
   if (!token) return;
-  if ('EventSource' in window) openStream(); else startPolling();
+  if (window.ReadableStream && window.AbortController) openStream(); else startPolling();
 }
 
+/** Reads /api/task/events (server-sent events) with fetch, so that the token goes in the Authorization
+ *  header and never into a URL (proxies log URLs). A stream that ends or is refused is tried again after
+ *  2 s, then longer (with jitter, so that tabs do not all come back at once); after two failures in a row the
+ *  page polls meanwhile, until a stream answers again. */
 function openStream() {
-  // EventSource cannot send the Authorization header: the token goes in the query (never logged).
-  const source = new EventSource('/api/task/events?token=' + encodeURIComponent(feed.token));
-  feed.source = source;
-  source.onmessage = (e) => {
-    if (feed.source !== source) return;
-    feed.errors = 0;
-    let data;
-    try { data = JSON.parse(e.data); } catch { return; }
-    receive(data);
-  };
-  source.onerror = () => {
-    if (feed.source !== source) return;
-    // Refused (the answer was not a stream: the browser gives up), or broken again and again: poll instead.
-    if (source.readyState === EventSource.CLOSED || ++feed.errors >= 3) {
-      source.close();
-      feed.source = null;
-      startPolling();
+  const gen = feed.gen;
+  const ctrl = new AbortController();
+  feed.source = ctrl;
+  (async () => {
+    let got = false;
+    try {
+      const res = await fetch('/api/task/events', { headers: { Authorization: feed.token }, signal: ctrl.signal, cache: 'no-store' });
+      if (!res.ok || !(res.headers.get('content-type') || '').startsWith('text/event-stream') || !res.body) throw new Error('no stream');
+      const reader = res.body.getReader();
+      const text = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += text.decode(value, { stream: true });
+        let end;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          const data = block.split('\n').filter(l => l.startsWith('data:')).map(l => l.slice(5).trimStart()).join('\n');
+          if (!data || feed.gen !== gen) continue;
+          let parsed;
+          try { parsed = JSON.parse(data); } catch { continue; }
+          if (!got) { got = true; feed.errors = 0; stopPolling(); }
+          receive(parsed);
+        }
+      }
+    } catch {
+      if (ctrl.signal.aborted) return;
     }
-  };
+    if (feed.gen !== gen || feed.source !== ctrl) return;
+    feed.source = null;
+    feed.errors = got ? 0 : feed.errors + 1;
+    if (feed.errors >= 2) startPolling();
+    const wait = Math.min(60000, 2000 * 2 ** Math.max(0, feed.errors - 1)) * (0.75 + Math.random() / 2);
+    feed.retry = setTimeout(() => { if (feed.gen === gen) openStream(); }, wait);
+  })();
+}
+
+function stopPolling() {
+  if (!feed.polling) return;
+  feed.polling = false;
+  clearTimeout(feed.timer);
+  liveNote();
 }
 
 function startPolling() {
+  if (feed.polling) return;
   const gen = feed.gen;
   feed.polling = true;
   liveNote();
   const tick = async () => {
-    if (feed.gen !== gen) return;
+    if (feed.gen !== gen || !feed.polling) return;
     try {
       const data = { summary: await apiGet('/task/summary') };
       if (view.active) data.undone = await listAll('undone');
-      if (feed.gen !== gen) return;
+      if (feed.gen !== gen || !feed.polling) return;
       // A look that failed before (the server was away) is no longer the page's error.
       if (feed.problem && $('#tasks-error').textContent === feed.problem) pageError('');
       feed.problem = '';
@@ -98,7 +129,7 @@ function startPolling() {
     } catch (e) {
       if (feed.gen === gen && view.active) { feed.problem = `Could not look at the tasks: ${e.message}`; pageError(feed.problem); }
     }
-    if (feed.gen === gen) feed.timer = setTimeout(tick, 2000);
+    if (feed.gen === gen && feed.polling) feed.timer = setTimeout(tick, 2000);
   };
   tick();
 }
@@ -118,7 +149,7 @@ function setBadge(n) {
 }
 
 function liveNote() {
-  $('#tasks-live').textContent = feed.polling ? 'Live updates are not available here; the page looks again every 2 seconds.'
+  $('#tasks-live').textContent = feed.polling ? 'Live updates are away for now; the page looks again every 2 seconds.'
     : 'The page updates itself while tasks run.';
 }
 
@@ -131,6 +162,7 @@ const view = {
   seq: 0,
   undone: [],
   done: [],
+  doneTotal: 0,        // finished tasks in all (only the newest are listed)
   rows: new Map(),     // task id → row (see makeRow)
 };
 
@@ -177,22 +209,35 @@ export function hideTasks() { view.active = false; }
 function resetRows() {
   view.rows.clear();
   view.loaded = false;
-  view.undone = []; view.done = [];
+  view.undone = []; view.done = []; view.doneTotal = 0;
 }
 
+/** Finished tasks shown: the newest of every kind (the count says how many there are in all). */
+const DONE_SHOWN = 100;
+
 async function listAll(which) {
-  const lists = await Promise.all(KINDS.map(k => apiGet(`/task/${k}/${which}`)));
-  return lists.flatMap(l => Array.isArray(l) ? l : []).sort(byNewest);
+  const page = which === 'done' ? `?per_page=${DONE_SHOWN}` : '';
+  const lists = await Promise.all(KINDS.map(k => apiGet(`/task/${k}/${which}${page}`)));
+  const all = lists.flatMap(l => Array.isArray(l) ? l : []).sort(byNewest);
+  return which === 'done' ? all.slice(0, DONE_SHOWN) : all;
+}
+
+async function doneTotal() {
+  try {
+    const s = await apiGet('/task/summary');
+    return s && typeof s.done === 'number' ? s.done : null;
+  } catch { return null; }
 }
 
 /** Reads every list again and renders. */
 async function reload() {
   const mine = ++view.seq;
   try {
-    const [undone, done] = await Promise.all([listAll('undone'), listAll('done')]);
+    const [undone, done, total] = await Promise.all([listAll('undone'), listAll('done'), doneTotal()]);
     if (mine !== view.seq || !view.active) return;
     view.undone = undone;
     view.done = done;
+    view.doneTotal = total ?? done.length;
     view.loaded = true;
     render();
   } catch (e) {
@@ -205,19 +250,31 @@ async function reload() {
 /** A feed's undone tasks: rendered at once; when one finished, after the finished list was read again. */
 async function update(undone, summary) {
   const now = new Set(undone.map(t => t.id));
-  const finished = view.undone.some(t => !now.has(t.id)) || (summary && summary.done !== view.done.length);
-  if (!finished) {
+  const finished = view.undone.some(t => !now.has(t.id)) || (summary && summary.done !== view.doneTotal);
+  if (!finished && !view.rereading) {
     view.undone = undone.slice().sort(byNewest);
     render();
     return;
   }
-  const mine = ++view.seq;
-  let done = null;
-  try { done = await listAll('done'); } catch (e) { pageError(e.message); }
-  if (mine !== view.seq || !view.active) return;
+  // One re-read of the finished list at a time; events meanwhile are shown at once and ask for one more.
   view.undone = undone.slice().sort(byNewest);
-  if (done) view.done = done;
-  render();
+  if (summary && typeof summary.done === 'number') view.pendingTotal = summary.done;
+  if (view.rereading) { if (finished) view.rereadAgain = true; render(); return; }
+  view.rereading = true;
+  const mine = view.seq;
+  try {
+    do {
+      view.rereadAgain = false;
+      let done = null;
+      try { done = await listAll('done'); } catch (e) { pageError(e.message); }
+      if (mine !== view.seq || !view.active) return;
+      if (done) view.done = done;
+      if (typeof view.pendingTotal === 'number') view.doneTotal = view.pendingTotal;
+      render();
+    } while (view.rereadAgain);
+  } finally {
+    view.rereading = false;
+  }
 }
 
 function pageError(message) {
@@ -275,7 +332,8 @@ function render() {
     clear(body, sections.undone.box, sections.done.box);
   }
   for (const [part, tasks] of [[sections.undone, undone], [sections.done, done]]) {
-    part.count.textContent = `(${tasks.length})`;
+    const total = part === sections.done ? Math.max(view.doneTotal || 0, tasks.length) : tasks.length;
+    part.count.textContent = total > tasks.length ? `(newest ${tasks.length} of ${total})` : `(${tasks.length})`;
     part.none.hidden = tasks.length > 0;
     place(part.list, tasks.map(t => {
       let r = view.rows.get(t.id);
