@@ -186,6 +186,12 @@ actor EmulatorState {
     /// GET downloads begun, by blob (`<md5>-<size>`).
     var cdnCounts: [String: Int] = [:]
     func countDownload(_ blob: String) { cdnCounts[blob, default: 0] += 1 }
+    /// `cdnCounts` by the content's MD5 (the first part of the blob's name).
+    func downloadCounts() -> [String: Int] {
+        var out: [String: Int] = [:]
+        for (blob, n) in cdnCounts { out[String(blob.split(separator: "-").first ?? ""), default: 0] += n }
+        return out
+    }
     func cdnStarted() { cdnActive += 1 }
     func cdnFinished(bytes: Int64) { cdnActive -= 1; cdnBytes += bytes }
     func setCDNFailure(count: Int, status: Int, code: Int, message: String) {

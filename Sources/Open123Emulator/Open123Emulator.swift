@@ -91,11 +91,7 @@ public final class Open123Emulator: Sendable {
     /// Each CDN download sends at most `bytesPerSecond` (nil: no limit), to watch work in flight.
     public func setDownloadRate(_ bytesPerSecond: Int64?) async { await state.setCDNRate(bytesPerSecond) }
     /// CDN GET downloads begun so far, by file content (its MD5 in lower-case hex).
-    public func downloadCounts() async -> [String: Int] {
-        var out: [String: Int] = [:]
-        for (blob, n) in await state.cdnCounts { out[String(blob.split(separator: "-").first ?? ""), default: 0] += n }
-        return out
-    }
+    public func downloadCounts() async -> [String: Int] { await state.downloadCounts() }
     /// The next CDN download sends about half of its body, then drops the connection.
     public func dropNextDownload() async { await state.setDropNextBody() }
     /// Puts a file at `path` (for example `/Demo/readme.txt`) into the emulated drive; returns its file ID.

@@ -459,11 +459,7 @@ extension Routes {
             return nil
         }
         // CDN GET downloads begun so far, by file content MD5.
-        router.get("/__emulator/cdn/downloads") { _, _ in
-            var out: [String: Int] = [:]
-            for (blob, n) in await state.cdnCounts { out[String(blob.split(separator: "-").first ?? ""), default: 0] += n }
-            return Wire.ok(out)
-        }
+        router.get("/__emulator/cdn/downloads") { _, _ in Wire.ok(await state.downloadCounts()) }
         router.get("/__emulator/calls") { _, _ in Wire.ok(await state.callCounts()) }
     }
 }

@@ -76,7 +76,7 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// Not to be run before this time (a retry's back-off).
     public var next_ms: Int64
 
-    public init(id: String, kind: String, name: String, creator: User, params: String, maxRetries: Int, pinned: String = "") {
+    public init(id: String, kind: String, name: String, creator: User, params: String, maxRetries: Int = 0, pinned: String = "") {
         self.id = id; self.kind = kind; self.name = name
         creator_id = creator.id; self.creator = creator.username; creator_role = creator.role.rawValue
         state = TaskState.pending.rawValue; status = "waiting for a worker"; current = ""

@@ -118,18 +118,16 @@ public enum Observability {
     /// The store's answer to one round trip, or why not, within 2 s (the ping is left to finish on its own:
     /// a load balancer's check never waits for a database that does not answer).
     static func ping(_ store: any Store) async -> FSError? {
-        let once = NIOLockedValueBox<CheckedContinuation<FSError?, Never>?>(nil)
-        func finish(_ r: FSError?) { once.withLockedValue { c in defer { c = nil }; return c }?.resume(returning: r) }
-        return await withCheckedContinuation { (c: CheckedContinuation<FSError?, Never>) in
-            once.withLockedValue { $0 = c }
+        let r: Result<FSError?, any Error> = await FirstOf.result { finish in
             Task {
-                do { try await store.ping(); finish(nil) } catch { finish(FSError.from(error)) }
+                do { try await store.ping(); finish(.success(nil)) } catch { finish(.success(FSError.from(error))) }
             }
             Task {
                 try? await Task.sleep(for: .seconds(2))
-                finish(.unavailable("no answer within 2 s"))
+                finish(.success(.unavailable("no answer within 2 s")))
             }
         }
+        return (try? r.get()) ?? nil
     }
 
     static let draining = Metrics.gauge("panlist_shutting_down", "1 while the server stops (draining requests)")

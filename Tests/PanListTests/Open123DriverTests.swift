@@ -8,7 +8,7 @@ import Testing
 @testable import PanListServer
 
 /// A PanList server with a `123 Open` storage at /123 on a fresh emulator (each test its own client ID).
-func withCloud(_ configure: (inout EmulatorConfig) -> Void = { _ in },
+func withCloud(_ configure: (inout EmulatorConfig) -> Void = { _ in }, server adjust: (@Sendable (inout PanListConfig) -> Void)? = nil,
                _ body: (TestServer, Open123Emulator, String) async throws -> Void) async throws {
     var c = EmulatorConfig()
     c.clientID = "client-" + UUID().uuidString.prefix(8)
@@ -17,7 +17,7 @@ func withCloud(_ configure: (inout EmulatorConfig) -> Void = { _ in },
     configure(&c)
     let emu = try await Open123Emulator.start(config: c)
     do {
-        try await withServer { s in
+        try await withServer(adjust: adjust) { s in
             let t = try await s.login()
             let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
                 "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)

@@ -160,17 +160,7 @@ struct TaskTests {
     /// A copy that fails part-way (the cloud refuses a download) fails with 123's reason in words; retried,
     /// it copies only what is left: each file is downloaded once in all.
     @Test func aRetryResumesWithoutCopyingAgain() async throws {
-        var c = EmulatorConfig()
-        c.clientID = "client-" + UUID().uuidString.prefix(8)
-        c.rateLimits = .off
-        let emu = try await Open123Emulator.start(config: c)
-        defer { Task { await emu.stop() } }
-        let s = try await TestServer.start(adjust: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) })
-        do {
-            let t = try await s.login()
-            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
-                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
-            #expect(try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+        try await withCloud(server: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) }) { s, emu, t in
             var md5s: [String] = []
             for i in 0..<6 {
                 let data = Data((0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* (i + 3) &+ i) })
@@ -200,27 +190,13 @@ struct TaskTests {
             for i in 0..<6 { #expect(FileManager.default.contents(atPath: s.files + "/set/f\(i).bin")?.count == 200_000) }
             let counts = await emu.downloadCounts()
             #expect(md5s.allSatisfy { counts[$0] == 1 }, "\(counts)")
-        } catch {
-            await s.stop()
-            throw error
         }
-        await s.stop()
     }
 
     /// The cloud refuses the storage's credentials in the middle of a copy (its secret was reset): the task
     /// fails with 123's reason in words; the task pages, the other storages and their tasks keep working.
     @Test func aBrokenCloudLoginFailsItsTaskOnly() async throws {
-        var c = EmulatorConfig()
-        c.clientID = "client-" + UUID().uuidString.prefix(8)
-        c.rateLimits = .off
-        let emu = try await Open123Emulator.start(config: c)
-        defer { Task { await emu.stop() } }
-        let s = try await TestServer.start(adjust: { $0.tasks.kinds["copy"] = .init(workers: 3, maxRetry: 0) })
-        do {
-            let t = try await s.login()
-            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
-                "ClientID": c.clientID, "ClientSecret": c.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
-            #expect(try await s.api("/admin/storage/create", ["mount_path": "/123", "driver": "123 Open", "addition": addition], token: t).code == 200)
+        try await withCloud(server: { $0.tasks.kinds["copy"] = .init(workers: 3, maxRetry: 0) }) { s, emu, t in
             let b = try await mountB(s, t)
             defer { b.remove() }
             for i in 0..<6 { _ = try await emu.seed(path: "/set/f\(i).bin", data: Data(repeating: UInt8(i), count: 150_000)) }
@@ -246,11 +222,7 @@ struct TaskTests {
             try await s.tasksFinish(token: t)
             #expect(try await s.api("/task/copy/info?tid=\(otherID)", token: t).data["state"] as? Int == 2)
             #expect(b.read("ok.txt") == "fine")
-        } catch {
-            await s.stop()
-            throw error
         }
-        await s.stop()
     }
 
     /// The web UI's live feed: server-sent events, authorised by the Authorization header only (a token in the

@@ -440,18 +440,12 @@ extension APIRoutes {
             size = n
         }
         if Self.asTask(req) {
-            let spool = RandomString.make(24)
-            let path = state.taskSpool + "/" + spool
-            try PrivateFiles.makeFolder(state.taskSpool)
-            do {
+            return try await queued(req, user, dir: dir, name: name) { path in
                 let written = try await Self.spoolBody(req.body, to: path)
                 if let size, size != written {
                     throw FSError.badRequest("the upload was cut off: \(written) of \(size) bytes arrived")
                 }
-                return try await queued(req, user, dir: dir, name: name, spool: spool, size: written)
-            } catch {
-                _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
-                throw error
+                return written
             }
         }
         let stream = try uploadStream(req, name: name, size: size, body: ByteStream(req.body))
@@ -464,12 +458,24 @@ extension APIRoutes {
         ["true", "1", "yes"].contains(req.headers[.asTask]?.lowercased().trimmingCharacters(in: .whitespaces) ?? "")
     }
 
-    private func queued(_ req: Request, _ user: User, dir: String, name: String, spool: String, size: Int64) async throws -> Response {
-        let stream = try uploadStream(req, name: name, size: size, body: .empty)
-        let record = try await state.queueUpload(user, dir: dir, stream: stream, spool: spool, size: size,
-                                                 overwrite: req.headers[.overwrite]?.lowercased() != "false")
-        struct Queued: Encodable { var task: TaskInfoJSON }
-        return APIResponse.ok(Queued(task: TaskInfoJSON(record)))
+    /// Spools the body with `spool` (given the file's path in the task spool; the bytes written) and queues its
+    /// upload; a spool that fails or is refused is deleted.
+    private func queued(_ req: Request, _ user: User, dir: String, name: String,
+                        spool: (String) async throws -> Int64) async throws -> Response {
+        let file = RandomString.make(24)
+        let path = state.taskSpool + "/" + file
+        try PrivateFiles.makeFolder(state.taskSpool)
+        do {
+            let size = try await spool(path)
+            let stream = try uploadStream(req, name: name, size: size, body: .empty)
+            let record = try await state.queueUpload(user, dir: dir, stream: stream, spool: file, size: size,
+                                                     overwrite: req.headers[.overwrite]?.lowercased() != "false")
+            struct Queued: Encodable { var task: TaskInfoJSON }
+            return APIResponse.ok(Queued(task: TaskInfoJSON(record)))
+        } catch {
+            _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
+            throw error
+        }
     }
 
     /// Writes a request body to a new file at `path`; the bytes written.
@@ -494,16 +500,7 @@ extension APIRoutes {
               let boundary = Self.boundary(contentType)
         else { throw FSError.badRequest("the body must be multipart/form-data with a boundary") }
         if Self.asTask(req) {
-            let spool = RandomString.make(24)
-            let path = state.taskSpool + "/" + spool
-            try PrivateFiles.makeFolder(state.taskSpool)
-            do {
-                let size = try await Self.spoolFilePart(req.body, boundary: boundary, to: path)
-                return try await queued(req, user, dir: dir, name: name, spool: spool, size: size)
-            } catch {
-                _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
-                throw error
-            }
+            return try await queued(req, user, dir: dir, name: name) { try await Self.spoolFilePart(req.body, boundary: boundary, to: $0) }
         }
         let spool = state.config.tempDir + "/form-" + RandomString.make(20)
         do {

@@ -107,43 +107,43 @@ extension APIRoutes {
             g.post("{kind}/delete_some") { req, ctx in try await some(req, ctx) { try await state.tasks.delete($0) } }
             g.post("{kind}/retry_some") { req, ctx in try await some(req, ctx) { try await state.tasks.retry($0) } }
             g.post("{kind}/clear_done") { req, ctx in
-                let (user, kind) = try await who(req, ctx)
-                try await state.tasks.delete(try await state.store.tasks(kind: kind, states: TaskState.done, creator: user.isAdmin ? nil : user.id))
+                try await state.tasks.delete(try await callersTasks(req, ctx, TaskState.done))
                 return APIResponse.ok()
             }
             g.post("{kind}/clear_succeeded") { req, ctx in
-                let (user, kind) = try await who(req, ctx)
-                try await state.tasks.delete(try await state.store.tasks(kind: kind, states: [.succeeded], creator: user.isAdmin ? nil : user.id))
+                try await state.tasks.delete(try await callersTasks(req, ctx, [.succeeded]))
                 return APIResponse.ok()
             }
             g.post("{kind}/retry_failed") { req, ctx in
-                let (user, kind) = try await who(req, ctx)
-                for t in try await state.store.tasks(kind: kind, states: [.failed], creator: user.isAdmin ? nil : user.id) {
-                    try await state.tasks.retry(t.id)
-                }
+                for t in try await callersTasks(req, ctx, [.failed]) { try await state.tasks.retry(t.id) }
                 return APIResponse.ok()
             }
         }
         // Counts for a badge: every kind, the caller's tasks (the admin's: everyone's).
-        api.get("task/summary") { req, _ in
-            let user = try await state.authenticate(req)
-            if user.isGuest { throw FSError.unauthorized("log in to see tasks") }
-            return APIResponse.ok(try await taskSummary(user))
-        }
+        api.get("task/summary") { req, _ in APIResponse.ok(try await taskSummary(try await taskCaller(req))) }
         addTaskEvents(to: api)
     }
 
     /// The counts of `/api/task/summary` for `user` (the admin: everyone's tasks).
     func taskSummary(_ user: User) async throws -> TaskSummaryJSON {
-        let counts = try await state.store.taskCounts(creator: user.isAdmin ? nil : user.id)
+        let counts = try await state.store.taskCounts(creator: Self.creatorFilter(user))
         return TaskSummaryJSON(undone: TaskState.undone.reduce(0) { $0 + (counts[$1] ?? 0) }, running: counts[.running] ?? 0,
                                failed: counts[.failed] ?? 0, done: TaskState.done.reduce(0) { $0 + (counts[$1] ?? 0) })
     }
 
-    /// The caller (never the guest: tasks belong to people who logged in) and the kind named in the path.
-    private func who(_ req: Request, _ ctx: AppContext) async throws -> (User, String) {
+    /// The caller of a task route: never the guest (tasks belong to people who logged in).
+    func taskCaller(_ req: Request) async throws -> User {
         let user = try await state.authenticate(req)
         if user.isGuest { throw FSError.unauthorized("log in to see tasks") }
+        return user
+    }
+
+    /// Whose tasks `user` sees: their own (the admin: everyone's, nil).
+    static func creatorFilter(_ user: User) -> Int? { user.isAdmin ? nil : user.id }
+
+    /// The caller and the kind named in the path.
+    private func who(_ req: Request, _ ctx: AppContext) async throws -> (User, String) {
+        let user = try await taskCaller(req)
         let kind = ctx.parameters.get("kind") ?? ""
         guard await state.tasks.kindNames.contains(kind) else { throw FSError.noSuchRecord("there are no \(kind) tasks") }
         return (user, kind)
@@ -154,8 +154,7 @@ extension APIRoutes {
 
     private func list(_ req: Request, _ ctx: AppContext, _ states: [TaskState]) async throws -> Response {
         if Self.otherKinds.contains(ctx.parameters.get("kind") ?? "") {
-            let user = try await state.authenticate(req)
-            if user.isGuest { throw FSError.unauthorized("log in to see tasks") }
+            _ = try await taskCaller(req)
             return APIResponse.ok([TaskInfoJSON]())
         }
         let (user, kind) = try await who(req, ctx)
@@ -169,15 +168,26 @@ extension APIRoutes {
             limit = per
             offset = (page - 1) * per
         }
-        let all = try await state.store.tasks(kind: kind, states: states, creator: user.isAdmin ? nil : user.id, limit: limit, offset: offset)
+        let all = try await state.store.tasks(kind: kind, states: states, creator: Self.creatorFilter(user), limit: limit, offset: offset)
         return APIResponse.ok(all.map(TaskInfoJSON.init))
     }
 
-    /// The task `?tid=` of the caller (the admin: anyone's); someone else's is "not found", as a missing one.
+    /// The caller's tasks of the kind in the path in `states` (the admin: everyone's).
+    private func callersTasks(_ req: Request, _ ctx: AppContext, _ states: [TaskState]) async throws -> [TaskRecord] {
+        let (user, kind) = try await who(req, ctx)
+        return try await state.store.tasks(kind: kind, states: states, creator: Self.creatorFilter(user))
+    }
+
+    /// Task `tid` of `kind` if `user` may see it (the admin: anyone's); nil for someone else's, as for a missing one.
+    private func visibleTask(_ tid: String, _ kind: String, to user: User) async throws -> TaskRecord? {
+        guard let t = try await state.store.task(id: tid), t.kind == kind, user.isAdmin || t.creator_id == user.id else { return nil }
+        return t
+    }
+
+    /// The task `?tid=` of the caller; someone else's is "not found", as a missing one.
     private func target(_ req: Request, _ ctx: AppContext) async throws -> (User, TaskRecord) {
         let (user, kind) = try await who(req, ctx)
-        let tid = req.uri.queryParameters.get("tid") ?? ""
-        guard let t = try await state.store.task(id: tid), t.kind == kind, user.isAdmin || t.creator_id == user.id else {
+        guard let t = try await visibleTask(req.uri.queryParameters.get("tid") ?? "", kind, to: user) else {
             throw FSError.noSuchRecord("task not found")
         }
         return (user, t)
@@ -190,7 +200,7 @@ extension APIRoutes {
         let ids = try await req.json([String].self, limit: state.config.maxRequestBody)
         var errors: [String: String] = [:]
         for tid in ids {
-            guard let t = try await state.store.task(id: tid), t.kind == kind, user.isAdmin || t.creator_id == user.id else {
+            guard let t = try await visibleTask(tid, kind, to: user) else {
                 errors[tid] = "task not found"
                 continue
             }

@@ -285,11 +285,15 @@ actor TaskManager {
 
     // MARK: control
 
-    /// Queues a task and looks for work at once.
-    func submit(_ record: TaskRecord) async throws {
+    /// Queues a task (with its kind's retry limit as it is now) and looks for work at once; the task as stored.
+    @discardableResult
+    func submit(_ record: TaskRecord) async throws -> TaskRecord {
+        var record = record
+        record.max_retries = limits(record.kind).retries
         try await store.insertTask(record)
         await publish(record.id)
         poke()
+        return record
     }
 
     /// Cancels a task: one waiting is canceled at once; one running stops within a second (here at once,

@@ -89,9 +89,8 @@ extension ServerState {
         let name = "\(verb) [\(Access.userPath(src, for: user))] to [\(Access.userPath(dst, for: user))]" + (obj.isDir ? " (folder)" : "")
         let kind = move ? "move" : "copy"
         let record = TaskRecord(id: RandomString.make(16), kind: kind, name: name, creator: user,
-                                params: String(decoding: params, as: UTF8.self), maxRetries: Self.taskLimits(kind, config: config, setting: setting).retries)
-        try await tasks.submit(record)
-        return record
+                                params: String(decoding: params, as: UTF8.self))
+        return try await tasks.submit(record)
     }
 
     /// The copy and move kinds: a tree of work (folders first, then each file once), kept in the store as it

@@ -32,12 +32,10 @@ extension ServerState {
         let shown = Access.userPath(VirtualPath.join(dir, stream.name), for: user)
         var record = TaskRecord(id: RandomString.make(16), kind: "upload", name: "upload [\(shown)]", creator: user,
                                 params: String(decoding: try JSONEncoder().encode(params), as: UTF8.self),
-                                maxRetries: Self.taskLimits("upload", config: config, setting: setting).retries,
                                 pinned: config.instanceID)
         record.total_bytes = size
         record.total_files = 1
-        try await tasks.submit(record)
-        return record
+        return try await tasks.submit(record)
     }
 
     func uploadKind() -> TaskKind {
