@@ -25,7 +25,9 @@ struct CompleteData: Decodable {
 
 /// Uploads through the v2 slice flow: spool to temp_dir while hashing (one pass), `create` (instant upload
 /// when 123 already has the content), slices with `UploadThread` workers (each with its MD5, 3 tries),
-/// then `upload_complete` polled once a second. The spool file is removed on every exit path.
+/// then `upload_complete` polled once a second. The spool file is removed on every exit path. With an
+/// `UploadCheckpoint` (a task's copy), the session and the slices 123 acknowledged are noted as they go, and
+/// the next attempt at the same file sends only the rest (a fresh session if 123 refuses the old one).
 struct Uploader {
     static let maxSize: Int64 = 10 << 30
     /// The slice size each server last asked for (123 documents 16 MiB), so slice MD5s can be computed while spooling.
@@ -46,47 +48,104 @@ struct Uploader {
         let (size, md5, digests) = try await spoolAndHash(stream, to: spool, pieceSize: guess)
         guard size <= Self.maxSize else { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
 
+        // A task's earlier attempt at the same bytes into the same folder left a session: continue it.
+        let checkpoint = stream.checkpoint
+        if let checkpoint, let saved = try? JSONDecoder().decode(SliceSession.self, from: Data(checkpoint.saved.utf8)),
+           saved.parentID == parentID, saved.name == stream.name, saved.md5 == md5, saved.size == size, saved.sliceSize > 0 {
+            do {
+                return try await send(saved, spool: spool, digests: saved.sliceSize == guess ? digests : [], resumed: true, checkpoint: checkpoint)
+            } catch SessionGone.gone {
+                // 123 no longer takes that session (expired, or forgotten): start over below.
+                await checkpoint.save("")
+            }
+        }
+
         guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
             "parentFileID": parentID, "filename": stream.name, "etag": md5, "size": size, "duplicate": 2,
         ], as: CreateData.self) else { throw FSError.upstream(code: 1, message: "123 Open did not answer the upload request") }
-        if created.reuse == true, let id = created.fileID, id != 0 { return (id, size, md5) }
+        if created.reuse == true, let id = created.fileID, id != 0 {
+            if let checkpoint, !checkpoint.saved.isEmpty { await checkpoint.save("") }
+            return (id, size, md5)
+        }
         guard let pre = created.preuploadID, !pre.isEmpty, let sliceSize = created.sliceSize, sliceSize > 0 else {
             throw FSError.upstream(code: 1, message: "123 Open gave no upload session")
         }
-        let server = created.servers?.first ?? client.baseURL
-        let count = size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize)
         // Slice digests computed while spooling, when the slice size was the expected one.
         Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] = sliceSize }
-        let known = sliceSize == guess && digests.count == count ? digests : nil
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 1
-            for _ in 0..<min(threads, count) {
-                let n = next
-                next += 1
-                group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: stream.name) }
-            }
-            while try await group.next() != nil {
-                if next <= count {
-                    let n = next
-                    next += 1
-                    group.addTask { try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: stream.name) }
-                }
-            }
-        }
-        // Poll for completion: 20103 and `completed: false` both mean "not yet"; the budget grows with the size.
+        let session = SliceSession(preuploadID: pre, parentID: parentID, name: stream.name, md5: md5, size: size, sliceSize: sliceSize,
+                                   server: created.servers?.first ?? client.baseURL, sent: [])
+        if let checkpoint { await checkpoint.save(session.encoded) }
+        return try await send(session, spool: spool, digests: sliceSize == guess ? digests : [], resumed: false, checkpoint: checkpoint)
+    }
+
+    /// An upload session as a task keeps it: enough to send the slices 123 has not acknowledged yet and
+    /// to complete, after an interruption (the same file, re-spooled, must have the same MD5 and size).
+    struct SliceSession: Codable {
+        var preuploadID: String
+        var parentID: Int64
+        var name: String
+        var md5: String
+        var size: Int64
+        var sliceSize: Int64
+        var server: String
+        /// Slices 123 answered with success.
+        var sent: [Int]
+        var encoded: String { (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+    }
+
+    enum SessionGone: Error { case gone }
+
+    /// Sends the slices of `session` not sent yet (noting each in `checkpoint` as 123 acknowledges it), then
+    /// completes. A resumed session that 123 refuses before any slice got through throws `SessionGone`.
+    private func send(_ session: SliceSession, spool: String, digests: [String], resumed: Bool,
+                      checkpoint: UploadCheckpoint?) async throws -> (id: Int64, size: Int64, md5: String) {
+        var session = session
+        let size = session.size, sliceSize = session.sliceSize, pre = session.preuploadID, server = session.server, name = session.name
+        let count = size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize)
+        let known = digests.count == count ? digests : nil
+        let done = Set(session.sent)
+        let todo = (1...count).filter { !done.contains($0) }
+        var progressed = false
+        // Completion is polled: 20103 and `completed: false` both mean "not yet"; the budget grows with the size.
         let budget = 60 + Int(size / (20 << 20))
-        for _ in 0..<budget {
-            do {
-                if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": pre], as: CompleteData.self),
-                   r.completed == true, let id = r.fileID, id != 0 {
-                    return (id, size, md5)
+        do {
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                var next = 0
+                func add() {
+                    guard next < todo.count else { return }
+                    let n = todo[next]
+                    next += 1
+                    group.addTask {
+                        try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: name)
+                        return n
+                    }
                 }
-            } catch let e as FSError {
-                guard case .upstream(20103, _) = e else { throw e }
+                for _ in 0..<min(threads, todo.count) { add() }
+                while let n = try await group.next() {
+                    progressed = true
+                    session.sent.append(n)
+                    if let checkpoint { await checkpoint.save(session.encoded) }
+                    add()
+                }
             }
-            try await Task.sleep(for: .seconds(1))
+            for _ in 0..<budget {
+                do {
+                    if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": pre], as: CompleteData.self),
+                       r.completed == true, let id = r.fileID, id != 0 {
+                        if let checkpoint { await checkpoint.save("") }
+                        return (id, size, session.md5)
+                    }
+                } catch let e as FSError {
+                    guard case .upstream(20103, _) = e else { throw e }
+                    progressed = true
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        } catch let e as FSError {
+            if resumed, !progressed, case .upstream = e { throw SessionGone.gone }
+            throw e
         }
-        throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(stream.name) after \(budget) s; it may appear later")
+        throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(name) after \(budget) s; it may appear later")
     }
 
     /// Writes the body to `path`, hashing it as it goes, and checks the declared size and hashes.

@@ -178,6 +178,16 @@ actor EmulatorState {
     func setForced429(_ n: Int) { forced429 = n }
     func setCompletePending(_ n: Int) { completePending = n }
     func setFailSlices(_ n: Int) { failSlices = n }
+    /// Knob: slices still accepted before every further one fails (nil: no limit).
+    var sliceBudget: Int?
+    func setSliceBudget(_ n: Int?) { sliceBudget = n }
+    /// Slices accepted (recorded) so far, over all uploads.
+    var slicesAccepted = 0
+    /// Knob: every upload session is forgotten (as when 123 lets a preuploadID expire).
+    func forgetUploads() {
+        for u in uploads.values { try? FileManager.default.removeItem(atPath: u.dir) }
+        uploads = [:]
+    }
     func setDropNextBody() { dropNextBody = true }
     func takeDropNextBody() -> Bool { defer { dropNextBody = false }; return dropNextBody }
     /// Knob: CDN downloads send at most this many bytes a second each (nil: as fast as they can).

@@ -76,6 +76,12 @@ public final class Open123Emulator: Sendable {
     /// Each `upload_complete` answers "pending" (20103 and `completed: false`, alternating) for `polls` polls first.
     public func setCompletePending(polls: Int) async { await state.setCompletePending(polls) }
     public func failNextSlices(_ count: Int) async { await state.setFailSlices(count) }
+    /// `count` more slices are accepted, then every slice fails (nil: no limit again).
+    public func acceptSlices(_ count: Int?) async { await state.setSliceBudget(count) }
+    /// Slices accepted so far, over all uploads.
+    public func slicesAccepted() async -> Int { await state.slicesAccepted }
+    /// Every upload session is forgotten, as when 123 lets a preuploadID expire.
+    public func forgetUploads() async { await state.forgetUploads() }
     /// The next `count` CDN downloads answer HTTP `status` with a 123-style JSON body `{code, message}`.
     public func failNextDownloads(_ count: Int = 1, status: Int, code: Int, message: String) async {
         await state.setCDNFailure(count: count, status: status, code: code, message: message)

@@ -190,6 +190,10 @@ extension EmulatorState {
         guard received.hadFile, received.fileBytes == u.sliceLength(n) else { throw .bad("分片大小错误") }
         guard let md5, md5.lowercased() == received.md5 else { throw .bad("分片MD5校验失败") }
         if u.slices[n] != nil { return }  // already recorded: the same bytes (its MD5 matched)
+        if let budget = sliceBudget {
+            guard budget > 0 else { throw .bad("分片上传失败，请重试") }
+            sliceBudget = budget - 1
+        }
         if received.placement == nil {
             // Spooled (fields after the file part, or a V1 presigned PUT): copy into the data file.
             guard let input = FileHandle(forReadingAtPath: path), let out = FileHandle(forWritingAtPath: u.dir + "/data") else {
@@ -202,6 +206,7 @@ extension EmulatorState {
             } catch { throw .bad("分片保存失败") }
         }
         uploads[u.id]?.slices[n] = received.md5
+        slicesAccepted += 1
         kickHasher(u.id)
     }
 
@@ -439,6 +444,10 @@ extension Routes {
         knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
         knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }
         knob("upload/fail-slices") { b in await state.setFailSlices(Int(b.int("count") ?? 1)); return nil }
+        // {"accept": N}: N more slices are accepted, then every slice fails until {} (no limit) is sent.
+        knob("upload/slice-budget") { b in await state.setSliceBudget(b.int("accept").map(Int.init)); return nil }
+        knob("upload/forget") { _ in await state.forgetUploads(); return nil }
+        knob("upload/stats") { _ in ["slices_accepted": await state.slicesAccepted] }
         knob("quota") { b in await state.setQuota(daily: b.int("daily"), used: b.int("used")); return nil }
         knob("direct-link/enable") { b in
             guard let id = b.int("fileID") else { throw APIFailure.bad("fileID required") }

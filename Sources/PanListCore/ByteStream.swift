@@ -77,6 +77,18 @@ public struct CountingBytes: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inner: base.makeAsyncIterator(), counted: counted) }
 }
 
+/// A place for a driver's note of how far an upload got (a task keeps it in the store, beside the file it
+/// copies). The note is the driver's own; "" means none. Saving is best effort: a lost note only means the
+/// next attempt starts over.
+public struct UploadCheckpoint: Sendable {
+    public var saved: String
+    public var save: @Sendable (String) async -> Void
+    public init(saved: String, save: @escaping @Sendable (String) async -> Void) {
+        self.saved = saved
+        self.save = save
+    }
+}
+
 /// A file to be written by a driver's `put`.
 public struct UploadStream: Sendable {
     public var name: String
@@ -89,6 +101,9 @@ public struct UploadStream: Sendable {
     public var sha1: String?
     public var sha256: String?
     public var body: ByteStream
+    /// Where a driver that uploads in parts keeps how far it got, so a task's next attempt at the same file
+    /// continues instead of starting over (nil: no such place; the upload is all or nothing).
+    public var checkpoint: UploadCheckpoint?
 
     public init(name: String, size: Int64?, modified: Date? = nil, mimeType: String? = nil,
                 md5: String? = nil, sha1: String? = nil, sha256: String? = nil, body: ByteStream) {

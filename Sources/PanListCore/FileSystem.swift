@@ -581,11 +581,12 @@ public final class FileSystem: Sendable {
 
     /// Copies one file, `srcPath`, into the folder `dstDir` (created when missing) on any storage, replacing a
     /// file of the same name when `overwrite` (else `.alreadyExists`); `counted` hears the bytes as they pass
-    /// (and stops the copy by throwing).
+    /// (and stops the copy by throwing); `checkpoint` lets a driver that uploads in parts continue a
+    /// previous attempt at the same file.
     /// For tasks: cancelling the calling task stops it, and drivers write whole files only (nothing partial is
     /// left at the destination). The modification time goes along as listings show it.
     @discardableResult
-    public func copyFile(_ srcPath: String, toDir dstDir: String, overwrite: Bool,
+    public func copyFile(_ srcPath: String, toDir dstDir: String, overwrite: Bool, checkpoint: UploadCheckpoint? = nil,
                          counted: @escaping @Sendable (Int) throws -> Void = { _ in }) async throws -> Obj {
         let (sm, sActual) = try await writable(srcPath)
         let obj = try await object(in: sm, at: sActual)
@@ -594,9 +595,10 @@ public final class FileSystem: Sendable {
         if keepsTimes(for: sm), let kept = try? await keptTimes?.keptTime(srcPath) { source = kept.apply(to: obj) }
         let link = try await sm.ready().link(file: obj, args: LinkArgs())
         return try await LinkReader.withStream(link, size: obj.size, remote: remote) { stream in
-            let upload = UploadStream(name: source.name, size: source.size, modified: source.modified,
+            var upload = UploadStream(name: source.name, size: source.size, modified: source.modified,
                                       md5: source.hashes["md5"], sha1: source.hashes["sha1"],
                                       body: ByteStream(CountingBytes(base: stream, counted: counted)))
+            upload.checkpoint = checkpoint
             return try await put(upload, into: dstDir, overwrite: overwrite)
         }
     }

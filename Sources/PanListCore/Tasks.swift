@@ -122,8 +122,12 @@ public struct TaskItem: Sendable, Codable, Equatable {
     public var state: Int
     /// Why it was skipped or failed, in words.
     public var note: String
+    /// How far an interrupted upload of this file got, in the destination driver's words ("" for none):
+    /// see `UploadCheckpoint`.
+    public var checkpoint: String
     public init(task: String, seq: Int, path: String, isDir: Bool, size: Int64) {
         task_id = task; self.seq = seq; self.path = path; is_dir = isDir; self.size = size; state = State.pending.rawValue; note = ""
+        checkpoint = ""
     }
     public var itemState: State { State(rawValue: state) ?? .pending }
 }
@@ -160,6 +164,8 @@ public protocol TaskStore: Sendable {
     func addTaskItems(_ items: [TaskItem]) async throws
     func taskItems(task: String) async throws -> [TaskItem]
     func setTaskItem(task: String, seq: Int, state: TaskItem.State, note: String) async throws
+    /// Keeps an item's upload checkpoint ("" clears it).
+    func setTaskItemCheckpoint(task: String, seq: Int, checkpoint: String) async throws
 }
 
 extension TaskStore {

@@ -276,6 +276,10 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .primaryKey("task_id", "seq")
                 .run()
         }),
+        (9, { db in
+            // Where an interrupted upload of an item got to (a 123 Open slice session), for the next attempt.
+            try await db.raw("ALTER TABLE task_items ADD COLUMN checkpoint TEXT NOT NULL DEFAULT ''").run()
+        }),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a

@@ -164,7 +164,12 @@ extension SQLStore {
     }
 
     public func setTaskItem(task: String, seq: Int, state: TaskItem.State, note: String) async throws {
-        try await db.update("task_items").set("state", to: state.rawValue).set("note", to: note)
+        try await db.update("task_items").set("state", to: state.rawValue).set("note", to: note).set("checkpoint", to: "")
+            .where("task_id", .equal, task).where("seq", .equal, seq).run()
+    }
+
+    public func setTaskItemCheckpoint(task: String, seq: Int, checkpoint: String) async throws {
+        try await db.update("task_items").set("checkpoint", to: checkpoint)
             .where("task_id", .equal, task).where("seq", .equal, seq).run()
     }
 }

@@ -193,6 +193,56 @@ struct TaskTests {
         }
     }
 
+    /// A copy into 123 Open that stops part-way through a file's slices (123 refuses the rest) continues, when
+    /// retried, with the slices 123 had not acknowledged: each slice is accepted once. When 123 has forgotten
+    /// the session meanwhile, the retry starts the file over with a new one.
+    @Test func aSliceUploadResumesWhereItStopped() async throws {
+        try await withCloud({ $0.sliceSize = 4096 }, server: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) }) { s, emu, t in
+            func copy(_ name: String, slicesFirst: Int) async throws -> String {
+                let content = Data((0..<(40 * 4096 - 100)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ name.count) })
+                try content.write(to: URL(fileURLWithPath: s.files + "/" + name))
+                await emu.acceptSlices(slicesFirst)
+                let before = await emu.slicesAccepted()
+                let r = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/123", "names": [name]], token: t)
+                let id = try #require((r.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(r.text)")
+                #expect(await Cluster.within(.seconds(20)) {
+                    try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 7
+                })
+                let failed = try await s.api("/task/copy/info?tid=\(id)", token: t).data
+                #expect((failed["error"] as? String)?.contains("分片上传失败") == true, "\(failed)")
+                #expect(await emu.slicesAccepted() - before == slicesFirst)
+                // Nothing is visible on 123 under the name yet.
+                let absent = try await s.api("/fs/get", ["path": "/123/" + name], token: t)
+                #expect(absent.code == 500 && absent.text.contains("not found"), "\(absent.text)")
+                await emu.acceptSlices(nil)
+                return id
+            }
+            let md5 = { (name: String) -> String in
+                Insecure.MD5.hash(data: FileManager.default.contents(atPath: s.files + "/" + name) ?? Data()).map { String(format: "%02x", $0) }.joined()
+            }
+
+            let id = try await copy("resumed.bin", slicesFirst: 10)
+            let before = await emu.slicesAccepted()
+            #expect(try await s.api("/task/copy/retry?tid=\(id)", token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            #expect(try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 2)
+            #expect(await emu.slicesAccepted() - before == 30, "slices sent again")
+            let got = try await s.api("/fs/get", ["path": "/123/resumed.bin"], token: t)
+            #expect((got.data["hash_info"] as? [String: Any])?["md5"] as? String == md5("resumed.bin"), "\(got.text)")
+
+            let other = try await copy("restarted.bin", slicesFirst: 5)
+            await emu.forgetUploads()
+            let before2 = await emu.slicesAccepted()
+            #expect(try await s.api("/task/copy/retry?tid=\(other)", token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            let done = try await s.api("/task/copy/info?tid=\(other)", token: t).data
+            #expect(done["state"] as? Int == 2, "\(done)")
+            #expect(await emu.slicesAccepted() - before2 == 40)
+            let got2 = try await s.api("/fs/get", ["path": "/123/restarted.bin"], token: t)
+            #expect((got2.data["hash_info"] as? [String: Any])?["md5"] as? String == md5("restarted.bin"), "\(got2.text)")
+        }
+    }
+
     /// The cloud refuses the storage's credentials in the middle of a copy (its secret was reset): the task
     /// fails with 123's reason in words; the task pages, the other storages and their tasks keep working.
     @Test func aBrokenCloudLoginFailsItsTaskOnly() async throws {

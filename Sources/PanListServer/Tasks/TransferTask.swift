@@ -176,7 +176,12 @@ extension ServerState {
             }
             let before = run.progress.doneBytes
             do {
-                try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true) { try run.addBytes($0) }
+                // A 123 Open upload notes its session and acknowledged slices here, so a retry or a restart
+                // sends only the rest of this file.
+                let checkpoint = UploadCheckpoint(saved: item.checkpoint) { [store] note in
+                    try? await store.setTaskItemCheckpoint(task: id, seq: item.seq, checkpoint: note)
+                }
+                try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true, checkpoint: checkpoint) { try run.addBytes($0) }
             } catch {
                 run.update { $0.doneBytes = before }
                 // The writer calls a broken source stream a bad upload; in a copy it is a passing failure.

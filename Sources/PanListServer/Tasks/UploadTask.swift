@@ -62,12 +62,25 @@ extension ServerState {
             throw FSError.notFound("the uploaded file was discarded (the task was canceled or failed); upload it again")
         }
         run.update { $0.totalBytes = p.size; $0.totalFiles = 1; $0.doneBytes = 0; $0.current = p.name; $0.status = "storing \(p.name)" }
+        // One item, the file: it keeps the upload's checkpoint (a 123 Open session continues on a retry).
+        let id = run.record.id
+        var item = try await store.taskItems(task: id).first
+        if item == nil {
+            let made = TaskItem(task: id, seq: 0, path: "", isDir: false, size: p.size)
+            try await store.addTaskItems([made])
+            item = made
+        }
+        let checkpoint = UploadCheckpoint(saved: item?.checkpoint ?? "") { [store] note in
+            try? await store.setTaskItemCheckpoint(task: id, seq: 0, checkpoint: note)
+        }
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
             let body = ByteStream(CountingBytes(base: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))), counted: { try run.addBytes($0) }))
-            let stream = UploadStream(name: p.name, size: p.size, modified: p.modifiedMs.map { Date(timeIntervalSince1970: Double($0) / 1000) },
+            var stream = UploadStream(name: p.name, size: p.size, modified: p.modifiedMs.map { Date(timeIntervalSince1970: Double($0) / 1000) },
                                       mimeType: p.mimeType, md5: p.md5, sha1: p.sha1, sha256: p.sha256, body: body)
+            stream.checkpoint = checkpoint
             try await fs.put(stream, into: p.dir, overwrite: p.overwrite)
         }
+        try? await store.setTaskItem(task: id, seq: 0, state: .done, note: "")
         run.update { $0.doneFiles = 1; $0.doneBytes = p.size; $0.current = ""; $0.status = "done" }
         _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(path), recursively: false)
     }
