@@ -54,6 +54,28 @@ public enum Access {
         return VirtualPath.relative(absolute, to: base)
     }
 
+    /// A message as `user` should read it: the absolute paths under their base folder written as they see
+    /// them (`/home/bob/x` → `/x` for base `/home/bob`), so errors do not show where their folder lives.
+    public static func inUserTerms(_ text: String, for user: User) -> String {
+        let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
+        guard base != "/", text.contains(base) else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let r = rest.range(of: base) {
+            let after = rest[r.upperBound...].first
+            // Only a whole path segment: `/home/bob` in `/home/bob/x` or at a path's end, not in `/home/bobby`.
+            let ends = after == nil || after == "/" || !(after!.isLetter || after!.isNumber || "-_.~".contains(after!))
+            out += rest[..<r.lowerBound]
+            if ends {
+                out += after == "/" ? "" : "/"
+            } else {
+                out += rest[r]
+            }
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+
     public static func can(_ user: User, _ action: Action) -> Bool {
         if user.isAdmin { return true }
         guard let p = action.permission else { return true }

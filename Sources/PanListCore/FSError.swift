@@ -46,5 +46,26 @@ public enum FSError: Error, Sendable, Equatable, CustomStringConvertible {
         return .internalError(ErrorText.describe(error))
     }
 
+    /// The same error with its message rewritten by `f` (the kind, and so the status it maps to, is kept).
+    public func mapMessage(_ f: (String) -> String) -> FSError {
+        switch self {
+        case .notFound(let m): return .notFound(f(m))
+        case .alreadyExists(let m): return .alreadyExists(f(m))
+        case .notSupported(let m): return .notSupported(f(m))
+        case .permissionDenied(let m): return .permissionDenied(f(m))
+        case .invalidPath(let m): return .invalidPath(f(m))
+        case .badRequest(let m): return .badRequest(f(m))
+        case .unauthorized(let m): return .unauthorized(f(m))
+        case .tooLarge(let m): return .tooLarge(f(m))
+        case .storageUnavailable(let m): return .storageUnavailable(f(m))
+        case .upstream(let code, let m): return .upstream(code: code, message: f(m))
+        case .rateLimited(let m): return .rateLimited(f(m))
+        case .conflict(let m): return .conflict(f(m))
+        case .internalError(let m): return .internalError(f(m))
+        case .noSuchRecord(let m): return .noSuchRecord(f(m))
+        case .unavailable(let m): return .unavailable(f(m))
+        }
+    }
+
     public static func objectNotFound(_ path: String) -> FSError { .notFound("\(path): object not found") }
 }

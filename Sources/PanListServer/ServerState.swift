@@ -139,6 +139,7 @@ public final class ServerState: Sendable {
         let generation = rulesGeneration.withLockedValue { $0 += 1; return $0 }
         let loaded = FolderRules(try await store.folderRules())
         rulesBox.withLockedValue { if generation > $0.generation { $0 = (generation, loaded) } }
+        accessChanges.withLockedValue { $0 += 1 }
     }
 
     /// `Access.check` with the rules in force: the one question every front end asks. With the client's
@@ -258,7 +259,14 @@ public final class ServerState: Sendable {
         return u
     }
 
-    func forgetUsers() { usersBox.withLockedValue { $0.removeAll() } }
+    func forgetUsers() {
+        usersBox.withLockedValue { $0.removeAll() }
+        accessChanges.withLockedValue { $0 += 1 }
+    }
+
+    /// Counts changes of users and folder rules seen by this instance (its own and, through the change feed,
+    /// the others'): a long task looks at its creator again when this moves.
+    let accessChanges = NIOLockedValueBox<Int>(0)
 
     /// After a user's record changed in the store: forgotten here, and the other instances told.
     func usersChanged() async {

@@ -243,6 +243,77 @@ struct TaskTests {
         }
     }
 
+    /// A user disabled while their copy runs: the copy stops at the next file with the reason (it does not
+    /// wait for its every-100-files look), and what was copied stays.
+    @Test func aUserDisabledMidCopyStopsTheirTask() async throws {
+        try await withCloud(server: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) }) { s, emu, t in
+            let cat = try await s.addUser("cat", password: "cat-pass-1", permission: [.copy, .write])
+            let tc = try await s.login("cat", "cat-pass-1")
+            for i in 0..<8 { _ = try await emu.seed(path: "/set/f\(i).bin", data: Data(repeating: UInt8(i), count: 200_000)) }
+            await emu.setDownloadRate(1_000_000)
+            let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["set"]], token: tc)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(copy.text)")
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["done_files"] as? Int ?? 0 >= 2
+            })
+            let r = try await s.api("/admin/user/update", ["id": cat.id, "username": "cat", "base_path": "/", "permission": Int(cat.permission.rawValue),
+                                                           "disabled": true], token: t)
+            #expect(r.code == 200, "\(r.text)")
+            #expect(await Cluster.within(.seconds(10)) {
+                try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 7
+            })
+            let failed = try await s.api("/task/copy/info?tid=\(id)", token: t).data
+            #expect((failed["error"] as? String)?.contains("cat) is disabled") == true, "\(failed)")
+            #expect(failed["done_files"] as? Int ?? 8 < 8, "\(failed)")
+            #expect(FileManager.default.contents(atPath: s.files + "/set/f0.bin")?.count == 200_000)
+        }
+    }
+
+    /// A folder of the copy whose name a file holds at the destination: that folder and what it holds are kept
+    /// back, each said so, and the rest is copied. A task's error names paths as its creator sees them (a user
+    /// whose base folder is /home never reads "/home").
+    @Test func aFolderBlockedByAFileIsKeptBackAloneAndErrorsSpeakTheUsersPaths() async throws {
+        try await withServer(adjust: { $0.tasks.kinds["copy"] = .init(workers: 1, maxRetry: 0) }) { s in
+            let t = try await s.login()
+            let b = TempDir()
+            defer { b.remove() }
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": b.path]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/home/b", "driver": "Local", "addition": addition], token: t).code == 200)
+            _ = try await s.addUser("cat", password: "cat-pass-1", basePath: "/home", permission: [.copy, .write])
+            let tc = try await s.login("cat", "cat-pass-1")
+            try s.dir.write("data/files/home/src/a.txt", "alpha")
+            try s.dir.write("data/files/home/src/sub/b.txt", "bravo")
+            try s.dir.write("data/files/home/src/sub/deeper/c.txt", "charlie")
+            try s.dir.write("data/files/home/src/ok/d.txt", "delta")
+            try b.write("src/sub", "a file where the folder should go")
+
+            let copy = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["src"], "conflict": "merge"], token: tc)
+            let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(copy.text)")
+            let info = try await finished(s, "copy", id, token: tc)
+            #expect(info["state"] as? Int == 2, "\(info)")
+            let items = Dictionary(uniqueKeysWithValues: (info["items"] as? [[String: Any]] ?? []).compactMap { i in
+                (i["path"] as? String).map { ($0, (i["state"] as? String ?? "", i["note"] as? String ?? "")) }
+            })
+            #expect(items["sub"]?.0 == "failed" && items["sub"]?.1.contains("a file of that name is there") == true, "\(items)")
+            #expect(items["sub/b.txt"]?.0 == "skipped" && items["sub/b.txt"]?.1.contains("sub could not be made") == true, "\(items)")
+            #expect(items["sub/deeper/c.txt"]?.0 == "skipped", "\(items)")
+            #expect(items["a.txt"]?.0 == "done" && items["ok/d.txt"]?.0 == "done", "\(items)")
+            #expect(b.read("src/a.txt") == "alpha" && b.read("src/ok/d.txt") == "delta")
+            #expect(b.read("src/sub") == "a file where the folder should go")
+
+            // Queued, then its source is removed before it runs: the error says /gone, not /home/gone.
+            #expect(try await s.api("/admin/setting/save", [["key": "task_copy_workers", "value": "0"]], token: t).code == 200)
+            try s.dir.write("data/files/home/gone/x.txt", "x")
+            let later = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["gone"]], token: tc)
+            let laterID = try #require((later.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(later.text)")
+            try FileManager.default.removeItem(atPath: s.files + "/home/gone")
+            #expect(try await s.api("/admin/setting/save", [["key": "task_copy_workers", "value": "1"]], token: t).code == 200)
+            let failed = try await finished(s, "copy", laterID, token: tc)
+            let error = failed["error"] as? String ?? ""
+            #expect(failed["state"] as? Int == 7 && error.contains("/gone") && !error.contains("/home"), "\(failed)")
+        }
+    }
+
     /// The cloud refuses the storage's credentials in the middle of a copy (its secret was reset): the task
     /// fails with 123's reason in words; the task pages, the other storages and their tasks keep working.
     @Test func aBrokenCloudLoginFailsItsTaskOnly() async throws {

@@ -96,7 +96,20 @@ extension ServerState {
     /// The copy and move kinds: a tree of work (folders first, then each file once), kept in the store as it
     /// goes, so that a run taken up again does only what is left.
     func transferKind(move: Bool) -> TaskKind {
-        TaskKind(name: move ? "move" : "copy", run: { [self] run in try await runTransfer(run, move: move) })
+        TaskKind(name: move ? "move" : "copy", run: { [self] run in
+            try await inCreatorsTerms(run) { try await runTransfer(run, move: move) }
+        })
+    }
+
+    /// Runs `body`; an error it throws names paths as the task's creator sees them (under their base
+    /// folder), since the task's error is shown to them.
+    func inCreatorsTerms(_ run: TaskRun, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let e as FSError {
+            guard let stored = try? await store.user(id: run.record.creator_id) else { throw e }
+            throw e.mapMessage { Access.inUserTerms($0, for: stored.user) }
+        }
     }
 
     private func runTransfer(_ run: TaskRun, move: Bool) async throws {
@@ -116,7 +129,6 @@ extension ServerState {
             }
             items = try await plan(p.src, task: id, user: user)
             try await store.addTaskItems(items)
-            // Folder rules go along (once, when the work starts).
             // Folder rules go along before any file does (a rule already at the destination stays as it is).
             try checkRulesCanTravel(from: p.src, to: target)
             do {
@@ -135,21 +147,43 @@ extension ServerState {
         }
         var index = finished.count
         var kept = items.contains { $0.itemState == .skipped || $0.itemState == .failed }
+        // Folders that could not be made (a file holds the name): what they hold is kept back too.
+        var blocked = Set(items.filter { $0.is_dir && $0.itemState == .failed }.map(\.path))
+        func inBlocked(_ path: String) -> String? {
+            blocked.first { $0.isEmpty || path.hasPrefix($0 + "/") }
+        }
+        var accessSeen = accessChanges.withLockedValue { $0 }
         for item in items where item.itemState == .pending {
             try Task.checkCancellation()
             let from = item.path.isEmpty ? p.src : VirtualPath.join(p.src, item.path)
             let to = item.path.isEmpty ? target : VirtualPath.join(target, item.path)
             let shown = item.path.isEmpty ? VirtualPath.base(p.src) : item.path
+            if let folder = inBlocked(item.path) {
+                let note = "not \(move ? "moved" : "copied"): \(folder.isEmpty ? VirtualPath.base(p.src) : folder) could not be made"
+                try await store.setTaskItem(task: id, seq: item.seq, state: .skipped, note: note)
+                if !item.is_dir { run.update { $0.doneFiles += 1; $0.doneBytes += item.size } }
+                kept = true
+                continue
+            }
             if item.is_dir {
                 run.update { $0.current = shown; $0.status = "creating \(shown)" }
+                if let existing = try? await fs.get(to).0, !existing.isDir {
+                    try await store.setTaskItem(task: id, seq: item.seq, state: .failed, note: "a file of that name is there; this folder was not made")
+                    blocked.insert(item.path)
+                    kept = true
+                    continue
+                }
                 try await fs.makeDir(to)
                 try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
                 continue
             }
             index += 1
             let n = index
-            // Long runs look at the creator again now and then (disabled or restricted meanwhile: stop).
-            if n % 100 == 0 {
+            // Long runs look at the creator again when users or folder rules change, and every 100 files
+            // (disabled or restricted meanwhile: stop).
+            let accessNow = accessChanges.withLockedValue { $0 }
+            if n % 100 == 0 || accessNow != accessSeen {
+                accessSeen = accessNow
                 let now = try await taskUser(run.record)
                 try recheck(now, action, p.src)
                 try recheck(now, action, p.dst)

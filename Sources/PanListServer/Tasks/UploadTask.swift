@@ -39,7 +39,7 @@ extension ServerState {
     }
 
     func uploadKind() -> TaskKind {
-        TaskKind(name: "upload", run: { [self] run in try await runUpload(run) }, discard: { [self] record in
+        TaskKind(name: "upload", run: { [self] run in try await inCreatorsTerms(run) { try await runUpload(run) } }, discard: { [self] record in
             guard let p = try? JSONDecoder().decode(UploadParams.self, from: Data(record.params.utf8)) else { return }
             _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(taskSpool + "/" + p.spool), recursively: false)
         })
