@@ -36,6 +36,8 @@ public final class ServerState: Sendable {
     private let settingsBox: NIOLockedValueBox<[String: SettingItem]>
     /// Background tasks (copies and moves across storages, uploads sent as tasks), kept in the store.
     let tasks: TaskManager
+    /// The live task feed, shared by the streams that show the same tasks (`/api/task/events`).
+    let taskFeeds = SharedRecent<TaskFeedJSON>()
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import Open123Emulator
 import Testing
@@ -312,6 +313,34 @@ struct TaskTests {
             let error = failed["error"] as? String ?? ""
             #expect(failed["state"] as? Int == 7 && error.contains("/gone") && !error.contains("/home"), "\(failed)")
         }
+    }
+
+    /// Open tabs of one user share one computation of the live feed a second: ten streams asking at once
+    /// compute it once; a failure is not kept.
+    @Test func theLiveFeedIsComputedOncePerMomentForAllItsStreams() async throws {
+        let shared = SharedRecent<Int>()
+        let calls = NIOLockedValueBox(0)
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    try await shared.value(for: 7, maxAge: .seconds(5)) {
+                        calls.withLockedValue { $0 += 1 }
+                        try await Task.sleep(for: .milliseconds(200))
+                        return 42
+                    }
+                }
+            }
+            for try await v in group { #expect(v == 42) }
+        }
+        let once = await shared.computed
+        #expect(calls.withLockedValue { $0 } == 1 && once == 1)
+        _ = try await shared.value(for: 8, maxAge: .seconds(5)) { 1 }
+        let twice = await shared.computed
+        #expect(twice == 2, "another key is its own")
+        await #expect(throws: FSError.self) {
+            try await shared.value(for: 9, maxAge: .seconds(5)) { throw FSError.unavailable("down") }
+        }
+        #expect(try await shared.value(for: 9, maxAge: .seconds(5)) { 3 } == 3)
     }
 
     /// The cloud refuses the storage's credentials in the middle of a copy (its secret was reset): the task

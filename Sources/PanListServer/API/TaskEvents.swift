@@ -64,7 +64,15 @@ extension APIRoutes {
         }
     }
 
+    /// The feed for `user`, computed at most once a second for all the streams that show the same tasks
+    /// (one user's tabs; every admin), so open tabs do not each query the store.
     func taskFeed(_ user: User) async throws -> TaskFeedJSON {
+        try await state.taskFeeds.value(for: Self.creatorFilter(user) ?? -1, maxAge: .milliseconds(900)) {
+            try await computeTaskFeed(user)
+        }
+    }
+
+    func computeTaskFeed(_ user: User) async throws -> TaskFeedJSON {
         var undone: [TaskRecord] = []
         for kind in await state.tasks.kindNames {
             undone += try await state.store.tasks(kind: kind, states: TaskState.undone, creator: Self.creatorFilter(user),
@@ -83,4 +91,29 @@ extension APIRoutes {
         return out
     }
 
+}
+
+/// Values recomputed at most once per `maxAge` per key, one computation at a time per key (callers that come
+/// meanwhile wait for it and share its result; a failure is not kept).
+actor SharedRecent<Value: Sendable> {
+    private var entries: [Int: (at: ContinuousClock.Instant, work: Task<Value, any Error>)] = [:]
+    /// How many times a value was computed (for tests).
+    private(set) var computed = 0
+
+    func value(for key: Int, maxAge: Duration, _ make: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let now = ContinuousClock.now
+        if let e = entries[key], now - e.at < maxAge {
+            return try await e.work.value
+        }
+        entries = entries.filter { now - $0.value.at < .seconds(10) }
+        computed += 1
+        let work = Task { try await make() }
+        entries[key] = (now, work)
+        do {
+            return try await work.value
+        } catch {
+            if entries[key]?.at == now { entries[key] = nil }
+            throw error
+        }
+    }
 }
