@@ -90,10 +90,27 @@ struct Uploader {
         var server: String
         /// Slices 123 answered with success.
         var sent: [Int]
+        /// Attempts at this session that 123 refused before any slice got through.
+        var refusals: Int? = nil
         var encoded: String { (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
     }
 
     enum SessionGone: Error { case gone }
+
+    /// 123 answered with an error of its own (a JSON envelope): not the network (-1), not an HTTP failure,
+    /// not a busy server (429, 5xx, 20103) and not the token (401).
+    static func isRefusal(_ e: FSError) -> Bool {
+        guard case .upstream(let code, let message) = e else { return false }
+        if code <= 0 || code == 401 || code == 429 || code == 20103 || (500...599).contains(code) { return false }
+        return !message.hasPrefix("slice upload answered HTTP") && !message.hasPrefix("unexpected answer from 123 Open")
+    }
+
+    /// 123's words for an upload session it does not have (unknown or expired `preuploadID`).
+    static func saysSessionUnknown(_ e: FSError) -> Bool {
+        guard case .upstream(_, let message) = e else { return false }
+        let m = message.lowercased()
+        return m.contains("preupload") || m.contains("过期") || m.contains("不存在")
+    }
 
     /// Sends the slices of `session` not sent yet (noting each in `checkpoint` as 123 acknowledges it), then
     /// completes. A resumed session that 123 refuses before any slice got through throws `SessionGone`.
@@ -124,8 +141,9 @@ struct Uploader {
                 while let n = try await group.next() {
                     progressed = true
                     session.sent.append(n)
-                    if let checkpoint { await checkpoint.save(session.encoded) }
+                    session.refusals = nil
                     add()
+                    if let checkpoint { await checkpoint.save(session.encoded) }
                 }
             }
             for _ in 0..<budget {
@@ -142,7 +160,14 @@ struct Uploader {
                 try await Task.sleep(for: .seconds(1))
             }
         } catch let e as FSError {
-            if resumed, !progressed, case .upstream = e { throw SessionGone.gone }
+            // A resumed session that 123 itself refuses before anything got through: dropped when 123 says it
+            // does not know it, or when it refused it on the previous attempt too (123's wording for an expired
+            // session is not documented). The network, a busy or broken server, the token and a stop keep it.
+            if resumed, !progressed, !Task.isCancelled, Self.isRefusal(e) {
+                if Self.saysSessionUnknown(e) || (session.refusals ?? 0) >= 1 { throw SessionGone.gone }
+                session.refusals = (session.refusals ?? 0) + 1
+                if let checkpoint { await checkpoint.save(session.encoded) }
+            }
             throw e
         }
         throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(name) after \(budget) s; it may appear later")

@@ -181,8 +181,10 @@ actor EmulatorState {
     /// Knob: slices still accepted before every further one fails (nil: no limit).
     var sliceBudget: Int?
     func setSliceBudget(_ n: Int?) { sliceBudget = n }
-    /// Slices accepted (recorded) so far, over all uploads.
+    /// Slices accepted (recorded for the first time) so far, over all uploads.
     var slicesAccepted = 0
+    /// Slice requests received for a known upload session, accepted or not, repeats included.
+    var slicesReceived = 0
     /// Knob: every upload session is forgotten (as when 123 lets a preuploadID expire).
     func forgetUploads() {
         for u in uploads.values { try? FileManager.default.removeItem(atPath: u.dir) }

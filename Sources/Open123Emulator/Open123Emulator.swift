@@ -78,8 +78,10 @@ public final class Open123Emulator: Sendable {
     public func failNextSlices(_ count: Int) async { await state.setFailSlices(count) }
     /// `count` more slices are accepted, then every slice fails (nil: no limit again).
     public func acceptSlices(_ count: Int?) async { await state.setSliceBudget(count) }
-    /// Slices accepted so far, over all uploads.
+    /// Slices accepted (recorded for the first time) so far, over all uploads.
     public func slicesAccepted() async -> Int { await state.slicesAccepted }
+    /// Slice requests received for a known upload session so far, accepted or not, repeats included.
+    public func slicesReceived() async -> Int { await state.slicesReceived }
     /// Every upload session is forgotten, as when 123 lets a preuploadID expire.
     public func forgetUploads() async { await state.forgetUploads() }
     /// The next `count` CDN downloads answer HTTP `status` with a 123-style JSON body `{code, message}`.

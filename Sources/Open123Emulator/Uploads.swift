@@ -181,6 +181,7 @@ extension EmulatorState {
     func acceptSlice(_ id: String?, sliceNo: Int?, md5: String?, received: SpooledForm, path: String) throws(APIFailure) {
         defer { releasePlacement(received.placement) }
         let u = try upload(id)
+        slicesReceived += 1
         if failSlices > 0 {
             failSlices -= 1
             throw .bad("分片上传失败，请重试")
@@ -447,7 +448,7 @@ extension Routes {
         // {"accept": N}: N more slices are accepted, then every slice fails until {} (no limit) is sent.
         knob("upload/slice-budget") { b in await state.setSliceBudget(b.int("accept").map(Int.init)); return nil }
         knob("upload/forget") { _ in await state.forgetUploads(); return nil }
-        knob("upload/stats") { _ in ["slices_accepted": await state.slicesAccepted] }
+        knob("upload/stats") { _ in ["slices_accepted": await state.slicesAccepted, "slices_received": await state.slicesReceived] }
         knob("quota") { b in await state.setQuota(daily: b.int("daily"), used: b.int("used")); return nil }
         knob("direct-link/enable") { b in
             guard let id = b.int("fileID") else { throw APIFailure.bad("fileID required") }

@@ -59,21 +59,40 @@ public enum Access {
     public static func inUserTerms(_ text: String, for user: User) -> String {
         let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
         guard base != "/", text.contains(base) else { return text }
-        var out = ""
-        var rest = Substring(text)
-        while let r = rest.range(of: base) {
-            let after = rest[r.upperBound...].first
-            // Only a whole path segment: `/home/bob` in `/home/bob/x` or at a path's end, not in `/home/bobby`.
-            let ends = after == nil || after == "/" || !(after!.isLetter || after!.isNumber || "-_.~".contains(after!))
-            out += rest[..<r.lowerBound]
-            if ends {
-                out += after == "/" ? "" : "/"
-            } else {
-                out += rest[r]
-            }
-            rest = rest[r.upperBound...]
+        let chars = Array(text)
+        let pattern = Array(base)
+        // A path starts the text or follows a space, a quote, a bracket, `:` or `=`; it ends at a space, a
+        // quote, a closing bracket or the end (a sentence's last `.`, `,` or `;` before a space or the end).
+        func startsPath(_ i: Int) -> Bool { i == 0 || " \t\n'\"[(:=".contains(chars[i - 1]) }
+        func endsPath(_ i: Int) -> Bool {
+            guard i < chars.count else { return true }
+            if " \t\n'\"])".contains(chars[i]) { return true }
+            if ".,;:".contains(chars[i]) { return i + 1 == chars.count || " \t\n'\"])".contains(chars[i + 1]) }
+            return false
         }
-        return out + rest
+        var out = ""
+        var i = 0
+        while i < chars.count {
+            if startsPath(i), i + pattern.count <= chars.count, Array(chars[i..<(i + pattern.count)]) == pattern {
+                let after = i + pattern.count
+                if after < chars.count, chars[after] == "/" {
+                    // `/home/bob/x` → `/x`; the rest of this path is copied as it is.
+                    var j = after
+                    while j < chars.count, !endsPath(j) { j += 1 }
+                    out += String(chars[after..<j])
+                    i = j
+                    continue
+                }
+                if endsPath(after) {
+                    out += "/"
+                    i = after
+                    continue
+                }
+            }
+            out.append(chars[i])
+            i += 1
+        }
+        return out
     }
 
     public static func can(_ user: User, _ action: Action) -> Bool {

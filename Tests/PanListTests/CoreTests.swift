@@ -57,6 +57,29 @@ struct VirtualPathTests {
         let writer = User(id: 3, username: "w", basePath: "/home/u", role: .general, permission: [.write])
         try Access.check(writer, .write, "/home/u/file", rules: .none, password: nil)
     }
+
+    /// Messages shown to a user name paths under their base folder as they see them, and nothing else changes.
+    @Test func messagesSpeakTheUsersPaths() {
+        let u = User(id: 2, username: "u", basePath: "/home", role: .general, permission: [])
+        let cases: [(String, String)] = [
+            ("/home/x: object not found", "/x: object not found"),
+            ("/home: object not found", "/: object not found"),
+            ("copy [/home/a b.txt] failed", "copy [/a b.txt] failed"),
+            ("/home/home/x is gone", "/home/x is gone"),             // the user's own folder named home stays
+            ("/data/home/x is gone", "/data/home/x is gone"),        // not a path that starts with the base
+            ("/homework/x is gone", "/homework/x is gone"),
+            ("moved to /home.", "moved to /."),
+            ("\"/home/ü/é\" exists", "\"/ü/é\" exists"),
+            ("x/home/y", "x/home/y"),
+            ("/home/a and /home/b", "/a and /b"),
+            ("nothing to see", "nothing to see"),
+        ]
+        for (text, want) in cases { #expect(Access.inUserTerms(text, for: u) == want, "\(text)") }
+        let root = User(id: 3, username: "r", basePath: "/", role: .general, permission: [])
+        #expect(Access.inUserTerms("/home/x", for: root) == "/home/x")
+        let slash = User(id: 4, username: "s", basePath: "/home/", role: .general, permission: [])
+        #expect(Access.inUserTerms("/home/x: gone", for: slash) == "/x: gone")
+    }
 }
 
 @Suite("Signing")

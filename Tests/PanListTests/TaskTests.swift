@@ -223,11 +223,13 @@ struct TaskTests {
             }
 
             let id = try await copy("resumed.bin", slicesFirst: 10)
-            let before = await emu.slicesAccepted()
+            let before = await emu.slicesAccepted(), receivedBefore = await emu.slicesReceived()
             #expect(try await s.api("/task/copy/retry?tid=\(id)", token: t).code == 200)
             try await s.tasksFinish(token: t)
             #expect(try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 2)
-            #expect(await emu.slicesAccepted() - before == 30, "slices sent again")
+            // The 30 missing slices were sent, into the same session, and no acknowledged one again.
+            #expect(await emu.slicesAccepted() - before == 30, "a new session")
+            #expect(await emu.slicesReceived() - receivedBefore == 30, "slices sent again")
             let got = try await s.api("/fs/get", ["path": "/123/resumed.bin"], token: t)
             #expect((got.data["hash_info"] as? [String: Any])?["md5"] as? String == md5("resumed.bin"), "\(got.text)")
 
@@ -251,7 +253,7 @@ struct TaskTests {
             let cat = try await s.addUser("cat", password: "cat-pass-1", permission: [.copy, .write])
             let tc = try await s.login("cat", "cat-pass-1")
             for i in 0..<8 { _ = try await emu.seed(path: "/set/f\(i).bin", data: Data(repeating: UInt8(i), count: 200_000)) }
-            await emu.setDownloadRate(1_000_000)
+            await emu.setDownloadRate(250_000)
             let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["set"]], token: tc)
             let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(copy.text)")
             #expect(await Cluster.within(.seconds(20)) {
@@ -390,6 +392,41 @@ struct TaskTests {
             #expect(text.hasPrefix("data: {") && text.contains("\"summary\":{") && text.contains("\"undone\":[]"), "\(text)")
             let inURL = try await s.request(.GET, "/api/task/events?token=" + t)
             #expect(inURL.code == 401, "\(inURL.text)")
+
+            // Streams open at the same moment share a feed only with those who see the same tasks.
+            let b = try await mountB(s, t)
+            defer { b.remove() }
+            #expect(try await s.api("/admin/setting/save", [["key": "task_copy_workers", "value": "0"]], token: t).code == 200)
+            var ids: [String: String] = [:]
+            var tokens: [String: String] = ["admin": t]
+            for name in ["ann", "bob"] {
+                _ = try await s.addUser(name, password: name + "-pass-1", permission: [.copy, .write])
+                let tn = try await s.login(name, name + "-pass-1")
+                tokens[name] = tn
+                try s.dir.write("data/files/\(name).txt", name)
+                let r = try await s.api("/fs/copy", ["src_dir": "/", "dst_dir": "/b", "names": ["\(name).txt"]], token: tn)
+                ids[name] = try #require((r.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(r.text)")
+            }
+            let seen = try await withThrowingTaskGroup(of: (String, Set<String>).self) { group in
+                for (name, token) in tokens {
+                    group.addTask {
+                        var req = HTTPClientRequest(url: s.base + "/api/task/events")
+                        req.headers.add(name: "Authorization", value: token)
+                        let res = try await s.client.execute(req, timeout: .seconds(10))
+                        var it = res.body.makeAsyncIterator()
+                        var text = ""
+                        while !text.contains("\n\n"), let chunk = try await it.next() { text += String(buffer: chunk) }
+                        let json = try JSONSerialization.jsonObject(with: Data(text.dropFirst(6).prefix { $0 != "\n" }.utf8)) as? [String: Any]
+                        let undone = (json?["undone"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+                        return (name, Set(undone))
+                    }
+                }
+                var out: [String: Set<String>] = [:]
+                for try await (name, undone) in group { out[name] = undone }
+                return out
+            }
+            #expect(seen["ann"] == [ids["ann"]!] && seen["bob"] == [ids["bob"]!], "\(seen)")
+            #expect(seen["admin"] == Set(ids.values), "\(seen)")
         }
     }
 

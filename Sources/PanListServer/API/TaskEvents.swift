@@ -93,27 +93,25 @@ extension APIRoutes {
 
 }
 
-/// Values recomputed at most once per `maxAge` per key, one computation at a time per key (callers that come
-/// meanwhile wait for it and share its result; a failure is not kept).
+/// Values recomputed at most once per `maxAge` per key, one computation at a time per key: callers that come
+/// while one runs wait for it and share its result, however long it takes; a failure is not kept.
 actor SharedRecent<Value: Sendable> {
-    private var entries: [Int: (at: ContinuousClock.Instant, work: Task<Value, any Error>)] = [:]
+    private var fresh: [Int: (at: ContinuousClock.Instant, value: Value)] = [:]
+    private var running: [Int: Task<Value, any Error>] = [:]
     /// How many times a value was computed (for tests).
     private(set) var computed = 0
 
     func value(for key: Int, maxAge: Duration, _ make: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        if let work = running[key] { return try await work.value }
         let now = ContinuousClock.now
-        if let e = entries[key], now - e.at < maxAge {
-            return try await e.work.value
-        }
-        entries = entries.filter { now - $0.value.at < .seconds(10) }
+        if let f = fresh[key], now - f.at < maxAge { return f.value }
+        fresh = fresh.filter { now - $0.value.at < .seconds(10) }
         computed += 1
         let work = Task { try await make() }
-        entries[key] = (now, work)
-        do {
-            return try await work.value
-        } catch {
-            if entries[key]?.at == now { entries[key] = nil }
-            throw error
-        }
+        running[key] = work
+        defer { if running[key] == work { running[key] = nil } }
+        let value = try await work.value
+        fresh[key] = (.now, value)
+        return value
     }
 }

@@ -116,6 +116,8 @@ extension ServerState {
         let p = try JSONDecoder().decode(TransferParams.self, from: run.params)
         let id = run.record.id
         let action: Action = move ? .move : .copy
+        // Changes of users or rules from here on make the run look at its creator again (planning may be long).
+        var accessSeen = accessChanges.withLockedValue { $0 }
         let user = try await taskUser(run.record)
         try recheck(user, action, p.src)
         try recheck(user, action, p.dst)
@@ -152,7 +154,6 @@ extension ServerState {
         func inBlocked(_ path: String) -> String? {
             blocked.first { $0.isEmpty || path.hasPrefix($0 + "/") }
         }
-        var accessSeen = accessChanges.withLockedValue { $0 }
         for item in items where item.itemState == .pending {
             try Task.checkCancellation()
             let from = item.path.isEmpty ? p.src : VirtualPath.join(p.src, item.path)
@@ -168,6 +169,9 @@ extension ServerState {
             if item.is_dir {
                 run.update { $0.current = shown; $0.status = "creating \(shown)" }
                 if let existing = try? await fs.get(to).0, !existing.isDir {
+                    if item.path.isEmpty {
+                        throw FSError.conflict("\(Access.userPath(target, for: user)) is a file; a folder cannot be \(move ? "moved" : "copied") onto it")
+                    }
                     try await store.setTaskItem(task: id, seq: item.seq, state: .failed, note: "a file of that name is there; this folder was not made")
                     blocked.insert(item.path)
                     kept = true
@@ -187,6 +191,8 @@ extension ServerState {
                 let now = try await taskUser(run.record)
                 try recheck(now, action, p.src)
                 try recheck(now, action, p.dst)
+                try recheck(now, action, from)
+                try recheck(now, action, to)
             }
             run.update { $0.current = shown; $0.status = "\(move ? "moving" : "copying") \(shown) (\(n) of \(files.count))" }
             let existing = try? await fs.get(to).0
@@ -213,6 +219,8 @@ extension ServerState {
                 // A 123 Open upload notes its session and acknowledged slices here, so a retry or a restart
                 // sends only the rest of this file.
                 let checkpoint = UploadCheckpoint(saved: item.checkpoint) { [store] note in
+                    // A run that was stopped (taken over, canceled) leaves the checkpoint to the next one.
+                    guard run.stop == nil else { return }
                     try? await store.setTaskItemCheckpoint(task: id, seq: item.seq, checkpoint: note)
                 }
                 try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true, checkpoint: checkpoint) { try run.addBytes($0) }
@@ -233,6 +241,8 @@ extension ServerState {
             // The files went one by one; the folders go, deepest first, once empty. What was kept back (and
             // anything the plan did not hold: hidden names, files added meanwhile) stays where it was.
             for item in items.reversed() where item.is_dir {
+                // A folder that could not be made at the destination stays, even when empty.
+                if blocked.contains(item.path) || inBlocked(item.path) != nil { kept = true; continue }
                 let dir = item.path.isEmpty ? p.src : VirtualPath.join(p.src, item.path)
                 guard let listing = try? await fs.list(dir, refresh: true) else { continue }
                 if listing.objects.isEmpty { try await remove(dir) } else { kept = true }

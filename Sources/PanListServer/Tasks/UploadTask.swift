@@ -71,6 +71,7 @@ extension ServerState {
             item = made
         }
         let checkpoint = UploadCheckpoint(saved: item?.checkpoint ?? "") { [store] note in
+            guard run.stop == nil else { return }
             try? await store.setTaskItemCheckpoint(task: id, seq: 0, checkpoint: note)
         }
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
