@@ -233,6 +233,20 @@ struct TaskTests {
             let got = try await s.api("/fs/get", ["path": "/123/resumed.bin"], token: t)
             #expect((got.data["hash_info"] as? [String: Any])?["md5"] as? String == md5("resumed.bin"), "\(got.text)")
 
+            // 123 refuses the resumed session once (not saying it is unknown): kept for the next attempt.
+            let kept = try await copy("kept.bin", slicesFirst: 5)
+            await emu.acceptSlices(0)
+            #expect(try await s.api("/task/copy/retry?tid=\(kept)", token: t).code == 200)
+            #expect(await Cluster.within(.seconds(20)) {
+                try await s.api("/task/copy/info?tid=\(kept)", token: t).data["state"] as? Int == 7
+            })
+            await emu.acceptSlices(nil)
+            let keptBefore = await emu.slicesAccepted()
+            #expect(try await s.api("/task/copy/retry?tid=\(kept)", token: t).code == 200)
+            try await s.tasksFinish(token: t)
+            #expect(try await s.api("/task/copy/info?tid=\(kept)", token: t).data["state"] as? Int == 2)
+            #expect(await emu.slicesAccepted() - keptBefore == 35, "the session was dropped after one refusal")
+
             let other = try await copy("restarted.bin", slicesFirst: 5)
             await emu.forgetUploads()
             let before2 = await emu.slicesAccepted()
