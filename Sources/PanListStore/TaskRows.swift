@@ -14,12 +14,19 @@ extension SQLStore {
     }
 
     public func tasks(kind: String, states: [TaskState], creator: Int?, limit: Int?, offset: Int) async throws -> [TaskRecord] {
-        var q = db.select().column("*").from("tasks").where("kind", .equal, kind)
-            .where("state", .in, states.map(\.rawValue))
-        if let creator { q = q.where("creator_id", .equal, creator) }
-        q = q.orderBy("created_ms", .descending).orderBy("id")
-        if let limit { q = q.limit(limit).offset(offset) }
-        return try await q.all(decoding: TaskRecord.self)
+        func query(_ column: String) -> SQLSelectBuilder {
+            var q = db.select().column(column).from("tasks").where("kind", .equal, kind)
+                .where("state", .in, states.map(\.rawValue))
+            if let creator { q = q.where("creator_id", .equal, creator) }
+            return q.orderBy("created_ms", .descending).orderBy("id")
+        }
+        guard let limit else { return try await query("*").all(decoding: TaskRecord.self) }
+        // A page: the ids first (sorted within the index `tasks_kind_state_id`, not whole rows), then those rows.
+        let ids = try await query("id").limit(limit).offset(offset).all(decodingColumn: "id", as: String.self)
+        guard !ids.isEmpty else { return [] }
+        let rows = try await db.select().column("*").from("tasks").where("id", .in, ids).all(decoding: TaskRecord.self)
+        let order = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        return rows.sorted { (order[$0.id] ?? 0) < (order[$1.id] ?? 0) }
     }
 
     public func taskCounts(creator: Int?) async throws -> [TaskState: Int] {
