@@ -101,6 +101,15 @@ extension ServerState {
         })
     }
 
+    /// Where an upload of `item` keeps its checkpoint: the item's row. A run that was stopped (taken over,
+    /// canceled) leaves it to the next one.
+    func checkpoint(of item: TaskItem, in run: TaskRun) -> UploadCheckpoint {
+        UploadCheckpoint(saved: item.checkpoint) { [store] note in
+            guard run.stop == nil else { return }
+            try? await store.setTaskItemCheckpoint(task: item.task_id, seq: item.seq, checkpoint: note)
+        }
+    }
+
     /// Runs `body`; an error it throws names paths as the task's creator sees them (under their base
     /// folder), since the task's error is shown to them.
     func inCreatorsTerms(_ run: TaskRun, _ body: () async throws -> Void) async throws {
@@ -218,12 +227,9 @@ extension ServerState {
             do {
                 // A 123 Open upload notes its session and acknowledged slices here, so a retry or a restart
                 // sends only the rest of this file.
-                let checkpoint = UploadCheckpoint(saved: item.checkpoint) { [store] note in
-                    // A run that was stopped (taken over, canceled) leaves the checkpoint to the next one.
-                    guard run.stop == nil else { return }
-                    try? await store.setTaskItemCheckpoint(task: id, seq: item.seq, checkpoint: note)
+                try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true, checkpoint: checkpoint(of: item, in: run)) {
+                    try run.addBytes($0)
                 }
-                try await fs.copyFile(from, toDir: VirtualPath.parent(to), overwrite: true, checkpoint: checkpoint) { try run.addBytes($0) }
             } catch {
                 run.update { $0.doneBytes = before }
                 // The writer calls a broken source stream a bad upload; in a copy it is a passing failure.

@@ -64,16 +64,14 @@ extension ServerState {
         run.update { $0.totalBytes = p.size; $0.totalFiles = 1; $0.doneBytes = 0; $0.current = p.name; $0.status = "storing \(p.name)" }
         // One item, the file: it keeps the upload's checkpoint (a 123 Open session continues on a retry).
         let id = run.record.id
-        var item = try await store.taskItems(task: id).first
-        if item == nil {
-            let made = TaskItem(task: id, seq: 0, path: "", isDir: false, size: p.size)
-            try await store.addTaskItems([made])
-            item = made
+        let item: TaskItem
+        if let stored = try await store.taskItems(task: id).first {
+            item = stored
+        } else {
+            item = TaskItem(task: id, seq: 0, path: "", isDir: false, size: p.size)
+            try await store.addTaskItems([item])
         }
-        let checkpoint = UploadCheckpoint(saved: item?.checkpoint ?? "") { [store] note in
-            guard run.stop == nil else { return }
-            try? await store.setTaskItemCheckpoint(task: id, seq: 0, checkpoint: note)
-        }
+        let checkpoint = checkpoint(of: item, in: run)
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
             let body = ByteStream(CountingBytes(base: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))), counted: { try run.addBytes($0) }))
             var stream = UploadStream(name: p.name, size: p.size, modified: p.modifiedMs.map { Date(timeIntervalSince1970: Double($0) / 1000) },

@@ -7,6 +7,31 @@ import { $, h, clear, joinPath, parentPath } from './util.js';
 import { icon } from './icons.js';
 
 /** Shared implementation of #dialog. Resolves to the input's value / true, or null when cancelled. */
+/**
+ * Opens the modal <dialog> `dlg` and resolves once, to the first result given to `finish`; Escape (or a close
+ * from elsewhere) resolves to null. `handlers(finish)` lists the [element, 'onxxx', handler] to set while the
+ * dialog is open (unset when it resolves); `opened()` runs once it shows (focus, first load).
+ */
+function openModal(dlg, handlers, opened) {
+  return new Promise((resolve) => {
+    let done = false;
+    let set = [];
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      for (const [el, prop] of set) el[prop] = null;
+      dlg.onclose = null;
+      if (dlg.open) dlg.close();
+      resolve(result);
+    };
+    set = handlers(finish);
+    for (const [el, prop, fn] of set) el[prop] = fn;
+    dlg.onclose = () => finish(null);
+    dlg.showModal();
+    opened();
+  });
+}
+
 function runDialog({ title, message = '', input = false, value = '', okText = 'OK', danger = false,
                      selectStem = false, readonly = false, secret = false }) {
   const dlg = $('#dialog'), form = $('#dialog-form'), field = $('#dialog-input');
@@ -23,19 +48,10 @@ function runDialog({ title, message = '', input = false, value = '', okText = 'O
   ok.classList.toggle('danger', danger);
   cancel.hidden = readonly;
 
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (result) => {
-      if (done) return;
-      done = true;
-      form.onsubmit = null; cancel.onclick = null; dlg.onclose = null;
-      if (dlg.open) dlg.close();
-      resolve(result);
-    };
-    form.onsubmit = (e) => { e.preventDefault(); finish(input ? field.value : true); };
-    cancel.onclick = () => finish(null);
-    dlg.onclose = () => finish(null);           // Escape, or closed from elsewhere
-    dlg.showModal();
+  return openModal(dlg, (finish) => [
+    [form, 'onsubmit', (e) => { e.preventDefault(); finish(input ? field.value : true); }],
+    [cancel, 'onclick', () => finish(null)],
+  ], () => {
     if (input) {
       field.focus();
       // Pre-select the name without its extension, like a file manager does.
@@ -93,31 +109,20 @@ function runChoice({ title, message = '', options = [], value = '', okText = 'OK
     a.href = link.path;
     a.dataset.testid = link.testid || 'choice-link';
   }
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (result) => {
-      if (done) return;
-      done = true;
-      form.onsubmit = null; cancel.onclick = null; a.onclick = null; dlg.onclose = null;
-      if (dlg.open) dlg.close();
-      resolve(result);
-    };
-    form.onsubmit = (e) => {
+  return openModal(dlg, (finish) => [
+    [form, 'onsubmit', (e) => {
       e.preventDefault();
       const picked = box.querySelector('input:checked');
       finish(options.length ? (picked ? picked.value : null) : true);
-    };
-    cancel.onclick = () => finish(null);
-    a.onclick = (e) => {
+    }],
+    [cancel, 'onclick', () => finish(null)],
+    [a, 'onclick', (e) => {
       if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
       e.preventDefault();
       finish(null);
       navigate(link.path);
-    };
-    dlg.onclose = () => finish(null);
-    dlg.showModal();
-    (box.querySelector('input:checked') || (link ? a : ok)).focus();
-  });
+    }],
+  ], () => (box.querySelector('input:checked') || (link ? a : ok)).focus());
 }
 
 /** Asks to pick one of `options` ([{ value, label, help }]); resolves to its value, or null when cancelled. */
@@ -171,20 +176,9 @@ export function pickFolder({ title = 'Choose a folder', start = '/', okText = 'C
     }
   }
 
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (result) => {
-      if (done) return;
-      done = true;
-      okBtn.onclick = null; upBtn.onclick = null; cancelBtn.onclick = null; dlg.onclose = null;
-      if (dlg.open) dlg.close();
-      resolve(result);
-    };
-    okBtn.onclick = () => finish(current);
-    upBtn.onclick = () => load(parentPath(current));
-    cancelBtn.onclick = () => finish(null);
-    dlg.onclose = () => finish(null);
-    dlg.showModal();
-    load(start).then(() => okBtn.focus());
-  });
+  return openModal(dlg, (finish) => [
+    [okBtn, 'onclick', () => finish(current)],
+    [upBtn, 'onclick', () => load(parentPath(current))],
+    [cancelBtn, 'onclick', () => finish(null)],
+  ], () => load(start).then(() => okBtn.focus()));
 }
