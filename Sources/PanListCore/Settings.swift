@@ -55,6 +55,11 @@ public enum DefaultSettings {
             SettingItem(key: "task_move_max_retry", value: "2", help: "Times a move task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: "task_upload_workers", value: "3", help: "Upload tasks (uploads sent with As-Task) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: "task_upload_max_retry", value: "2", help: "Times an upload task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "multipart_enabled", value: "true", help: "Resumable uploads (tus at /api/fs/tus/ and OpenList's chunked /api/fs/multipart/ routes).", type: "bool", group: global),
+            SettingItem(key: "multipart_chunk_size", value: "10", help: "MB a chunk of a resumable upload carries at most (the web UI sends files larger than this in chunks).", type: "number", group: global),
+            SettingItem(key: "upload_session_hours", value: "24", help: "Hours a resumable upload may rest between two chunks before it is discarded.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "upload_sessions_per_user", value: "20", help: "Resumable uploads one user may have open at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "upload_max_size_gb", value: "0", help: "GB a resumable upload may declare at most; 0 = no limit of PanList's own (the storage's still apply).", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: SettingKey.token, value: randomToken, help: "The admin API token; also the key that signs download links (resetting it invalidates every link handed out).", group: 0, flag: SettingItem.private),
         ]
     }

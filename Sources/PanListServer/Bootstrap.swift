@@ -183,7 +183,8 @@ public enum Bootstrap {
         try PrivateFiles.makeFolder(path)
         if sweep {
             // Spooled bodies of upload tasks stay while their task lives (ServerState.sweepTaskSpool).
-            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker && name != taskSpoolName {
+            // Resumable uploads' spools stay while their session lives (swept with the sessions).
+            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker && name != taskSpoolName && name != "uploads" {
                 try? fm.removeItem(atPath: path + "/" + name)
             }
         }

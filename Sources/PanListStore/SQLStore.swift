@@ -285,6 +285,34 @@ public final class SQLStore: Store, @unchecked Sendable {
             try await db.raw("CREATE INDEX IF NOT EXISTS tasks_kind_state_id ON tasks (kind, state, created_ms, id)").run()
             try await db.raw("DROP INDEX IF EXISTS tasks_kind_state").run()
         }),
+        (11, { db in
+            // Resumable uploads (tus, OpenList's chunked routes): see UploadSession.
+            try await db.create(table: "upload_sessions").ifNotExists()
+                .column("id", type: .text, .primaryKey(autoIncrement: false))
+                .column("proto", type: .text, .notNull)
+                .column("creator_id", type: .bigint, .notNull)
+                .column("dir", type: .text, .notNull)
+                .column("name", type: .text, .notNull)
+                .column("size", type: .bigint, .notNull)
+                .column("received", type: .bigint, .notNull, .default(0))
+                .column("md5", type: .text, .notNull, .default(""))
+                .column("sha1", type: .text, .notNull, .default(""))
+                .column("sha256", type: .text, .notNull, .default(""))
+                .column("modified_ms", type: .bigint, .notNull, .default(0))
+                .column("mime", type: .text, .notNull, .default(""))
+                .column("overwrite", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(true))
+                .column("metadata", type: .text, .notNull, .default(""))
+                .column("spool", type: .text, .notNull, .default(""))
+                .column("instance", type: .text, .notNull, .default(""))
+                .column("state", type: .bigint, .notNull, .default(0))
+                .column("writer", type: .text, .notNull, .default(""))
+                .column("writer_until_ms", type: .bigint, .notNull, .default(0))
+                .column("created_ms", type: .bigint, .notNull)
+                .column("expires_ms", type: .bigint, .notNull)
+                .run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS upload_sessions_creator ON upload_sessions (creator_id, state)").run()
+            try await db.raw("CREATE INDEX IF NOT EXISTS upload_sessions_expires ON upload_sessions (expires_ms)").run()
+        }),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
@@ -953,7 +981,7 @@ extension SQLStore {
     /// The tables `copy(to:)` moves, in an order that respects references.
     public static let copiedTables = ["settings", "users", "storages", "folder_rules", "driver_state", "revoked_tokens",
                                       "dav_props", "kept_times", "tasks", "task_items"]
-    // (login_failures is not copied: short-lived counts.)
+    // (login_failures is not copied: short-lived counts; nor upload_sessions: their spool stays behind.)
 
     /// Whether the store's tables exist (a database nobody migrated yet has none).
     public func hasTables() async throws -> Bool {

@@ -1,0 +1,68 @@
+import Foundation
+
+/// A resumable upload (tus, or OpenList's chunked routes): a row in the store, so that it survives a
+/// restart and any instance can take the next chunk where the spool is shared. Column names are the JSON
+/// keys (snake_case).
+public struct UploadSession: Sendable, Codable, Equatable {
+    public enum State: Int, Sendable, Codable { case open = 0, complete = 1, terminated = 2 }
+    public var id: String
+    /// "tus" or "multipart".
+    public var proto: String
+    public var creator_id: Int
+    /// The target folder and name, absolute (virtual) paths.
+    public var dir: String
+    public var name: String
+    /// The declared size; -1 while deferred (tus `Upload-Defer-Length`).
+    public var size: Int64
+    /// Bytes received and kept so far (the tus offset).
+    public var received: Int64
+    /// Hashes the client declared up front, lower-case hex ("" when not).
+    public var md5: String
+    public var sha1: String
+    public var sha256: String
+    public var modified_ms: Int64
+    public var mime: String
+    public var overwrite: Bool
+    /// tus `Upload-Metadata` as the client sent it (answered back on HEAD).
+    public var metadata: String
+    /// Where the received bytes are, relative to the spool folder; `instance` holds it when the spool is
+    /// this instance's own ("" when shared).
+    public var spool: String
+    public var instance: String
+    public var state: Int
+    /// A PATCH (or chunk) that holds the session: its token and until when (store clock, ms); "" and 0 when free.
+    public var writer: String
+    public var writer_until_ms: Int64
+    public var created_ms: Int64
+    public var expires_ms: Int64
+
+    public init(id: String, proto: String, creator: Int, dir: String, name: String, size: Int64, spool: String,
+                instance: String, expiresMs: Int64) {
+        self.id = id; self.proto = proto; creator_id = creator; self.dir = dir; self.name = name; self.size = size
+        received = 0; md5 = ""; sha1 = ""; sha256 = ""; modified_ms = 0; mime = ""; overwrite = true; metadata = ""
+        self.spool = spool; self.instance = instance; state = State.open.rawValue; writer = ""; writer_until_ms = 0
+        created_ms = Int64(Date().timeIntervalSince1970 * 1000); expires_ms = expiresMs
+    }
+
+    public var sessionState: State { State(rawValue: state) ?? .open }
+}
+
+/// How upload sessions are kept (implemented by the store).
+public protocol UploadSessionStore: Sendable {
+    func insertUploadSession(_ s: UploadSession) async throws
+    func uploadSession(id: String) async throws -> UploadSession?
+    /// Open sessions of `creator` not expired yet.
+    func openUploadSessions(creator: Int) async throws -> Int
+    /// Takes the session for one write at `offset`: only when it is open, not expired, at that offset and held by
+    /// nobody (or its holder's time ran out). Of two concurrent writers one gets it. Returns the session as taken.
+    func takeUploadSession(id: String, at offset: Int64, writer: String, forMs: Int64) async throws -> UploadSession?
+    /// The holder's write ended: the offset becomes `offset` (when `writer` still holds it), the hold is let go,
+    /// and the expiry moves to `expiresMs`. Returns false when the session was not this writer's any more.
+    func releaseUploadSession(id: String, writer: String, offset: Int64, expiresMs: Int64) async throws -> Bool
+    /// Sets a deferred length once.
+    func setUploadSessionSize(id: String, size: Int64) async throws -> Bool
+    func setUploadSessionState(id: String, state: UploadSession.State) async throws
+    func deleteUploadSession(id: String) async throws
+    /// Sessions whose expiry has passed (any state), for the sweeper.
+    func expiredUploadSessions(limit: Int) async throws -> [UploadSession]
+}
