@@ -38,6 +38,8 @@ public final class ServerState: Sendable {
     let tasks: TaskManager
     /// The live task feed, shared by the streams that show the same tasks (`/api/task/events`).
     let taskFeeds = SharedRecent<TaskFeedJSON>()
+    /// Sweeps expired resumable uploads once a minute (`startUploadSweeper`).
+    let uploadSweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])
@@ -443,6 +445,7 @@ public final class ServerState: Sendable {
     /// Stops what this server holds: the change listener, every storage, the store, the data folder's lock.
     public func shutdown() async {
         stopped.withLockedValue { $0 = true }
+        uploadSweeper.withLockedValue { $0?.cancel(); $0 = nil }
         // Each step is waited for a bounded time: a stop must end even when a step is stuck (the step is
         // named in the log, an error: it is a bug to find).
         var clean = await step("pausing the tasks", .seconds(15)) { await self.tasks.stop() }

@@ -69,4 +69,42 @@ struct TusTests {
             #expect(try await s.request(.HEAD, otherLocation, headers: [("Authorization", t), v]).status == 410)
         }
     }
+
+    /// Two PATCHes at the same offset at once: one is taken, the other answers 409; the file is the first's bytes.
+    /// An expired session is swept with its spool.
+    @Test func concurrentPatchesOneWinsAndExpiredSessionsAreSwept() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            let v = ("Tus-Resumable", "1.0.0")
+            let content = Data((0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            let created = try await s.request(.POST, "/api/fs/tus/", headers: [("Authorization", t), v, ("Upload-Length", String(content.count)),
+                                                                                ("Upload-Metadata", "path \(b64("/race.bin"))")])
+            let location = try #require(created.headers.first(name: "Location"))
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await s.request(.PATCH, location, headers: [("Authorization", t), v, ("Content-Type", "application/offset+octet-stream"),
+                                                                        ("Upload-Offset", "0")], body: content).status
+                    }
+                }
+                var out: [Int] = []
+                for try await st in group { out.append(st) }
+                return out.sorted()
+            }
+            #expect(statuses == [204, 409], "\(statuses)")
+            #expect(FileManager.default.contents(atPath: s.files + "/race.bin") == content)
+
+            let stale = try await s.request(.POST, "/api/fs/tus/", headers: [("Authorization", t), v, ("Upload-Length", "100"),
+                                                                              ("Upload-Metadata", "path \(b64("/stale.bin"))")])
+            let id = try #require(stale.headers.first(name: "Location")?.split(separator: "/").last.map(String.init))
+            #expect(s.dir.allEntries("data/temp/uploads") == [id])
+            var row = try #require(try await s.state.store.uploadSession(id: id))
+            row.expires_ms = 1
+            try await s.state.store.deleteUploadSession(id: id)
+            try await s.state.store.insertUploadSession(row)
+            await s.state.sweepUploads(orphans: false)
+            #expect(try await s.state.store.uploadSession(id: id) == nil)
+            #expect(s.dir.allEntries("data/temp/uploads").isEmpty)
+        }
+    }
 }

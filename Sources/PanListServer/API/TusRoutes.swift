@@ -13,7 +13,7 @@ import _NIOFileSystem
 /// Errors answer plain HTTP statuses (tus clients read statuses, not the envelope).
 ///
 /// WORK IN PROGRESS (issue 16): Local targets will write into the target folder and 123 Open targets will
-/// stream slices while chunks arrive; expired sessions are not swept yet; OpenList's multipart routes to come.
+/// stream slices while chunks arrive; OpenList's multipart routes to come.
 struct TusRoutes: Sendable {
     let state: ServerState
 
@@ -22,7 +22,7 @@ struct TusRoutes: Sendable {
     static let algorithms = "md5,sha1,sha256"
     static let spoolName = "uploads"
 
-    var spoolFolder: String { state.config.tempDir + "/" + Self.spoolName }
+    var spoolFolder: String { state.uploadSpool }
 
     func register(on router: Router<AppContext>) {
         let tus = router.group("api/fs/tus")
@@ -312,5 +312,42 @@ struct TusRoutes: Sendable {
         try await state.store.setUploadSessionState(id: s.id, state: .terminated)
         _ = try? await _NIOFileSystem.FileSystem.shared.removeItem(at: FilePath(spoolFolder + "/" + s.spool), recursively: false)
         return Response(status: .noContent, headers: headers())
+    }
+}
+
+extension ServerState {
+    var uploadSpool: String { config.tempDir + "/" + TusRoutes.spoolName }
+
+    /// Once at start and then once a minute: expired upload sessions of this instance go with their spool,
+    /// and spool files without an open session of this instance (a crash between the two) go too.
+    func startUploadSweeper() {
+        let work = Task { [self] in
+            await sweepUploads(orphans: true)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                if Task.isCancelled { break }
+                await sweepUploads(orphans: false)
+            }
+        }
+        uploadSweeper.withLockedValue { $0?.cancel(); $0 = work }
+    }
+
+    func sweepUploads(orphans: Bool) async {
+        let me = config.instanceID
+        while let expired = try? await store.expiredUploadSessions(limit: 100), !expired.isEmpty {
+            var removed = 0
+            for s in expired where s.instance == me || s.instance.isEmpty {
+                try? FileManager.default.removeItem(atPath: uploadSpool + "/" + s.spool)
+                if (try? await store.deleteUploadSession(id: s.id)) != nil { removed += 1 }
+            }
+            if removed == 0 { break }
+        }
+        guard orphans, let names = try? FileManager.default.contentsOfDirectory(atPath: uploadSpool) else { return }
+        for name in names {
+            let s = try? await store.uploadSession(id: name)
+            if s == nil || s?.sessionState != .open || s?.instance != me {
+                try? FileManager.default.removeItem(atPath: uploadSpool + "/" + name)
+            }
+        }
     }
 }

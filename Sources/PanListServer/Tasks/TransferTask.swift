@@ -29,6 +29,7 @@ extension ServerState {
         await tasks.register(uploadKind())
         await sweepTaskSpool()
         await tasks.start()
+        startUploadSweeper()
     }
 
     /// The creator of a task as the store has them now (a user deleted, disabled or restricted since the task
