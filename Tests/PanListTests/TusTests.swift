@@ -80,19 +80,22 @@ struct TusTests {
             let created = try await s.request(.POST, "/api/fs/tus/", headers: [("Authorization", t), v, ("Upload-Length", String(content.count)),
                                                                                 ("Upload-Metadata", "path \(b64("/race.bin"))")])
             let location = try #require(created.headers.first(name: "Location"))
-            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
-                for _ in 0..<2 {
+            // Different bytes from each: the file must be one of them whole, the one answered 204.
+            let other = Data(content.map { $0 ^ 0xFF })
+            let statuses = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+                for (i, body) in [content, other].enumerated() {
                     group.addTask {
-                        try await s.request(.PATCH, location, headers: [("Authorization", t), v, ("Content-Type", "application/offset+octet-stream"),
-                                                                        ("Upload-Offset", "0")], body: content).status
+                        (i, try await s.request(.PATCH, location, headers: [("Authorization", t), v, ("Content-Type", "application/offset+octet-stream"),
+                                                                            ("Upload-Offset", "0")], body: body).status)
                     }
                 }
-                var out: [Int] = []
-                for try await st in group { out.append(st) }
-                return out.sorted()
+                var out: [Int: Int] = [:]
+                for try await (i, st) in group { out[i] = st }
+                return out
             }
-            #expect(statuses == [204, 409], "\(statuses)")
-            #expect(FileManager.default.contents(atPath: s.files + "/race.bin") == content)
+            #expect(statuses.values.sorted() == [204, 409], "\(statuses)")
+            let winner = statuses[0] == 204 ? content : other
+            #expect(FileManager.default.contents(atPath: s.files + "/race.bin") == winner, "the file mixes both requests' bytes")
 
             let stale = try await s.request(.POST, "/api/fs/tus/", headers: [("Authorization", t), v, ("Upload-Length", "100"),
                                                                               ("Upload-Metadata", "path \(b64("/stale.bin"))")])
