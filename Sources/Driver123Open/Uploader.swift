@@ -42,10 +42,14 @@ struct Uploader {
         if let size = stream.size, size > Self.maxSize {
             throw FSError.tooLarge("123 Open accepts files up to 10 GiB; \(stream.name) has \(size) bytes")
         }
-        let spool = tempDir + "/123open-upload-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: spool) }
         let guess = Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] } ?? (16 << 20)
-        let (size, md5, digests) = try await spoolAndHash(stream, to: spool, pieceSize: guess)
+        // A resumable upload's file, already whole and checked, its MD5 computed as it arrived, is read in place
+        // (slice MD5s are computed as the slices go), never copied, and left to its owner.
+        let inPlace = stream.staged != nil && stream.md5 != nil && stream.size != nil
+        let spool = inPlace ? stream.staged ?? "" : tempDir + "/123open-upload-" + UUID().uuidString
+        defer { if !inPlace { try? FileManager.default.removeItem(atPath: spool) } }
+        let (size, md5, digests) = inPlace ? (stream.size ?? 0, stream.md5 ?? "", [])
+            : try await spoolAndHash(stream, to: spool, pieceSize: guess)
         guard size <= Self.maxSize else { throw FSError.tooLarge("123 Open accepts files up to 10 GiB") }
 
         // A task's earlier attempt at the same bytes into the same folder left a session: continue it.

@@ -20,7 +20,7 @@ struct LocalAddition: Decodable {
 
 /// A folder on this machine's disk. Every path is confined to the root: `..` never reaches the driver
 /// (the core refuses it), and symbolic links whose target lies outside the root are neither listed nor followed.
-public final class LocalDriver: Driver, CacheForgetting, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
+public final class LocalDriver: StagingCapable, Driver, CacheForgetting, GetCapable, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable,
     RemoveCapable, PutCapable, DetailsCapable, SetModifiedCapable
 {
     public static let name = "Local"
@@ -187,7 +187,7 @@ public final class LocalDriver: Driver, CacheForgetting, GetCapable, MakeDirCapa
             guard let stamp = Posix.stamp(disk) else { throw FSError.objectNotFound(base) }
             if let cached, cached.stamp == stamp { return (nil, stamp, true) }
             guard let entries = Posix.listDirectory(disk, root: root) else { throw .notFound("\(base): cannot read this folder") }
-            var objs = entries.map { name, st in
+            var objs = entries.filter { !Self.isStagingName($0.0) }.map { name, st in
                 var o = self.obj(rel: VirtualPath.join(base, name), name: name, stat: st)
                 o.id = st.realPath ?? (disk == "/" ? "/" + name : disk + "/" + name)
                 return o
@@ -294,11 +294,36 @@ public final class LocalDriver: Driver, CacheForgetting, GetCapable, MakeDirCapa
         forgetLookups()
         defer { forgetLookups() }
         let (disk, rel) = try await newEntry(in: dir, stream.name)
+        if let staged = stream.staged, Self.isStagingName(VirtualPath.base(staged)), VirtualPath.isWithin(staged, root) {
+            // A resumable upload staged beside the target (checked by its session): renamed into place, which
+            // replaces an existing file at once; the staged file's size is checked once more.
+            let size = stream.size
+            try await blocking { () throws(FSError) in
+                guard let st = Posix.stat(staged), !st.isDir else { throw FSError.internalError("the staged upload \(stream.name) is gone") }
+                if let size, st.size != size { throw FSError.internalError("the staged upload \(stream.name) has \(st.size) bytes, not \(size)") }
+                if let modified = stream.modified { Posix.setModified(staged, modified) }
+                if Glibc.rename(staged, disk) != 0 { throw Posix.error("cannot put \(rel) in place") }
+            }
+            return try await get(path: rel)
+        }
         try await AtomicFileWriter.write(stream, to: disk)
         if let modified = stream.modified {
             try? await blocking { Posix.setModified(disk, modified) }
         }
         return try await get(path: rel)
+    }
+
+    public static func isStagingName(_ name: String) -> Bool { name.hasPrefix(".panlist-upload-") }
+
+    public func stagingPath(dir: String, name: String, id: String) async throws -> String {
+        var rel = dir
+        while true {
+            if let disk = try? await confined(rel), await (try? blocking { Posix.isDirectory(disk) }) == true {
+                return (disk == "/" ? "" : disk) + "/.panlist-upload-" + id
+            }
+            guard rel != "/" else { throw FSError.notFound("the storage's root folder is gone") }
+            rel = VirtualPath.parent(rel)
+        }
     }
 
     public func setModified(_ obj: Obj, to date: Date) async throws -> Obj {

@@ -104,6 +104,11 @@ public struct UploadStream: Sendable {
     /// Where a driver that uploads in parts keeps how far it got, so a task's next attempt at the same file
     /// continues instead of starting over (nil: no such place; the upload is all or nothing).
     public var checkpoint: UploadCheckpoint?
+    /// A complete file that holds exactly these bytes, already checked against the declared size and
+    /// hashes (a resumable upload's staging or spool file). A driver that staged it (`StagingCapable`) links
+    /// it into place; a driver that needs the bytes twice (123 Open: hashing, then slices) may read it
+    /// instead of spooling `body` again. It stays the caller's to remove when it is not linked.
+    public var staged: String?
 
     public init(name: String, size: Int64?, modified: Date? = nil, mimeType: String? = nil,
                 md5: String? = nil, sha1: String? = nil, sha256: String? = nil, body: ByteStream) {

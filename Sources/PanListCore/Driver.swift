@@ -144,6 +144,16 @@ public struct StorageDetails: Sendable, Codable, Equatable {
 /// another instance changed the storage (`FileSystem.folderChanged`, `forgetCaches`).
 public protocol CacheForgetting: Driver { func forgetCached() }
 public protocol DetailsCapable: Driver { func details() async throws -> StorageDetails }
+/// A driver that lets a resumable upload keep its bytes where the file will end up (Local: a hidden file
+/// beside the target), so that `put` of a stream whose `staged` file is that path links it into place
+/// instead of copying it.
+public protocol StagingCapable: Driver {
+    /// The on-disk path to stage upload `id` bound for `name` in the storage folder `dir` (which may not exist
+    /// yet: then the nearest folder above it that does). The file is not created.
+    func stagingPath(dir: String, name: String, id: String) async throws -> String
+    /// Whether `name` in a listing is a staging file (hidden from listings).
+    static func isStagingName(_ name: String) -> Bool
+}
 
 /// A driver type known to the registry.
 public struct DriverFactory: Sendable {

@@ -618,6 +618,19 @@ public final class FileSystem: Sendable {
     /// Writes an uploaded file into the folder `dirPath` (created when missing).
     /// With `overwrite` false an existing file is refused; a folder of the same name is always refused.
     @discardableResult
+    /// Where a resumable upload bound for `name` in `dirPath` may keep its bytes so that `put` links them into
+    /// place (nil: the target's driver cannot, so the upload spools them elsewhere).
+    public func stagingPath(for dirPath: String, name: String, id: String) async -> String? {
+        guard let (m, actual) = await resolveLoaded(dirPath), let d = try? m.ready() as? any StagingCapable else { return nil }
+        return try? await d.stagingPath(dir: actual, name: name, id: id)
+    }
+
+    /// The free space of the storage that holds `path`, when its driver knows it.
+    public func freeSpace(at path: String) async -> Int64? {
+        guard let (m, _) = await resolveLoaded(path), let d = try? m.ready() as? any DetailsCapable else { return nil }
+        return try? await d.details().freeSpace
+    }
+
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
         defer { didWrite() }
         try VirtualPath.validateName(stream.name)

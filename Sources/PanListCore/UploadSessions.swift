@@ -25,9 +25,12 @@ public struct UploadSession: Sendable, Codable, Equatable {
     public var overwrite: Bool
     /// tus `Upload-Metadata` as the client sent it (answered back on HEAD).
     public var metadata: String
-    /// Where the received bytes are, relative to the spool folder; `instance` holds it when the spool is
-    /// this instance's own ("" when shared).
+    /// The file that holds the received bytes (absolute): a staging file beside the target (Local) or one
+    /// in the spool folder; `instance` holds it when the spool is this instance's own ("" when the file is in
+    /// a storage, which instances share).
     public var spool: String
+    /// OpenList chunked uploads: the chunk size (chunk i starts at i × chunk_size); 0 for tus.
+    public var chunk_size: Int64
     public var instance: String
     public var state: Int
     /// A PATCH (or chunk) that holds the session: its token and until when (store clock, ms); "" and 0 when free.
@@ -40,11 +43,24 @@ public struct UploadSession: Sendable, Codable, Equatable {
                 instance: String, expiresMs: Int64) {
         self.id = id; self.proto = proto; creator_id = creator; self.dir = dir; self.name = name; self.size = size
         received = 0; md5 = ""; sha1 = ""; sha256 = ""; modified_ms = 0; mime = ""; overwrite = true; metadata = ""
-        self.spool = spool; self.instance = instance; state = State.open.rawValue; writer = ""; writer_until_ms = 0
+        self.spool = spool; chunk_size = 0; self.instance = instance; state = State.open.rawValue; writer = ""; writer_until_ms = 0
         created_ms = Int64(Date().timeIntervalSince1970 * 1000); expires_ms = expiresMs
     }
 
     public var sessionState: State { State(rawValue: state) ?? .open }
+    public var path: String { dir == "/" ? "/" + name : dir + "/" + name }
+    /// OpenList chunked uploads: how many chunks make the file.
+    public var chunkCount: Int { chunk_size > 0 && size > 0 ? Int((size + chunk_size - 1) / chunk_size) : 0 }
+}
+
+/// What a request that wants to write one chunk of a chunked upload learns.
+public enum ChunkClaim: Sendable, Equatable {
+    /// This request writes it.
+    case claimed
+    /// Already stored (a resend): nothing to write.
+    case done
+    /// Another request is writing it now.
+    case busy
 }
 
 /// How upload sessions are kept (implemented by the store).
@@ -59,9 +75,20 @@ public protocol UploadSessionStore: Sendable {
     /// The holder's write ended: the offset becomes `offset` (when `writer` still holds it), the hold is let go,
     /// and the expiry moves to `expiresMs`. Returns false when the session was not this writer's any more.
     func releaseUploadSession(id: String, writer: String, offset: Int64, expiresMs: Int64) async throws -> Bool
+    /// The holder is still writing: its hold lasts `forMs` more. False when it is not the holder any more.
+    func extendUploadSession(id: String, writer: String, forMs: Int64) async throws -> Bool
+    /// The open session of `creator` with that protocol, target and size (OpenList's resume lookup).
+    func findUploadSession(creator: Int, proto: String, dir: String, name: String, size: Int64) async throws -> UploadSession?
+    /// Chunked uploads: claims chunk `index` for one writer (a claim whose time ran out can be taken over).
+    func claimUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> ChunkClaim
+    /// The claim ends: the chunk is stored (`done`) or let go for a resend.
+    func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws
+    /// The chunks stored so far, in order.
+    func uploadChunks(id: String) async throws -> [Int]
     /// Sets a deferred length once.
     func setUploadSessionSize(id: String, size: Int64) async throws -> Bool
     func setUploadSessionState(id: String, state: UploadSession.State) async throws
+    /// Removes the session and its chunk records.
     func deleteUploadSession(id: String) async throws
     /// Sessions whose expiry has passed (any state), for the sweeper.
     func expiredUploadSessions(limit: Int) async throws -> [UploadSession]

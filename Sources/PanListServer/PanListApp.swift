@@ -28,6 +28,7 @@ public enum PanListApp {
             return Observability.metrics(state)
         }
         TusRoutes(state: state).register(on: router)
+        MultipartRoutes(state: state).register(on: router)
         APIRoutes(state: state).register(on: router)
         DownloadRoutes(state: state).register(on: router)
         DAVRoutes(state: state).register(on: router)

@@ -40,6 +40,8 @@ public final class ServerState: Sendable {
     let taskFeeds = SharedRecent<TaskFeedJSON>()
     /// Sweeps expired resumable uploads once a minute (`startUploadSweeper`).
     let uploadSweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Resumable uploads' running hashes between requests (`ResumableUploads.running`).
+    let uploadHashes = NIOLockedValueBox<[String: ResumableUploads.Running]>([:])
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])

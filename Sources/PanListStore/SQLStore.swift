@@ -303,6 +303,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("overwrite", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(true))
                 .column("metadata", type: .text, .notNull, .default(""))
                 .column("spool", type: .text, .notNull, .default(""))
+                .column("chunk_size", type: .bigint, .notNull, .default(0))
                 .column("instance", type: .text, .notNull, .default(""))
                 .column("state", type: .bigint, .notNull, .default(0))
                 .column("writer", type: .text, .notNull, .default(""))
@@ -312,6 +313,15 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .run()
             try await db.raw("CREATE INDEX IF NOT EXISTS upload_sessions_creator ON upload_sessions (creator_id, state)").run()
             try await db.raw("CREATE INDEX IF NOT EXISTS upload_sessions_expires ON upload_sessions (expires_ms)").run()
+            // Chunked uploads: one row per chunk a request claimed (writer, until when) or stored (done = 1).
+            try await db.create(table: "upload_chunks").ifNotExists()
+                .column("session_id", type: .text, .notNull)
+                .column("idx", type: .bigint, .notNull)
+                .column("writer", type: .text, .notNull, .default(""))
+                .column("until_ms", type: .bigint, .notNull, .default(0))
+                .column("done", type: .bigint, .notNull, .default(0))
+                .primaryKey("session_id", "idx")
+                .run()
         }),
     ]
 

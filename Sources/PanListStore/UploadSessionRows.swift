@@ -41,6 +41,58 @@ extension SQLStore {
         return !rows.isEmpty
     }
 
+    public func extendUploadSession(id: String, writer: String, forMs: Int64) async throws -> Bool {
+        let until: any SQLExpression = SQLBinaryExpression(sharedNow, .add, SQLBind(forMs))
+        let rows = try await db.update("upload_sessions").set(SQLColumn("writer_until_ms"), to: until)
+            .where("id", .equal, id).where("writer", .equal, writer)
+            .returning("id").all(decodingColumn: "id", as: String.self)
+        return !rows.isEmpty
+    }
+
+    public func findUploadSession(creator: Int, proto: String, dir: String, name: String, size: Int64) async throws -> UploadSession? {
+        try await db.select().column("*").from("upload_sessions")
+            .where("creator_id", .equal, creator).where("proto", .equal, proto)
+            .where("dir", .equal, dir).where("name", .equal, name).where("size", .equal, size)
+            .where("state", .equal, UploadSession.State.open.rawValue)
+            .where(SQLColumn("expires_ms"), .greaterThan, sharedNow)
+            .orderBy("created_ms", .descending).limit(1)
+            .first(decoding: UploadSession.self)
+    }
+
+    public func claimUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> ChunkClaim {
+        // One statement: a new row is this writer's; an existing one is taken over only when it is not stored
+        // and its claim ran out. No row back: stored, or held by another request.
+        let claimed = try await db.raw("""
+            INSERT INTO upload_chunks (session_id, idx, writer, until_ms, done)
+            VALUES (\(bind: id), \(bind: Int64(index)), \(bind: writer), \(sharedNow) + \(bind: forMs), 0)
+            ON CONFLICT (session_id, idx) DO UPDATE SET writer = excluded.writer, until_ms = excluded.until_ms
+            WHERE upload_chunks.done = 0 AND upload_chunks.until_ms < \(sharedNow)
+            RETURNING writer
+            """).all(decodingColumn: "writer", as: String.self)
+        if claimed.first == writer { return .claimed }
+        let done = try await db.select().column("done").from("upload_chunks")
+            .where("session_id", .equal, id).where("idx", .equal, Int64(index))
+            .first(decodingColumn: "done", as: Int64.self)
+        return done == 1 ? .done : .busy
+    }
+
+    public func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws {
+        if done {
+            try await db.update("upload_chunks").set("done", to: Int64(1)).set("writer", to: "").set("until_ms", to: Int64(0))
+                .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer).run()
+        } else {
+            try await db.delete(from: "upload_chunks")
+                .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer)
+                .where("done", .equal, Int64(0)).run()
+        }
+    }
+
+    public func uploadChunks(id: String) async throws -> [Int] {
+        try await db.select().column("idx").from("upload_chunks")
+            .where("session_id", .equal, id).where("done", .equal, Int64(1)).orderBy("idx")
+            .all(decodingColumn: "idx", as: Int.self)
+    }
+
     public func setUploadSessionSize(id: String, size: Int64) async throws -> Bool {
         let rows = try await db.update("upload_sessions").set("size", to: size)
             .where("id", .equal, id).where("size", .equal, Int64(-1))
@@ -53,6 +105,7 @@ extension SQLStore {
     }
 
     public func deleteUploadSession(id: String) async throws {
+        try await db.delete(from: "upload_chunks").where("session_id", .equal, id).run()
         try await db.delete(from: "upload_sessions").where("id", .equal, id).run()
     }
 

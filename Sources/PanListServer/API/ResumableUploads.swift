@@ -1,0 +1,389 @@
+import Crypto
+import Foundation
+import Hummingbird
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PanListCore
+import _NIOFileSystem
+
+/// An error a resumable-upload route answers with a status (tus) or envelope code (OpenList) of its own.
+struct UploadError: Error {
+    var code: Int
+    var message: String
+    var headers: [(String, String)] = []
+
+    static func offset(_ sent: Int64, _ have: Int64) -> UploadError {
+        UploadError(code: 409, message: "the upload is at byte \(have), not \(sent); ask for the offset (HEAD) and go on from there")
+    }
+    static let busy = UploadError(code: 409, message: "another request is writing this upload now; ask for the offset (HEAD) and go on from there")
+    static let checksum = UploadError(code: 460, message: "the checksum does not match the bytes received; the chunk was discarded, send it again")
+    static let gone = UploadError(code: 410, message: "this upload ended (completed, deleted or expired); start a new one")
+}
+
+/// Resumable uploads (tus and OpenList's chunked routes) over the sessions in the store.
+///
+/// Where the bytes go: a target whose driver can stage (Local) gets them in a hidden file beside the target,
+/// renamed into place when whole and checked; any other target (123 Open) gets them in this instance's spool
+/// (`temp_dir/uploads/<id>`), with the MD5 computed as they arrive so the driver does not read them twice.
+/// One request writes a session at a time (`takeUploadSession`, renewed while it writes); OpenList's chunks
+/// are claimed one by one (`claimUploadChunk`), so several go at once. The last write stores the file
+/// through `FileSystem.put` (the same checks and writers as `/api/fs/put`) while still holding the session:
+/// when that fails, the last chunk is not counted and its resend tries again.
+struct ResumableUploads: Sendable {
+    let state: ServerState
+
+    static let holdMs: Int64 = 120_000
+    static let spoolName = "uploads"
+
+    // MARK: settings
+
+    var maxSize: Int64? {
+        guard let gb = state.setting("upload_max_size_gb").flatMap(Int64.init), gb > 0 else { return nil }
+        return gb << 30
+    }
+    var lifetimeMs: Int64 { Int64(max(1, Int(state.setting("upload_session_hours") ?? "") ?? 24)) * 3_600_000 }
+    var perUser: Int { max(1, Int(state.setting("upload_sessions_per_user") ?? "") ?? 20) }
+    var enabled: Bool { state.setting("multipart_enabled") != "false" }
+    /// OpenList's `multipart_chunk_size`, in MB: the largest chunk a client may use.
+    var chunkLimit: Int64 { Int64(max(1, Int(state.setting("multipart_chunk_size") ?? "") ?? 10)) << 20 }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: opening
+
+    struct Target {
+        var path: String
+        var size: Int64
+        var overwrite: Bool
+        var md5 = "", sha1 = "", sha256 = ""
+        var modifiedMs: Int64 = 0
+        var mime = ""
+    }
+
+    /// Checks `target` as `/api/fs/put` would (`path` already resolved for `user`) and the limits, then opens a
+    /// session (the staging or spool file made empty).
+    func open(_ t: Target, for user: User, proto: String, chunkSize: Int64 = 0, metadata: String = "",
+              password: String?, ip: String) async throws -> UploadSession {
+        guard enabled else { throw FSError.notSupported("resumable uploads are turned off (setting multipart_enabled)") }
+        guard t.path != "/", !VirtualPath.base(t.path).isEmpty else { throw FSError.badRequest("the upload must name a file") }
+        try VirtualPath.validateName(VirtualPath.base(t.path))
+        try state.checkCreate(user, t.path, password: password, ip: ip)
+        if let existing = try? await state.fs.get(t.path).0 {
+            if existing.isDir { throw FSError.conflict("\(Access.userPath(t.path, for: user)) is a folder") }
+            if !t.overwrite { throw FSError.alreadyExists("\(Access.userPath(t.path, for: user)) already exists") }
+            if !Access.can(user, .replace) { try state.check(user, .replace, VirtualPath.parent(t.path), password: password, ip: ip) }
+        }
+        if let max = maxSize, t.size > max {
+            throw UploadError(code: 413, message: "uploads may be at most \(max) bytes (setting upload_max_size_gb)")
+        }
+        if t.size > 0, let free = await state.fs.freeSpace(at: t.path), t.size > free {
+            throw UploadError(code: 413, message: "\(t.size) bytes do not fit: the storage has \(free) bytes free")
+        }
+        guard try await state.store.openUploadSessions(creator: user.id) < perUser else {
+            throw UploadError(code: 429, message: "\(user.username) has \(perUser) resumable uploads open (setting upload_sessions_per_user); finish or delete one first")
+        }
+        let id = RandomString.make(24)
+        let dir = VirtualPath.parent(t.path), name = VirtualPath.base(t.path)
+        let staged = await state.fs.stagingPath(for: dir, name: name, id: id)
+        var s = UploadSession(id: id, proto: proto, creator: user.id, dir: dir, name: name, size: t.size,
+                              spool: staged ?? state.uploadSpool + "/" + id, instance: staged == nil ? state.config.instanceID : "",
+                              expiresMs: Self.nowMs() + lifetimeMs)
+        s.md5 = t.md5; s.sha1 = t.sha1; s.sha256 = t.sha256; s.modified_ms = t.modifiedMs; s.mime = t.mime
+        s.overwrite = t.overwrite; s.metadata = metadata; s.chunk_size = chunkSize
+        if staged == nil { try PrivateFiles.makeFolder(state.uploadSpool) }
+        let made = FileManager.default.createFile(atPath: s.spool, contents: nil,
+                                                  attributes: [.posixPermissions: staged == nil ? 0o600 : 0o644])
+        guard made else { throw FSError.internalError("cannot make the upload's file in \(VirtualPath.parent(s.spool))") }
+        do {
+            try await state.store.insertUploadSession(s)
+        } catch {
+            try? FileManager.default.removeItem(atPath: s.spool)
+            throw error
+        }
+        return s
+    }
+
+    /// The session `id` if it is `user`'s and of `proto` (404 otherwise; 410 once ended).
+    func session(_ id: String, of user: User, proto: String, allowEnded: Bool = false) async throws -> UploadSession {
+        guard !id.isEmpty, let s = try await state.store.uploadSession(id: id), s.creator_id == user.id, s.proto == proto else {
+            throw UploadError(code: 404, message: "no such upload")
+        }
+        if !allowEnded, s.sessionState != .open || s.expires_ms <= Self.nowMs() { throw UploadError.gone }
+        return s
+    }
+
+    // MARK: holding
+
+    /// Holds the session for one writer while `body` runs, renewing the hold every 30 s (a slow client may
+    /// take long over one chunk). Nil when someone else holds it or its offset moved.
+    func holding<R: Sendable>(_ s: UploadSession, at offset: Int64, _ body: (String) async throws -> R) async throws -> R {
+        guard s.instance.isEmpty || s.instance == state.config.instanceID else {
+            throw FSError.unavailable("this upload's bytes are on another PanList instance (\(s.instance)); send it there")
+        }
+        let writer = RandomString.make(16)
+        guard try await state.store.takeUploadSession(id: s.id, at: offset, writer: writer, forMs: Self.holdMs) != nil else {
+            if let now = try await state.store.uploadSession(id: s.id), now.sessionState == .open, now.received != offset {
+                throw UploadError.offset(offset, now.received)
+            }
+            throw UploadError.busy
+        }
+        let store = state.store
+        let renew = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(30))
+                if Task.isCancelled { break }
+                _ = try? await store.extendUploadSession(id: s.id, writer: writer, forMs: Self.holdMs)
+            }
+        }
+        defer { renew.cancel() }
+        return try await body(writer)
+    }
+
+    // MARK: hashes as the bytes arrive
+
+    /// The running hashes of a session's bytes so far, kept per process between requests (a session's writes
+    /// are one at a time). After a restart, or on another instance, they are computed again from the file.
+    struct Running: @unchecked Sendable {
+        var offset: Int64 = 0
+        var md5: Insecure.MD5?
+        var sha1: Insecure.SHA1?
+        var sha256: SHA256?
+
+        mutating func update(_ p: UnsafeRawBufferPointer) {
+            md5?.update(bufferPointer: p); sha1?.update(bufferPointer: p); sha256?.update(bufferPointer: p)
+        }
+    }
+
+    /// Which hashes a session keeps: the declared ones, and the MD5 when the bytes are spooled (123 Open needs it).
+    static func fresh(_ s: UploadSession) -> Running {
+        Running(md5: !s.md5.isEmpty || !s.instance.isEmpty ? Insecure.MD5() : nil,
+                sha1: s.sha1.isEmpty ? nil : Insecure.SHA1(), sha256: s.sha256.isEmpty ? nil : SHA256())
+    }
+
+    /// The running hashes at `offset`: kept ones, or computed from the file's first `offset` bytes.
+    func running(_ s: UploadSession, at offset: Int64) async throws -> Running {
+        if let kept = state.uploadHashes.withLockedValue({ $0.removeValue(forKey: s.id) }), kept.offset == offset { return kept }
+        var start = Self.fresh(s)
+        guard offset > 0, start.md5 != nil || start.sha1 != nil || start.sha256 != nil else { start.offset = offset; return start }
+        let path = s.spool, first = start
+        return try await NIOThreadPool.singleton.runIfActive {
+            var r = first
+            do {
+                try FileRegion.read(path, offset: 0, length: offset) { r.update($0) }
+            } catch {
+                throw FSError.internalError("the upload's file is gone or short: \(FSError.from(error).message)")
+            }
+            r.offset = offset
+            return r
+        }
+    }
+
+    // MARK: writing (tus)
+
+    struct ChunkCheck { var algorithm: String; var digest: Data }
+
+    /// Appends `body` at `offset` (tus PATCH, or a POST with creation-with-upload): at most up to the declared
+    /// size, checked against `check` when given, and stores the file when the last byte arrived. Returns the
+    /// new offset.
+    func append(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
+        try await holding(s, at: offset) { writer in
+            var run = try await running(s, at: offset)
+            let before = run
+            var newOffset = offset
+            do {
+                let limit = s.size >= 0 ? s.size - offset : Int64.max
+                let (n, digest) = try await Self.write(body, to: s.spool, at: offset, limit: limit, hashing: check?.algorithm, running: &run)
+                if let check, digest != check.digest { throw UploadError.checksum }
+                newOffset = offset + n
+                run.offset = newOffset
+                if s.size >= 0, newOffset == s.size {
+                    try await finish(s, run, user: user)
+                    try await state.store.setUploadSessionState(id: s.id, state: .complete)
+                }
+            } catch {
+                // Nothing of this request counts: the offset stays, the hashes as they were before it.
+                if !(error is CancellationError) { state.uploadHashes.withLockedValue { $0[s.id] = before } }
+                _ = try? await state.store.releaseUploadSession(id: s.id, writer: writer, offset: offset, expiresMs: Self.nowMs() + lifetimeMs)
+                throw error
+            }
+            guard try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: newOffset, expiresMs: Self.nowMs() + lifetimeMs) else {
+                throw UploadError.busy
+            }
+            if s.size < 0 || newOffset < s.size { state.uploadHashes.withLockedValue { $0[s.id] = run } }
+            return newOffset
+        }
+    }
+
+    /// Writes `body` into `path` from `offset` (dropping what a cut request left after it first), at most `limit`
+    /// bytes (more: 413, nothing kept), updating `running`; the chunk's own digest when asked for.
+    static func write(_ body: RequestBody, to path: String, at offset: Int64, limit: Int64, exactly: Bool = false,
+                      hashing algorithm: String?, running: inout Running) async throws -> (Int64, Data?) {
+        var md5 = algorithm == "md5" ? Insecure.MD5() : nil
+        var sha1 = algorithm == "sha1" ? Insecure.SHA1() : nil
+        var sha256 = algorithm == "sha256" ? SHA256() : nil
+        var run = running
+        let written: Int64
+        do {
+            written = try await _NIOFileSystem.FileSystem.shared.withFileHandle(
+                forReadingAndWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)
+            ) { h in
+                if !exactly { try await h.resize(to: .bytes(offset)) }
+                var n: Int64 = 0
+                for try await buffer in body {
+                    n += Int64(buffer.readableBytes)
+                    if n > limit {
+                        if !exactly { try await h.resize(to: .bytes(offset)) }
+                        throw UploadError(code: 413, message: "the chunk goes beyond the upload's declared length (\(limit) bytes left)")
+                    }
+                    buffer.withUnsafeReadableBytes { p in
+                        md5?.update(bufferPointer: p); sha1?.update(bufferPointer: p); sha256?.update(bufferPointer: p)
+                        run.update(p)
+                    }
+                    try await h.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: offset + n - Int64(buffer.readableBytes))
+                }
+                return n
+            }
+        } catch let e as FileSystemError where e.code == .notFound {
+            throw UploadError(code: 410, message: "the upload's file is gone; start a new upload")
+        }
+        running = run
+        let digest = md5.map { Data($0.finalize()) } ?? sha1.map { Data($0.finalize()) } ?? sha256.map { Data($0.finalize()) }
+        return (written, digest)
+    }
+
+    // MARK: finishing
+
+    /// All bytes are there: the declared hashes are checked against the computed ones, the creator's right to
+    /// write there once more, and the file is stored (linked into place when staged).
+    func finish(_ s: UploadSession, _ run: Running, user: User) async throws {
+        var md5 = s.md5, sha1 = s.sha1, sha256 = s.sha256
+        func check(_ name: String, _ declared: inout String, _ computed: String?) throws {
+            guard let computed else { return }
+            if !declared.isEmpty, declared != computed {
+                throw UploadError(code: 460, message: "the file's \(name) is \(computed), not the declared \(declared); delete this upload and start again")
+            }
+            declared = computed
+        }
+        try check("MD5", &md5, run.md5?.finalize().hexString)
+        try check("SHA-1", &sha1, run.sha1?.finalize().hexString)
+        try check("SHA-256", &sha256, run.sha256?.finalize().hexString)
+        // The creator may have lost the right to write there since (a folder password was checked at the start).
+        do {
+            try state.checkCreate(user, s.path, password: nil, ip: "")
+        } catch {
+            if case .permissionDenied(let m) = error, m == Access.passwordMessage {} else { throw error }
+        }
+        let path = s.spool
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
+            var stream = UploadStream(name: s.name, size: s.size,
+                                      modified: s.modified_ms > 0 ? Date(timeIntervalSince1970: Double(s.modified_ms) / 1000) : nil,
+                                      mimeType: s.mime.isEmpty ? nil : s.mime, md5: md5.isEmpty ? nil : md5,
+                                      sha1: sha1.isEmpty ? nil : sha1, sha256: sha256.isEmpty ? nil : sha256,
+                                      body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+            stream.staged = path
+            _ = try await state.fs.put(stream, into: s.dir, overwrite: s.overwrite)
+        }
+        // Staged: renamed into place (gone); spooled: read by the driver and removed now.
+        try? FileManager.default.removeItem(atPath: path)
+        state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+    }
+
+    // MARK: chunks (OpenList)
+
+    /// Stores chunk `index` (exactly its length). A resend of a stored chunk is drained and accepted.
+    func putChunk(_ body: RequestBody, to s: UploadSession, index: Int) async throws -> ChunkClaim {
+        guard s.instance.isEmpty || s.instance == state.config.instanceID else {
+            throw FSError.unavailable("this upload's bytes are on another PanList instance (\(s.instance)); send it there")
+        }
+        let count = s.chunkCount
+        guard index >= 0, index < count else { throw FSError.badRequest("chunk index \(index) is out of range (0…\(count - 1))") }
+        let start = Int64(index) * s.chunk_size
+        let length = min(s.chunk_size, s.size - start)
+        let writer = RandomString.make(16)
+        let claim = try await state.store.claimUploadChunk(id: s.id, index: index, writer: writer, forMs: Self.holdMs)
+        guard claim == .claimed else {
+            for try await _ in body {}
+            return claim
+        }
+        var none = Running()
+        do {
+            let (n, _) = try await Self.write(body, to: s.spool, at: start, limit: length, exactly: true, hashing: nil, running: &none)
+            guard n == length else { throw FSError.badRequest("incomplete chunk: \(n) of \(length) bytes") }
+        } catch {
+            try? await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: false)
+            if let e = error as? UploadError, e.code == 413 { throw FSError.badRequest("chunk \(index) is larger than \(length) bytes") }
+            throw error
+        }
+        try await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: true)
+        return .claimed
+    }
+
+    /// Every chunk is there: hashes computed from the file (in one read) and the file stored, while holding
+    /// the session.
+    func completeChunks(_ s: UploadSession, user: User) async throws {
+        try await holding(s, at: 0) { writer in
+            do {
+                let have = try await state.store.uploadChunks(id: s.id)
+                guard have.count == s.chunkCount else {
+                    let bytes = have.reduce(Int64(0)) { $0 + min(s.chunk_size, s.size - Int64($1) * s.chunk_size) }
+                    throw FSError.badRequest("cannot complete: \(bytes) of \(s.size) bytes received")
+                }
+                let run = try await running(s, at: s.size)
+                try await finish(s, run, user: user)
+                try await state.store.setUploadSessionState(id: s.id, state: .complete)
+                _ = try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: s.size, expiresMs: Self.nowMs() + lifetimeMs)
+            } catch {
+                _ = try? await state.store.releaseUploadSession(id: s.id, writer: writer, offset: 0, expiresMs: Self.nowMs() + lifetimeMs)
+                throw error
+            }
+        }
+    }
+
+    // MARK: ending
+
+    func terminate(_ s: UploadSession) async throws {
+        try await state.store.setUploadSessionState(id: s.id, state: .terminated)
+        try? FileManager.default.removeItem(atPath: s.spool)
+        state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+    }
+}
+
+extension ServerState {
+    var uploadSpool: String { config.tempDir + "/" + ResumableUploads.spoolName }
+
+    /// Once at start and then once a minute: expired upload sessions go with their files (a spooled one only
+    /// on its own instance), and spool files without an open session of this instance (a crash between the
+    /// two) go too.
+    func startUploadSweeper() {
+        let work = Task { [self] in
+            await sweepUploads(orphans: true)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                if Task.isCancelled { break }
+                await sweepUploads(orphans: false)
+            }
+        }
+        uploadSweeper.withLockedValue { $0?.cancel(); $0 = work }
+    }
+
+    func sweepUploads(orphans: Bool) async {
+        let me = config.instanceID
+        while let expired = try? await store.expiredUploadSessions(limit: 100), !expired.isEmpty {
+            var removed = 0
+            for s in expired where s.instance == me || s.instance.isEmpty {
+                if s.sessionState == .open { try? FileManager.default.removeItem(atPath: s.spool) }
+                uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+                if (try? await store.deleteUploadSession(id: s.id)) != nil { removed += 1 }
+            }
+            if removed == 0 { break }
+        }
+        guard orphans, let names = try? FileManager.default.contentsOfDirectory(atPath: uploadSpool) else { return }
+        for name in names {
+            let s = try? await store.uploadSession(id: name)
+            if s == nil || s?.sessionState != .open || s?.instance != me {
+                try? FileManager.default.removeItem(atPath: uploadSpool + "/" + name)
+            }
+        }
+    }
+}
