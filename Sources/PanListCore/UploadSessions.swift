@@ -77,6 +77,11 @@ public protocol UploadSessionStore: Sendable {
     func releaseUploadSession(id: String, writer: String, offset: Int64, expiresMs: Int64) async throws -> Bool
     /// The holder is still writing: its hold lasts `forMs` more. False when it is not the holder any more.
     func extendUploadSession(id: String, writer: String, forMs: Int64) async throws -> Bool
+    /// Lets go of the holds and chunk claims whose writer starts with `writerPrefix` but not with `except`
+    /// (a previous run of this instance, killed mid-request). Returns how many.
+    func releaseUploadHolds(writerPrefix: String, except: String) async throws -> Int
+    /// Moves the expiry of an open session (a chunk arrived).
+    func touchUploadSession(id: String, expiresMs: Int64) async throws
     /// The open session of `creator` with that protocol, target and size (OpenList's resume lookup).
     func findUploadSession(creator: Int, proto: String, dir: String, name: String, size: Int64) async throws -> UploadSession?
     /// Chunked uploads: claims chunk `index` for one writer (a claim whose time ran out can be taken over).

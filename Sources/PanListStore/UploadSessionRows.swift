@@ -49,6 +49,27 @@ extension SQLStore {
         return !rows.isEmpty
     }
 
+    public func releaseUploadHolds(writerPrefix: String, except: String) async throws -> Int {
+        // LIKE prefixes, with \, % and _ escaped.
+        func like(_ p: String) -> String { p.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+        let sessions = try await db.raw("""
+            UPDATE upload_sessions SET writer = '', writer_until_ms = 0
+            WHERE writer LIKE \(bind: like(writerPrefix)) ESCAPE '\\' AND writer NOT LIKE \(bind: like(except)) ESCAPE '\\'
+            RETURNING id
+            """).all(decodingColumn: "id", as: String.self)
+        let chunks = try await db.raw("""
+            DELETE FROM upload_chunks
+            WHERE done = 0 AND writer LIKE \(bind: like(writerPrefix)) ESCAPE '\\' AND writer NOT LIKE \(bind: like(except)) ESCAPE '\\'
+            RETURNING session_id
+            """).all(decodingColumn: "session_id", as: String.self)
+        return sessions.count + chunks.count
+    }
+
+    public func touchUploadSession(id: String, expiresMs: Int64) async throws {
+        try await db.update("upload_sessions").set("expires_ms", to: expiresMs)
+            .where("id", .equal, id).where("state", .equal, UploadSession.State.open.rawValue).run()
+    }
+
     public func findUploadSession(creator: Int, proto: String, dir: String, name: String, size: Int64) async throws -> UploadSession? {
         try await db.select().column("*").from("upload_sessions")
             .where("creator_id", .equal, creator).where("proto", .equal, proto)

@@ -20,6 +20,11 @@ struct StorePostgresTests {
     }
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.postgres) }
+    @Test func uploadSessions() async throws {
+        let store = try await StoreContract.open(.postgres)
+        try await StoreContract.uploadSessions(store)
+        await store.close()
+    }
 
     /// A statement the database does not answer in time ends with `.unavailable` (its connection closed),
     /// and the next statement works.

@@ -19,6 +19,53 @@ enum StoreContract {
         return store
     }
 
+    /// Upload sessions: one writer at a time at the right offset (a hold whose time ran out can be taken),
+    /// chunk claims, a previous run's holds let go, lookups by target.
+    static func uploadSessions(_ store: SQLStore) async throws {
+        let far = Int64(Date().timeIntervalSince1970 * 1000) + 3_600_000
+        var s = UploadSession(id: "u1", proto: "tus", creator: 7, dir: "/d", name: "f", size: 100, spool: "/x", instance: "", expiresMs: far)
+        s.chunk_size = 10
+        try await store.insertUploadSession(s)
+        #expect(try await store.openUploadSessions(creator: 7) == 1)
+        #expect(try await store.takeUploadSession(id: "u1", at: 5, writer: "i/p/a", forMs: 60_000) == nil, "wrong offset")
+        #expect(try await store.takeUploadSession(id: "u1", at: 0, writer: "i/p/a", forMs: 60_000) != nil)
+        #expect(try await store.takeUploadSession(id: "u1", at: 0, writer: "i/p/b", forMs: 60_000) == nil, "held")
+        #expect(try await store.extendUploadSession(id: "u1", writer: "i/p/a", forMs: 60_000))
+        #expect(!(try await store.releaseUploadSession(id: "u1", writer: "i/p/b", offset: 50, expiresMs: far)), "not the holder")
+        #expect(try await store.releaseUploadSession(id: "u1", writer: "i/p/a", offset: 50, expiresMs: far))
+        #expect(try await store.uploadSession(id: "u1")?.received == 50)
+        // A hold whose time ran out is taken over.
+        #expect(try await store.takeUploadSession(id: "u1", at: 50, writer: "i/old/c", forMs: -1) != nil)
+        #expect(try await store.takeUploadSession(id: "u1", at: 50, writer: "i/p/d", forMs: 60_000) != nil)
+        // A previous run's holds go at start; this run's and other instances' stay.
+        #expect(try await store.releaseUploadHolds(writerPrefix: "i/", except: "i/p/") == 0)
+        #expect(try await store.releaseUploadSession(id: "u1", writer: "i/p/d", offset: 50, expiresMs: far))
+        #expect(try await store.takeUploadSession(id: "u1", at: 50, writer: "i/old/e", forMs: 60_000) != nil)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 3, writer: "i/old/f", forMs: 60_000) == .claimed)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 4, writer: "j/x/g", forMs: 60_000) == .claimed)
+        #expect(try await store.releaseUploadHolds(writerPrefix: "i/", except: "i/p/") == 2)
+        #expect(try await store.takeUploadSession(id: "u1", at: 50, writer: "i/p/h", forMs: 60_000) != nil)
+        // Chunks: one claim each; stored ones answer done; a let-go claim can be taken again.
+        #expect(try await store.claimUploadChunk(id: "u1", index: 3, writer: "w1", forMs: 60_000) == .claimed)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 3, writer: "w2", forMs: 60_000) == .busy)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 4, writer: "w2", forMs: 60_000) == .busy, "another instance's claim stays")
+        try await store.endUploadChunk(id: "u1", index: 3, writer: "w1", done: true)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 3, writer: "w3", forMs: 60_000) == .done)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 0, writer: "w4", forMs: 60_000) == .claimed)
+        try await store.endUploadChunk(id: "u1", index: 0, writer: "w4", done: false)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 0, writer: "w5", forMs: -1) == .claimed)
+        #expect(try await store.claimUploadChunk(id: "u1", index: 0, writer: "w6", forMs: 60_000) == .claimed, "the claim's time ran out")
+        #expect(try await store.uploadChunks(id: "u1") == [3])
+        #expect(try await store.findUploadSession(creator: 7, proto: "tus", dir: "/d", name: "f", size: 100)?.id == "u1")
+        #expect(try await store.findUploadSession(creator: 8, proto: "tus", dir: "/d", name: "f", size: 100) == nil)
+        #expect(try await store.setUploadSessionSize(id: "u1", size: 5) == false, "the size is set already")
+        try await store.setUploadSessionState(id: "u1", state: .complete)
+        #expect(try await store.openUploadSessions(creator: 7) == 0)
+        try await store.deleteUploadSession(id: "u1")
+        #expect(try await store.uploadSession(id: "u1") == nil)
+        #expect(try await store.uploadChunks(id: "u1").isEmpty)
+    }
+
     static func storagesUsersSettingsAndState(_ store: SQLStore) async throws {
         var rec = StorageRecord(mountPath: "/m", driver: "Local", enableSign: true, webProxy: true, webdavPolicy: "native_proxy")
         rec.id = try await store.createStorage(rec)
@@ -215,6 +262,11 @@ struct StoreTests {
     }
 
     @Test func racingInsertsOfOneValue() async throws { try await StoreContract.racingInsertsOfOneValue(.sqlite) }
+    @Test func uploadSessions() async throws {
+        let store = try await StoreContract.open(.sqlite)
+        try await StoreContract.uploadSessions(store)
+        await store.close()
+    }
 
     @Test func pathRowsBelowOddNames() async throws {
         let store = try await StoreContract.open(.sqlite)

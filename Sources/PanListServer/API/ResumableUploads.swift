@@ -34,6 +34,10 @@ struct ResumableUploads: Sendable {
     let state: ServerState
 
     static let holdMs: Int64 = 120_000
+    /// This process among the runs of its instance: a hold's writer is `<instance>/<process>/<random>`, so that
+    /// at start an instance lets go of the holds its previous run left (killed mid-request).
+    static let processToken = RandomString.make(8)
+    func newWriter() -> String { state.config.instanceID + "/" + Self.processToken + "/" + RandomString.make(12) }
     static let spoolName = "uploads"
 
     // MARK: settings
@@ -121,7 +125,7 @@ struct ResumableUploads: Sendable {
         guard s.instance.isEmpty || s.instance == state.config.instanceID else {
             throw FSError.unavailable("this upload's bytes are on another PanList instance (\(s.instance)); send it there")
         }
-        let writer = RandomString.make(16)
+        let writer = newWriter()
         guard try await state.store.takeUploadSession(id: s.id, at: offset, writer: writer, forMs: Self.holdMs) != nil else {
             if let now = try await state.store.uploadSession(id: s.id), now.sessionState == .open, now.received != offset {
                 throw UploadError.offset(offset, now.received)
@@ -300,7 +304,7 @@ struct ResumableUploads: Sendable {
         guard index >= 0, index < count else { throw FSError.badRequest("chunk index \(index) is out of range (0…\(count - 1))") }
         let start = Int64(index) * s.chunk_size
         let length = min(s.chunk_size, s.size - start)
-        let writer = RandomString.make(16)
+        let writer = newWriter()
         let claim = try await state.store.claimUploadChunk(id: s.id, index: index, writer: writer, forMs: Self.holdMs)
         guard claim == .claimed else {
             for try await _ in body {}
@@ -316,6 +320,7 @@ struct ResumableUploads: Sendable {
             throw error
         }
         try await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: true)
+        try? await state.store.touchUploadSession(id: s.id, expiresMs: Self.nowMs() + lifetimeMs)
         return .claimed
     }
 
@@ -369,6 +374,9 @@ extension ServerState {
 
     func sweepUploads(orphans: Bool) async {
         let me = config.instanceID
+        if orphans {
+            _ = try? await store.releaseUploadHolds(writerPrefix: me + "/", except: me + "/" + ResumableUploads.processToken + "/")
+        }
         while let expired = try? await store.expiredUploadSessions(limit: 100), !expired.isEmpty {
             var removed = 0
             for s in expired where s.instance == me || s.instance.isEmpty {
