@@ -113,6 +113,7 @@ public final class LocalDriver: StagingCapable, Driver, CacheForgetting, GetCapa
     /// The on-disk path for a new entry `name` inside the existing folder `dir`.
     func newEntry(in dir: Obj, _ name: String) async throws -> (disk: String, rel: String) {
         try VirtualPath.validateName(name)
+        if Self.isStagingName(name) { throw FSError.badRequest("names that start with .panlist-upload- are PanList's own (resumable uploads)") }
         let parent = try await confined(dir.path)
         return (parent == "/" ? "/" + name : parent + "/" + name, VirtualPath.join(dir.path, name))
     }
@@ -148,6 +149,8 @@ public final class LocalDriver: StagingCapable, Driver, CacheForgetting, GetCapa
     }
 
     func lookup(_ rel: String) async throws -> Obj {
+        // A resumable upload's staging file is not there for anyone but its session.
+        if Self.isStagingName(VirtualPath.base(rel)) { throw FSError.objectNotFound(rel) }
         let path = diskPath(rel), root = self.root
         let (real, st) = try await blocking { () throws(FSError) -> (String, Posix.Stat) in
             guard let real = Posix.realpath(path) else { throw FSError.objectNotFound(rel) }

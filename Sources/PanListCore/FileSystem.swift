@@ -617,7 +617,6 @@ public final class FileSystem: Sendable {
 
     /// Writes an uploaded file into the folder `dirPath` (created when missing).
     /// With `overwrite` false an existing file is refused; a folder of the same name is always refused.
-    @discardableResult
     /// Where a resumable upload bound for `name` in `dirPath` may keep its bytes so that `put` links them into
     /// place (nil: the target's driver cannot, so the upload spools them elsewhere).
     public func stagingPath(for dirPath: String, name: String, id: String) async -> String? {
@@ -631,6 +630,7 @@ public final class FileSystem: Sendable {
         return try? await d.details().freeSpace
     }
 
+    @discardableResult
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
         defer { didWrite() }
         try VirtualPath.validateName(stream.name)

@@ -84,10 +84,15 @@ public protocol UploadSessionStore: Sendable {
     func touchUploadSession(id: String, expiresMs: Int64) async throws
     /// The open session of `creator` with that protocol, target and size (OpenList's resume lookup).
     func findUploadSession(creator: Int, proto: String, dir: String, name: String, size: Int64) async throws -> UploadSession?
-    /// Chunked uploads: claims chunk `index` for one writer (a claim whose time ran out can be taken over).
+    /// Chunked uploads: claims chunk `index` of an open session for one writer (a claim whose time ran out can
+    /// be taken over). A session that is not open (or not there) claims nothing: `.busy`.
     func claimUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> ChunkClaim
-    /// The claim ends: the chunk is stored (`done`) or let go for a resend.
-    func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws
+    /// The claim ends: the chunk is stored (`done`) or let go for a resend. False when the claim was not this
+    /// writer's any more (its time ran out and another request took it).
+    @discardableResult
+    func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws -> Bool
+    /// The chunk's writer is still at it: its claim lasts `forMs` more. False when it lost the claim.
+    func extendUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> Bool
     /// The chunks stored so far, in order.
     func uploadChunks(id: String) async throws -> [Int]
     /// Sets a deferred length once.
@@ -95,6 +100,6 @@ public protocol UploadSessionStore: Sendable {
     func setUploadSessionState(id: String, state: UploadSession.State) async throws
     /// Removes the session and its chunk records.
     func deleteUploadSession(id: String) async throws
-    /// Sessions whose expiry has passed (any state), for the sweeper.
-    func expiredUploadSessions(limit: Int) async throws -> [UploadSession]
+    /// Sessions of `instances` whose expiry has passed (any state) and that no request holds now, for the sweeper.
+    func expiredUploadSessions(instances: [String], limit: Int) async throws -> [UploadSession]
 }

@@ -81,11 +81,13 @@ extension SQLStore {
     }
 
     public func claimUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> ChunkClaim {
-        // One statement: a new row is this writer's; an existing one is taken over only when it is not stored
-        // and its claim ran out. No row back: stored, or held by another request.
+        // One statement: a new row is this writer's (only while the session is open: no rows outlive an abort);
+        // an existing one is taken over only when it is not stored and its claim ran out. No row back: stored,
+        // held by another request, or the session ended.
         let claimed = try await db.raw("""
             INSERT INTO upload_chunks (session_id, idx, writer, until_ms, done)
-            VALUES (\(bind: id), \(bind: Int64(index)), \(bind: writer), \(sharedNow) + \(bind: forMs), 0)
+            SELECT \(bind: id), \(bind: Int64(index)), \(bind: writer), \(sharedNow) + \(bind: forMs), 0
+            WHERE EXISTS (SELECT 1 FROM upload_sessions WHERE id = \(bind: id) AND state = \(bind: UploadSession.State.open.rawValue))
             ON CONFLICT (session_id, idx) DO UPDATE SET writer = excluded.writer, until_ms = excluded.until_ms
             WHERE upload_chunks.done = 0 AND upload_chunks.until_ms < \(sharedNow)
             RETURNING writer
@@ -97,15 +99,28 @@ extension SQLStore {
         return done == 1 ? .done : .busy
     }
 
-    public func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws {
+    @discardableResult
+    public func endUploadChunk(id: String, index: Int, writer: String, done: Bool) async throws -> Bool {
+        let rows: [Int64]
         if done {
-            try await db.update("upload_chunks").set("done", to: Int64(1)).set("writer", to: "").set("until_ms", to: Int64(0))
-                .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer).run()
-        } else {
-            try await db.delete(from: "upload_chunks")
+            rows = try await db.update("upload_chunks").set("done", to: Int64(1)).set("writer", to: "").set("until_ms", to: Int64(0))
                 .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer)
-                .where("done", .equal, Int64(0)).run()
+                .returning("idx").all(decodingColumn: "idx", as: Int64.self)
+        } else {
+            rows = try await db.delete(from: "upload_chunks")
+                .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer)
+                .where("done", .equal, Int64(0))
+                .returning("idx").all(decodingColumn: "idx", as: Int64.self)
         }
+        return !rows.isEmpty
+    }
+
+    public func extendUploadChunk(id: String, index: Int, writer: String, forMs: Int64) async throws -> Bool {
+        let until: any SQLExpression = SQLBinaryExpression(sharedNow, .add, SQLBind(forMs))
+        let rows = try await db.update("upload_chunks").set(SQLColumn("until_ms"), to: until)
+            .where("session_id", .equal, id).where("idx", .equal, Int64(index)).where("writer", .equal, writer)
+            .returning("idx").all(decodingColumn: "idx", as: Int64.self)
+        return !rows.isEmpty
     }
 
     public func uploadChunks(id: String) async throws -> [Int] {
@@ -130,9 +145,11 @@ extension SQLStore {
         try await db.delete(from: "upload_sessions").where("id", .equal, id).run()
     }
 
-    public func expiredUploadSessions(limit: Int) async throws -> [UploadSession] {
+    public func expiredUploadSessions(instances: [String], limit: Int) async throws -> [UploadSession] {
         try await db.select().column("*").from("upload_sessions")
             .where(SQLColumn("expires_ms"), .lessThanOrEqual, sharedNow)
+            .where("instance", .in, instances)
+            .where { $0.where("writer", .equal, "").orWhere(SQLColumn("writer_until_ms"), .lessThan, sharedNow) }
             .orderBy("expires_ms").limit(limit)
             .all(decoding: UploadSession.self)
     }

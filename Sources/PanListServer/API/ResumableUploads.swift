@@ -73,11 +73,7 @@ struct ResumableUploads: Sendable {
         guard t.path != "/", !VirtualPath.base(t.path).isEmpty else { throw FSError.badRequest("the upload must name a file") }
         try VirtualPath.validateName(VirtualPath.base(t.path))
         try state.checkCreate(user, t.path, password: password, ip: ip)
-        if let existing = try? await state.fs.get(t.path).0 {
-            if existing.isDir { throw FSError.conflict("\(Access.userPath(t.path, for: user)) is a folder") }
-            if !t.overwrite { throw FSError.alreadyExists("\(Access.userPath(t.path, for: user)) already exists") }
-            if !Access.can(user, .replace) { try state.check(user, .replace, VirtualPath.parent(t.path), password: password, ip: ip) }
-        }
+        try await checkTarget(t.path, overwrite: t.overwrite, for: user, password: password, ip: ip)
         if let max = maxSize, t.size > max {
             throw UploadError(code: 413, message: "uploads may be at most \(max) bytes (setting upload_max_size_gb)")
         }
@@ -95,17 +91,31 @@ struct ResumableUploads: Sendable {
                               expiresMs: Self.nowMs() + lifetimeMs)
         s.md5 = t.md5; s.sha1 = t.sha1; s.sha256 = t.sha256; s.modified_ms = t.modifiedMs; s.mime = t.mime
         s.overwrite = t.overwrite; s.metadata = metadata; s.chunk_size = chunkSize
-        if staged == nil { try PrivateFiles.makeFolder(state.uploadSpool) }
-        let made = FileManager.default.createFile(atPath: s.spool, contents: nil,
-                                                  attributes: [.posixPermissions: staged == nil ? 0o600 : 0o644])
-        guard made else { throw FSError.internalError("cannot make the upload's file in \(VirtualPath.parent(s.spool))") }
-        do {
-            try await state.store.insertUploadSession(s)
-        } catch {
-            try? FileManager.default.removeItem(atPath: s.spool)
-            throw error
+        // The row first: a crash before the file is made leaves a row the sweeper ends, never a file no row names.
+        try await state.store.insertUploadSession(s)
+        let spool = state.uploadSpool, path = s.spool
+        let made = try? await NIOThreadPool.singleton.runIfActive { () -> Bool in
+            if staged == nil { try PrivateFiles.makeFolder(spool) }
+            return FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: staged == nil ? 0o600 : 0o644])
+        }
+        guard made == true else {
+            try? await state.store.deleteUploadSession(id: id)
+            throw FSError.internalError("cannot make the upload's file in \(VirtualPath.parent(path))")
         }
         return s
+    }
+
+    /// What `/api/fs/put` checks of an existing target: a folder is in the way; a file needs `overwrite` and
+    /// the right to replace.
+    func checkTarget(_ path: String, overwrite: Bool, for user: User, password: String?, ip: String) async throws {
+        guard let existing = try? await state.fs.get(path).0 else { return }
+        if existing.isDir { throw FSError.conflict("\(Access.userPath(path, for: user)) is a folder") }
+        if !overwrite { throw FSError.alreadyExists("\(Access.userPath(path, for: user)) already exists") }
+        if !Access.can(user, .replace) { try state.check(user, .replace, VirtualPath.parent(path), password: password, ip: ip) }
+    }
+
+    static func remove(_ path: String) async {
+        _ = try? await NIOThreadPool.singleton.runIfActive { try? FileManager.default.removeItem(atPath: path) }
     }
 
     /// The session `id` if it is `user`'s and of `proto` (404 otherwise; 410 once ended).
@@ -120,28 +130,41 @@ struct ResumableUploads: Sendable {
     // MARK: holding
 
     /// Holds the session for one writer while `body` runs, renewing the hold every 30 s (a slow client may
-    /// take long over one chunk). Nil when someone else holds it or its offset moved.
-    func holding<R: Sendable>(_ s: UploadSession, at offset: Int64, _ body: (String) async throws -> R) async throws -> R {
+    /// take long over one chunk); `body` gets the writer and a test of whether the hold was lost meanwhile.
+    /// Someone else holding it or its offset moved: 409; ended: 410.
+    func holding<R: Sendable>(_ s: UploadSession, at offset: Int64, _ body: (String, Lost) async throws -> R) async throws -> R {
         guard s.instance.isEmpty || s.instance == state.config.instanceID else {
             throw FSError.unavailable("this upload's bytes are on another PanList instance (\(s.instance)); send it there")
         }
         let writer = newWriter()
         guard try await state.store.takeUploadSession(id: s.id, at: offset, writer: writer, forMs: Self.holdMs) != nil else {
-            if let now = try await state.store.uploadSession(id: s.id), now.sessionState == .open, now.received != offset {
-                throw UploadError.offset(offset, now.received)
+            guard let now = try await state.store.uploadSession(id: s.id), now.sessionState == .open, now.expires_ms > Self.nowMs() else {
+                throw UploadError.gone
             }
+            if now.received != offset { throw UploadError.offset(offset, now.received) }
             throw UploadError.busy
         }
-        let store = state.store
-        let renew = Task {
+        let lost = Lost()
+        let renew = renewing(lost) { try await state.store.extendUploadSession(id: s.id, writer: writer, forMs: Self.holdMs) }
+        defer { renew.cancel() }
+        return try await body(writer, lost)
+    }
+
+    /// Whether a writer lost its hold (or claim) while it wrote: it stops at the next buffer.
+    final class Lost: Sendable {
+        let flag = NIOLockedValueBox(false)
+        var isLost: Bool { flag.withLockedValue { $0 } }
+    }
+
+    /// Every 30 s, `extend`; when it says the hold is gone, `lost` is set.
+    func renewing(_ lost: Lost, _ extend: @escaping @Sendable () async throws -> Bool) -> Task<Void, Never> {
+        Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(30))
                 if Task.isCancelled { break }
-                _ = try? await store.extendUploadSession(id: s.id, writer: writer, forMs: Self.holdMs)
+                if (try? await extend()) == false { lost.flag.withLockedValue { $0 = true }; break }
             }
         }
-        defer { renew.cancel() }
-        return try await body(writer)
     }
 
     // MARK: hashes as the bytes arrive
@@ -188,72 +211,120 @@ struct ResumableUploads: Sendable {
     struct ChunkCheck { var algorithm: String; var digest: Data }
 
     /// Appends `body` at `offset` (tus PATCH, or a POST with creation-with-upload): at most up to the declared
-    /// size, checked against `check` when given, and stores the file when the last byte arrived. Returns the
-    /// new offset.
+    /// size (or the largest allowed while it is deferred), checked against `check` when given, and stores the
+    /// file when the last byte arrived. Returns the new offset. A request cut off midway keeps what arrived
+    /// (unless it carried a checksum, which then cannot be checked): the client asks HEAD and goes on from there.
     func append(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
-        try await holding(s, at: offset) { writer in
+        try await holding(s, at: offset) { writer, lost in
+            func release(_ to: Int64) async throws -> Bool {
+                try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
+            }
+            // A file shorter than the offset (a crash before the bytes reached the disk): the offset goes back to it.
+            let have = await Self.size(of: s.spool)
+            guard let have else {
+                _ = try? await release(offset)
+                throw UploadError(code: 410, message: "the upload's file is gone; start a new upload")
+            }
+            if have < offset {
+                state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+                _ = try? await release(have)
+                throw UploadError.offset(offset, have)
+            }
             var run = try await running(s, at: offset)
             let before = run
             var newOffset = offset
             do {
-                let limit = s.size >= 0 ? s.size - offset : Int64.max
-                let (n, digest) = try await Self.write(body, to: s.spool, at: offset, limit: limit, hashing: check?.algorithm, running: &run)
-                if let check, digest != check.digest { throw UploadError.checksum }
-                newOffset = offset + n
+                let limit = s.size >= 0 ? s.size - offset : (maxSize.map { $0 - offset } ?? Int64.max)
+                let w = try await Self.write(body, to: s.spool, at: offset, limit: limit, hashing: check?.algorithm, running: &run, lost: lost)
+                if let cut = w.cut {
+                    // Cut off: what arrived (and reached the disk) counts, when no checksum needs the whole chunk.
+                    let kept = check == nil ? offset + w.n : offset
+                    run.offset = kept
+                    if kept > offset, try await release(kept) { state.uploadHashes.withLockedValue { $0[s.id] = run } } else {
+                        state.uploadHashes.withLockedValue { $0[s.id] = before }
+                        _ = try? await release(offset)
+                    }
+                    throw cut
+                }
+                if let check, w.digest != check.digest { throw UploadError.checksum }
+                newOffset = offset + w.n
                 run.offset = newOffset
                 if s.size >= 0, newOffset == s.size {
                     try await finish(s, run, user: user)
                     try await state.store.setUploadSessionState(id: s.id, state: .complete)
                 }
+            } catch let e as Written.Cut {
+                throw e.error
             } catch {
                 // Nothing of this request counts: the offset stays, the hashes as they were before it.
-                if !(error is CancellationError) { state.uploadHashes.withLockedValue { $0[s.id] = before } }
-                _ = try? await state.store.releaseUploadSession(id: s.id, writer: writer, offset: offset, expiresMs: Self.nowMs() + lifetimeMs)
+                state.uploadHashes.withLockedValue { $0[s.id] = before }
+                _ = try? await release(offset)
                 throw error
             }
-            guard try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: newOffset, expiresMs: Self.nowMs() + lifetimeMs) else {
-                throw UploadError.busy
-            }
+            guard try await release(newOffset) else { throw UploadError.busy }
             if s.size < 0 || newOffset < s.size { state.uploadHashes.withLockedValue { $0[s.id] = run } }
             return newOffset
         }
     }
 
-    /// Writes `body` into `path` from `offset` (dropping what a cut request left after it first), at most `limit`
-    /// bytes (more: 413, nothing kept), updating `running`; the chunk's own digest when asked for.
+    static func size(of path: String) async -> Int64? {
+        try? await NIOThreadPool.singleton.runIfActive { () -> Int64? in
+            (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value
+        }
+    }
+
+    struct Written {
+        var n: Int64
+        var digest: Data?
+        /// The body ended with an error after `n` bytes were written and synced (the client went away).
+        var cut: Cut?
+        struct Cut: Error { var error: any Error }
+    }
+
+    /// Writes `body` into `path` from `offset` (dropping what a cut request left after it first, unless
+    /// `exactly`: a chunk in its place), at most `limit` bytes (more: 413, nothing kept), updating `running`
+    /// with what was written; the chunk's own digest when asked for. The bytes are synced to the disk before
+    /// this returns. Stops (409) when `lost` says the hold went to another request.
     static func write(_ body: RequestBody, to path: String, at offset: Int64, limit: Int64, exactly: Bool = false,
-                      hashing algorithm: String?, running: inout Running) async throws -> (Int64, Data?) {
+                      hashing algorithm: String?, running: inout Running, lost: Lost) async throws -> Written {
         var md5 = algorithm == "md5" ? Insecure.MD5() : nil
         var sha1 = algorithm == "sha1" ? Insecure.SHA1() : nil
         var sha256 = algorithm == "sha256" ? SHA256() : nil
         var run = running
-        let written: Int64
+        let result: (Int64, Written.Cut?)
         do {
-            written = try await _NIOFileSystem.FileSystem.shared.withFileHandle(
+            result = try await _NIOFileSystem.FileSystem.shared.withFileHandle(
                 forReadingAndWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)
             ) { h in
                 if !exactly { try await h.resize(to: .bytes(offset)) }
                 var n: Int64 = 0
-                for try await buffer in body {
-                    n += Int64(buffer.readableBytes)
-                    if n > limit {
+                var cut: Written.Cut?
+                var iterator = body.makeAsyncIterator()
+                while true {
+                    let next: ByteBuffer?
+                    do { next = try await iterator.next() } catch { cut = Written.Cut(error: error); break }
+                    guard let buffer = next else { break }
+                    if n + Int64(buffer.readableBytes) > limit {
                         if !exactly { try await h.resize(to: .bytes(offset)) }
                         throw UploadError(code: 413, message: "the chunk goes beyond the upload's declared length (\(limit) bytes left)")
                     }
+                    if lost.isLost { throw UploadError.busy }
+                    try await h.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: offset + n)
+                    n += Int64(buffer.readableBytes)
                     buffer.withUnsafeReadableBytes { p in
                         md5?.update(bufferPointer: p); sha1?.update(bufferPointer: p); sha256?.update(bufferPointer: p)
                         run.update(p)
                     }
-                    try await h.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: offset + n - Int64(buffer.readableBytes))
                 }
-                return n
+                try await h.synchronize()
+                return (n, cut)
             }
         } catch let e as FileSystemError where e.code == .notFound {
             throw UploadError(code: 410, message: "the upload's file is gone; start a new upload")
         }
         running = run
         let digest = md5.map { Data($0.finalize()) } ?? sha1.map { Data($0.finalize()) } ?? sha256.map { Data($0.finalize()) }
-        return (written, digest)
+        return Written(n: result.0, digest: digest, cut: result.1)
     }
 
     // MARK: finishing
@@ -275,8 +346,9 @@ struct ResumableUploads: Sendable {
         // The creator may have lost the right to write there since (a folder password was checked at the start).
         do {
             try state.checkCreate(user, s.path, password: nil, ip: "")
+            try await checkTarget(s.path, overwrite: s.overwrite, for: user, password: nil, ip: "")
         } catch {
-            if case .permissionDenied(let m) = error, m == Access.passwordMessage {} else { throw error }
+            if case .permissionDenied(let m)? = error as? FSError, m == Access.passwordMessage {} else { throw error }
         }
         let path = s.spool
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
@@ -289,7 +361,7 @@ struct ResumableUploads: Sendable {
             _ = try await state.fs.put(stream, into: s.dir, overwrite: s.overwrite)
         }
         // Staged: renamed into place (gone); spooled: read by the driver and removed now.
-        try? FileManager.default.removeItem(atPath: path)
+        await Self.remove(path)
         state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
     }
 
@@ -310,16 +382,22 @@ struct ResumableUploads: Sendable {
             for try await _ in body {}
             return claim
         }
+        let lost = Lost()
+        let renew = renewing(lost) { try await state.store.extendUploadChunk(id: s.id, index: index, writer: writer, forMs: Self.holdMs) }
+        defer { renew.cancel() }
         var none = Running()
         do {
-            let (n, _) = try await Self.write(body, to: s.spool, at: start, limit: length, exactly: true, hashing: nil, running: &none)
-            guard n == length else { throw FSError.badRequest("incomplete chunk: \(n) of \(length) bytes") }
+            let w = try await Self.write(body, to: s.spool, at: start, limit: length, exactly: true, hashing: nil, running: &none, lost: lost)
+            if let cut = w.cut { throw cut.error }
+            guard w.n == length else { throw FSError.badRequest("incomplete chunk: \(w.n) of \(length) bytes") }
         } catch {
-            try? await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: false)
+            _ = try? await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: false)
             if let e = error as? UploadError, e.code == 413 { throw FSError.badRequest("chunk \(index) is larger than \(length) bytes") }
             throw error
         }
-        try await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: true)
+        guard try await state.store.endUploadChunk(id: s.id, index: index, writer: writer, done: true) else {
+            throw UploadError(code: 409, message: "chunk \(index) was taken over by another request meanwhile")
+        }
         try? await state.store.touchUploadSession(id: s.id, expiresMs: Self.nowMs() + lifetimeMs)
         return .claimed
     }
@@ -327,7 +405,7 @@ struct ResumableUploads: Sendable {
     /// Every chunk is there: hashes computed from the file (in one read) and the file stored, while holding
     /// the session.
     func completeChunks(_ s: UploadSession, user: User) async throws {
-        try await holding(s, at: 0) { writer in
+        try await holding(s, at: 0) { writer, _ in
             do {
                 let have = try await state.store.uploadChunks(id: s.id)
                 guard have.count == s.chunkCount else {
@@ -349,7 +427,7 @@ struct ResumableUploads: Sendable {
 
     func terminate(_ s: UploadSession) async throws {
         try await state.store.setUploadSessionState(id: s.id, state: .terminated)
-        try? FileManager.default.removeItem(atPath: s.spool)
+        await Self.remove(s.spool)
         state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
     }
 }
@@ -377,21 +455,21 @@ extension ServerState {
         if orphans {
             _ = try? await store.releaseUploadHolds(writerPrefix: me + "/", except: me + "/" + ResumableUploads.processToken + "/")
         }
-        while let expired = try? await store.expiredUploadSessions(limit: 100), !expired.isEmpty {
+        while let expired = try? await store.expiredUploadSessions(instances: [me, ""], limit: 100), !expired.isEmpty {
             var removed = 0
-            for s in expired where s.instance == me || s.instance.isEmpty {
-                if s.sessionState == .open { try? FileManager.default.removeItem(atPath: s.spool) }
+            for s in expired {
+                if s.sessionState == .open { await ResumableUploads.remove(s.spool) }
                 uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
                 if (try? await store.deleteUploadSession(id: s.id)) != nil { removed += 1 }
             }
             if removed == 0 { break }
         }
-        guard orphans, let names = try? FileManager.default.contentsOfDirectory(atPath: uploadSpool) else { return }
+        let spool = uploadSpool
+        guard orphans, let names = try? await NIOThreadPool.singleton.runIfActive({ try FileManager.default.contentsOfDirectory(atPath: spool) })
+        else { return }
         for name in names {
             let s = try? await store.uploadSession(id: name)
-            if s == nil || s?.sessionState != .open || s?.instance != me {
-                try? FileManager.default.removeItem(atPath: uploadSpool + "/" + name)
-            }
+            if s == nil || s?.sessionState != .open || s?.instance != me { await ResumableUploads.remove(spool + "/" + name) }
         }
     }
 }

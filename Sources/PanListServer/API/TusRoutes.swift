@@ -129,10 +129,16 @@ struct TusRoutes: Sendable {
         let kept = pairs.filter { $0.key != "password" }.map(\.raw).joined(separator: ",")
         let s = try await uploads.open(t, for: user, proto: "tus", metadata: kept, password: meta["password"], ip: ctx.clientIP)
         var extra = [("Location", "/api/fs/tus/" + s.id), ("Upload-Expires", Self.httpDate(s.expires_ms))]
-        // creation-with-upload: a body goes in as the first PATCH would.
-        if req.headers[.contentType]?.lowercased().hasPrefix("application/offset+octet-stream") == true {
-            let offset = try await uploads.append(req.body, to: s, at: 0, check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
-            extra.append(("Upload-Offset", String(offset)))
+        // creation-with-upload: a body goes in as the first PATCH would. An empty file is complete at once.
+        if req.headers[.contentType]?.lowercased().hasPrefix("application/offset+octet-stream") == true || size == 0 {
+            do {
+                let offset = try await uploads.append(req.body, to: s, at: 0, check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
+                extra.append(("Upload-Offset", String(offset)))
+            } catch {
+                // The client never learns this upload's address: nothing of it stays.
+                try? await uploads.terminate(s)
+                throw error
+            }
         }
         return Response(status: .created, headers: headers(extra))
     }
@@ -159,11 +165,17 @@ struct TusRoutes: Sendable {
         }
         guard o == s.received else { throw UploadError.offset(o, s.received) }
         let check = try Self.checksum(header(req, "Upload-Checksum"))
-        if s.size < 0, let l = header(req, "Upload-Length") {
+        if let l = header(req, "Upload-Length") {
             guard let n = Int64(l), n >= o else { throw FSError.badRequest("Upload-Length must be a number of bytes, at least the offset") }
-            if let max = uploads.maxSize, n > max { throw UploadError(code: 413, message: "uploads may be at most \(max) bytes") }
-            _ = try await state.store.setUploadSessionSize(id: s.id, size: n)
-            s.size = n
+            if s.size < 0 {
+                if let max = uploads.maxSize, n > max { throw UploadError(code: 413, message: "uploads may be at most \(max) bytes") }
+                if !(try await state.store.setUploadSessionSize(id: s.id, size: n)) {
+                    s.size = try await state.store.uploadSession(id: s.id)?.size ?? -1
+                } else {
+                    s.size = n
+                }
+            }
+            guard s.size == n else { throw FSError.badRequest("Upload-Length \(n) differs from the upload's length \(s.size); it cannot change") }
         }
         let offset = try await uploads.append(req.body, to: s, at: o, check: check, user: user)
         let expires = ResumableUploads.nowMs() + uploads.lifetimeMs
