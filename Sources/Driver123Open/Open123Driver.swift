@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 import NIOConcurrencyHelpers
 import PanListCore
 
@@ -40,7 +41,8 @@ struct Open123Addition: Decodable {
 }
 
 /// A 123 Cloud Drive through the 123 Open Platform API, with the Client ID and Secret of a developer application.
-public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable, PutCapable {
+public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable, PutCapable,
+                                  SlicedUploadCapable {
     public static let name = "123 Open"
     public static let factory = DriverFactory(
         config: DriverConfig(name: name, localSort: true, defaultRoot: "0"),
@@ -237,6 +239,43 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
         let (id, size, md5) = try await uploader.upload(stream, parentID: try Self.id(dir))
         return Obj(id: String(id), path: VirtualPath.join(dir.path, stream.name), name: stream.name, size: size,
                    modified: Date(), isDir: false, hashes: md5.isEmpty ? [:] : ["md5": md5])
+    }
+
+    // MARK: sliced uploads (a resumable upload sends slices as its bytes arrive)
+
+    var uploader: Uploader { Uploader(client: client, tempDir: tempDir, threads: addition.uploadThread) }
+
+    public func beginSliced(dir: Obj, name: String, size: Int64, md5: String) async throws -> SlicedStart {
+        if size > Uploader.maxSize { throw FSError.tooLarge("123 Open accepts files up to 10 GiB; \(name) has \(size) bytes") }
+        switch try await uploader.create(parentID: try Self.id(dir), name: name, size: size, md5: md5.lowercased()) {
+        case .reused(let id):
+            return .stored(Obj(id: String(id), path: VirtualPath.join(dir.path, name), name: name, size: size,
+                               modified: Date(), isDir: false, hashes: ["md5": md5.lowercased()]))
+        case .session(let session):
+            return .session(state: session.encoded, sliceSize: session.sliceSize)
+        }
+    }
+
+    static func session(_ state: String) throws -> Uploader.SliceSession {
+        guard let s = try? JSONDecoder().decode(Uploader.SliceSession.self, from: Data(state.utf8)) else {
+            throw FSError.internalError("a sliced upload's state could not be read")
+        }
+        return s
+    }
+
+    public func sendSlice(state: String, number: Int, bytes: ByteBuffer) async throws -> String {
+        var session = try Self.session(state)
+        try await uploader.sendSlice(number, bytes: bytes, of: session)
+        session.sent.append(number)
+        return session.encoded
+    }
+
+    public func completeSliced(state: String) async throws -> Obj {
+        let session = try Self.session(state)
+        let id = try await uploader.complete(session)
+        // The folder's path is not in the session: the caller (FileSystem) knows where it put it.
+        return Obj(id: String(id), path: "/" + session.name, name: session.name, size: session.size,
+                   modified: Date(), isDir: false, hashes: ["md5": session.md5])
     }
 
     public func details() async throws -> StorageDetails {

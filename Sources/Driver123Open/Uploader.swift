@@ -64,22 +64,64 @@ struct Uploader {
             }
         }
 
-        guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
-            "parentFileID": parentID, "filename": stream.name, "etag": md5, "size": size, "duplicate": 2,
-        ], as: CreateData.self) else { throw FSError.upstream(code: 1, message: "123 Open did not answer the upload request") }
-        if created.reuse == true, let id = created.fileID, id != 0 {
+        switch try await create(parentID: parentID, name: stream.name, size: size, md5: md5) {
+        case .reused(let id):
             if let checkpoint, !checkpoint.saved.isEmpty { await checkpoint.save("") }
             return (id, size, md5)
+        case .session(let session):
+            if let checkpoint { await checkpoint.save(session.encoded) }
+            // Slice digests computed while spooling, when the slice size was the expected one.
+            return try await send(session, spool: spool, digests: session.sliceSize == guess ? digests : [], resumed: false, checkpoint: checkpoint)
         }
+    }
+
+    enum Created { case reused(Int64), session(SliceSession) }
+
+    /// `upload/v2/file/create`, replacing a file of that name: the file's id when 123 has the content already
+    /// (instant upload), else the session to send slices into.
+    func create(parentID: Int64, name: String, size: Int64, md5: String) async throws -> Created {
+        guard let created = try await client.call(.POST, "/upload/v2/file/create", json: [
+            "parentFileID": parentID, "filename": name, "etag": md5, "size": size, "duplicate": 2,
+        ], as: CreateData.self) else { throw FSError.upstream(code: 1, message: "123 Open did not answer the upload request") }
+        if created.reuse == true, let id = created.fileID, id != 0 { return .reused(id) }
         guard let pre = created.preuploadID, !pre.isEmpty, let sliceSize = created.sliceSize, sliceSize > 0 else {
             throw FSError.upstream(code: 1, message: "123 Open gave no upload session")
         }
-        // Slice digests computed while spooling, when the slice size was the expected one.
         Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] = sliceSize }
-        let session = SliceSession(preuploadID: pre, parentID: parentID, name: stream.name, md5: md5, size: size, sliceSize: sliceSize,
-                                   server: created.servers?.first ?? client.baseURL, sent: [])
-        if let checkpoint { await checkpoint.save(session.encoded) }
-        return try await send(session, spool: spool, digests: sliceSize == guess ? digests : [], resumed: false, checkpoint: checkpoint)
+        return .session(SliceSession(preuploadID: pre, parentID: parentID, name: name, md5: md5, size: size, sliceSize: sliceSize,
+                                     server: created.servers?.first ?? client.baseURL, sent: []))
+    }
+
+    /// Polls `upload_complete` (20103 and `completed: false` both mean "not yet"; the budget grows with the
+    /// size): the new file's id. `pending` is told each time 123 says it is still verifying.
+    func complete(_ session: SliceSession, pending: () -> Void = {}) async throws -> Int64 {
+        let budget = 60 + Int(session.size / (20 << 20))
+        for _ in 0..<budget {
+            do {
+                if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": session.preuploadID], as: CompleteData.self),
+                   r.completed == true, let id = r.fileID, id != 0 {
+                    return id
+                }
+            } catch let e as FSError {
+                guard case .upstream(20103, _) = e else { throw e }
+                pending()
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+        throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(session.name) after \(budget) s; it may appear later")
+    }
+
+    /// One slice of a sliced upload driven from outside (a resumable upload): all its bytes in memory.
+    func sendSlice(_ n: Int, bytes: ByteBuffer, of session: SliceSession) async throws {
+        let md5 = bytes.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0).hexString }
+        try await post(n, md5: md5, session: session, body: { head, tail in
+            var all = head
+            var b = bytes
+            all.writeBuffer(&b)
+            var t = tail
+            all.writeBuffer(&t)
+            return .bytes(all)
+        })
     }
 
     /// An upload session as a task keeps it: enough to send the slices 123 has not acknowledged yet and
@@ -127,8 +169,6 @@ struct Uploader {
         let done = Set(session.sent)
         let todo = (1...count).filter { !done.contains($0) }
         var progressed = false
-        // Completion is polled: 20103 and `completed: false` both mean "not yet"; the budget grows with the size.
-        let budget = 60 + Int(size / (20 << 20))
         do {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 var next = 0
@@ -150,19 +190,9 @@ struct Uploader {
                     if let checkpoint { await checkpoint.save(session.encoded) }
                 }
             }
-            for _ in 0..<budget {
-                do {
-                    if let r = try await client.call(.POST, "/upload/v2/file/upload_complete", json: ["preuploadID": pre], as: CompleteData.self),
-                       r.completed == true, let id = r.fileID, id != 0 {
-                        if let checkpoint { await checkpoint.save("") }
-                        return (id, size, session.md5)
-                    }
-                } catch let e as FSError {
-                    guard case .upstream(20103, _) = e else { throw e }
-                    progressed = true
-                }
-                try await Task.sleep(for: .seconds(1))
-            }
+            let id = try await complete(session) { progressed = true }
+            if let checkpoint { await checkpoint.save("") }
+            return (id, size, session.md5)
         } catch let e as FSError {
             // A resumed session that 123 itself refuses before anything got through: dropped when 123 says it
             // does not know it, or when it refused it on the previous attempt too (123's wording for an expired
@@ -174,7 +204,6 @@ struct Uploader {
             }
             throw e
         }
-        throw FSError.upstream(code: 20103, message: "123 Open is still verifying \(name) after \(budget) s; it may appear later")
     }
 
     /// Writes the body to `path`, hashing it as it goes, and checks the declared size and hashes.
@@ -217,16 +246,30 @@ struct Uploader {
                 return h.finalize().hexString
             }
         }
+        try await post(n, md5: md5, pre: pre, server: server, name: name, body: { head, tail in
+            let slice = SpoolRegion(path: spool, offset: offset, length: length, head: head, tail: tail)
+            return .stream(slice, length: .known(slice.totalLength))
+        })
+    }
+
+    private func post(_ n: Int, md5: String, session s: SliceSession,
+                      body: @escaping @Sendable (ByteBuffer, ByteBuffer) -> HTTPClientRequest.Body) async throws {
+        try await post(n, md5: md5, pre: s.preuploadID, server: s.server, name: s.name, body: body)
+    }
+
+    /// Posts slice `n` as multipart/form-data (the form head, the bytes `body` makes around it, the closing
+    /// boundary), up to 3 tries.
+    private func post(_ n: Int, md5: String, pre: String, server: String, name: String,
+                      body: @escaping @Sendable (ByteBuffer, ByteBuffer) -> HTTPClientRequest.Body) async throws {
         let boundary = "panlist-" + UUID().uuidString
         let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {
             "--\(boundary)\r\nContent-Disposition: form-data; name=\"\($0.0)\"\r\n\r\n\($0.1)\r\n"
         }.joined() + "--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(name).part\(n)\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        let slice = SpoolRegion(path: spool, offset: offset, length: length,
-                                head: ByteBuffer(string: head), tail: ByteBuffer(string: "\r\n--\(boundary)--\r\n"))
+        let (h, t) = (ByteBuffer(string: head), ByteBuffer(string: "\r\n--\(boundary)--\r\n"))
         var lastError: (any Error)?
         for attempt in 0..<3 {
             do {
-                try await client.postSlice(server: server, boundary: boundary, body: slice)
+                try await client.postSlice(server: server, boundary: boundary, body: { body(h, t) })
                 return
             } catch {
                 lastError = error
@@ -290,7 +333,7 @@ struct SpoolRegion: AsyncSequence, Sendable {
 
 extension Open123Client {
     /// `POST {server}/upload/v2/file/slice` as multipart/form-data streamed from the spool; one refresh on 401.
-    func postSlice(server: String, boundary: String, body: SpoolRegion) async throws {
+    func postSlice(server: String, boundary: String, body: () -> HTTPClientRequest.Body) async throws {
         var refreshed = false
         while true {
             let token = try await tokens.current()
@@ -299,7 +342,7 @@ extension Open123Client {
             req.headers.add(name: "Platform", value: "open_platform")
             req.headers.add(name: "Authorization", value: "Bearer " + token)
             req.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
-            req.body = .stream(body, length: .known(body.totalLength))
+            req.body = body()
             let res = try await Self.http.execute(req, timeout: .seconds(300))
             let answer = try await res.body.collect(upTo: 1 << 20)
             guard res.status == .ok, let env = try? JSONDecoder().decode(APIEnvelope<Nothing>.self, from: Data(answer.readableBytesView)) else {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Logging
 
 /// One form item of a driver's settings, in Alist's `driver.Item` shape.
@@ -144,6 +145,25 @@ public struct StorageDetails: Sendable, Codable, Equatable {
 /// another instance changed the storage (`FileSystem.folderChanged`, `forgetCaches`).
 public protocol CacheForgetting: Driver { func forgetCached() }
 public protocol DetailsCapable: Driver { func details() async throws -> StorageDetails }
+/// How a sliced upload begins: the cloud had the content already (the file is there), or a session to send
+/// slices of `sliceSize` bytes into (its state opaque to the caller, kept by it between slices).
+public enum SlicedStart: Sendable {
+    case stored(Obj)
+    case session(state: String, sliceSize: Int64)
+}
+
+/// A driver that can take a file whose size and MD5 are known up front slice by slice as the bytes arrive
+/// (123 Open), so a resumable upload needs no spool: instant when the cloud has the content, else each
+/// slice sent as soon as it is whole.
+public protocol SlicedUploadCapable: Driver {
+    /// Begins an upload of `name` into `dir` (replacing a file of that name).
+    func beginSliced(dir: Obj, name: String, size: Int64, md5: String) async throws -> SlicedStart
+    /// Sends slice `number` (1-based) of the session `state`: all its bytes. Returns the new state.
+    func sendSlice(state: String, number: Int, bytes: ByteBuffer) async throws -> String
+    /// Every slice is sent: the cloud checks the whole file and it appears.
+    func completeSliced(state: String) async throws -> Obj
+}
+
 /// A driver that lets a resumable upload keep its bytes where the file will end up (Local: a hidden file
 /// beside the target), so that `put` of a stream whose `staged` file is that path links it into place
 /// instead of copying it.

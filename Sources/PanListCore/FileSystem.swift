@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Logging
 import NIOConcurrencyHelpers
 
@@ -622,6 +623,50 @@ public final class FileSystem: Sendable {
     public func stagingPath(for dirPath: String, name: String, id: String) async -> String? {
         guard let (m, actual) = await resolveLoaded(dirPath), let d = try? m.ready() as? any StagingCapable else { return nil }
         return try? await d.stagingPath(dir: actual, name: name, id: id)
+    }
+
+    /// Begins a sliced upload of `stream` (size and MD5 known; its body unused) into `dirPath` when the target's
+    /// driver can take one (nil otherwise): the same checks as `put`. `.stored` when the cloud had the content.
+    public func beginSliced(_ stream: UploadStream, into dirPath: String, overwrite: Bool) async throws -> SlicedStart? {
+        guard let size = stream.size, let md5 = stream.md5, let (m0, _) = await resolveLoaded(dirPath),
+              (try? m0.ready()) is any SlicedUploadCapable else { return nil }
+        defer { didWrite() }
+        try VirtualPath.validateName(stream.name)
+        let (m, dActual) = try await writable(dirPath)
+        if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
+        let sliced = try capability(m, (any SlicedUploadCapable).self, "upload in slices")
+        let dir = try await makeDir(dirPath)
+        if let existing = try? await object(in: m, at: VirtualPath.join(dActual, stream.name)) {
+            if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }
+            if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
+        }
+        let start = try await sliced.beginSliced(dir: dir, name: stream.name, size: size, md5: md5)
+        if case .stored(let obj) = start {
+            await invalidate(storageID: m.id, path: dActual)
+            await keepTime(of: stream, written: obj, at: VirtualPath.join(dirPath, stream.name), in: m)
+        }
+        return start
+    }
+
+    /// Sends one slice of a sliced upload into `dirPath` (see `beginSliced`); the session's new state.
+    public func sendSlice(into dirPath: String, state: String, number: Int, bytes: ByteBuffer) async throws -> String {
+        let (m, _) = try await writable(dirPath)
+        return try await capability(m, (any SlicedUploadCapable).self, "upload in slices").sendSlice(state: state, number: number, bytes: bytes)
+    }
+
+    /// Completes a sliced upload of `stream` into `dirPath`: the file as listings will show it.
+    @discardableResult
+    public func completeSliced(_ stream: UploadStream, into dirPath: String, state: String) async throws -> Obj {
+        defer { didWrite() }
+        let (m, dActual) = try await writable(dirPath)
+        var obj = try await capability(m, (any SlicedUploadCapable).self, "upload in slices").completeSliced(state: state)
+        obj.path = VirtualPath.join(dActual, stream.name)
+        obj.name = stream.name
+        await invalidate(storageID: m.id, path: dActual)
+        let path = VirtualPath.join(dirPath, stream.name)
+        await keepTime(of: stream, written: obj, at: path, in: m)
+        if keepsTimes(for: m), let modified = stream.modified { obj = KeptTime(modified: modified, size: obj.size).apply(to: obj) }
+        return obj
     }
 
     /// The free space of the storage that holds `path`, when its driver knows it.

@@ -31,6 +31,9 @@ public struct UploadSession: Sendable, Codable, Equatable {
     public var spool: String
     /// OpenList chunked uploads: the chunk size (chunk i starts at i × chunk_size); 0 for tus.
     public var chunk_size: Int64
+    /// A streamed upload (no file: slices go to the cloud as the bytes arrive): the cloud session's state and
+    /// the slices it acknowledged, as `ResumableUploads.Streamed` JSON; "" otherwise.
+    public var upstream: String
     public var instance: String
     public var state: Int
     /// A PATCH (or chunk) that holds the session: its token and until when (store clock, ms); "" and 0 when free.
@@ -43,7 +46,7 @@ public struct UploadSession: Sendable, Codable, Equatable {
                 instance: String, expiresMs: Int64) {
         self.id = id; self.proto = proto; creator_id = creator; self.dir = dir; self.name = name; self.size = size
         received = 0; md5 = ""; sha1 = ""; sha256 = ""; modified_ms = 0; mime = ""; overwrite = true; metadata = ""
-        self.spool = spool; chunk_size = 0; self.instance = instance; state = State.open.rawValue; writer = ""; writer_until_ms = 0
+        self.spool = spool; chunk_size = 0; upstream = ""; self.instance = instance; state = State.open.rawValue; writer = ""; writer_until_ms = 0
         created_ms = Int64(Date().timeIntervalSince1970 * 1000); expires_ms = expiresMs
     }
 
@@ -80,6 +83,8 @@ public protocol UploadSessionStore: Sendable {
     /// Lets go of the holds and chunk claims whose writer starts with `writerPrefix` but not with `except`
     /// (a previous run of this instance, killed mid-request). Returns how many.
     func releaseUploadHolds(writerPrefix: String, except: String) async throws -> Int
+    /// A streamed upload's cloud state after a slice went (only while `writer` holds the session).
+    func setUploadSessionUpstream(id: String, writer: String, upstream: String) async throws -> Bool
     /// Moves the expiry of an open session (a chunk arrived).
     func touchUploadSession(id: String, expiresMs: Int64) async throws
     /// The open session of `creator` with that protocol, target and size (OpenList's resume lookup).

@@ -42,6 +42,8 @@ public final class ServerState: Sendable {
     let uploadSweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// Resumable uploads' running hashes between requests (`ResumableUploads.running`).
     let uploadHashes = NIOLockedValueBox<[String: ResumableUploads.Running]>([:])
+    /// Streamed uploads' bytes not yet sent as a slice, between requests (`ResumableUploads.appendStreamed`).
+    let uploadTails = NIOLockedValueBox<[String: ResumableUploads.Tail]>([:])
     /// Users by name, each kept for a couple of seconds so that changes made by the offline CLI
     /// (`panlist admin set`) reach a running server at once in practice.
     private let usersBox = NIOLockedValueBox<[String: (user: StoredUser, until: ContinuousClock.Instant)]>([:])

@@ -304,6 +304,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .column("metadata", type: .text, .notNull, .default(""))
                 .column("spool", type: .text, .notNull, .default(""))
                 .column("chunk_size", type: .bigint, .notNull, .default(0))
+                .column("upstream", type: .text, .notNull, .default(""))
                 .column("instance", type: .text, .notNull, .default(""))
                 .column("state", type: .bigint, .notNull, .default(0))
                 .column("writer", type: .text, .notNull, .default(""))

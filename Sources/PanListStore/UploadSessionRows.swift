@@ -65,6 +65,13 @@ extension SQLStore {
         return sessions.count + chunks.count
     }
 
+    public func setUploadSessionUpstream(id: String, writer: String, upstream: String) async throws -> Bool {
+        let rows = try await db.update("upload_sessions").set("upstream", to: upstream)
+            .where("id", .equal, id).where("writer", .equal, writer)
+            .returning("id").all(decodingColumn: "id", as: String.self)
+        return !rows.isEmpty
+    }
+
     public func touchUploadSession(id: String, expiresMs: Int64) async throws {
         try await db.update("upload_sessions").set("expires_ms", to: expiresMs)
             .where("id", .equal, id).where("state", .equal, UploadSession.State.open.rawValue).run()

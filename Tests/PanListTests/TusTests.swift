@@ -164,14 +164,14 @@ struct TusTests {
         }
     }
 
-    /// A 123 Open target: the bytes are spooled (not in the storage), the MD5 is computed as they arrive and
+    /// A 123 Open target, no MD5 declared: the bytes are spooled (not in the storage), the MD5 is computed as they arrive and
     /// computed again from the spool after a restart (the kept hash state dropped); 123 gets the right file and
     /// the spool goes.
     @Test func aCloudTargetSpoolsAndRehashesAfterARestart() async throws {
         try await withCloud { s, emu, t in
             let content = Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) })
             let md5 = Insecure.MD5.hash(data: content).map { String(format: "%02x", $0) }.joined()
-            let created = try await create(s, t, "/123/tus/cloud.bin", size: content.count, meta: ",md5 \(b64(md5))")
+            let created = try await create(s, t, "/123/tus/cloud.bin", size: content.count)
             #expect(created.status == 201, "\(String(decoding: created.body, as: UTF8.self))")
             let loc = try #require(created.headers.first(name: "Location"))
             let id = String(loc.split(separator: "/").last ?? "")
@@ -271,6 +271,61 @@ struct TusTests {
             #expect(try await mp(s, t, .POST, "complete", [("X-Upload-Id", id)]).code == 200)
             let file = try #require(FileManager.default.contents(atPath: s.files + "/c.bin"))
             #expect(file == one || file == two, "the file mixes both requests' bytes")
+        }
+    }
+
+    /// A 123 Open target with the MD5 declared: no spool at all, each slice goes to 123 as soon as it is whole;
+    /// after a restart (the in-memory bytes past the last acknowledged slice gone) the offset falls back to that
+    /// slice and the upload goes on without sending any slice twice; the same content again is an instant
+    /// upload with no slice sent; a declared MD5 the bytes do not have is refused (460) with nothing in 123.
+    @Test func aCloudTargetWithTheMD5StreamsSlicesWithoutASpool() async throws {
+        try await withCloud { s, emu, t in
+            let content = Data((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 5) })
+            let md5 = Insecure.MD5.hash(data: content).map { String(format: "%02x", $0) }.joined()
+            let created = try await create(s, t, "/123/stream/s.bin", size: content.count, meta: ",md5 \(b64(md5))")
+            #expect(created.status == 201, "\(String(decoding: created.body, as: UTF8.self))")
+            let loc = try #require(created.headers.first(name: "Location"))
+            func patch(_ o: Int, _ d: Data, at location: String? = nil) async throws -> HTTPResult {
+                try await s.request(.PATCH, location ?? loc, headers: [("Authorization", t), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", String(o)),
+                                                                      ("Content-Type", "application/offset+octet-stream")], body: d)
+            }
+            func head(_ location: String? = nil) async throws -> String? {
+                try await s.request(.HEAD, location ?? loc, headers: [("Authorization", t), ("Tus-Resumable", "1.0.0")]).headers.first(name: "Upload-Offset")
+            }
+            let received0 = await emu.slicesReceived()
+            let first = try await patch(0, content.prefix(30_000))
+            #expect(first.status == 204 && first.headers.first(name: "Upload-Offset") == "30000")
+            #expect(await emu.slicesReceived() - received0 == 29, "29 whole slices of 1024 bytes went at once")
+            #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" }.isEmpty, "no spool file")
+            // As after a restart: the 304 bytes past slice 29 are gone.
+            s.state.uploadTails.withLockedValue { $0.removeAll() }
+            #expect(try await patch(30_000, content[30_000...]).status == 409)
+            let resumeAt = try #require(Int(try await head() ?? ""))
+            #expect(resumeAt == 29 * 1024)
+            let last = try await patch(resumeAt, content[resumeAt...])
+            #expect(last.status == 204 && last.headers.first(name: "Upload-Offset") == "70000", "\(String(decoding: last.body, as: UTF8.self))")
+            #expect(await emu.slicesReceived() - received0 == 69, "every slice once")
+            let got = try await s.api("/fs/get", ["path": "/123/stream/s.bin", "refresh": true], token: t)
+            #expect((got.data["hash_info"] as? [String: Any])?["md5"] as? String == md5, "\(got.text)")
+            #expect(try await head() == "70000")
+
+            // The same content again: 123 has it; the upload is complete at creation, its PATCH is absorbed.
+            let again = try await create(s, t, "/123/stream/again.bin", size: content.count, meta: ",md5 \(b64(md5))")
+            #expect(again.status == 201 && again.headers.first(name: "Upload-Offset") == "70000")
+            let againLoc = try #require(again.headers.first(name: "Location"))
+            #expect(try await head(againLoc) == "70000")
+            #expect(try await patch(0, content, at: againLoc).headers.first(name: "Upload-Offset") == "70000")
+            #expect(await emu.slicesReceived() - received0 == 69, "no slice for an instant upload")
+            #expect(try await s.api("/fs/get", ["path": "/123/stream/again.bin", "refresh": true], token: t).code == 200)
+
+            // A declared MD5 the bytes do not have: 460 at the end, nothing in 123 under the name.
+            let other = Data(content.reversed())
+            let claimed = Insecure.MD5.hash(data: Data(repeating: 9, count: other.count)).map { String(format: "%02x", $0) }.joined()
+            let wrong = try await create(s, t, "/123/stream/wrong.bin", size: other.count, meta: ",md5 \(b64(claimed))")
+            let wrongLoc = try #require(wrong.headers.first(name: "Location"))
+            #expect(try await patch(0, other, at: wrongLoc).status == 460)
+            #expect(try await s.api("/fs/get", ["path": "/123/stream/wrong.bin", "refresh": true], token: t).code != 200)
+            #expect(try await head(wrongLoc) == nil, "ended")
         }
     }
 }

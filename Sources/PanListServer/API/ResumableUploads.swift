@@ -91,6 +91,21 @@ struct ResumableUploads: Sendable {
                               expiresMs: Self.nowMs() + lifetimeMs)
         s.md5 = t.md5; s.sha1 = t.sha1; s.sha256 = t.sha256; s.modified_ms = t.modifiedMs; s.mime = t.mime
         s.overwrite = t.overwrite; s.metadata = metadata; s.chunk_size = chunkSize
+        // A cloud target that takes slices, the size and MD5 known: no file at all. The cloud session begins now
+        // (instant when it has the content: the upload is complete before any byte is sent).
+        if staged == nil, proto == "tus", t.size > 0, !t.md5.isEmpty,
+           let start = try await state.fs.beginSliced(target(s, body: .empty), into: dir, overwrite: t.overwrite) {
+            s.spool = ""
+            switch start {
+            case .stored:
+                s.state = UploadSession.State.complete.rawValue
+                s.received = t.size
+            case .session(let cloud, let sliceSize):
+                s.upstream = Streamed(state: cloud, sliceSize: sliceSize, slices: 0).encoded
+            }
+            try await state.store.insertUploadSession(s)
+            return s
+        }
         // The row first: a crash before the file is made leaves a row the sweeper ends, never a file no row names.
         try await state.store.insertUploadSession(s)
         let spool = state.uploadSpool, path = s.spool
@@ -215,7 +230,8 @@ struct ResumableUploads: Sendable {
     /// file when the last byte arrived. Returns the new offset. A request cut off midway keeps what arrived
     /// (unless it carried a checksum, which then cannot be checked): the client asks HEAD and goes on from there.
     func append(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
-        try await holding(s, at: offset) { writer, lost in
+        if !s.upstream.isEmpty { return try await appendStreamed(body, to: s, at: offset, check: check, user: user) }
+        return try await holding(s, at: offset) { writer, lost in
             func release(_ to: Int64) async throws -> Bool {
                 try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
             }
@@ -344,26 +360,178 @@ struct ResumableUploads: Sendable {
         try check("MD5", &md5, run.md5?.finalize().hexString)
         try check("SHA-1", &sha1, run.sha1?.finalize().hexString)
         try check("SHA-256", &sha256, run.sha256?.finalize().hexString)
-        // The creator may have lost the right to write there since (a folder password was checked at the start).
-        do {
-            try state.checkCreate(user, s.path, password: nil, ip: "")
-            try await checkTarget(s.path, overwrite: s.overwrite, for: user, password: nil, ip: "")
-        } catch {
-            if case .permissionDenied(let m)? = error as? FSError, m == Access.passwordMessage {} else { throw error }
-        }
+        try await recheck(s, user)
         let path = s.spool
         try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { handle in
-            var stream = UploadStream(name: s.name, size: s.size,
-                                      modified: s.modified_ms > 0 ? Date(timeIntervalSince1970: Double(s.modified_ms) / 1000) : nil,
-                                      mimeType: s.mime.isEmpty ? nil : s.mime, md5: md5.isEmpty ? nil : md5,
-                                      sha1: sha1.isEmpty ? nil : sha1, sha256: sha256.isEmpty ? nil : sha256,
-                                      body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+            var stream = target(s, body: ByteStream(handle.readChunks(chunkLength: .mebibytes(1))))
+            stream.md5 = md5.isEmpty ? nil : md5; stream.sha1 = sha1.isEmpty ? nil : sha1; stream.sha256 = sha256.isEmpty ? nil : sha256
             stream.staged = path
             _ = try await state.fs.put(stream, into: s.dir, overwrite: s.overwrite)
         }
         // Staged: renamed into place (gone); spooled: read by the driver and removed now.
         await Self.remove(path)
         state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+    }
+
+    /// The session's file as an upload: name, size, time, type and declared hashes, with `body`.
+    func target(_ s: UploadSession, body: ByteStream) -> UploadStream {
+        UploadStream(name: s.name, size: s.size, modified: s.modified_ms > 0 ? Date(timeIntervalSince1970: Double(s.modified_ms) / 1000) : nil,
+                     mimeType: s.mime.isEmpty ? nil : s.mime, md5: s.md5.isEmpty ? nil : s.md5,
+                     sha1: s.sha1.isEmpty ? nil : s.sha1, sha256: s.sha256.isEmpty ? nil : s.sha256, body: body)
+    }
+
+    /// Before the file is stored: the creator may have lost the right to write there since it began (a
+    /// folder password was checked at the start), or a file may have appeared that it may not replace.
+    func recheck(_ s: UploadSession, _ user: User) async throws {
+        do {
+            try state.checkCreate(user, s.path, password: nil, ip: "")
+            try await checkTarget(s.path, overwrite: s.overwrite, for: user, password: nil, ip: "")
+        } catch {
+            if case .permissionDenied(let m)? = error as? FSError, m == Access.passwordMessage {} else { throw error }
+        }
+    }
+
+    // MARK: streamed into the cloud (no file)
+
+    /// A streamed upload's cloud session: the driver's state, its slice size, and how many slices (from the
+    /// first, in order) it acknowledged. Those bytes are safe whatever happens to PanList.
+    struct Streamed: Codable {
+        var state: String
+        var sliceSize: Int64
+        var slices: Int
+        var encoded: String { (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+        static func decode(_ text: String) throws -> Streamed {
+            guard let s = try? JSONDecoder().decode(Streamed.self, from: Data(text.utf8)) else {
+                throw FSError.internalError("a streamed upload's state could not be read")
+            }
+            return s
+        }
+        func durable(_ size: Int64) -> Int64 { min(size, Int64(slices) * sliceSize) }
+    }
+
+    /// The bytes of a streamed upload after its last acknowledged slice (less than a slice, or a checked
+    /// chunk's worth more), in this process's memory between requests, with the MD5 of everything so far when
+    /// this process saw it all.
+    struct Tail: @unchecked Sendable {
+        var offset: Int64
+        var buffer: ByteBuffer
+        var md5: Insecure.MD5?
+    }
+
+    /// The offset a streamed session really has: after a restart the bytes past the last acknowledged slice
+    /// are gone, so the stored offset goes back to it (HEAD answers that, and the client sends from there).
+    func reconcile(_ s: UploadSession) async -> UploadSession {
+        guard !s.upstream.isEmpty, s.sessionState == .open, let up = try? Streamed.decode(s.upstream),
+              s.received > up.durable(s.size), state.uploadTails.withLockedValue({ $0[s.id] }) == nil else { return s }
+        let writer = newWriter()
+        guard (try? await state.store.takeUploadSession(id: s.id, at: s.received, writer: writer, forMs: Self.holdMs)) != nil,
+              (try? await state.store.releaseUploadSession(id: s.id, writer: writer, offset: up.durable(s.size), expiresMs: Self.nowMs() + lifetimeMs)) == true
+        else { return s }
+        var fixed = s
+        fixed.received = up.durable(s.size)
+        return fixed
+    }
+
+    /// Appends to a streamed upload: each slice goes to the cloud as soon as it is whole (with a checksum to
+    /// check, after the chunk's last byte), the last one and the completion when the final byte arrived.
+    /// Whatever arrived stays (in memory) when the request is cut off or a slice fails, except a chunk whose
+    /// checksum does not match.
+    func appendStreamed(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
+        try await holding(s, at: offset) { writer, lost in
+            func release(_ to: Int64) async throws -> Bool {
+                try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
+            }
+            var up = try Streamed.decode(s.upstream)
+            let durable = up.durable(s.size)
+            var t: Tail
+            if let kept = state.uploadTails.withLockedValue({ $0.removeValue(forKey: s.id) }), kept.offset == offset {
+                t = kept
+            } else {
+                // The bytes after the last acknowledged slice were in another run's memory: gone.
+                guard offset == durable else {
+                    _ = try? await release(durable)
+                    throw UploadError.offset(offset, durable)
+                }
+                t = Tail(offset: durable, buffer: ByteBuffer(), md5: durable == 0 ? Insecure.MD5() : nil)
+            }
+            let before = t, upBefore = up
+            var finalStage = false
+            func flush(final: Bool) async throws {
+                while t.buffer.readableBytes >= up.sliceSize || (final && t.buffer.readableBytes > 0) {
+                    let length = Int(min(up.sliceSize, Int64(t.buffer.readableBytes)))
+                    guard let slice = t.buffer.getSlice(at: t.buffer.readerIndex, length: length) else { break }
+                    let next = try await state.fs.sendSlice(into: s.dir, state: up.state, number: up.slices + 1, bytes: slice)
+                    up.state = next
+                    up.slices += 1
+                    t.buffer.moveReaderIndex(forwardBy: length)
+                    t.buffer.discardReadBytes()
+                    guard try await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: up.encoded) else { throw UploadError.busy }
+                }
+            }
+            var chunkMD5 = check?.algorithm == "md5" ? Insecure.MD5() : nil
+            var chunkSHA1 = check?.algorithm == "sha1" ? Insecure.SHA1() : nil
+            var chunkSHA256 = check?.algorithm == "sha256" ? SHA256() : nil
+            do {
+                var iterator = body.makeAsyncIterator()
+                var cut: (any Error)?
+                while true {
+                    let next: ByteBuffer?
+                    do { next = try await iterator.next() } catch { cut = error; break }
+                    guard var buffer = next else { break }
+                    if t.offset + Int64(buffer.readableBytes) > s.size {
+                        throw UploadError(code: 413, message: "the chunk goes beyond the upload's declared length (\(s.size - t.offset) bytes left)")
+                    }
+                    if lost.isLost { throw UploadError.busy }
+                    buffer.withUnsafeReadableBytes { p in
+                        chunkMD5?.update(bufferPointer: p); chunkSHA1?.update(bufferPointer: p); chunkSHA256?.update(bufferPointer: p)
+                        t.md5?.update(bufferPointer: p)
+                    }
+                    t.offset += Int64(buffer.readableBytes)
+                    t.buffer.writeBuffer(&buffer)
+                    if check == nil { try await flush(final: false) }
+                }
+                if let cut {
+                    if check != nil { t = before }
+                    throw cut
+                }
+                if let check {
+                    let digest = chunkMD5.map { Data($0.finalize()) } ?? chunkSHA1.map { Data($0.finalize()) } ?? chunkSHA256.map { Data($0.finalize()) }
+                    if digest != check.digest { t = before; throw UploadError.checksum }
+                    try await flush(final: false)
+                }
+                if t.offset == s.size {
+                    finalStage = true
+                    try await flush(final: true)
+                    if let md5 = t.md5?.finalize().hexString, md5 != s.md5 {
+                        try? await terminate(s)
+                        throw UploadError(code: 460, message: "the file's MD5 is \(md5), not the declared \(s.md5); delete this upload and start again")
+                    }
+                    try await recheck(s, user)
+                    try await state.fs.completeSliced(target(s, body: .empty), into: s.dir, state: up.state)
+                    try await state.store.setUploadSessionState(id: s.id, state: .complete)
+                }
+            } catch {
+                if finalStage {
+                    // Every byte was in but the last slices or the completion failed: this request does not count,
+                    // and its resend goes again from where it began (123 takes a slice sent twice).
+                    if (try? await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: upBefore.encoded)) == true {
+                        state.uploadTails.withLockedValue { $0[s.id] = before }
+                        _ = try? await release(before.offset)
+                    } else {
+                        _ = try? await release(up.durable(s.size))
+                    }
+                    throw error
+                }
+                // What arrived stays (slices sent are recorded; the rest is kept in memory), unless the chunk was
+                // refused as a whole (`t` is back to before it).
+                state.uploadTails.withLockedValue { $0[s.id] = t }
+                _ = try? await release(t.offset)
+                throw error
+            }
+            guard try await release(t.offset) else { throw UploadError.busy }
+            if t.offset < s.size { state.uploadTails.withLockedValue { $0[s.id] = t } }
+            return t.offset
+        }
     }
 
     // MARK: chunks (OpenList)
@@ -428,8 +596,9 @@ struct ResumableUploads: Sendable {
 
     func terminate(_ s: UploadSession) async throws {
         try await state.store.setUploadSessionState(id: s.id, state: .terminated)
-        await Self.remove(s.spool)
+        if !s.spool.isEmpty { await Self.remove(s.spool) }
         state.uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+        state.uploadTails.withLockedValue { _ = $0.removeValue(forKey: s.id) }
     }
 }
 

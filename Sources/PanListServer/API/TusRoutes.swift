@@ -130,9 +130,15 @@ struct TusRoutes: Sendable {
         let s = try await uploads.open(t, for: user, proto: "tus", metadata: kept, password: meta["password"], ip: ctx.clientIP)
         var extra = [("Location", "/api/fs/tus/" + s.id), ("Upload-Expires", Self.httpDate(s.expires_ms))]
         // creation-with-upload: a body goes in as the first PATCH would. An empty file is complete at once.
-        if req.headers[.contentType]?.lowercased().hasPrefix("application/offset+octet-stream") == true || size == 0 {
+        if req.headers[.contentType]?.lowercased().hasPrefix("application/offset+octet-stream") == true || size == 0
+            || s.sessionState == .complete {
             do {
-                let offset = try await uploads.append(req.body, to: s, at: 0, check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
+                var offset = s.size
+                if s.sessionState == .complete {
+                    for try await _ in req.body {}
+                } else {
+                    offset = try await uploads.append(req.body, to: s, at: 0, check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
+                }
                 extra.append(("Upload-Offset", String(offset)))
             } catch {
                 // The client never learns this upload's address: nothing of it stays.
@@ -145,8 +151,9 @@ struct TusRoutes: Sendable {
 
     func head(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let user = try await state.authenticate(req)
-        let s = try await uploads.session(ctx.parameters.get("id") ?? "", of: user, proto: "tus", allowEnded: true)
+        var s = try await uploads.session(ctx.parameters.get("id") ?? "", of: user, proto: "tus", allowEnded: true)
         if s.sessionState == .terminated || (s.sessionState == .open && s.expires_ms <= ResumableUploads.nowMs()) { throw UploadError.gone }
+        s = await uploads.reconcile(s)
         var extra = [("Upload-Offset", String(s.received)), ("Upload-Expires", Self.httpDate(s.expires_ms))]
         extra.append(s.size >= 0 ? ("Upload-Length", String(s.size)) : ("Upload-Defer-Length", "1"))
         if !s.metadata.isEmpty { extra.append(("Upload-Metadata", s.metadata)) }
@@ -159,10 +166,18 @@ struct TusRoutes: Sendable {
             throw UploadError(code: 415, message: "a PATCH carries Content-Type: application/offset+octet-stream")
         }
         let user = try await state.authenticate(req)
-        var s = try await uploads.session(ctx.parameters.get("id") ?? "", of: user, proto: "tus")
+        let id = ctx.parameters.get("id") ?? ""
         guard let o = header(req, "Upload-Offset").flatMap(Int64.init), o >= 0 else {
             throw FSError.badRequest("Upload-Offset must be a number of bytes")
         }
+        // An instant upload (the cloud had the content) is complete before the first PATCH: its bytes are not
+        // needed; the client learns the end offset.
+        if let done = try? await uploads.session(id, of: user, proto: "tus", allowEnded: true), done.sessionState == .complete,
+           done.spool.isEmpty, done.upstream.isEmpty, done.received == done.size, o <= done.size {
+            for try await _ in req.body {}
+            return Response(status: .noContent, headers: headers([("Upload-Offset", String(done.size))]))
+        }
+        var s = try await uploads.session(id, of: user, proto: "tus")
         guard o == s.received else { throw UploadError.offset(o, s.received) }
         let check = try Self.checksum(header(req, "Upload-Checksum"))
         if let l = header(req, "Upload-Length") {
