@@ -326,6 +326,23 @@ struct TusTests {
             #expect(try await patch(0, other, at: wrongLoc).status == 460)
             #expect(try await s.api("/fs/get", ["path": "/123/stream/wrong.bin", "refresh": true], token: t).code != 200)
             #expect(try await head(wrongLoc) == nil, "ended")
+
+            // A chunk whose Upload-Checksum does not match counts not at all (its slices went: they go again).
+            let third = Data((0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ 77) })
+            let thirdMD5 = Insecure.MD5.hash(data: third).map { String(format: "%02x", $0) }.joined()
+            let c = try await create(s, t, "/123/stream/checked.bin", size: third.count, meta: ",md5 \(b64(thirdMD5))")
+            let cLoc = try #require(c.headers.first(name: "Location"))
+            func checked(_ o: Int, _ d: Data, sum: Data) async throws -> HTTPResult {
+                try await s.request(.PATCH, cLoc, headers: [("Authorization", t), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", String(o)),
+                                                            ("Content-Type", "application/offset+octet-stream"),
+                                                            ("Upload-Checksum", "sha1 " + Data(Insecure.SHA1.hash(data: sum)).base64EncodedString())], body: d)
+            }
+            #expect(try await checked(0, third.prefix(5000), sum: Data("not these bytes".utf8)).status == 460)
+            #expect(try await head(cLoc) == "0")
+            #expect(try await checked(0, third.prefix(5000), sum: third.prefix(5000)).status == 204)
+            #expect(try await checked(5000, third[5000...], sum: third[5000...]).status == 204)
+            let gotThird = try await s.api("/fs/get", ["path": "/123/stream/checked.bin", "refresh": true], token: t)
+            #expect((gotThird.data["hash_info"] as? [String: Any])?["md5"] as? String == thirdMD5, "\(gotThird.text)")
         }
     }
 }

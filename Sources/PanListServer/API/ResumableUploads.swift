@@ -34,6 +34,7 @@ struct ResumableUploads: Sendable {
     let state: ServerState
 
     static let holdMs: Int64 = 120_000
+    static let writeSize = 1 << 20
     /// This process among the runs of its instance: a hold's writer is `<instance>/<process>/<random>`, so that
     /// at start an instance lets go of the holds its previous run left (killed mid-request).
     static let processToken = RandomString.make(8)
@@ -93,7 +94,7 @@ struct ResumableUploads: Sendable {
         s.overwrite = t.overwrite; s.metadata = metadata; s.chunk_size = chunkSize
         // A cloud target that takes slices, the size and MD5 known: no file at all. The cloud session begins now
         // (instant when it has the content: the upload is complete before any byte is sent).
-        if staged == nil, proto == "tus", t.size > 0, !t.md5.isEmpty,
+        if staged == nil, proto == "tus", t.size > 0, !t.md5.isEmpty, t.sha1.isEmpty, t.sha256.isEmpty,
            let start = try await state.fs.beginSliced(target(s, body: .empty), into: dir, overwrite: t.overwrite) {
             s.spool = ""
             switch start {
@@ -315,24 +316,34 @@ struct ResumableUploads: Sendable {
                 forReadingAndWritingAt: FilePath(path), options: .modifyFile(createIfNecessary: false)
             ) { h in
                 if !exactly { try await h.resize(to: .bytes(offset)) }
+                // The network's small buffers are gathered into 1 MiB writes (one trip to the I/O threads each).
                 var n: Int64 = 0
+                var pending = ByteBufferAllocator().buffer(capacity: Self.writeSize)
                 var cut: Written.Cut?
                 var iterator = body.makeAsyncIterator()
                 while true {
                     let next: ByteBuffer?
                     do { next = try await iterator.next() } catch { cut = Written.Cut(error: error); break }
-                    guard let buffer = next else { break }
-                    if n + Int64(buffer.readableBytes) > limit {
+                    guard var buffer = next else { break }
+                    if n + Int64(pending.readableBytes + buffer.readableBytes) > limit {
                         if !exactly { try await h.resize(to: .bytes(offset)) }
                         throw UploadError(code: 413, message: "the chunk goes beyond the upload's declared length (\(limit) bytes left)")
                     }
                     if lost.isLost { throw UploadError.busy }
-                    try await h.write(contentsOf: buffer.readableBytesView, toAbsoluteOffset: offset + n)
-                    n += Int64(buffer.readableBytes)
                     buffer.withUnsafeReadableBytes { p in
                         md5?.update(bufferPointer: p); sha1?.update(bufferPointer: p); sha256?.update(bufferPointer: p)
                         run.update(p)
                     }
+                    pending.writeBuffer(&buffer)
+                    if pending.readableBytes >= Self.writeSize {
+                        try await h.write(contentsOf: pending.readableBytesView, toAbsoluteOffset: offset + n)
+                        n += Int64(pending.readableBytes)
+                        pending.clear()
+                    }
+                }
+                if pending.readableBytes > 0 {
+                    try await h.write(contentsOf: pending.readableBytesView, toAbsoluteOffset: offset + n)
+                    n += Int64(pending.readableBytes)
                 }
                 return (n, cut)
             }
@@ -414,6 +425,8 @@ struct ResumableUploads: Sendable {
     /// this process saw it all.
     struct Tail: @unchecked Sendable {
         var offset: Int64
+        /// The slices acknowledged when the buffer's first byte was the next to send.
+        var slices: Int
         var buffer: ByteBuffer
         var md5: Insecure.MD5?
     }
@@ -421,8 +434,8 @@ struct ResumableUploads: Sendable {
     /// The offset a streamed session really has: after a restart the bytes past the last acknowledged slice
     /// are gone, so the stored offset goes back to it (HEAD answers that, and the client sends from there).
     func reconcile(_ s: UploadSession) async -> UploadSession {
-        guard !s.upstream.isEmpty, s.sessionState == .open, let up = try? Streamed.decode(s.upstream),
-              s.received > up.durable(s.size), state.uploadTails.withLockedValue({ $0[s.id] }) == nil else { return s }
+        guard !s.upstream.isEmpty, s.sessionState == .open, s.instance == state.config.instanceID, let up = try? Streamed.decode(s.upstream),
+              s.received != up.durable(s.size), state.uploadTails.withLockedValue({ $0[s.id] }) == nil else { return s }
         let writer = newWriter()
         guard (try? await state.store.takeUploadSession(id: s.id, at: s.received, writer: writer, forMs: Self.holdMs)) != nil,
               (try? await state.store.releaseUploadSession(id: s.id, writer: writer, offset: up.durable(s.size), expiresMs: Self.nowMs() + lifetimeMs)) == true
@@ -432,19 +445,32 @@ struct ResumableUploads: Sendable {
         return fixed
     }
 
-    /// Appends to a streamed upload: each slice goes to the cloud as soon as it is whole (with a checksum to
-    /// check, after the chunk's last byte), the last one and the completion when the final byte arrived.
-    /// Whatever arrived stays (in memory) when the request is cut off or a slice fails, except a chunk whose
-    /// checksum does not match.
+    /// Appends to a streamed upload: each slice goes to the cloud as soon as it is whole, the last one and the
+    /// completion when the final byte arrived. Whatever arrived stays (in memory) when the request is cut off
+    /// or a slice fails; a request with `Upload-Checksum` counts whole or not at all (a mismatch puts the
+    /// session back to where it began: 123 takes a slice sent twice), and so does the request that brings the
+    /// last byte when the completion fails.
     func appendStreamed(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
         try await holding(s, at: offset) { writer, lost in
             func release(_ to: Int64) async throws -> Bool {
                 try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
             }
+            /// Kept for the next request (a compact copy: the buffer's grown capacity is not held), then the
+            /// session let go at its end; false when the session was not this writer's any more.
+            func keep(_ tail: Tail) async -> Bool {
+                var kept = tail
+                kept.buffer = ByteBuffer(bytes: tail.buffer.readableBytesView)
+                state.uploadTails.withLockedValue { $0[s.id] = kept }
+                guard (try? await release(tail.offset)) == true else {
+                    state.uploadTails.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+                    return false
+                }
+                return true
+            }
             var up = try Streamed.decode(s.upstream)
             let durable = up.durable(s.size)
             var t: Tail
-            if let kept = state.uploadTails.withLockedValue({ $0.removeValue(forKey: s.id) }), kept.offset == offset {
+            if let kept = state.uploadTails.withLockedValue({ $0.removeValue(forKey: s.id) }), kept.offset == offset, kept.slices == up.slices {
                 t = kept
             } else {
                 // The bytes after the last acknowledged slice were in another run's memory: gone.
@@ -452,20 +478,25 @@ struct ResumableUploads: Sendable {
                     _ = try? await release(durable)
                     throw UploadError.offset(offset, durable)
                 }
-                t = Tail(offset: durable, buffer: ByteBuffer(), md5: durable == 0 ? Insecure.MD5() : nil)
+                t = Tail(offset: durable, slices: up.slices, buffer: ByteBuffer(), md5: durable == 0 ? Insecure.MD5() : nil)
             }
+            // Room for a slice and a network buffer, so the buffer does not grow by doubling past it.
+            t.buffer.reserveCapacity(Int(up.sliceSize) + (1 << 20))
             let before = t, upBefore = up
-            var finalStage = false
+            var wholeOrNothing = check != nil, ended = false
             func flush(final: Bool) async throws {
                 while t.buffer.readableBytes >= up.sliceSize || (final && t.buffer.readableBytes > 0) {
                     let length = Int(min(up.sliceSize, Int64(t.buffer.readableBytes)))
                     guard let slice = t.buffer.getSlice(at: t.buffer.readerIndex, length: length) else { break }
-                    let next = try await state.fs.sendSlice(into: s.dir, state: up.state, number: up.slices + 1, bytes: slice)
-                    up.state = next
-                    up.slices += 1
+                    var next = up
+                    next.state = try await state.fs.sendSlice(into: s.dir, state: up.state, number: up.slices + 1, bytes: slice)
+                    next.slices += 1
+                    // Recorded first, then dropped from memory: the two never disagree.
+                    guard try await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: next.encoded) else { throw UploadError.busy }
+                    up = next
+                    t.slices = next.slices
                     t.buffer.moveReaderIndex(forwardBy: length)
                     t.buffer.discardReadBytes()
-                    guard try await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: up.encoded) else { throw UploadError.busy }
                 }
             }
             var chunkMD5 = check?.algorithm == "md5" ? Insecure.MD5() : nil
@@ -488,48 +519,60 @@ struct ResumableUploads: Sendable {
                     }
                     t.offset += Int64(buffer.readableBytes)
                     t.buffer.writeBuffer(&buffer)
-                    if check == nil { try await flush(final: false) }
-                }
-                if let cut {
-                    if check != nil { t = before }
-                    throw cut
-                }
-                if let check {
-                    let digest = chunkMD5.map { Data($0.finalize()) } ?? chunkSHA1.map { Data($0.finalize()) } ?? chunkSHA256.map { Data($0.finalize()) }
-                    if digest != check.digest { t = before; throw UploadError.checksum }
                     try await flush(final: false)
                 }
+                if let cut { throw cut }
+                if let check {
+                    let digest = chunkMD5.map { Data($0.finalize()) } ?? chunkSHA1.map { Data($0.finalize()) } ?? chunkSHA256.map { Data($0.finalize()) }
+                    if digest != check.digest { throw UploadError.checksum }
+                }
                 if t.offset == s.size {
-                    finalStage = true
+                    wholeOrNothing = true
                     try await flush(final: true)
                     if let md5 = t.md5?.finalize().hexString, md5 != s.md5 {
+                        ended = true
                         try? await terminate(s)
+                        _ = try? await release(before.offset)
                         throw UploadError(code: 460, message: "the file's MD5 is \(md5), not the declared \(s.md5); delete this upload and start again")
                     }
                     try await recheck(s, user)
-                    try await state.fs.completeSliced(target(s, body: .empty), into: s.dir, state: up.state)
+                    do {
+                        try await state.fs.completeSliced(target(s, body: .empty), into: s.dir, state: up.state)
+                    } catch let e as FSError {
+                        // 123 refused the whole file (its MD5 is not the declared one, seen only by 123 after a restart).
+                        if case .upstream(let code, let message) = e, code > 0, code != 401, code != 429, code != 20103, !(500...599).contains(code) {
+                            ended = true
+                            try? await terminate(s)
+                            _ = try? await release(before.offset)
+                            throw UploadError(code: 460, message: "123 Open refused the file (\(message)); its bytes are not what the declared MD5 says; start again")
+                        }
+                        throw e
+                    }
                     try await state.store.setUploadSessionState(id: s.id, state: .complete)
                 }
             } catch {
-                if finalStage {
-                    // Every byte was in but the last slices or the completion failed: this request does not count,
-                    // and its resend goes again from where it began (123 takes a slice sent twice).
-                    if (try? await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: upBefore.encoded)) == true {
-                        state.uploadTails.withLockedValue { $0[s.id] = before }
-                        _ = try? await release(before.offset)
+                if ended { throw error }
+                if wholeOrNothing {
+                    // This request does not count: the session goes back to where it began.
+                    var restored = up.slices == upBefore.slices
+                    if !restored {
+                        restored = (try? await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: upBefore.encoded)) == true
+                    }
+                    if restored {
+                        _ = await keep(before)
                     } else {
                         _ = try? await release(up.durable(s.size))
                     }
-                    throw error
+                } else {
+                    _ = await keep(t)
                 }
-                // What arrived stays (slices sent are recorded; the rest is kept in memory), unless the chunk was
-                // refused as a whole (`t` is back to before it).
-                state.uploadTails.withLockedValue { $0[s.id] = t }
-                _ = try? await release(t.offset)
                 throw error
             }
-            guard try await release(t.offset) else { throw UploadError.busy }
-            if t.offset < s.size { state.uploadTails.withLockedValue { $0[s.id] = t } }
+            if t.offset < s.size {
+                guard await keep(t) else { throw UploadError.busy }
+            } else {
+                guard try await release(t.offset) else { throw UploadError.busy }
+            }
             return t.offset
         }
     }
@@ -628,8 +671,9 @@ extension ServerState {
         while let expired = try? await store.expiredUploadSessions(instances: [me, ""], limit: 100), !expired.isEmpty {
             var removed = 0
             for s in expired {
-                if s.sessionState == .open { await ResumableUploads.remove(s.spool) }
+                if s.sessionState == .open, !s.spool.isEmpty { await ResumableUploads.remove(s.spool) }
                 uploadHashes.withLockedValue { _ = $0.removeValue(forKey: s.id) }
+                uploadTails.withLockedValue { _ = $0.removeValue(forKey: s.id) }
                 if (try? await store.deleteUploadSession(id: s.id)) != nil { removed += 1 }
             }
             if removed == 0 { break }
