@@ -71,6 +71,11 @@ public final class SQLStore: Store, @unchecked Sendable {
         let sql = conn.sql()
         if path != ":memory:" {
             try await sql.raw("PRAGMA journal_mode=WAL").run()
+            // In WAL mode, NORMAL syncs the log at checkpoints instead of at every commit: a commit survives
+            // PanList being killed (it is in the OS), and the database is never corrupted; only a power loss
+            // can undo the last commits. Every small write (a resumable upload's chunk takes two) stops
+            // waiting for the disk.
+            try await sql.raw("PRAGMA synchronous=NORMAL").run()
         }
         try await sql.raw("PRAGMA foreign_keys=ON").run()
         try await sql.raw("PRAGMA busy_timeout=5000").run()

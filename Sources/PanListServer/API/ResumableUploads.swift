@@ -230,8 +230,9 @@ struct ResumableUploads: Sendable {
     /// size (or the largest allowed while it is deferred), checked against `check` when given, and stores the
     /// file when the last byte arrived. Returns the new offset. A request cut off midway keeps what arrived
     /// (unless it carried a checksum, which then cannot be checked): the client asks HEAD and goes on from there.
-    func append(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
-        if !s.upstream.isEmpty { return try await appendStreamed(body, to: s, at: offset, check: check, user: user) }
+    func append(_ body: RequestBody, to s: UploadSession, at offset: Int64, length: Int64? = nil, check: ChunkCheck?,
+                user: User) async throws -> Int64 {
+        if !s.upstream.isEmpty { return try await appendStreamed(body, to: s, at: offset, length: length, check: check, user: user) }
         return try await holding(s, at: offset) { writer, lost in
             func release(_ to: Int64) async throws -> Bool {
                 try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
@@ -450,17 +451,16 @@ struct ResumableUploads: Sendable {
     /// or a slice fails; a request with `Upload-Checksum` counts whole or not at all (a mismatch puts the
     /// session back to where it began: 123 takes a slice sent twice), and so does the request that brings the
     /// last byte when the completion fails.
-    func appendStreamed(_ body: RequestBody, to s: UploadSession, at offset: Int64, check: ChunkCheck?, user: User) async throws -> Int64 {
+    func appendStreamed(_ body: RequestBody, to s: UploadSession, at offset: Int64, length: Int64?, check: ChunkCheck?,
+                        user: User) async throws -> Int64 {
         try await holding(s, at: offset) { writer, lost in
             func release(_ to: Int64) async throws -> Bool {
                 try await state.store.releaseUploadSession(id: s.id, writer: writer, offset: to, expiresMs: Self.nowMs() + lifetimeMs)
             }
-            /// Kept for the next request (a compact copy: the buffer's grown capacity is not held), then the
-            /// session let go at its end; false when the session was not this writer's any more.
+            /// Kept for the next request (at most a slice and a network buffer's room), then the session let go at
+            /// its end; false when the session was not this writer's any more.
             func keep(_ tail: Tail) async -> Bool {
-                var kept = tail
-                kept.buffer = ByteBuffer(bytes: tail.buffer.readableBytesView)
-                state.uploadTails.withLockedValue { $0[s.id] = kept }
+                state.uploadTails.withLockedValue { $0[s.id] = tail }
                 guard (try? await release(tail.offset)) == true else {
                     state.uploadTails.withLockedValue { _ = $0.removeValue(forKey: s.id) }
                     return false
@@ -482,7 +482,10 @@ struct ResumableUploads: Sendable {
             }
             // Room for a slice and a network buffer, so the buffer does not grow by doubling past it.
             t.buffer.reserveCapacity(Int(up.sliceSize) + (1 << 20))
-            let before = t, upBefore = up
+            // The session as it was, for a request that counts whole or not at all: one with a checksum, or one
+            // that may bring the last byte. Any other keeps what arrived and needs no copy of the bytes held.
+            let mayEnd = check != nil || length.map { offset + $0 >= s.size } ?? true
+            let before: Tail? = mayEnd ? t : nil, upBefore = up
             var wholeOrNothing = check != nil, ended = false
             func flush(final: Bool) async throws {
                 while t.buffer.readableBytes >= up.sliceSize || (final && t.buffer.readableBytes > 0) {
@@ -532,7 +535,7 @@ struct ResumableUploads: Sendable {
                     if let md5 = t.md5?.finalize().hexString, md5 != s.md5 {
                         ended = true
                         try? await terminate(s)
-                        _ = try? await release(before.offset)
+                        _ = try? await release(offset)
                         throw UploadError(code: 460, message: "the file's MD5 is \(md5), not the declared \(s.md5); delete this upload and start again")
                     }
                     try await recheck(s, user)
@@ -543,7 +546,7 @@ struct ResumableUploads: Sendable {
                         if case .upstream(let code, let message) = e, code > 0, code != 401, code != 429, code != 20103, !(500...599).contains(code) {
                             ended = true
                             try? await terminate(s)
-                            _ = try? await release(before.offset)
+                            _ = try? await release(offset)
                             throw UploadError(code: 460, message: "123 Open refused the file (\(message)); its bytes are not what the declared MD5 says; start again")
                         }
                         throw e
@@ -552,7 +555,7 @@ struct ResumableUploads: Sendable {
                 }
             } catch {
                 if ended { throw error }
-                if wholeOrNothing {
+                if wholeOrNothing, let before {
                     // This request does not count: the session goes back to where it began.
                     var restored = up.slices == upBefore.slices
                     if !restored {

@@ -137,7 +137,8 @@ struct TusRoutes: Sendable {
                 if s.sessionState == .complete {
                     for try await _ in req.body {}
                 } else {
-                    offset = try await uploads.append(req.body, to: s, at: 0, check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
+                    offset = try await uploads.append(req.body, to: s, at: 0, length: req.headers[.contentLength].flatMap { Int64($0) },
+                                                      check: try Self.checksum(header(req, "Upload-Checksum")), user: user)
                 }
                 extra.append(("Upload-Offset", String(offset)))
             } catch {
@@ -192,7 +193,8 @@ struct TusRoutes: Sendable {
             }
             guard s.size == n else { throw FSError.badRequest("Upload-Length \(n) differs from the upload's length \(s.size); it cannot change") }
         }
-        let offset = try await uploads.append(req.body, to: s, at: o, check: check, user: user)
+        let offset = try await uploads.append(req.body, to: s, at: o, length: req.headers[.contentLength].flatMap { Int64($0) },
+                                              check: check, user: user)
         let expires = ResumableUploads.nowMs() + uploads.lifetimeMs
         return Response(status: .noContent, headers: headers([("Upload-Offset", String(offset)), ("Upload-Expires", Self.httpDate(expires))]))
     }
