@@ -625,21 +625,31 @@ public final class FileSystem: Sendable {
         return try? await d.stagingPath(dir: actual, name: name, id: id)
     }
 
+    /// What every upload checks before its first byte: the name, that the storage takes uploads (as `what`,
+    /// through capability `T`), the folder (made when missing), and a file or folder already at the name.
+    private func uploadTarget<T>(_ name: String, into dirPath: String, overwrite: Bool, _ type: T.Type,
+                                 _ what: String) async throws -> (MountedStorage, String, T, Obj, Obj?) {
+        try VirtualPath.validateName(name)
+        let (m, dActual) = try await writable(dirPath)
+        if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
+        let capable = try capability(m, type, what)
+        let dir = try await makeDir(dirPath)
+        let existing = try? await object(in: m, at: VirtualPath.join(dActual, name))
+        if let existing {
+            if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, name)) is a folder") }
+            if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, name)) already exists") }
+        }
+        return (m, dActual, capable, dir, existing)
+    }
+
     /// Begins a sliced upload of `stream` (size and MD5 known; its body unused) into `dirPath` when the target's
     /// driver can take one (nil otherwise): the same checks as `put`. `.stored` when the cloud had the content.
     public func beginSliced(_ stream: UploadStream, into dirPath: String, overwrite: Bool) async throws -> SlicedStart? {
         guard let size = stream.size, let md5 = stream.md5, let (m0, _) = await resolveLoaded(dirPath),
               (try? m0.ready()) is any SlicedUploadCapable else { return nil }
         defer { didWrite() }
-        try VirtualPath.validateName(stream.name)
-        let (m, dActual) = try await writable(dirPath)
-        if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
-        let sliced = try capability(m, (any SlicedUploadCapable).self, "upload in slices")
-        let dir = try await makeDir(dirPath)
-        if let existing = try? await object(in: m, at: VirtualPath.join(dActual, stream.name)) {
-            if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }
-            if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
-        }
+        let (m, dActual, sliced, dir, _) = try await uploadTarget(stream.name, into: dirPath, overwrite: overwrite,
+                                                                  (any SlicedUploadCapable).self, "upload in slices")
         let start = try await sliced.beginSliced(dir: dir, name: stream.name, size: size, md5: md5)
         if case .stored(let obj) = start {
             await invalidate(storageID: m.id, path: dActual)
@@ -678,16 +688,8 @@ public final class FileSystem: Sendable {
     @discardableResult
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
         defer { didWrite() }
-        try VirtualPath.validateName(stream.name)
-        let (m, dActual) = try await writable(dirPath)
-        if m.driver?.config.noUpload == true { throw FSError.notSupported("the \(m.record.driver) storage does not support uploads") }
-        let put = try capability(m, (any PutCapable).self, "upload")
-        let dir = try await makeDir(dirPath)
-        let existing = try? await object(in: m, at: VirtualPath.join(dActual, stream.name))
-        if let existing {
-            if existing.isDir { throw FSError.conflict("\(VirtualPath.join(dirPath, stream.name)) is a folder") }
-            if !overwrite { throw FSError.alreadyExists("\(VirtualPath.join(dirPath, stream.name)) already exists") }
-        }
+        let (m, dActual, put, dir, existing) = try await uploadTarget(stream.name, into: dirPath, overwrite: overwrite,
+                                                                      (any PutCapable).self, "upload")
         var obj = try await put.put(dir: dir, stream: stream, replacing: existing)
         await invalidate(storageID: m.id, path: dActual)
         let path = VirtualPath.join(dirPath, stream.name)
