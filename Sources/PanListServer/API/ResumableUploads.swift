@@ -490,9 +490,10 @@ struct ResumableUploads: Sendable {
             func flush(final: Bool) async throws {
                 while t.buffer.readableBytes >= up.sliceSize || (final && t.buffer.readableBytes > 0) {
                     let length = Int(min(up.sliceSize, Int64(t.buffer.readableBytes)))
-                    guard let slice = t.buffer.getSlice(at: t.buffer.readerIndex, length: length) else { break }
                     var next = up
-                    next.state = try await state.fs.sendSlice(into: s.dir, state: up.state, number: up.slices + 1, bytes: slice)
+                    // The slice shares the buffer's memory only while it is sent: no reference outlives this call, so
+                    // moving the remaining bytes to the front below copies them alone, not the whole buffer.
+                    next.state = try await sendSlice(t.buffer.getSlice(at: t.buffer.readerIndex, length: length), number: up.slices + 1, state: up.state)
                     next.slices += 1
                     // Recorded first, then dropped from memory: the two never disagree.
                     guard try await state.store.setUploadSessionUpstream(id: s.id, writer: writer, upstream: next.encoded) else { throw UploadError.busy }
@@ -501,6 +502,10 @@ struct ResumableUploads: Sendable {
                     t.buffer.moveReaderIndex(forwardBy: length)
                     t.buffer.discardReadBytes()
                 }
+            }
+            func sendSlice(_ bytes: ByteBuffer?, number: Int, state cloud: String) async throws -> String {
+                guard let bytes else { throw FSError.internalError("a streamed upload's buffer is shorter than it should be") }
+                return try await state.fs.sendSlice(into: s.dir, state: cloud, number: number, bytes: bytes)
             }
             var chunkMD5 = check?.algorithm == "md5" ? Insecure.MD5() : nil
             var chunkSHA1 = check?.algorithm == "sha1" ? Insecure.SHA1() : nil
