@@ -116,8 +116,8 @@ struct Uploader {
         let md5 = bytes.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0).hexString }
         try await post(n, md5: md5, session: session, body: { head, tail in
             // The form head, the slice's bytes and the closing boundary, sent as they are (no copy of the slice).
-            let parts = Buffers(parts: [head, bytes, tail])
-            return .stream(parts, length: .known(Int64(parts.parts.reduce(0) { $0 + $1.readableBytes })))
+            let parts = [head, bytes, tail]
+            return .stream(ByteStream.buffers(parts), length: .known(Int64(parts.reduce(0) { $0 + $1.readableBytes })))
         })
     }
 
@@ -275,17 +275,6 @@ struct Uploader {
         }
         throw lastError ?? FSError.upstream(code: 1, message: "slice \(n) failed")
     }
-}
-
-/// A few buffers in a row as a request body.
-struct Buffers: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let parts: [ByteBuffer]
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var rest: ArraySlice<ByteBuffer>
-        mutating func next() async throws -> ByteBuffer? { rest.popFirst() }
-    }
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: parts[...]) }
 }
 
 /// A multipart slice body streamed from the spool file: the form head, the slice's bytes read 1 MiB at a time
