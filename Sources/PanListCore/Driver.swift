@@ -164,6 +164,31 @@ public protocol SlicedUploadCapable: Driver {
     func completeSliced(state: String) async throws -> Obj
 }
 
+/// Where a cloud's own offline download stands.
+public struct CloudDownloadStatus: Sendable, Equatable {
+    public enum State: Sendable, Equatable {
+        case running
+        /// The cloud failed once and tries again by itself.
+        case retrying
+        case failed(String)
+        case done
+    }
+    public var state: State
+    /// 0…100.
+    public var percent: Double
+    public init(state: State, percent: Double) { self.state = state; self.percent = percent }
+}
+
+/// A storage whose cloud fetches a URL itself (123 Open's offline download): the bytes never pass through
+/// PanList.
+public protocol CloudDownloadCapable: Driver {
+    /// Asks the cloud to fetch `url` into the folder `dir` (never the storage's root: drivers whose cloud refuses
+    /// it throw `badRequest` with a clear message), named `name` when given. The cloud's id of that download.
+    func startCloudDownload(url: String, name: String?, into dir: Obj) async throws -> String
+    /// Where download `id` stands now.
+    func cloudDownloadStatus(id: String) async throws -> CloudDownloadStatus
+}
+
 /// A driver that lets a resumable upload keep its bytes where the file will end up (Local: a hidden file
 /// beside the target), so that `put` of a stream whose `staged` file is that path links it into place
 /// instead of copying it.
