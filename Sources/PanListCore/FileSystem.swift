@@ -53,6 +53,15 @@ public final class FileSystem: Sendable {
         didWrite()
     }
 
+    /// A folder changed outside PanList's own writes (a cloud fetched a file into it): its cached listing
+    /// goes, here and on the other instances.
+    public func changedOutside(_ dirPath: String) async {
+        guard let (m, actual) = resolve(dirPath) else { return }
+        await invalidate(storageID: m.id, path: actual)
+        (m.driver as? any CacheForgetting)?.forgetCached()
+        didWrite()
+    }
+
     /// Drops every cached listing, link and file (a change feed that was away).
     public func forgetCaches() async {
         await cache.clearAll()

@@ -21,7 +21,7 @@ public enum DefaultSettings {
 
     /// Settings created on first run. `token` gets a random value when created.
     public static func items(randomToken: String) -> [SettingItem] {
-        let site = 1, style = 2, preview = 3, global = 4
+        let site = 1, style = 2, preview = 3, global = 4, offline = 5
         // `help` says what each setting does in PanList; the ones kept only because Alist's clients and
         // front ends read them say so.
         let alistOnly = " Kept for Alist clients; PanList's own UI does not use it."
@@ -55,6 +55,14 @@ public enum DefaultSettings {
             SettingItem(key: "task_move_max_retry", value: "2", help: "Times a move task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: "task_upload_workers", value: "3", help: "Upload tasks (uploads sent with As-Task) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: "task_upload_max_retry", value: "2", help: "Times an upload task that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_offline_download_workers", value: "5", help: "Offline downloads each server runs at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_offline_download_max_retry", value: "2", help: "Times an offline download that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_offline_download_transfer_workers", value: "3", help: "Transfers of downloaded files into their storage each server runs at once.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "task_offline_download_transfer_max_retry", value: "2", help: "Times a transfer of a downloaded file that failed on a passing error is tried again by itself.", type: "number", group: global, flag: SettingItem.private),
+            SettingItem(key: "aria2_uri", value: "", help: "aria2's JSON-RPC address, such as http://127.0.0.1:6800/jsonrpc (empty: aria2 is not offered). aria2 must be able to write into PanList's temp folder.", type: "text", group: offline, flag: SettingItem.private),
+            SettingItem(key: "aria2_secret", value: "", help: "aria2's RPC secret (--rpc-secret).", type: "text", group: offline, flag: SettingItem.private),
+            SettingItem(key: OutboundGuard.settingKey, value: "", help: "Addresses or networks (such as 192.168.1.0/24) that offline downloads may fetch from although they are private, loopback or link-local; empty: only public addresses.", type: "text", group: offline, flag: SettingItem.private),
+            SettingItem(key: "offline_max_size_gb", value: "0", help: "GB a file fetched by SimpleHttp may have at most; 0 = no limit.", type: "number", group: offline, flag: SettingItem.private),
             SettingItem(key: "multipart_enabled", value: "true", help: "Resumable uploads (tus at /api/fs/tus/ and OpenList's chunked /api/fs/multipart/ routes).", type: "bool", group: global),
             SettingItem(key: "multipart_chunk_size", value: "10", help: "MB a chunk of a resumable upload carries at most (the web UI sends files larger than this in chunks).", type: "number", group: global),
             SettingItem(key: "upload_session_hours", value: "24", help: "Hours a resumable upload may rest between two chunks before it is discarded.", type: "number", group: global, flag: SettingItem.private),

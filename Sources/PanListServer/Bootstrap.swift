@@ -173,6 +173,8 @@ public enum Bootstrap {
     /// (`/tmp`, say) is refused, never emptied or chmod-ed.
     /// The folder in temp_dir where upload tasks keep their spooled bodies.
     static let taskSpoolName = "tasks"
+    /// The folder in temp_dir where offline downloads wait for their transfer tasks.
+    static let offlineFolderName = "offline"
 
     static func prepareTempFolder(_ path: String, sweep: Bool, known: Bool) throws {
         let fm = FileManager.default
@@ -183,8 +185,10 @@ public enum Bootstrap {
         try PrivateFiles.makeFolder(path)
         if sweep {
             // Spooled bodies of upload tasks stay while their task lives (ServerState.sweepTaskSpool).
-            // Resumable uploads' spools stay while their session lives (swept with the sessions).
-            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where name != tempMarker && name != taskSpoolName && name != "uploads" {
+            // Resumable uploads' spools stay while their session lives (swept with the sessions); offline
+            // downloads while their tasks are listed (ServerState.sweepOfflineFolders).
+            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? []
+            where name != tempMarker && name != taskSpoolName && name != "uploads" && name != offlineFolderName {
                 try? fm.removeItem(atPath: path + "/" + name)
             }
         }

@@ -79,7 +79,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
         try await sql.raw("PRAGMA foreign_keys=ON").run()
         try await sql.raw("PRAGMA busy_timeout=5000").run()
-        return SQLStore(database: sql, onClose: { try? await conn.close() })
+        return SQLStore(database: SerialDatabase(base: sql), onClose: { try? await conn.close() })
     }
 
     public func close() async {

@@ -249,6 +249,35 @@ struct StoreTests {
         await again.close()
     }
 
+    /// SQLite has one connection: transactions begun at once by many tasks each run whole, and a statement
+    /// of another task never slips into a transaction that is rolled back.
+    @Test func concurrentTransactionsStayApart() async throws {
+        let dir = TempDir()
+        defer { dir.remove() }
+        let store = try await SQLStore.sqlite(path: dir.file("t.db"))
+        try await store.migrate()
+        let admin = User(id: 1, username: "admin", role: .admin, permission: .admin)
+        // Every task's error is recorded (not thrown: the store must be closed whatever happens).
+        await withTaskGroup(of: (any Error)?.self) { g in
+            for i in 0..<40 {
+                g.addTask {
+                    let id = "t\(i)"
+                    do {
+                        try await store.insertTask(TaskRecord(id: id, kind: "copy", name: id, creator: admin, params: "{}"))
+                        try await store.addTaskItems((0..<5).map { TaskItem(task: id, seq: $0, path: "/f\($0)", isDir: false, size: 1) })
+                        if i % 2 == 0 { try await store.deleteTasks(ids: [id]) }
+                        return nil
+                    } catch { return error }
+                }
+            }
+            for await e in g { #expect(e == nil, "\(String(describing: e))") }
+        }
+        let left = (try? await store.tasks(kind: "copy", states: TaskState.allCases, creator: nil)) ?? []
+        #expect(left.count == 20)
+        for t in left { #expect((try? await store.taskItems(task: t.id).count) == 5) }
+        await store.close()
+    }
+
     @Test func storagesUsersSettingsAndState() async throws {
         let store = try await StoreContract.open(.sqlite)
         try await StoreContract.storagesUsersSettingsAndState(store)

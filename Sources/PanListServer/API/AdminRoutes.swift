@@ -185,6 +185,7 @@ extension APIRoutes {
                     throw FSError.noSuchRecord("setting '\(item.key)' does not exist")
                 }
                 if existing.flag == SettingItem.readonly { throw FSError.permissionDenied("setting '\(item.key)' is read-only") }
+                if item.key == OutboundGuard.settingKey { _ = try OutboundGuard(setting: item.value) }
                 existing.value = item.value
                 merged.append(existing)
             }

@@ -27,7 +27,10 @@ extension ServerState {
         await tasks.register(transferKind(move: false))
         await tasks.register(transferKind(move: true))
         await tasks.register(uploadKind())
+        await tasks.register(offlineDownloadKind())
+        await tasks.register(offlineTransferKind())
         await sweepTaskSpool()
+        await sweepOfflineFolders()
         await tasks.start()
         startUploadSweeper()
     }

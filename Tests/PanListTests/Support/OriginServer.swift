@@ -1,0 +1,137 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A web server on 127.0.0.1 that offline downloads fetch from, with the ways real servers answer:
+/// - `/files/<name>`: with Content-Length, a strong ETag, ranges (206, If-Range);
+/// - `/chunked/<name>`: no Content-Length (chunked);
+/// - `/drop/<name>`: the first answer breaks off half-way (a dropped connection), later ones take ranges;
+/// - `/slow/<name>`: 32 KiB every 50 ms;
+/// - `/cd/<name>` and `/evil/<name>`: a Content-Disposition naming the file (`filename*`, or a path with `..`);
+/// - `/redirect?to=<url>`: a 302 there; `/missing`: 404.
+final class OriginServer: @unchecked Sendable {
+    let port: Int
+    private let task: Task<Void, any Error>
+    private let box: NIOLockedValueBox<State>
+
+    struct State {
+        var files: [String: Data] = [:]
+        var dropped: Set<String> = []
+        /// Requests by path, with their Range header ("" none).
+        var requests: [(String, String)] = []
+    }
+
+    var base: String { "http://127.0.0.1:\(port)" }
+    func url(_ path: String) -> String { base + path }
+    var requests: [(String, String)] { box.withLockedValue { $0.requests } }
+
+    static func start(files: [String: Data]) async throws -> OriginServer {
+        let box = NIOLockedValueBox(State(files: files))
+        let router = Router()
+        @Sendable func file(_ ctx: BasicRequestContext) throws -> (String, Data) {
+            let name = ctx.parameters.get("name") ?? ""
+            guard let data = box.withLockedValue({ $0.files[name] }) else { throw HTTPError(.notFound) }
+            return (name, data)
+        }
+        @Sendable func note(_ req: Request) {
+            box.withLockedValue { $0.requests.append((req.uri.path, req.headers[.range] ?? "")) }
+        }
+        @Sendable func ranged(_ req: Request, _ data: Data) -> Response {
+            let etag = "\"" + Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined() + "\""
+            var headers: HTTPFields = [.eTag: etag, .acceptRanges: "bytes", .contentType: "application/octet-stream"]
+            if let range = req.headers[.range], range.hasPrefix("bytes="), req.headers[.ifRange] == nil || req.headers[.ifRange] == etag,
+               let start = Int(range.dropFirst(6).split(separator: "-").first ?? "") {
+                guard start < data.count else {
+                    headers[.contentRange] = "bytes */\(data.count)"
+                    return Response(status: .rangeNotSatisfiable, headers: headers)
+                }
+                headers[.contentRange] = "bytes \(start)-\(data.count - 1)/\(data.count)"
+                headers[.contentLength] = String(data.count - start)
+                return Response(status: .partialContent, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data[start...])))
+            }
+            headers[.contentLength] = String(data.count)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.get("files/{name}") { req, ctx in note(req); return ranged(req, try file(ctx).1) }
+        router.head("files/{name}") { req, ctx in note(req); return ranged(req, try file(ctx).1) }
+        router.get("chunked/{name}") { req, ctx -> Response in
+            note(req)
+            let data = try file(ctx).1
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
+                var at = 0
+                while at < data.count {
+                    let end = min(data.count, at + 100_000)
+                    try await writer.write(ByteBuffer(bytes: data[at..<end]))
+                    at = end
+                }
+                try await writer.finish(nil)
+            })
+        }
+        router.get("drop/{name}") { req, ctx -> Response in
+            note(req)
+            let (name, data) = try file(ctx)
+            let first = box.withLockedValue { $0.dropped.insert(name).inserted }
+            guard first else { return ranged(req, data) }
+            let etag = "\"" + Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined() + "\""
+            return Response(status: .ok, headers: [.contentLength: String(data.count), .eTag: etag, .acceptRanges: "bytes"],
+                            body: ResponseBody { writer in
+                                try await writer.write(ByteBuffer(bytes: data[0..<(data.count / 2)]))
+                                throw HTTPError(.internalServerError)
+                            })
+        }
+        router.get("slow/{name}") { req, ctx -> Response in
+            note(req)
+            let data = try file(ctx).1
+            return Response(status: .ok, headers: [.contentLength: String(data.count)], body: ResponseBody { writer in
+                var at = 0
+                while at < data.count {
+                    let end = min(data.count, at + 32_768)
+                    try await writer.write(ByteBuffer(bytes: data[at..<end]))
+                    at = end
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                try await writer.finish(nil)
+            })
+        }
+        router.get("cd/{name}") { req, ctx -> Response in
+            note(req)
+            let data = try file(ctx).1
+            return Response(status: .ok, headers: [.contentLength: String(data.count),
+                                                   .contentDisposition: "attachment; filename=\"fallback.txt\"; filename*=UTF-8''%E2%82%AC%20rates.txt"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.get("evil/{name}") { req, ctx -> Response in
+            note(req)
+            let data = try file(ctx).1
+            return Response(status: .ok, headers: [.contentLength: String(data.count), .contentDisposition: "attachment; filename=\"../../../evil.txt\""],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.get("redirect") { req, _ -> Response in
+            note(req)
+            let to = req.uri.queryParameters.get("to") ?? "/"
+            return Response(status: .found, headers: [.location: to])
+        }
+        router.get("missing") { req, _ -> Response in note(req); return Response(status: .notFound) }
+        let (stream, cont) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "origin")
+        logger.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in cont.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        let task = Task { try await app.runService() }
+        var port = 0
+        for await p in stream { port = p; break }
+        return OriginServer(port: port, task: task, box: box)
+    }
+
+    private init(port: Int, task: Task<Void, any Error>, box: NIOLockedValueBox<State>) {
+        self.port = port; self.task = task; self.box = box
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+}
