@@ -262,4 +262,60 @@ import Testing
         #expect(throws: FSError.self) { try OutboundGuard(setting: "300.1.1.1") }
         #expect((try? OutboundGuard(setting: "127.0.0.1, 10.0.0.0/8"))?.refusal(IPAddress("10.9.9.9")!) == nil)
     }
+
+    @Test(.enabled(if: Aria2Process.enabled)) func aria2FetchesAndFollows() async throws {
+        let a = Self.bytes(400_000), m = Self.bytes(123_456, seed: 9), slow = Self.bytes(3_000_000, seed: 4)
+        let origin = try await OriginServer.start(files: ["a.bin": a, "m.bin": m, "slow.bin": slow])
+        defer { Task { await origin.stop() } }
+        try await Aria2Process.with { aria2 in try await withServer { s in
+            let t = try await s.login()
+            try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
+            // A wrong secret: said, and the settings stay.
+            let wrong = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": "nope"], token: t)
+            #expect(wrong.code != 200 && (wrong.json["message"] as? String)?.contains("secret") == true, "\(wrong.text)")
+            let set = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t)
+            #expect(set.json["data"] as? String == "aria2 version: 1.36.0" || (set.json["data"] as? String)?.hasPrefix("aria2 version: ") == true, "\(set.text)")
+            let tools = try await s.api("/public/offline_download_tools", method: .GET)
+            #expect(tools.json["data"] as? [String] == ["SimpleHttp", "aria2"], "\(tools.text)")
+            // A Metalink: aria2 fetches it, then follows it to the file it names (a second download id).
+            let meta = """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="m.bin"><size>\(m.count)</size>
+                <url>\(origin.url("/files/m.bin"))</url></file></metalink>
+                """
+            let metaOrigin = try await OriginServer.start(files: ["list.meta4": Data(meta.utf8)])
+            defer { Task { await metaOrigin.stop() } }
+            let r = try await Self.add(s, t, [origin.url("/files/a.bin"), metaOrigin.url("/files/list.meta4")], path: "/aria", tool: "aria2")
+            #expect(r.code == 200, "\(r.text)")
+            let done = try await Self.settle(s, t)
+            #expect(done.count == 4 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            #expect(FileManager.default.contents(atPath: s.files + "/aria/a.bin") == a)
+            #expect(FileManager.default.contents(atPath: s.files + "/aria/m.bin") == m)
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/list.meta4"))
+            #expect(Self.offlineLeft(s).isEmpty, "\(Self.offlineLeft(s))")
+            // aria2 forgot them.
+            let client = Aria2Client(uri: aria2.uri, secret: aria2.secret)
+            #expect((try await client.call("aria2.tellStopped", [0, 100]) as? [Any])?.isEmpty == true)
+            // Cancel: aria2 stops, nothing left anywhere.
+            let c = try await Self.add(s, t, [origin.url("/slow/slow.bin")], path: "/aria", tool: "aria2")
+            let id = try #require((c.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(10)) {
+                try await s.api("/task/offline_download/info?tid=\(id)", token: t).data["done_bytes"] as? Int ?? 0 > 50_000
+            })
+            #expect(try await s.api("/task/offline_download/cancel?tid=\(id)", token: t).code == 200)
+            #expect(await Cluster.within(.seconds(5)) {
+                try await s.api("/task/offline_download/info?tid=\(id)", token: t).data["state"] as? Int == 4
+            })
+            #expect(await Cluster.within(.seconds(5)) {
+                let active = try await client.call("aria2.tellActive", []) as? [Any] ?? [1]
+                let stopped = try await client.call("aria2.tellStopped", [0, 100]) as? [Any] ?? [1]
+                return active.isEmpty && stopped.isEmpty && Self.offlineLeft(s).isEmpty
+            }, "\(Self.offlineLeft(s))")
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/slow.bin"))
+            // Internal addresses are refused for aria2 too (before aria2 hears of them).
+            try await s.setSetting(OutboundGuard.settingKey, "")
+            #expect(try await Self.add(s, t, [origin.url("/files/a.bin")], tool: "aria2").code == 400)
+            #expect(try await Self.add(s, t, ["ftp://127.0.0.1/x"], tool: "aria2").code == 400)
+        } }
+    }
 }

@@ -41,7 +41,8 @@ final class OriginServer: @unchecked Sendable {
         }
         @Sendable func ranged(_ req: Request, _ data: Data) -> Response {
             let etag = "\"" + Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined() + "\""
-            var headers: HTTPFields = [.eTag: etag, .acceptRanges: "bytes", .contentType: "application/octet-stream"]
+            let type = req.uri.path.hasSuffix(".meta4") ? "application/metalink4+xml" : "application/octet-stream"
+            var headers: HTTPFields = [.eTag: etag, .acceptRanges: "bytes", .contentType: type]
             if let range = req.headers[.range], range.hasPrefix("bytes="), req.headers[.ifRange] == nil || req.headers[.ifRange] == etag,
                let start = Int(range.dropFirst(6).split(separator: "-").first ?? "") {
                 guard start < data.count else {
