@@ -29,7 +29,11 @@ final class Aria2Process: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: bin)
         p.arguments = ["--enable-rpc", "--rpc-listen-all=false", "--rpc-listen-port=\(port)", "--rpc-secret=\(secret)",
                        "--dir=\(dir.path)", "--seed-time=0", "--no-conf", "--quiet=true", "--check-certificate=true",
-                       "--stop-with-process=\(getpid())", "--max-connection-per-server=1", "--split=1"]
+                       "--stop-with-process=\(getpid())", "--max-connection-per-server=1", "--split=1",
+                       // Loopback only: no DHT, no local peer discovery, every socket (the BitTorrent listener too)
+                       // bound to 127.0.0.1.
+                       "--interface=127.0.0.1", "--disable-ipv6=true", "--enable-dht=false", "--enable-dht6=false",
+                       "--bt-enable-lpd=false", "--enable-peer-exchange=false"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
