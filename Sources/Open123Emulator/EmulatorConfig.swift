@@ -20,6 +20,11 @@ public struct EmulatorConfig: Sendable {
     /// Bytes of `download_info` traffic per day before code 5113 (1 GB for free accounts).
     public var dailyDownloadQuota: Int64 = 1 << 30
     public var spacePermanent: Int64 = 2 << 40
+    /// Upload servers that `create` and `domain` name: 1 is the listener itself; with more, each is
+    /// `<base>/upload-server/<n>` on the same listener, and every one takes slices.
+    public var uploadServers = 1
+    /// Whether `create` names the upload servers (`listed`) or answers `servers: []` / `null` (the client asks `domain`).
+    public var createServers: CreateServers = .listed
 
     public init() {}
 }

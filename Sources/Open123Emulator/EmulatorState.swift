@@ -28,6 +28,8 @@ actor EmulatorState {
     var uploads: [String: Upload] = [:]
     var cdnLinks: [String: (md5: String, size: Int64, name: String, expires: Date)] = [:]
     var copyTasks: [Int64: Int] = [:]
+    /// Offline downloads, upload servers: their knobs and counters (OfflineDownloads.swift).
+    var extras = EmulatorExtras()
     var nextTask: Int64 = 1
 
     struct Upload {

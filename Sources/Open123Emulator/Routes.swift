@@ -172,6 +172,7 @@ struct Routes: Sendable {
         }
 
         registerUploads(router)
+        registerCloudExtras(router)
         registerCDN(router)
         registerKnobs(router)
     }
