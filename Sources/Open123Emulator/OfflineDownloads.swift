@@ -84,6 +84,11 @@ extension EmulatorState {
         if extras.downServers.contains(n) { throw APIFailure(code: 503, message: "上传服务器暂不可用 (upload server \(n) is down)") }
     }
 
+    /// With several upload servers the listener's own paths play the main API host only, which takes no slices.
+    func checkListenerTakesSlices() throws(APIFailure) {
+        if config.uploadServers > 1 { throw .bad("请使用上传域名上传分片 (this is the API host; send slices to an upload server)") }
+    }
+
     func countServerSlice(_ n: Int) { extras.slicesByServer[n, default: 0] += 1 }
 
     // MARK: offline download

@@ -361,7 +361,10 @@ extension Routes {
             }
         }
         api(router, .get, "/upload/v2/file/domain") { _, _ in await state.uploadServerList(base: base()) }
-        api(router, .post, "/upload/v2/file/slice") { req, _ in try await receiveSlice(req) }
+        api(router, .post, "/upload/v2/file/slice") { req, _ in
+            try await state.checkListenerTakesSlices()
+            return try await receiveSlice(req)
+        }
         for path in ["/upload/v2/file/upload_complete", "/upload/v1/file/upload_complete"] {
             api(router, .post, path) { _, body in try await state.complete(body.string("preuploadID")) }
         }

@@ -126,6 +126,10 @@ import Testing
             let c = try await h.call(.POST, "/upload/v2/file/create", ["parentFileID": 0, "filename": "s.bin", "etag": md5Hex(data), "size": 3000, "duplicate": 2])
             #expect(c.code == 0 && c.data["servers"] is NSNull && c.json["data"] is [String: Any])
             let pre = try #require(c.data["preuploadID"] as? String)
+            // The API host itself takes no slices when there are upload servers of their own.
+            let part1 = data.subdata(in: 0..<1024)
+            let (b1, ct1) = h.multipart([("preuploadID", pre), ("sliceNo", "1"), ("sliceMD5", md5Hex(part1))], file: ("slice", "p", part1))
+            #expect(try await h.raw(.POST, "/upload/v2/file/slice", headers: [("Platform", "open_platform"), ("Authorization", "Bearer " + h.token), ("Content-Type", ct1)], body: b1).code != 0)
             // Each slice to another server; server 3 down refuses.
             await h.emu.setUploadServers(down: [3])
             for (i, server) in domain.enumerated() {

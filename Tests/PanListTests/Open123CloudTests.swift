@@ -144,11 +144,13 @@ import Testing
     // MARK: upload servers
 
     @Test func createWithoutServersAsksDomain() async throws {
-        try await withCloud({ $0.createServers = .null }) { s, emu, t in
+        // Two upload servers of their own (the API host takes no slices then), named only by `domain`.
+        try await withCloud({ $0.createServers = .null; $0.uploadServers = 2 }) { s, emu, t in
             let content = Data((0..<3500).map { UInt8(truncatingIfNeeded: $0 &* 11) })
             let put = try await s.put("/123/up/d.bin", content, token: t)
             #expect(put.code == 200, "\(put.text)")
             #expect(await emu.callCounts()["/upload/v2/file/domain"] == 1)
+            #expect(await emu.slicesByServer() == [1: 2, 2: 2])
             #expect(try await Self.cloudBytes(s, t, "/123/up/d.bin") == content)
         }
     }
