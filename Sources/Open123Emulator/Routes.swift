@@ -172,9 +172,9 @@ struct Routes: Sendable {
         }
 
         registerUploads(router)
-        registerCloudExtras(router)
         registerCDN(router)
         registerKnobs(router)
+        registerCloudExtras(router)
     }
 
     // MARK: CDN
