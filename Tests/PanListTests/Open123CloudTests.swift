@@ -141,6 +141,25 @@ import Testing
         }
     }
 
+    @Test func simpleHttpIntoCloudReusesBySHA1() async throws {
+        let data = OfflineTests.bytes(9000, seed: 13)
+        let origin = try await OriginServer.start(files: ["k.bin": data])
+        defer { Task { await origin.stop() } }
+        try await withCloud { s, emu, t in
+            try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
+            try await s.setSetting("task_offline_download_max_retry", "0")
+            try await emu.seed(path: "/have/k.bin", data: data)
+            await emu.resetCallCounts()
+            // PanList fetches it (hashing MD5 and SHA-1 on the way); the transfer into 123 is an instant upload by SHA-1.
+            #expect(try await OfflineTests.add(s, t, [origin.url("/files/k.bin")], path: "/123/in").code == 200)
+            let done = try await OfflineTests.settle(s, t)
+            #expect(done.count == 2 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            let calls = await emu.callCounts()
+            #expect(calls["/upload/v2/file/sha1_reuse"] == 1 && calls["/upload/v2/file/slice"] == nil && calls["/upload/v2/file/create"] == nil, "\(calls)")
+            #expect(try await Self.cloudBytes(s, t, "/123/in/k.bin") == data)
+        }
+    }
+
     // MARK: upload servers
 
     @Test func createWithoutServersAsksDomain() async throws {
