@@ -128,17 +128,15 @@ struct Uploader {
         return id
     }
 
-    /// The size, MD5 and SHA-1 of a file on this machine, read once on the thread pool.
+    /// The size, MD5 and SHA-1 of a file on this machine, read once (a stop of the task stops it).
     static func hashFile(_ path: String) async throws -> (size: Int64, md5: String, sha1: String) {
-        try await NIOThreadPool.singleton.runIfActive {
-            guard let fh = FileHandle(forReadingAtPath: path) else { throw FSError.notFound("\(path) cannot be read") }
-            defer { try? fh.close() }
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { h in
             var md5 = Insecure.MD5(), sha1 = Insecure.SHA1()
             var size: Int64 = 0
-            while let chunk = try fh.read(upToCount: 1 << 20), !chunk.isEmpty {
-                md5.update(data: chunk)
-                sha1.update(data: chunk)
-                size += Int64(chunk.count)
+            for try await chunk in h.readChunks(chunkLength: .mebibytes(1)) {
+                try Task.checkCancellation()
+                chunk.withUnsafeReadableBytes { md5.update(bufferPointer: $0); sha1.update(bufferPointer: $0) }
+                size += Int64(chunk.readableBytes)
             }
             return (size, md5.finalize().hexString, sha1.finalize().hexString)
         }
