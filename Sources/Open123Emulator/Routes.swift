@@ -174,6 +174,7 @@ struct Routes: Sendable {
         registerUploads(router)
         registerCDN(router)
         registerKnobs(router)
+        registerCloudExtras(router)
     }
 
     // MARK: CDN
