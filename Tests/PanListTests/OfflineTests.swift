@@ -264,8 +264,8 @@ import Testing
     }
 
     @Test(.enabled(if: Aria2Process.enabled)) func aria2FetchesAndFollows() async throws {
-        let a = Self.bytes(400_000), m = Self.bytes(123_456, seed: 9), slow = Self.bytes(3_000_000, seed: 4)
-        let origin = try await OriginServer.start(files: ["a.bin": a, "m.bin": m, "slow.bin": slow])
+        let a = Self.bytes(400_000), m = Self.bytes(123_456, seed: 9), m2 = Self.bytes(54_321, seed: 21), slow = Self.bytes(3_000_000, seed: 4)
+        let origin = try await OriginServer.start(files: ["a.bin": a, "m.bin": m, "m2.bin": m2, "slow.bin": slow])
         defer { Task { await origin.stop() } }
         try await Aria2Process.with { aria2 in try await withServer { s in
             let t = try await s.login()
@@ -281,16 +281,38 @@ import Testing
             let meta = """
                 <?xml version="1.0" encoding="UTF-8"?>
                 <metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="m.bin"><size>\(m.count)</size>
-                <url>\(origin.url("/files/m.bin"))</url></file></metalink>
+                <url>\(origin.url("/files/m.bin"))</url></file>
+                <file name="m2.bin"><size>\(m2.count)</size><url>\(origin.url("/files/m2.bin"))</url></file></metalink>
                 """
-            let metaOrigin = try await OriginServer.start(files: ["list.meta4": Data(meta.utf8)])
+            // A Metalink naming an internal address not allowed (127.0.0.2; only 127.0.0.1 is): refused before aria2
+            // is let fetch it (the error is PanList's, not a failed connection).
+            let sneaky = """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="s.bin"><size>\(m.count)</size>
+                <url>http://127.0.0.2:\(origin.port)/files/m.bin</url></file></metalink>
+                """
+            let metaOrigin = try await OriginServer.start(files: ["list.meta4": Data(meta.utf8), "sneaky.meta4": Data(sneaky.utf8)])
             defer { Task { await metaOrigin.stop() } }
             let r = try await Self.add(s, t, [origin.url("/files/a.bin"), metaOrigin.url("/files/list.meta4")], path: "/aria", tool: "aria2")
             #expect(r.code == 200, "\(r.text)")
             let done = try await Self.settle(s, t)
-            #expect(done.count == 4 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            #expect(done.count == 5 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
             #expect(FileManager.default.contents(atPath: s.files + "/aria/a.bin") == a)
             #expect(FileManager.default.contents(atPath: s.files + "/aria/m.bin") == m)
+            #expect(FileManager.default.contents(atPath: s.files + "/aria/m2.bin") == m2)
+            let before = origin.requests.count
+            #expect(try await Self.add(s, t, [metaOrigin.url("/files/sneaky.meta4")], path: "/aria", tool: "aria2").code == 200)
+            let refused = try await Self.settle(s, t).filter { ($0["name"] as? String)?.contains("sneaky") == true }
+            #expect(refused.count == 1 && refused.first?["state"] as? Int == 7, "\(refused)")
+            #expect((refused.first?["error"] as? String)?.contains("PanList does not fetch from") == true, "\(refused)")
+            #expect(origin.requests.count == before, "\(origin.requests.dropFirst(before))")
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/s.bin"))
+            for id in try await s.tasks("offline_download", "done", token: t).compactMap({ $0["id"] as? String }) {
+                _ = try await s.api("/task/offline_download/delete?tid=\(id)", token: t)
+            }
+            for id in try await s.tasks("offline_download_transfer", "done", token: t).compactMap({ $0["id"] as? String }) {
+                _ = try await s.api("/task/offline_download_transfer/delete?tid=\(id)", token: t)
+            }
             #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/list.meta4"))
             #expect(Self.offlineLeft(s).isEmpty, "\(Self.offlineLeft(s))")
             // aria2 forgot them.
@@ -366,6 +388,18 @@ import Testing
                 let stopped = try await client.call("aria2.tellStopped", [0, 100]) as? [Any] ?? [1]
                 return active.isEmpty && stopped.isEmpty
             })
+            // A user who may write to /pub but does not know /pub/pack's folder password: the torrent's folder
+            // would land there; the download fails, nothing arrives, nothing is left.
+            #expect(try await s.api("/fs/mkdir", ["path": "/pub/pack"], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/pub/pack", "password": "pack-pw", "p_sub": true], token: t).code == 200)
+            _ = try await s.addUser("tor", password: "tor-pass-1", permission: [.write, .offlineDownload])
+            let u = try await s.login("tor", "tor-pass-1")
+            #expect(try await Self.add(s, u, [torrentOrigin.url("/files/pack.torrent")], path: "/pub", tool: "aria2").code == 200)
+            let failed = try await Self.settle(s, u, limit: .seconds(60))
+            #expect(failed.count == 1 && failed.first?["state"] as? Int == 7, "\(failed)")
+            #expect((failed.first?["error"] as? String)?.contains("folder password") == true, "\(failed)")
+            #expect(s.dir.allEntries("files/pub/pack").isEmpty, "\(s.dir.allEntries("files/pub/pack"))")
+            #expect(await Cluster.within(.seconds(5)) { Self.offlineLeft(s).isEmpty }, "\(Self.offlineLeft(s))")
         } }
     }
 }

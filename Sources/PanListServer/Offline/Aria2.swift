@@ -46,10 +46,11 @@ struct Aria2Client: Sendable {
             res = try await Self.http.execute(req, timeout: .seconds(20))
             bytes = try await res.body.collect(upTo: 4 << 20)
         } catch {
-            throw FSError.unavailable("aria2 did not answer at \(uri): \(ErrorText.describe(error))")
+            // aria2's address stays out of the message: a task's error is shown to its creator, who may not be an admin.
+            throw FSError.unavailable("aria2 did not answer: \(ErrorText.describe(error))")
         }
         guard let json = try? JSONSerialization.jsonObject(with: Data(buffer: bytes)) as? [String: Any] else {
-            throw FSError.upstream(code: Int(res.status.code), message: "aria2 at \(uri) answered HTTP \(res.status.code) without JSON-RPC")
+            throw FSError.upstream(code: Int(res.status.code), message: "aria2 answered HTTP \(res.status.code) without JSON-RPC")
         }
         if let err = json["error"] as? [String: Any] {
             let message = err["message"] as? String ?? "error"
@@ -69,7 +70,10 @@ struct Aria2Client: Sendable {
     /// `aria2.addUri` of one link into `dir`: the GID.
     func addUri(_ uri: String, dir: String) async throws -> String {
         // A .torrent or Metalink fetched over http is followed in memory (not left among the downloaded files).
-        let r = try await call("aria2.addUri", [[uri], ["dir": dir, "follow-torrent": "mem", "follow-metalink": "mem"]])
+        // The downloads a torrent or Metalink brings start paused (pause-metadata), so that PanList checks the
+        // links they name before they run.
+        let r = try await call("aria2.addUri", [[uri], ["dir": dir, "follow-torrent": "mem", "follow-metalink": "mem",
+                                                       "pause-metadata": "true"]])
         guard let gid = r as? String else { throw FSError.upstream(code: 1, message: "aria2 gave no download id") }
         return gid
     }
@@ -85,6 +89,16 @@ struct Aria2Client: Sendable {
                       downloadSpeed: int("downloadSpeed"), errorCode: r["errorCode"] as? String ?? "",
                       errorMessage: r["errorMessage"] as? String ?? "", followedBy: r["followedBy"] as? [String] ?? [],
                       files: files, seeder: (r["seeder"] as? String) == "true")
+    }
+
+    /// The links a download fetches from (`aria2.getUris`; none for a BitTorrent download without web seeds).
+    func uris(_ gid: String) async throws -> [String] {
+        ((try await call("aria2.getUris", [gid]) as? [[String: Any]]) ?? []).compactMap { $0["uri"] as? String }
+    }
+
+    /// Lets a paused download run.
+    func unpause(_ gid: String) async throws {
+        _ = try await call("aria2.unpause", [gid])
     }
 
     /// Stops a download and forgets it (errors ignored: it may be gone already).

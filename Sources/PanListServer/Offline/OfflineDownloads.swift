@@ -75,6 +75,8 @@ struct OfflineCheckpoint: Codable, Sendable {
     var total: Int64?
     /// aria2's GID, or the cloud's id of its download.
     var remote: String?
+    /// aria2: the other downloads a Metalink brought, followed after `remote`.
+    var more: [String]?
     /// The transfers were queued: the download is done.
     var queued: Bool?
 }
@@ -202,7 +204,7 @@ extension ServerState {
             guard record.taskState != .succeeded else { return }
             if let p = try? JSONDecoder().decode(OfflineParams.self, from: Data(record.params.utf8)), p.tool == .aria2,
                let cp = try? await offlineCheckpoint(record.id), let gid = cp.remote, let aria2 {
-                await Task { await aria2.forget(gid, stop: true) }.value
+                await Task { for g in [gid] + (cp.more ?? []) { await aria2.forget(g, stop: true) } }.value
             }
             try? FileManager.default.removeItem(atPath: offlineFolder(record.id))
         })
@@ -214,6 +216,11 @@ extension ServerState {
         }, discard: { [self] record in
             guard let p = try? JSONDecoder().decode(OfflineTransferParams.self, from: Data(record.params.utf8)) else { return }
             if p.policy.deletes(succeeded: record.taskState == .succeeded) { removeDownloaded(p) }
+        }, deleted: { [self] record in
+            // A deleted transfer cannot be retried: its downloaded file goes whatever the policy (delete_never keeps
+            // it while the task is listed).
+            guard let p = try? JSONDecoder().decode(OfflineTransferParams.self, from: Data(record.params.utf8)) else { return }
+            removeDownloaded(p)
         })
     }
 
@@ -257,6 +264,17 @@ extension ServerState {
     private func queueOfflineTransfers(_ run: TaskRun, _ p: OfflineParams, _ user: User,
                                        files: [(file: String, name: String, size: Int64, md5: String?, sha1: String?)],
                                        cp: inout OfflineCheckpoint) async throws {
+        // The folders and names a torrent (or the server) brings must not reach past what the request was checked
+        // for: a folder password below the target (that password was never given), a hidden name.
+        for f in files {
+            let sub = VirtualPath.parent("/" + f.file)
+            let dst = sub == "/" ? p.dst : VirtualPath.join(p.dst, String(sub.dropFirst()))
+            if dst != p.dst, !user.isAdmin, !user.permission.contains(.accessWithoutPassword),
+               rules.passwordRule(for: dst)?.path != rules.passwordRule(for: p.dst)?.path {
+                throw FSError.permissionDenied("the download brings the folder \(Access.userPath(dst, for: user)), which a folder password guards; download into it directly")
+            }
+            try Access.checkVisible(user, VirtualPath.join(dst, f.name.isEmpty ? "x" : f.name), rules: rules)
+        }
         for f in files {
             let sub = VirtualPath.parent("/" + f.file)
             let dst = sub == "/" ? p.dst : VirtualPath.join(p.dst, String(sub.dropFirst()))
@@ -504,8 +522,33 @@ extension ServerState {
                 }
                 switch s.status {
                 case "complete":
-                    if let next = s.followedBy.first {
+                    if !s.followedBy.isEmpty {
+                        // What a torrent or Metalink brought waits paused: every link it names is checked like the
+                        // first one (a Metalink's mirrors, a torrent's web seeds), then it runs.
+                        do {
+                            for g in s.followedBy {
+                                for u in try await aria2.uris(g) {
+                                    guard let link = URL(string: u) else { throw FSError.badRequest("the download names a link that is not a URL") }
+                                    _ = try await GuardedHTTP.check(link, guard: outboundGuard, schemes: ["http", "https", "ftp"])
+                                }
+                            }
+                            for g in s.followedBy { try await aria2.unpause(g) }
+                        } catch {
+                            for g in s.followedBy { await aria2.forget(g, stop: true) }
+                            await aria2.forget(current, stop: false)
+                            throw error
+                        }
                         await aria2.forget(current, stop: false)
+                        cp.more = (cp.more ?? []) + s.followedBy.dropFirst()
+                        gid = s.followedBy.first
+                        cp.remote = gid
+                        try await saveOfflineCheckpoint(run.record.id, cp)
+                        continue
+                    }
+                    if let next = cp.more?.first {
+                        // The next download a Metalink brought (each one's files must be whole before the transfers).
+                        await aria2.forget(current, stop: false)
+                        cp.more = Array((cp.more ?? []).dropFirst())
                         gid = next
                         cp.remote = next
                         try await saveOfflineCheckpoint(run.record.id, cp)
@@ -530,7 +573,10 @@ extension ServerState {
         } catch {
             if let gid, error is CancellationError || run.stop != nil {
                 // Cancelled, paused or lost: a cancel stops aria2 (the discard does too); otherwise it goes on.
-                if run.stop == .cancel { await Task { await aria2.forget(gid, stop: true) }.value }
+                if run.stop == .cancel {
+                    let others = cp.more ?? []
+                    await Task { for g in [gid] + others { await aria2.forget(g, stop: true) } }.value
+                }
             }
             throw error
         }

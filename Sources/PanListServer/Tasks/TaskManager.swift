@@ -14,6 +14,9 @@ struct TaskKind: Sendable {
     /// Lets go of what a task kept outside the store (an upload's spooled body) once it cannot run again:
     /// canceled, failed for good, or deleted.
     var discard: @Sendable (TaskRecord) async -> Void = { _ in }
+    /// What a deletion lets go of, when it is more than `discard` (a kept download): called while the task's
+    /// rows are still in the store. nil: `discard`.
+    var deleted: (@Sendable (TaskRecord) async -> Void)? = nil
 }
 
 /// One run of one task on this instance: its record as claimed, and the progress it reports (written to
@@ -328,11 +331,13 @@ actor TaskManager {
     /// Deletes tasks (running ones are cancelled first) and what they kept outside the store.
     func delete(_ records: [TaskRecord]) async throws {
         for t in records { running[t.id]?.run.stopped(.cancel) }
-        try await store.deleteTasks(ids: records.map(\.id))
+        // What the tasks kept outside the store goes first: their rows (checkpoints) say where it is.
         for t in records {
-            await kinds[t.kind]?.discard(t)
-            await publish(t.id)
+            guard let kind = kinds[t.kind] else { continue }
+            await (kind.deleted ?? kind.discard)(t)
         }
+        try await store.deleteTasks(ids: records.map(\.id))
+        for t in records { await publish(t.id) }
     }
 
     /// Another instance changed task `id`: stop it here if it was cancelled or deleted; look for new work.
