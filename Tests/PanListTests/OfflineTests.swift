@@ -221,6 +221,13 @@ import Testing
             let failed = done.filter { $0["state"] as? Int == 7 }
             #expect(failed.count == 2 && failed.allSatisfy { ($0["error"] as? String)?.contains("offline_max_size_gb") == true }, "\(done)")
             #expect(Self.offlineLeft(s).isEmpty)
+            // Streamed straight into the folder, the unknown length is cut as it arrives too.
+            _ = try await s.api("/task/offline_download/clear_done", token: t)
+            _ = try await Self.add(s, t, [origin.url("/chunked/small.bin")], policy: "upload_download_stream")
+            let streamed = try await Self.settle(s, t).filter { $0["state"] as? Int == 7 }
+            #expect(streamed.count == 1 && (streamed.first?["error"] as? String)?.contains("offline_max_size_gb") == true, "\(streamed)")
+            #expect(s.dir.allEntries("files/dl").isEmpty, "\(s.dir.allEntries("files/dl"))")
+            _ = try await s.api("/task/offline_download_transfer/clear_done", token: t)
             // A 404 fails at once (no retries), with the server's word.
             try await s.setSetting("offline_max_size_gb", "0")
             _ = try await s.api("/task/offline_download/clear_done", token: t)

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import PanListCore
 import PanListStore
@@ -659,8 +660,18 @@ extension ServerState {
                 let fallback = "download-" + (opened.url.host ?? "file").replacingOccurrences(of: ".", with: "_") + "-" + RandomString.make(6)
                 let name = try await freeName(GuardedHTTP.fileName(disposition: res.headers.first(name: "Content-Disposition"), url: opened.url, fallback: fallback),
                                               in: wanted.dst)
+                try Access.checkVisible(user, VirtualPath.join(wanted.dst, name), rules: rules)
                 run.update { $0.totalBytes = length ?? 0; $0.doneBytes = 0; $0.current = name; $0.status = "storing \(name)" }
-                let body = ByteStream(CountingBytes(base: ByteStream(res.body), counted: { try run.addBytes($0) }))
+                // The size limit holds as the bytes come too (a chunked answer says no length).
+                let limit = offlineMaxSize
+                let seen = NIOLockedValueBox<Int64>(0)
+                let body = ByteStream(CountingBytes(base: ByteStream(res.body), counted: { n in
+                    let total = seen.withLockedValue { $0 += Int64(n); return $0 }
+                    if let limit, total > limit {
+                        throw FSError.tooLarge("the file is larger than offline_max_size_gb allows (\(limit) bytes)")
+                    }
+                    try run.addBytes(n)
+                }))
                 try await fs.put(UploadStream(name: name, size: length, body: body), into: wanted.dst, overwrite: false)
             }
         } else {
