@@ -6,7 +6,8 @@ import PanListCore
 
 /// The typed 123 Open API client: JSON envelope, token, pacing, and bounded retries.
 /// - 401: one forced token refresh, then one retry (never recursion).
-/// - 429: up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter; each attempt paced again.
+/// - 429 (in the envelope, or as HTTP 429): up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter;
+///   each attempt paced again, and each 429 slows the endpoint's pace (RateLimiter).
 final class Open123Client: Sendable {
     static let http: HTTPClient = {
         var config = HTTPClient.Configuration()
@@ -169,7 +170,6 @@ final class Open123Client: Sendable {
         let hint: String
         switch code {
         case 5113: hint = "the account's daily download traffic quota is used up; try again tomorrow, or use a VIP account"
-        case 401: hint = "the access token was refused again after a refresh; check the Client ID and Client Secret"
         case 20103: hint = "123 is still verifying the upload"
         default: return "123 Open \(path): \(message)"
         }

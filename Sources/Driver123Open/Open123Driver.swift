@@ -167,6 +167,10 @@ public final class Open123Driver: Driver, StatusNoting, MakeDirCapable, RenameCa
     /// Checks the credentials (a token) and the root folder.
     public func initialize() async throws {
         _ = try await client.tokens.current()
+        // A token taken from the store (no renewal in this process yet) still shows its expiry.
+        if case .refreshToken = client.auth, client.authStatus.expires == nil, let saved = await client.tokens.snapshot {
+            client.authStatus.renewed(expires: saved.expires)
+        }
         if rootID != 0 {
             guard let d = try await client.call(.GET, "/api/v1/file/detail", query: [("fileID", String(rootID))], as: DetailData.self),
                   d.type == 1, d.trashed ?? 0 == 0

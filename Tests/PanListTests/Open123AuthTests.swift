@@ -120,8 +120,9 @@ struct Open123AuthTests {
 
     /// Refresh-token mode lists; the pasted refresh token was used once and the new one is in the store.
     @Test func refreshTokenModeListsAndKeepsTheRotatedToken() async throws {
-        let box = Box()
-        try await withAuthCloud(addition: { c, emu in
+        let box = Box(), rotatedBox = Box()
+        let log = CapturingLog()
+        try await withAuthCloud(logger: log.logger(level: .trace), addition: { c, emu in
             _ = try? await emu.seed(path: "/oauth.txt", data: Data("o".utf8))
             let seed = await emu.issueRefreshToken()
             box.set(seed)
@@ -140,7 +141,10 @@ struct Open123AuthTests {
             #expect(try await storageStatus(s, t, id).hasPrefix("work (access token renewed with the refresh token"))
             let shown = try await s.api("/admin/storage/get?id=\(id)", token: t, method: .GET)
             #expect(!shown.text.contains(seed) && !shown.text.contains(rotated))
+            rotatedBox.set(rotated)
         }
+        #expect(!log.text.contains(box.value) && !log.text.contains(rotatedBox.value), "a refresh token reached the log")
+        #expect(!log.text.contains("emulator-oauth-secret"), "the OAuth app's secret reached the log")
     }
 
     /// The access token dies while 20 requests wait: exactly one renewal, all 20 succeed, the store holds the
