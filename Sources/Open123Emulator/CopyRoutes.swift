@@ -11,10 +11,10 @@ public enum CopyTargetField: String, Sendable {
     case example = "targetDirID"
 }
 
-/// How `async/copy/process` takes its `taskId`: either form, only the query string of a GET, or only a JSON
-/// body (of a GET, as documented, or a POST).
+/// How `async/copy/process` takes its `taskId`: either form, only the query string of a GET, only a JSON
+/// body (of a GET, as documented, or a POST), or only a POST (as behind a proxy that drops GET bodies).
 public enum CopyProgressForm: String, Sendable {
-    case either, query, body
+    case either, query, body, post
 }
 
 extension Routes {
@@ -97,9 +97,10 @@ extension Routes {
                 case .either: task = fromQuery ?? fromBody
                 case .query: task = fromQuery
                 case .body: task = fromBody
+                case .post: task = method == .post ? fromBody : nil
                 }
                 guard let task else {
-                    throw APIFailure.bad(form == .query ? "taskId参数错误（查询参数）" : form == .body ? "taskId参数错误（请求体）" : "taskId参数错误")
+                    throw APIFailure.bad(form == .query ? "taskId参数错误（查询参数）" : form == .either ? "taskId参数错误" : "taskId参数错误（请求体）")
                 }
                 return ["taskId": task, "status": try await state.copyTaskStatus(task)]
             }

@@ -24,14 +24,14 @@ struct Open123EmulatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("oauth-client-secret"), help: "client_secret of that OAuth app.") var oauthClientSecret = "emulator-oauth-secret"
     @Option(name: .customLong("oauth-token-ttl"), help: "Seconds an OAuth access token lives (expires_in).") var oauthTokenTTL: Double = 7200
     @Option(name: .customLong("copy-target"), help: "Copy target field accepted: either, targetDirId or targetDirID.") var copyTarget = "either"
-    @Option(name: .customLong("copy-progress"), help: "Copy progress form accepted: either, query or body.") var copyProgress = "either"
+    @Option(name: .customLong("copy-progress"), help: "Copy progress form accepted: either, query, body or post.") var copyProgress = "either"
 
     func run() async throws {
         guard let mode = RateLimitMode(argument: rateLimits) else {
             throw ValidationError("--rate-limits must be official, off or a positive number")
         }
         guard let target = CopyTargetField(rawValue: copyTarget), let progress = CopyProgressForm(rawValue: copyProgress) else {
-            throw ValidationError("--copy-target must be either, targetDirId or targetDirID; --copy-progress either, query or body")
+            throw ValidationError("--copy-target must be either, targetDirId or targetDirID; --copy-progress either, query, body or post")
         }
         guard sliceSize > 0, maxTokens > 0, tokenTTL > 0, oauthTokenTTL > 0 else { throw ValidationError("sizes and counts must be positive") }
         var config = EmulatorConfig()

@@ -88,6 +88,9 @@ struct OAuthContractTests {
             await h.emu.setCopyModes(progress: .query)
             #expect(try await h.call(.GET, "/api/v1/file/async/copy/process", ["taskId": task]).code != 0)
             #expect(try await h.call(.GET, "/api/v1/file/async/copy/process?taskId=\(task)").data.int("status") == 2)
+            await h.emu.setCopyModes(progress: .post)
+            #expect(try await h.call(.GET, "/api/v1/file/async/copy/process?taskId=\(task)", ["taskId": task]).code != 0)
+            #expect(try await h.call(.POST, "/api/v1/file/async/copy/process", ["taskId": task]).data.int("status") == 2)
         }
     }
 }
