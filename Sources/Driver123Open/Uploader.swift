@@ -42,6 +42,19 @@ struct Uploader {
         if let size = stream.size, size > Self.maxSize {
             throw FSError.tooLarge("123 Open accepts files up to 10 GiB; \(stream.name) has \(size) bytes")
         }
+        var stream = stream
+        // The SHA-1 known before any byte is read (declared with the upload, or hashed from the Local source of a
+        // copy): when 123 has that content already, the file appears and not one byte is read or sent.
+        if stream.sha1 == nil, let local = stream.localSource, let size = stream.size,
+           let h = try? await Self.hashFile(local), h.size == size {
+            stream.sha1 = h.sha1
+            // The spool checks the bytes it reads against this MD5 (the source changed in between: a clear error).
+            if stream.md5 == nil { stream.md5 = h.md5 }
+        }
+        if let sha1 = stream.sha1, let size = stream.size, let id = await sha1Reuse(parentID: parentID, name: stream.name, sha1: sha1, size: size) {
+            if let checkpoint = stream.checkpoint, !checkpoint.saved.isEmpty { await checkpoint.save("") }
+            return (id, size, stream.md5 ?? "")
+        }
         let guess = Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] } ?? (16 << 20)
         // A resumable upload's file, already whole and checked, its MD5 computed as it arrived, is read in place
         // (slice MD5s are computed as the slices go), never copied, and left to its owner.
@@ -88,8 +101,45 @@ struct Uploader {
             throw FSError.upstream(code: 1, message: "123 Open gave no upload session")
         }
         Self.sliceSizeGuess.withLockedValue { $0[client.baseURL] = sliceSize }
+        // `servers` may be missing, null or empty: then the upload servers come from `upload/v2/file/domain`.
+        var servers = (created.servers ?? []).filter { !$0.isEmpty }
+        if servers.isEmpty { servers = try await uploadDomains() }
         return .session(SliceSession(preuploadID: pre, parentID: parentID, name: name, md5: md5, size: size, sliceSize: sliceSize,
-                                     server: created.servers?.first ?? client.baseURL, sent: []))
+                                     server: servers.first ?? client.baseURL, sent: [], servers: servers))
+    }
+
+    /// `GET /upload/v2/file/domain`: the upload servers' base URLs.
+    func uploadDomains() async throws -> [String] {
+        let list = (try await client.call(.GET, "/upload/v2/file/domain", as: [String].self) ?? []).filter { !$0.isEmpty }
+        guard !list.isEmpty else {
+            throw FSError.upstream(code: 1, message: "123 Open named no upload server (neither in create nor at /upload/v2/file/domain)")
+        }
+        return list
+    }
+
+    /// `upload/v2/file/sha1_reuse` (replacing a file of that name): the new file's id when 123 has content with
+    /// this SHA-1 and size. Any failure means "no": the MD5 path follows and reports what is wrong.
+    func sha1Reuse(parentID: Int64, name: String, sha1: String, size: Int64) async -> Int64? {
+        guard size <= Self.maxSize, sha1.count == 40 else { return nil }
+        let answer = try? await client.call(.POST, "/upload/v2/file/sha1_reuse", json: [
+            "parentFileID": parentID, "filename": name, "sha1": sha1.lowercased(), "size": size, "duplicate": 2,
+        ], as: SHA1ReuseData.self)
+        guard let answer, answer.reuse == true, let id = answer.fileID?.value, id != 0 else { return nil }
+        return id
+    }
+
+    /// The size, MD5 and SHA-1 of a file on this machine, read once (a stop of the task stops it).
+    static func hashFile(_ path: String) async throws -> (size: Int64, md5: String, sha1: String) {
+        try await _NIOFileSystem.FileSystem.shared.withFileHandle(forReadingAt: FilePath(path)) { h in
+            var md5 = Insecure.MD5(), sha1 = Insecure.SHA1()
+            var size: Int64 = 0
+            for try await chunk in h.readChunks(chunkLength: .mebibytes(1)) {
+                try Task.checkCancellation()
+                chunk.withUnsafeReadableBytes { md5.update(bufferPointer: $0); sha1.update(bufferPointer: $0) }
+                size += Int64(chunk.readableBytes)
+            }
+            return (size, md5.finalize().hexString, sha1.finalize().hexString)
+        }
     }
 
     /// Polls `upload_complete` (20103 and `completed: false` both mean "not yet"; the budget grows with the
@@ -114,7 +164,7 @@ struct Uploader {
     /// One slice of a sliced upload driven from outside (a resumable upload): all its bytes in memory.
     func sendSlice(_ n: Int, bytes: ByteBuffer, of session: SliceSession) async throws {
         let md5 = bytes.withUnsafeReadableBytes { Insecure.MD5.hash(data: $0).hexString }
-        try await post(n, md5: md5, session: session, body: { head, tail in
+        try await post(n, md5: md5, servers: ServerPicker(session.serverList), name: session.name, pre: session.preuploadID, body: { head, tail in
             // The form head, the slice's bytes and the closing boundary, sent as they are (no copy of the slice).
             let parts = [head, bytes, tail]
             return .stream(ByteStream.buffers(parts), length: .known(Int64(parts.reduce(0) { $0 + $1.readableBytes })))
@@ -130,11 +180,18 @@ struct Uploader {
         var md5: String
         var size: Int64
         var sliceSize: Int64
+        /// The first upload server (sessions saved before `servers` existed name only this one).
         var server: String
         /// Slices 123 answered with success.
         var sent: [Int]
         /// Attempts at this session that 123 refused before any slice got through.
         var refusals: Int? = nil
+        /// Every upload server 123 named; slices are spread over them.
+        var servers: [String]? = nil
+        var serverList: [String] {
+            if let servers, !servers.isEmpty { return servers }
+            return [server]
+        }
         var encoded: String { (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
     }
 
@@ -160,7 +217,8 @@ struct Uploader {
     private func send(_ session: SliceSession, spool: String, digests: [String], resumed: Bool,
                       checkpoint: UploadCheckpoint?) async throws -> (id: Int64, size: Int64, md5: String) {
         var session = session
-        let size = session.size, sliceSize = session.sliceSize, pre = session.preuploadID, server = session.server, name = session.name
+        let size = session.size, sliceSize = session.sliceSize, pre = session.preuploadID, name = session.name
+        let servers = ServerPicker(session.serverList)
         let count = size == 0 ? 1 : Int((size + sliceSize - 1) / sliceSize)
         let known = digests.count == count ? digests : nil
         let done = Set(session.sent)
@@ -174,7 +232,7 @@ struct Uploader {
                     let n = todo[next]
                     next += 1
                     group.addTask {
-                        try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, server: server, name: name)
+                        try await sendSlice(n, of: size, sliceSize: sliceSize, md5: known?[n - 1], spool: spool, pre: pre, servers: servers, name: name)
                         return n
                     }
                 }
@@ -225,7 +283,7 @@ struct Uploader {
         return (verifier.written, digest, pieces.finish())
     }
 
-    func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, md5 known: String?, spool: String, pre: String, server: String, name: String) async throws {
+    func sendSlice(_ n: Int, of size: Int64, sliceSize: Int64, md5 known: String?, spool: String, pre: String, servers: ServerPicker, name: String) async throws {
         let offset = Int64(n - 1) * sliceSize
         let length = min(sliceSize, size - offset)
         // The slice's MD5 was computed while spooling, unless the server chose another slice size: then one read now.
@@ -243,20 +301,15 @@ struct Uploader {
                 return h.finalize().hexString
             }
         }
-        try await post(n, md5: md5, pre: pre, server: server, name: name, body: { head, tail in
+        try await post(n, md5: md5, servers: servers, name: name, pre: pre, body: { head, tail in
             let slice = SpoolRegion(path: spool, offset: offset, length: length, head: head, tail: tail)
             return .stream(slice, length: .known(slice.totalLength))
         })
     }
 
-    private func post(_ n: Int, md5: String, session s: SliceSession,
-                      body: @escaping @Sendable (ByteBuffer, ByteBuffer) -> HTTPClientRequest.Body) async throws {
-        try await post(n, md5: md5, pre: s.preuploadID, server: s.server, name: s.name, body: body)
-    }
-
     /// Posts slice `n` as multipart/form-data (the form head, the bytes `body` makes around it, the closing
-    /// boundary), up to 3 tries.
-    private func post(_ n: Int, md5: String, pre: String, server: String, name: String,
+    /// boundary), up to 3 tries (more with more servers): each try at the next upload server when one fails.
+    private func post(_ n: Int, md5: String, servers: ServerPicker, name: String, pre: String,
                       body: @escaping @Sendable (ByteBuffer, ByteBuffer) -> HTTPClientRequest.Body) async throws {
         let boundary = "panlist-" + UUID().uuidString
         let head = [("preuploadID", pre), ("sliceNo", String(n)), ("sliceMD5", md5)].map {
@@ -264,13 +317,18 @@ struct Uploader {
         }.joined() + "--\(boundary)\r\nContent-Disposition: form-data; name=\"slice\"; filename=\"\(name).part\(n)\"\r\nContent-Type: application/octet-stream\r\n\r\n"
         let (h, t) = (ByteBuffer(string: head), ByteBuffer(string: "\r\n--\(boundary)--\r\n"))
         var lastError: (any Error)?
-        for attempt in 0..<3 {
+        let attempts = max(3, servers.count)
+        for attempt in 0..<attempts {
+            let server = servers.server(slice: n, attempt: attempt)
             do {
                 try await client.postSlice(server: server, boundary: boundary, body: { body(h, t) })
                 return
             } catch {
+                if Task.isCancelled { throw error }
                 lastError = error
-                if attempt < 2 { try await Task.sleep(for: .milliseconds(300 * (attempt + 1))) }
+                servers.failed(server)
+                // Another server is tried at once; the same one again after a pause.
+                if attempt < attempts - 1, servers.count == 1 { try await Task.sleep(for: .milliseconds(300 * (attempt + 1))) }
             }
         }
         throw lastError ?? FSError.upstream(code: 1, message: "slice \(n) failed")
@@ -353,5 +411,30 @@ extension Open123Client {
             }
             throw FSError.upstream(code: env.code, message: env.message)
         }
+    }
+}
+
+/// The upload servers of one session: slices spread over them round-robin by slice number; a server that failed
+/// is passed over while another has not failed, and the next try of a slice goes to the next server.
+final class ServerPicker: Sendable {
+    let servers: [String]
+    private let failures = NIOLockedValueBox<Set<Int>>([])
+
+    init(_ servers: [String]) { self.servers = servers }
+
+    var count: Int { servers.count }
+
+    /// The server for try `attempt` (0-based) of slice `n` (1-based).
+    func server(slice n: Int, attempt: Int) -> String {
+        guard !servers.isEmpty else { return "" }
+        let failed = failures.withLockedValue { $0 }
+        let healthy = servers.indices.filter { !failed.contains($0) }
+        let pool = healthy.isEmpty ? Array(servers.indices) : healthy
+        return servers[pool[(n - 1 + attempt) % pool.count]]
+    }
+
+    func failed(_ server: String) {
+        guard servers.count > 1, let i = servers.firstIndex(of: server) else { return }
+        failures.withLockedValue { $0.insert(i) }
     }
 }

@@ -8,6 +8,11 @@ public struct EmulatorConfig: Sendable {
     public var vip = false
     /// Bytes per slice announced by `upload/v2/file/create` (16 MiB like the real service; small in tests).
     public var sliceSize: Int64 = 16 << 20
+    /// Upload servers that `create` and `domain` name: 1 is the listener itself; with more, each is
+    /// `<base>/upload-server/<n>` on the same listener, and every one takes slices.
+    public var uploadServers = 1
+    /// Whether `create` names the upload servers (`listed`) or answers `servers: []` / `null` (the client asks `domain`).
+    public var createServers: CreateServers = .listed
     /// Seconds an access token lives (30 days, as documented).
     public var tokenTTL: TimeInterval = 30 * 24 * 3600
     /// Live tokens per client; issuing one more evicts the oldest.

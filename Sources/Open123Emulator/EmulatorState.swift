@@ -26,6 +26,8 @@ actor EmulatorState {
     var downloadedToday: Int64 = 0
     var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
     var uploads: [String: Upload] = [:]
+    /// Offline downloads, upload servers: their knobs and counters (OfflineDownloads.swift).
+    var extras = EmulatorExtras()
     var cdnLinks: [String: (md5: String, size: Int64, name: String, expires: Date)] = [:]
     var copyTasks: [Int64: Int] = [:]
     var nextTask: Int64 = 1

@@ -164,6 +164,7 @@ struct Routes: Sendable {
         registerUploads(router)
         registerCDN(router)
         registerKnobs(router)
+        registerCloudExtras(router)
     }
 
     // MARK: CDN

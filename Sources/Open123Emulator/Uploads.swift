@@ -151,7 +151,7 @@ extension EmulatorState {
         uploads[id] = Upload(id: id, parent: p, name: name, md5: md5, size: size, sliceSize: config.sliceSize,
                              duplicate: duplicate, pendingPolls: completePending, v1: v1, dir: dir)
         var r: [String: Any] = ["fileID": 0, "reuse": false, "preuploadID": id, "sliceSize": config.sliceSize]
-        if !v1 { r["servers"] = [base] }
+        if !v1 { r["servers"] = createServers(base: base) ?? NSNull() }
         return r
     }
 
@@ -330,6 +330,28 @@ extension EmulatorState {
 extension Routes {
     func spoolPath() async -> String { state.root + "/uploads/spool-" + UUID().uuidString }
 
+    /// `POST …/upload/v2/file/slice`: the form streamed into its place (or a spool file), then checked and recorded.
+    func receiveSlice(_ req: Request) async throws -> Any? {
+        let path = await spoolPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let placed = NIOLockedValueBox<Placement?>(nil)
+        let form: SpooledForm
+        do {
+            form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["slice"], to: path) { fields in
+                let p = await state.placeSlice(fields)
+                placed.withLockedValue { $0 = p }
+                return p
+            }
+        } catch {
+            await state.releasePlacement(placed.withLockedValue { $0 })
+            throw error
+        }
+        let f = Body(form.fields)
+        try await state.acceptSlice(f.string("preuploadID"), sliceNo: f.int("sliceNo").map(Int.init),
+                                    md5: f.string("sliceMD5"), received: form, path: path)
+        return nil
+    }
+
     func registerUploads(_ router: Router<Ctx>) {
         for v1 in [false, true] {
             api(router, .post, v1 ? "/upload/v1/file/create" : "/upload/v2/file/create") { _, body in
@@ -338,26 +360,10 @@ extension Routes {
                                              containDir: body.bool("containDir") ?? false, v1: v1, base: base())
             }
         }
-        api(router, .get, "/upload/v2/file/domain") { _, _ in [base()] }
+        api(router, .get, "/upload/v2/file/domain") { _, _ in await state.uploadServerList(base: base()) }
         api(router, .post, "/upload/v2/file/slice") { req, _ in
-            let path = await spoolPath()
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let placed = NIOLockedValueBox<Placement?>(nil)
-            let form: SpooledForm
-            do {
-                form = try await SpooledForm.read(req.body, contentType: req.headers[.contentType], filePart: ["slice"], to: path) { fields in
-                    let p = await state.placeSlice(fields)
-                    placed.withLockedValue { $0 = p }
-                    return p
-                }
-            } catch {
-                await state.releasePlacement(placed.withLockedValue { $0 })
-                throw error
-            }
-            let f = Body(form.fields)
-            try await state.acceptSlice(f.string("preuploadID"), sliceNo: f.int("sliceNo").map(Int.init),
-                                        md5: f.string("sliceMD5"), received: form, path: path)
-            return nil
+            try await state.checkListenerTakesSlices()
+            return try await receiveSlice(req)
         }
         for path in ["/upload/v2/file/upload_complete", "/upload/v1/file/upload_complete"] {
             api(router, .post, path) { _, body in try await state.complete(body.string("preuploadID")) }

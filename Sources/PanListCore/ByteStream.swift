@@ -109,6 +109,10 @@ public struct UploadStream: Sendable {
     /// it into place; a driver that needs the bytes twice (123 Open: hashing, then slices) may read it
     /// instead of spooling `body` again. It stays the caller's to remove when it is not linked.
     public var staged: String?
+    /// A file on this machine with the same bytes that the driver may read but must never move, link or
+    /// remove (the Local source of a copy): a driver that can skip the upload when it knows a hash first
+    /// (123 Open's SHA-1 reuse) may hash it before reading `body`.
+    public var localSource: String?
 
     public init(name: String, size: Int64?, modified: Date? = nil, mimeType: String? = nil,
                 md5: String? = nil, sha1: String? = nil, sha256: String? = nil, body: ByteStream) {

@@ -582,8 +582,9 @@ public final class FileSystem: Sendable {
         let put = try capability(dm, (any PutCapable).self, "upload")
         let link = try await sm.ready().link(file: obj, args: LinkArgs())
         try await LinkReader.withStream(link, size: obj.size, remote: remote) { stream in
-            let upload = UploadStream(name: source.name, size: source.size, modified: source.modified,
+            var upload = UploadStream(name: source.name, size: source.size, modified: source.modified,
                                       md5: source.hashes["md5"], sha1: source.hashes["sha1"], body: stream)
+            if case .localFile(let path) = link { upload.localSource = path }
             let written = try await put.put(dir: dstDir, stream: upload, replacing: nil)
             await keepTime(of: upload, written: written, at: dstPath, in: dm)
         }
@@ -609,6 +610,7 @@ public final class FileSystem: Sendable {
                                       md5: source.hashes["md5"], sha1: source.hashes["sha1"],
                                       body: ByteStream(CountingBytes(base: stream, counted: counted)))
             upload.checkpoint = checkpoint
+            if case .localFile(let path) = link { upload.localSource = path }
             return try await put(upload, into: dstDir, overwrite: overwrite)
         }
     }

@@ -262,4 +262,110 @@ import Testing
         #expect(throws: FSError.self) { try OutboundGuard(setting: "300.1.1.1") }
         #expect((try? OutboundGuard(setting: "127.0.0.1, 10.0.0.0/8"))?.refusal(IPAddress("10.9.9.9")!) == nil)
     }
+
+    @Test(.enabled(if: Aria2Process.enabled)) func aria2FetchesAndFollows() async throws {
+        let a = Self.bytes(400_000), m = Self.bytes(123_456, seed: 9), slow = Self.bytes(3_000_000, seed: 4)
+        let origin = try await OriginServer.start(files: ["a.bin": a, "m.bin": m, "slow.bin": slow])
+        defer { Task { await origin.stop() } }
+        try await Aria2Process.with { aria2 in try await withServer { s in
+            let t = try await s.login()
+            try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
+            // A wrong secret: said, and the settings stay.
+            let wrong = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": "nope"], token: t)
+            #expect(wrong.code != 200 && (wrong.json["message"] as? String)?.contains("secret") == true, "\(wrong.text)")
+            let set = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t)
+            #expect(set.json["data"] as? String == "aria2 version: 1.36.0" || (set.json["data"] as? String)?.hasPrefix("aria2 version: ") == true, "\(set.text)")
+            let tools = try await s.api("/public/offline_download_tools", method: .GET)
+            #expect(tools.json["data"] as? [String] == ["SimpleHttp", "aria2"], "\(tools.text)")
+            // A Metalink: aria2 fetches it, then follows it to the file it names (a second download id).
+            let meta = """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="m.bin"><size>\(m.count)</size>
+                <url>\(origin.url("/files/m.bin"))</url></file></metalink>
+                """
+            let metaOrigin = try await OriginServer.start(files: ["list.meta4": Data(meta.utf8)])
+            defer { Task { await metaOrigin.stop() } }
+            let r = try await Self.add(s, t, [origin.url("/files/a.bin"), metaOrigin.url("/files/list.meta4")], path: "/aria", tool: "aria2")
+            #expect(r.code == 200, "\(r.text)")
+            let done = try await Self.settle(s, t)
+            #expect(done.count == 4 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            #expect(FileManager.default.contents(atPath: s.files + "/aria/a.bin") == a)
+            #expect(FileManager.default.contents(atPath: s.files + "/aria/m.bin") == m)
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/list.meta4"))
+            #expect(Self.offlineLeft(s).isEmpty, "\(Self.offlineLeft(s))")
+            // aria2 forgot them.
+            let client = Aria2Client(uri: aria2.uri, secret: aria2.secret)
+            #expect((try await client.call("aria2.tellStopped", [0, 100]) as? [Any])?.isEmpty == true)
+            // Cancel: aria2 stops, nothing left anywhere.
+            let c = try await Self.add(s, t, [origin.url("/slow/slow.bin")], path: "/aria", tool: "aria2")
+            let id = try #require((c.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(10)) {
+                try await s.api("/task/offline_download/info?tid=\(id)", token: t).data["done_bytes"] as? Int ?? 0 > 50_000
+            })
+            #expect(try await s.api("/task/offline_download/cancel?tid=\(id)", token: t).code == 200)
+            #expect(await Cluster.within(.seconds(5)) {
+                try await s.api("/task/offline_download/info?tid=\(id)", token: t).data["state"] as? Int == 4
+            })
+            #expect(await Cluster.within(.seconds(5)) {
+                let active = try await client.call("aria2.tellActive", []) as? [Any] ?? [1]
+                let stopped = try await client.call("aria2.tellStopped", [0, 100]) as? [Any] ?? [1]
+                return active.isEmpty && stopped.isEmpty && Self.offlineLeft(s).isEmpty
+            }, "\(Self.offlineLeft(s))")
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/slow.bin"))
+            // Internal addresses are refused for aria2 too (before aria2 hears of them).
+            try await s.setSetting(OutboundGuard.settingKey, "")
+            #expect(try await Self.add(s, t, [origin.url("/files/a.bin")], tool: "aria2").code == 400)
+            #expect(try await Self.add(s, t, ["ftp://127.0.0.1/x"], tool: "aria2").code == 400)
+        } }
+    }
+
+    /// A .torrent link: aria2 follows it (in memory) and fetches the file it describes from its web seed (BEP 19,
+    /// `url-list`, here the loopback origin: no tracker or peer is reachable offline); the torrent's folder
+    /// arrives in the target as it is in the torrent, and nothing is left in aria2 or the temp folder.
+    @Test(.enabled(if: Aria2Process.enabled)) func aria2TorrentWithWebSeed() async throws {
+        let one = Self.bytes(300_000, seed: 5), two = Self.bytes(70_000, seed: 13)
+        let origin = try await OriginServer.start(files: ["one.bin": one, "two.bin": two])
+        defer { Task { await origin.stop() } }
+        // A multi-file torrent "pack" (pack/one.bin, pack/sub/two.bin) whose web seed is the origin's /seed/ folder.
+        let piece = 65_536
+        let joined = one + two
+        var pieces = Data()
+        var at = 0
+        while at < joined.count {
+            pieces += Data(Insecure.SHA1.hash(data: joined[at..<min(at + piece, joined.count)]))
+            at += piece
+        }
+        func str(_ s: String) -> Data { Data("\(s.utf8.count):\(s)".utf8) }
+        func bytes(_ d: Data) -> Data { Data("\(d.count):".utf8) + d }
+        func int(_ i: Int) -> Data { Data("i\(i)e".utf8) }
+        func list(_ items: [Data]) -> Data { Data("l".utf8) + items.reduce(Data(), +) + Data("e".utf8) }
+        func dict(_ pairs: [(String, Data)]) -> Data {   // keys sorted, as bencoding wants
+            Data("d".utf8) + pairs.sorted { $0.0 < $1.0 }.map { str($0.0) + $0.1 }.reduce(Data(), +) + Data("e".utf8)
+        }
+        let info = dict([("name", str("pack")), ("piece length", int(piece)), ("pieces", bytes(pieces)),
+                         ("files", list([dict([("length", int(one.count)), ("path", list([str("one.bin")]))]),
+                                         dict([("length", int(two.count)), ("path", list([str("sub"), str("two.bin")]))])]))])
+        let torrent = dict([("info", info), ("url-list", str(origin.url("/seed/")))])
+        let torrentOrigin = try await OriginServer.start(files: ["pack.torrent": torrent])
+        defer { Task { await torrentOrigin.stop() } }
+        try await Aria2Process.with { aria2 in try await withServer { s in
+            let t = try await s.login()
+            try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
+            #expect(try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t).code == 200)
+            let r = try await Self.add(s, t, [torrentOrigin.url("/files/pack.torrent")], path: "/bt", tool: "aria2")
+            #expect(r.code == 200, "\(r.text)")
+            let done = try await Self.settle(s, t, limit: .seconds(60))
+            #expect(done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            #expect(FileManager.default.contents(atPath: s.files + "/bt/pack/one.bin") == one)
+            #expect(FileManager.default.contents(atPath: s.files + "/bt/pack/sub/two.bin") == two)
+            #expect(!FileManager.default.fileExists(atPath: s.files + "/bt/pack.torrent"))
+            #expect(Self.offlineLeft(s).isEmpty, "\(Self.offlineLeft(s))")
+            let client = Aria2Client(uri: aria2.uri, secret: aria2.secret)
+            #expect(await Cluster.within(.seconds(5)) {
+                let active = try await client.call("aria2.tellActive", []) as? [Any] ?? [1]
+                let stopped = try await client.call("aria2.tellStopped", [0, 100]) as? [Any] ?? [1]
+                return active.isEmpty && stopped.isEmpty
+            })
+        } }
+    }
 }

@@ -68,7 +68,8 @@ struct Aria2Client: Sendable {
 
     /// `aria2.addUri` of one link into `dir`: the GID.
     func addUri(_ uri: String, dir: String) async throws -> String {
-        let r = try await call("aria2.addUri", [[uri], ["dir": dir]])
+        // A .torrent or Metalink fetched over http is followed in memory (not left among the downloaded files).
+        let r = try await call("aria2.addUri", [[uri], ["dir": dir, "follow-torrent": "mem", "follow-metalink": "mem"]])
         guard let gid = r as? String else { throw FSError.upstream(code: 1, message: "aria2 gave no download id") }
         return gid
     }

@@ -6,7 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// A web server on 127.0.0.1 that offline downloads fetch from, with the ways real servers answer:
-/// - `/files/<name>`: with Content-Length, a strong ETag, ranges (206, If-Range);
+/// - `/files/<name>`: with Content-Length, a strong ETag, ranges (206, If-Range); `/seed/<any>/<name>` the same;
 /// - `/chunked/<name>`: no Content-Length (chunked);
 /// - `/drop/<name>`: the first answer breaks off half-way (a dropped connection), later ones take ranges;
 /// - `/slow/<name>`: 32 KiB every 50 ms;
@@ -41,21 +41,32 @@ final class OriginServer: @unchecked Sendable {
         }
         @Sendable func ranged(_ req: Request, _ data: Data) -> Response {
             let etag = "\"" + Insecure.MD5.hash(data: data).map { String(format: "%02x", $0) }.joined() + "\""
-            var headers: HTTPFields = [.eTag: etag, .acceptRanges: "bytes", .contentType: "application/octet-stream"]
+            let type = req.uri.path.hasSuffix(".meta4") ? "application/metalink4+xml"
+                : req.uri.path.hasSuffix(".torrent") ? "application/x-bittorrent" : "application/octet-stream"
+            var headers: HTTPFields = [.eTag: etag, .acceptRanges: "bytes", .contentType: type]
             if let range = req.headers[.range], range.hasPrefix("bytes="), req.headers[.ifRange] == nil || req.headers[.ifRange] == etag,
-               let start = Int(range.dropFirst(6).split(separator: "-").first ?? "") {
+               let start = Int(range.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false).first ?? "") {
                 guard start < data.count else {
                     headers[.contentRange] = "bytes */\(data.count)"
                     return Response(status: .rangeNotSatisfiable, headers: headers)
                 }
-                headers[.contentRange] = "bytes \(start)-\(data.count - 1)/\(data.count)"
-                headers[.contentLength] = String(data.count - start)
-                return Response(status: .partialContent, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data[start...])))
+                let asked = range.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false).dropFirst().first.flatMap { Int($0) }
+                let end = min(asked ?? data.count - 1, data.count - 1)
+                headers[.contentRange] = "bytes \(start)-\(end)/\(data.count)"
+                headers[.contentLength] = String(end + 1 - start)
+                return Response(status: .partialContent, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data[start...end])))
             }
             headers[.contentLength] = String(data.count)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
         }
         router.get("files/{name}") { req, ctx in note(req); return ranged(req, try file(ctx).1) }
+        // A web seed's folder: /seed/<torrent name>/<path…> serves the file named by the last part.
+        router.get("seed/**") { req, ctx in
+            note(req)
+            let name = ctx.parameters.getCatchAll().last.map(String.init) ?? ""
+            guard let data = box.withLockedValue({ $0.files[name] }) else { throw HTTPError(.notFound) }
+            return ranged(req, data)
+        }
         router.head("files/{name}") { req, ctx in note(req); return ranged(req, try file(ctx).1) }
         router.get("chunked/{name}") { req, ctx -> Response in
             note(req)

@@ -11,6 +11,7 @@ import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
 import { renderMarkdown } from './markdown.js';
 import { icon } from './icons.js';
 import { initUploads } from './upload.js';
+import { openRecordForm } from './forms.js';
 
 const PAGE = 200;
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
@@ -42,6 +43,7 @@ let observer = null;
 export function initBrowse() {
   $('#refresh').addEventListener('click', () => load(view.path, { refresh: view.write, quiet: true }));
   $('#new-folder').addEventListener('click', newFolder);
+  $('#offline-download').addEventListener('click', offlineDownload);
   $('#view-toggle').addEventListener('click', () => {
     view.mode = view.mode === 'list' ? 'grid' : 'list';
     store('panlist.view', view.mode);
@@ -224,6 +226,7 @@ function applyView() {
   $('#view-toggle').setAttribute('aria-pressed', String(view.mode === 'grid'));
   $('#new-folder').hidden = !view.write || !can(PERM.write);
   $('#upload-label').hidden = !view.write || !can(PERM.write);
+  $('#offline-download').hidden = !view.write || !can(PERM.offline);
 
   view.shown = sortedItems();
   view.rendered = 0;
@@ -467,6 +470,66 @@ async function newFolder() {
   const name = await promptText('New folder', { message: 'Name of the new folder', okText: 'Create' });
   if (!name) return;
   await run(() => api('/fs/mkdir', { path: joinPath(view.path, name), password: passwordFor(view.path) }), 'Folder created');
+}
+
+const POLICIES = [
+  ['delete_on_upload_succeed', 'Delete the downloaded file once it is in place'],
+  ['delete_on_upload_failed', 'Delete it only when moving it into place failed'],
+  ['delete_never', 'Keep it in the server\'s temp folder too'],
+  ['delete_always', 'Always delete it'],
+  ['upload_download_stream', 'Stream straight into the folder (SimpleHttp only)'],
+];
+const TOOL_HELP = {
+  SimpleHttp: 'PanList fetches http(s) links itself (redirects, resume, size limit).',
+  aria2: 'The aria2 set up by the admin: http(s), ftp, magnet and torrent links.',
+  '123 Open': '123 Cloud Drive fetches the link itself; the bytes never pass through PanList.',
+};
+
+/** The offline download dialog: links (one a line), a tool among those usable here, and what happens to the
+ * downloaded file; each link becomes an offline_download task. */
+async function offlineDownload() {
+  const dir = view.path;
+  let tools;
+  try { tools = await api('/public/offline_download_tools', null, { method: 'GET', query: { path: dir } }); } catch (e) {
+    showError(e.message);
+    return;
+  }
+  if (!Array.isArray(tools) || !tools.length) { showError('No offline download tool is available'); return; }
+  const preferred = tools.includes('123 Open') ? '123 Open' : tools[0];
+  let queued = 0;
+  const ok = await openRecordForm({
+    title: 'Offline download',
+    saveText: 'Download',
+    fields: [
+      { name: 'urls', label: 'Links', type: 'text', rows: 4, required: true,
+        placeholder: 'https://example.com/file.iso', help: `One link a line. The files land in ${dir}.` },
+      { name: 'tool', label: 'Tool', type: 'select', value: preferred, options: tools.map(t => [t, t]),
+        help: tools.map(t => TOOL_HELP[t] ? `${t}: ${TOOL_HELP[t]}` : '').filter(Boolean).join(' ') },
+      { name: 'delete_policy', label: 'Afterwards', key: 'delete_policy', type: 'select', value: 'delete_on_upload_succeed',
+        options: POLICIES, help: 'What happens to the downloaded file in the server\'s temp folder.' },
+    ],
+    save: async (v) => {
+      const urls = v.urls.split(/\r?\n/).map(u => u.trim()).filter(Boolean);
+      if (!urls.length) throw new Error('Links: give at least one link');
+      try {
+        const r = await api('/fs/add_offline_download', { urls, path: dir, tool: v.tool, delete_policy: v.delete_policy,
+                                                          password: passwordFor(dir) });
+        queued = (r && r.tasks ? r.tasks.length : urls.length);
+      } catch (e) {
+        // The server's refusals name what they are about: put them next to that field.
+        const m = e.message || '';
+        if (/^delete_policy|stream works/i.test(m)) throw new Error('Afterwards: ' + m);
+        if (/^tool |aria2|123 Open tool/i.test(m)) throw new Error('Tool: ' + m);
+        if (/URL|link|scheme|internal|address|host/i.test(m)) throw new Error('Links: ' + m);
+        throw e;
+      }
+    },
+  });
+  if (!ok) return;
+  const tasks = queued === 1 ? '1 download' : `${queued} downloads`;
+  await noticeWithLink('Offline download queued',
+    `Queued ${tasks} into ${dir}. Follow them, cancel or retry them on the Tasks page; the files appear here when done.`,
+    { path: '/@tasks', text: 'Open Tasks', testid: 'open-tasks' });
 }
 
 async function rename(item) {

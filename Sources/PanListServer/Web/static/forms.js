@@ -136,7 +136,9 @@ export function placeError(message, fields, formError) {
   const input = best && document.getElementById(best.f.id);
   if (!input || input.disabled) { showFormError(formError, text); return; }
   // Next to the field, its first line without a trailing lead-in to a list ("… The settings are:").
-  const line = text.split('\n')[0];
+  // A message led by the field's label ("Links: …", put there by the form to route it) is shown without it.
+  let line = text.split('\n')[0];
+  if (best.f.label && line.startsWith(best.f.label + ': ')) line = line.slice(best.f.label.length + 2);
   showFieldError(input, line.replace(/\s*[^.]*:$/, '') || line);
 }
 

@@ -9,6 +9,7 @@ const ROLES = { 0: 'User', 1: 'Guest', 2: 'Admin' };
 export const BITS = [
   [0, 'See hidden files', 'Names hidden by folder rules are listed and can be opened.'],
   [1, 'Access without password', 'Folders guarded by a folder password open without it (also over WebDAV).'],
+  [2, 'Offline download', 'Paste links for the server to fetch into folders this user may write to.'],
   [3, 'Write', 'Upload, make folders.'],
   [4, 'Rename', ''],
   [5, 'Move', ''],
