@@ -148,8 +148,9 @@ struct Open123AuthTests {
     }
 
     /// The access token dies while 20 requests wait: exactly one renewal, all 20 succeed, the store holds the
-    /// new refresh token, and no refresh token is ever sent twice. (Seen failing with the in-process guard off:
-    /// see the commit that added it.)
+    /// new refresh token, and no refresh token is ever sent twice. Seen failing with TokenManager's in-process
+    /// guard (the shared `refreshing` task) switched off: the waiters renewed with the same refresh token and
+    /// all but one were refused ("refresh_token has already been used").
     @Test func twentyWaitersShareOneRenewal() async throws {
         let box = Box()
         try await withAuthCloud(addition: { c, emu in
@@ -296,7 +297,9 @@ struct Open123AuthTests {
 struct Open123AuthClusterTests {
     /// Two instances on one PostgreSQL, one refresh-token storage: the mount renews once for both, and when the
     /// access token dies under 20 requests (10 on each) the cluster renews exactly once more; no refresh token
-    /// is sent twice, and the store holds the live one.
+    /// is sent twice, and the store holds the live one. Seen failing with the cluster lock switched off
+    /// (renewals outside `withLock`): B renewed with the refresh token A had already used, was refused, and
+    /// did not even mount.
     @Test func oneRenewalForTheCluster() async throws {
         var ec = EmulatorConfig()
         ec.clientID = "oauth-" + UUID().uuidString.prefix(8)
