@@ -6,7 +6,8 @@ import PanListCore
 
 /// The typed 123 Open API client: JSON envelope, token, pacing, and bounded retries.
 /// - 401: one forced token refresh, then one retry (never recursion).
-/// - 429: up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter; each attempt paced again.
+/// - 429 (in the envelope, or as HTTP 429): up to 5 retries with exponential backoff (0.5 s … 8 s) and jitter;
+///   each attempt paced again, and each 429 slows the endpoint's pace (RateLimiter).
 final class Open123Client: Sendable {
     static let http: HTTPClient = {
         var config = HTTPClient.Configuration()
@@ -17,22 +18,33 @@ final class Open123Client: Sendable {
     }()
 
     let baseURL: String
+    /// The key 123 counts this client's requests under (the client ID; a tag of a pasted token).
     let clientID: String
+    let auth: Open123Auth
     let tokens: TokenManager
     let state: (any DriverStateStore)?
+    /// QPS per endpoint path (the defaults with the storage's `rate_limits`).
+    let rates: [String: Double]
+    let authStatus: AuthStatus
 
-    init(baseURL: String, clientID: String, clientSecret: String, state: (any DriverStateStore)?) {
+    init(baseURL: String, auth: Open123Auth, rates: [String: Double] = RateLimiter.qps, state: (any DriverStateStore)?) {
         let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.baseURL = base
-        self.clientID = clientID
+        self.auth = auth
+        self.clientID = auth.paceKey
         self.state = state
-        self.tokens = TokenManager.shared(baseURL: base, clientID: clientID, clientSecret: clientSecret, state: state) { id, secret in
-            try await Open123Client.fetchToken(base: base, clientID: id, secret: secret, state: state)
-        }
+        self.rates = rates
+        let status = AuthStatus()
+        self.authStatus = status
+        self.tokens = Self.tokenManager(base: base, auth: auth, state: state, status: status)
+    }
+
+    convenience init(baseURL: String, clientID: String, clientSecret: String, state: (any DriverStateStore)?) {
+        self.init(baseURL: baseURL, auth: .clientCredentials(clientID: clientID, clientSecret: clientSecret), state: state)
     }
 
     static func fetchToken(base: String, clientID: String, secret: String, state: (any DriverStateStore)?) async throws -> (String, Date) {
-        try await RateLimiter.acquire(clientID: clientID, endpoint: "/api/v1/access_token", state: state)
+        try await RateLimiter.acquire(clientID: clientID, endpoint: "/api/v1/access_token", state: state, table: RateLimiter.qps)
         let body = try JSONSerialization.data(withJSONObject: ["clientID": clientID, "clientSecret": secret])
         let env: APIEnvelope<TokenData>
         do {
@@ -51,6 +63,19 @@ final class Open123Client: Sendable {
 
     static func send<T: Decodable>(base: String, method: HTTPMethod, path: String, query: [(String, String)], body: Data?,
                                    token: String?) async throws -> APIEnvelope<T> {
+        let (status, data) = try await sendRaw(base: base, method: method, path: path, query: query, body: body, token: token)
+        do {
+            return try JSONDecoder().decode(APIEnvelope<T>.self, from: data)
+        } catch {
+            // A rate limit answered in HTTP rather than in the envelope.
+            if status == .tooManyRequests { return APIEnvelope(code: 429, message: "HTTP 429", data: nil) }
+            throw FSError.upstream(code: Int(status.code), message: "unexpected answer from 123 Open \(path) (HTTP \(status.code)): \(error)")
+        }
+    }
+
+    /// One request; the answer's status and body (up to 32 MiB).
+    static func sendRaw(base: String, method: HTTPMethod, path: String, query: [(String, String)], body: Data?,
+                        token: String?) async throws -> (HTTPResponseStatus, Data) {
         var url = base + path
         if !query.isEmpty {
             var comps = URLComponents()
@@ -74,11 +99,7 @@ final class Open123Client: Sendable {
             throw FSError.upstream(code: -1, message: "cannot reach 123 Open at \(base): \(text)")
         }
         let buffer = try await res.body.collect(upTo: 32 << 20)
-        do {
-            return try JSONDecoder().decode(APIEnvelope<T>.self, from: Data(buffer.readableBytesView))
-        } catch {
-            throw FSError.upstream(code: Int(res.status.code), message: "unexpected answer from 123 Open \(path) (HTTP \(res.status.code)): \(error)")
-        }
+        return (res.status, Data(buffer.readableBytesView))
     }
 
     /// Calls an endpoint and returns its `data` (nil when the API sends null).
@@ -88,7 +109,7 @@ final class Open123Client: Sendable {
         var refreshed = false
         var busy = 0
         while true {
-            try await RateLimiter.acquire(clientID: clientID, endpoint: path, state: state)
+            try await RateLimiter.acquire(clientID: clientID, endpoint: path, state: state, table: rates)
             let token = try await tokens.current()
             let env: APIEnvelope<T>
             do {
@@ -105,13 +126,17 @@ final class Open123Client: Sendable {
                 refreshed = true
                 await tokens.invalidate(token)
             case 429 where busy < 5:
+                await RateLimiter.rateLimited(clientID: clientID, endpoint: path, state: state, table: rates)
                 let base = 0.5 * pow(2, Double(busy))
                 busy += 1
                 try await Task.sleep(for: .milliseconds(Int64(base * 1000 * Double.random(in: 0.8...1.2))))
             case 5066:
                 throw FSError.notFound("123 Open: \(env.message) (code 5066): object not found")
             case 429:
+                await RateLimiter.rateLimited(clientID: clientID, endpoint: path, state: state, table: rates)
                 throw FSError.rateLimited("123 Open is rate-limiting this client (code 429: \(env.message)); try again shortly")
+            case 401:
+                throw FSError.upstream(code: 401, message: Self.refusedAgain(auth, env.message, path: path))
             default:
                 throw FSError.upstream(code: env.code, message: Self.explain(env.code, env.message, path: path))
             }
@@ -128,12 +153,23 @@ final class Open123Client: Sendable {
         }
     }
 
+    /// A token refused again right after it was renewed: what to check, by auth mode.
+    static func refusedAgain(_ auth: Open123Auth, _ message: String, path: String) -> String {
+        switch auth {
+        case .clientCredentials:
+            return "123 Open \(path): the access token was refused again after a refresh (\(message)); check the Client ID and Client Secret"
+        case .refreshToken:
+            return "123 Open \(path): the access token was refused again right after a renewal (\(message)); check that the OAuth app may use the file API, or authorise it again and paste a new refresh token"
+        case .accessToken:
+            return "123 Open \(path): the pasted access token was refused (\(message)); paste a new access token in this storage's settings (AccessToken)"
+        }
+    }
+
     /// 123's message (often Chinese) with an English explanation for the codes a user can act on.
     static func explain(_ code: Int, _ message: String, path: String) -> String {
         let hint: String
         switch code {
         case 5113: hint = "the account's daily download traffic quota is used up; try again tomorrow, or use a VIP account"
-        case 401: hint = "the access token was refused again after a refresh; check the Client ID and Client Secret"
         case 20103: hint = "123 is still verifying the upload"
         default: return "123 Open \(path): \(message)"
         }

@@ -14,11 +14,19 @@ struct Open123Addition: Decodable {
     var directLinkPrivateKey = ""
     var directLinkValidDuration = 30
     var baseURL = "https://open-api.123pan.com"
+    /// client_credentials, access_token or refresh_token (empty: client_credentials).
+    var authMode = ""
+    var accessToken = ""
+    var accessTokenExpiry = ""
+    var refreshToken = ""
+    var rateLimits = ""
 
     enum CodingKeys: String, CodingKey {
         case clientID = "ClientID", clientSecret = "ClientSecret", rootFolderID = "RootFolderID", uploadThread = "UploadThread"
         case directLink = "DirectLink", directLinkPrivateKey = "DirectLinkPrivateKey"
         case directLinkValidDuration = "DirectLinkValidDuration", baseURL = "base_url"
+        case authMode = "auth_mode", accessToken = "AccessToken", accessTokenExpiry = "AccessTokenExpiry"
+        case refreshToken = "RefreshToken", rateLimits = "rate_limits"
     }
 
     init(from decoder: any Decoder) throws {
@@ -37,18 +45,59 @@ struct Open123Addition: Decodable {
         directLinkPrivateKey = str(.directLinkPrivateKey) ?? ""
         directLinkValidDuration = int(.directLinkValidDuration) ?? 30
         baseURL = str(.baseURL).flatMap { $0.isEmpty ? nil : $0 } ?? baseURL
+        authMode = (str(.authMode) ?? "").trimmingCharacters(in: .whitespaces)
+        accessToken = (str(.accessToken) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        accessTokenExpiry = str(.accessTokenExpiry) ?? ""
+        refreshToken = (str(.refreshToken) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        rateLimits = str(.rateLimits) ?? ""
+    }
+
+    /// The auth mode and its credentials, with a clear error for what is missing.
+    func auth() throws(FSError) -> Open123Auth {
+        switch authMode.isEmpty ? "client_credentials" : authMode {
+        case "client_credentials":
+            for (name, value) in [("ClientID", clientID), ("ClientSecret", clientSecret)] where value.isEmpty {
+                throw .badRequest("\(name) is required for auth_mode client_credentials (from the 123 developer platform, which needs its paid developer package since 2026); without one, use auth_mode refresh_token or access_token")
+            }
+            return .clientCredentials(clientID: clientID, clientSecret: clientSecret)
+        case "refresh_token":
+            for (name, value) in [("ClientID", clientID), ("ClientSecret", clientSecret), ("RefreshToken", refreshToken)] where value.isEmpty {
+                throw .badRequest("\(name) is required for auth_mode refresh_token (the client_id and client_secret of your own 123 OAuth app, and a refresh token it was given)")
+            }
+            return .refreshToken(clientID: clientID, clientSecret: clientSecret, refreshToken: refreshToken)
+        case "access_token":
+            guard !accessToken.isEmpty else { throw .badRequest("AccessToken is required for auth_mode access_token (paste a 123 access token)") }
+            var expires = Open123Auth.jwtExpiry(accessToken)
+            if !accessTokenExpiry.trimmingCharacters(in: .whitespaces).isEmpty {
+                guard let given = Open123Auth.parseExpiry(accessTokenExpiry) else {
+                    throw .badRequest("AccessTokenExpiry '\(accessTokenExpiry)' is not a time: write it as 2026-12-31T23:59:59+08:00, 2026-12-31 15:59:59 (UTC) or Unix seconds, or leave it empty")
+                }
+                expires = given
+            }
+            return .accessToken(token: accessToken, expires: expires)
+        default:
+            throw .badRequest("auth_mode must be one of \(Open123Auth.modes.joined(separator: ", ")), not '\(authMode)'")
+        }
     }
 }
 
 /// A 123 Cloud Drive through the 123 Open Platform API, with the Client ID and Secret of a developer application.
-public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable, PutCapable,
+public final class Open123Driver: Driver, StatusNoting, MakeDirCapable, RenameCapable, MoveCapable, CopyCapable, RemoveCapable, DetailsCapable, PutCapable,
                                   SlicedUploadCapable {
     public static let name = "123 Open"
     public static let factory = DriverFactory(
         config: DriverConfig(name: name, localSort: true, defaultRoot: "0"),
         additional: [
-            DriverItem(name: "ClientID", type: "string", required: true, help: "Client ID of your 123 developer application"),
-            DriverItem(name: "ClientSecret", type: "string", required: true, help: "Client Secret of your 123 developer application"),
+            DriverItem(name: "auth_mode", type: "select", default: "client_credentials", options: Open123Auth.modes.joined(separator: ","),
+                       help: "client_credentials: a developer application's Client ID and Secret (123's paid developer package); "
+                           + "refresh_token: your own OAuth app's Client ID and Secret and a refresh token (renewed automatically); "
+                           + "access_token: a pasted access token (simplest; stops working when it expires)"),
+            DriverItem(name: "ClientID", type: "string", help: "client_credentials: Client ID of your 123 developer application; refresh_token: client_id of your OAuth app"),
+            DriverItem(name: "ClientSecret", type: "string", help: "client_credentials: Client Secret of your 123 developer application; refresh_token: client_secret of your OAuth app"),
+            DriverItem(name: "RefreshToken", type: "string", help: "refresh_token: the refresh token your OAuth app was given; PanList keeps the renewed one (123 gives a new one at each renewal)"),
+            DriverItem(name: "AccessToken", type: "string", help: "access_token: the pasted access token"),
+            DriverItem(name: "AccessTokenExpiry", type: "string",
+                       help: "access_token: when the pasted token expires (2026-12-31T23:59:59+08:00, UTC 2026-12-31 15:59:59, or Unix seconds); empty: read from the token when it is a JWT"),
             DriverItem(name: "RootFolderID", type: "string", default: "0", help: "ID of the folder used as this storage's root (0 = the whole drive)"),
             DriverItem(name: "UploadThread", type: "number", default: "3", help: "concurrent slice uploads (1–32)"),
             DriverItem(name: "DirectLink", type: "bool", default: "false",
@@ -57,13 +106,20 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
             DriverItem(name: "DirectLinkValidDuration", type: "number", default: "30", help: "minutes a signed direct link stays valid"),
             DriverItem(name: "base_url", type: "string", default: "https://open-api.123pan.com",
                        help: "the API address; change it only for the open123-emulator"),
+            DriverItem(name: "rate_limits", type: "text",
+                       help: "requests per second per endpoint, overriding the defaults: one PATH=QPS a line, e.g. /api/v2/file/list=3 (0 = not paced); pacing also slows an endpoint down by itself when 123 answers 429"),
         ],
-        secretFields: ["ClientSecret", "DirectLinkPrivateKey"],
+        secretFields: ["ClientSecret", "DirectLinkPrivateKey", "AccessToken", "RefreshToken"],
         deliveryHelp: "Downloads are redirected to 123's own link by default, which costs this server no traffic. "
             + "123's links only work from the city of the address that asked for them (this server's), so people "
             + "elsewhere may be refused: then let PanList stream the files (the web proxy for the web UI and links; "
             + "streaming for WebDAV), or send downloads to a separate download proxy. Direct links (DirectLink) are "
             + "not tied to an address and work well with redirects.",
+        check: { text in
+            let a = try decodeAddition(Open123Addition.self, from: text)
+            _ = try a.auth()
+            _ = try RateLimiter.table(overriding: a.rateLimits)
+        },
         make: { record, env in try Open123Driver(record: record, env: env) }
     )
 
@@ -77,19 +133,44 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
     init(record: StorageRecord, env: DriverEnvironment) throws {
         config = Self.factory.config
         addition = try decodeAddition(Open123Addition.self, from: record.addition)
-        guard !addition.clientID.isEmpty, !addition.clientSecret.isEmpty else {
-            throw FSError.badRequest("ClientID and ClientSecret are required (from the 123 developer platform)")
-        }
+        let auth = try addition.auth()
+        let rates = try RateLimiter.table(overriding: addition.rateLimits)
         guard let root = Int64(addition.rootFolderID), root >= 0 else { throw FSError.badRequest("RootFolderID must be a folder ID such as 0") }
         guard (1...32).contains(addition.uploadThread) else { throw FSError.badRequest("UploadThread must be between 1 and 32") }
         rootID = root
         tempDir = env.tempDir
-        client = Open123Client(baseURL: addition.baseURL, clientID: addition.clientID, clientSecret: addition.clientSecret, state: env.state)
+        client = Open123Client(baseURL: addition.baseURL, auth: auth, rates: rates, state: env.state)
+    }
+
+    /// access_token: the pasted token's expiry, or why it no longer works; refresh_token: a refused renewal.
+    public func statusNote() -> StatusNote? {
+        let status = client.authStatus
+        switch client.auth {
+        case .clientCredentials:
+            return nil
+        case .refreshToken:
+            if let problem = status.problem { return .failing(problem) }
+            guard let expires = status.expires else { return nil }
+            return .note("access token renewed with the refresh token; valid until \(Open123Auth.utc(expires))")
+        case .accessToken(_, let expires):
+            if let problem = status.problem { return .failing(problem) }
+            guard let expires else { return .note("pasted access token, expiry unknown: when it lapses, paste a new one") }
+            if expires <= Date() {
+                return .failing("the pasted 123 access token expired at \(Open123Auth.utc(expires)); paste a new access token in this storage's settings (AccessToken)")
+            }
+            let days = Int(expires.timeIntervalSinceNow / 86400)
+            let left = days == 0 ? "less than a day" : days == 1 ? "1 day" : "\(days) days"
+            return .note("pasted access token expires \(Open123Auth.utc(expires)), in \(left)")
+        }
     }
 
     /// Checks the credentials (a token) and the root folder.
     public func initialize() async throws {
         _ = try await client.tokens.current()
+        // A token taken from the store (no renewal in this process yet) still shows its expiry.
+        if case .refreshToken = client.auth, client.authStatus.expires == nil, let saved = await client.tokens.snapshot {
+            client.authStatus.renewed(expires: saved.expires)
+        }
         if rootID != 0 {
             guard let d = try await client.call(.GET, "/api/v1/file/detail", query: [("fileID", String(rootID))], as: DetailData.self),
                   d.type == 1, d.trashed ?? 0 == 0
@@ -202,20 +283,24 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
     }
 
     /// Files with the synchronous copy; folders with the asynchronous copy, polled once a second (up to 10 minutes).
+    /// The target goes under both casings 123 shows (`targetDirId` in the doc, `targetDirID` in its example),
+    /// so a server reading either finds it; see `copyProgress` for the progress request.
     public func copy(_ obj: Obj, to dstDir: Obj) async throws -> Obj {
         let id = try Self.id(obj), target = try Self.id(dstDir)
         if !obj.isDir {
-            let d = try await client.call(.POST, "/api/v1/file/copy", json: ["fileId": id, "targetDirId": target], as: CopyData.self)
+            let d = try await client.call(.POST, "/api/v1/file/copy", json: ["fileId": id, "targetDirId": target, "targetDirID": target], as: CopyData.self)
             var o = obj
             o.id = d?.targetFileId.map(String.init) ?? obj.id
             o.path = VirtualPath.join(dstDir.path, obj.name)
             return o
         }
-        guard let task = try await client.call(.POST, "/api/v1/file/async/copy", json: ["fileIds": [id], "targetDirId": target], as: AsyncCopyData.self) else {
+        guard let task = try await client.call(.POST, "/api/v1/file/async/copy",
+                                               json: ["fileIds": [id], "fileIDs": [id], "targetDirId": target, "targetDirID": target],
+                                               as: AsyncCopyData.self) else {
             throw FSError.upstream(code: 1, message: "123 Open did not start the copy")
         }
         for _ in 0..<600 {
-            let p = try await client.call(.GET, "/api/v1/file/async/copy/process", query: [("taskId", String(task.taskId))], as: CopyProcessData.self)
+            let p = try await copyProgress(task.taskId)
             switch p?.status {
             case 2:
                 var o = obj
@@ -226,6 +311,26 @@ public final class Open123Driver: Driver, MakeDirCapable, RenameCapable, MoveCap
             }
         }
         throw FSError.upstream(code: 1, message: "123 Open's copy of \(obj.name) did not finish within 10 minutes")
+    }
+
+    /// Whether the progress request must be a POST (a GET with its JSON body was refused once).
+    private let progressByPost = NIOLockedValueBox(false)
+
+    /// `async/copy/process` is documented as a GET with a JSON body, while clients send the query string: a GET
+    /// carries both; if 123 (or a proxy that drops GET bodies) refuses it, a POST with the JSON body follows,
+    /// and this storage keeps to the form that worked.
+    func copyProgress(_ task: Int64) async throws -> CopyProcessData? {
+        let path = "/api/v1/file/async/copy/process"
+        if !progressByPost.withLockedValue({ $0 }) {
+            do {
+                return try await client.call(.GET, path, query: [("taskId", String(task))], json: ["taskId": task], as: CopyProcessData.self)
+            } catch let e as FSError {
+                guard case .upstream(let code, _) = e, code != 401, code != 429, code != -1 else { throw e }
+            }
+        }
+        let r = try await client.call(.POST, path, json: ["taskId": task], as: CopyProcessData.self)
+        progressByPost.withLockedValue { $0 = true }
+        return r
     }
 
     /// Moves to the recycle bin (123 deletes for good only from there).

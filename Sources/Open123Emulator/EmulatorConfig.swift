@@ -25,6 +25,17 @@ public struct EmulatorConfig: Sendable {
     /// Bytes of `download_info` traffic per day before code 5113 (1 GB for free accounts).
     public var dailyDownloadQuota: Int64 = 1 << 30
     public var spacePermanent: Int64 = 2 << 40
+    /// The user's own OAuth application (refresh-token mode): `oauth2/access_token` takes these.
+    public var oauthClientID = "emulator-oauth-app"
+    public var oauthClientSecret = "emulator-oauth-secret"
+    /// Seconds an OAuth access token lives (`expires_in`; 7200 in the doc's example). Small in tests.
+    public var oauthTokenTTL: TimeInterval = 7200
+    /// Seconds a refresh token lives (90 days, as documented).
+    public var refreshTokenTTL: TimeInterval = 90 * 24 * 3600
+    /// Which casing of the copy target field the copy endpoints accept.
+    public var copyTargetField: CopyTargetField = .either
+    /// Which form of the async-copy progress request is accepted.
+    public var copyProgressForm: CopyProgressForm = .either
 
     public init() {}
 }

@@ -31,6 +31,8 @@ actor EmulatorState {
     var cdnLinks: [String: (md5: String, size: Int64, name: String, expires: Date)] = [:]
     var copyTasks: [Int64: Int] = [:]
     var nextTask: Int64 = 1
+    /// Refresh tokens, authorization codes and renewal counters (OAuth.swift).
+    var oauth = OAuthBook()
 
     struct Upload {
         var id: String

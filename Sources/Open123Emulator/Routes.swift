@@ -140,18 +140,6 @@ struct Routes: Sendable {
             guard let ids = body.ints("fileIDs") else { throw APIFailure.bad("fileIDs参数错误") }
             return ["abnormalFileIDs": try await state.recover(ids)]
         }
-        api(router, .post, "/api/v1/file/copy") { _, body in
-            guard let id = body.int("fileId"), let target = body.int("targetDirId") else { throw APIFailure.bad("参数错误") }
-            return ["sourceFileId": id, "targetFileId": try await state.copy(id, to: target)]
-        }
-        api(router, .post, "/api/v1/file/async/copy") { _, body in
-            guard let ids = body.ints("fileIds"), let target = body.int("targetDirId") else { throw APIFailure.bad("参数错误") }
-            return ["taskId": try await state.startCopyTask(ids, to: target)]
-        }
-        api(router, .get, "/api/v1/file/async/copy/process") { req, _ in
-            guard let task = Self.queryInt(req, "taskId") else { throw APIFailure.bad("taskId参数错误") }
-            return ["taskId": task, "status": try await state.copyTaskStatus(task)]
-        }
         api(router, .get, "/api/v1/file/download_info") { req, _ in
             guard let id = Self.queryInt(req, "fileId") else { throw APIFailure.fileNotFound }
             return ["downloadUrl": try await state.downloadLink(id, base: base())]
@@ -171,6 +159,8 @@ struct Routes: Sendable {
             return ["url": base() + "/" + encoded]
         }
 
+        registerCopy(router)
+        registerOAuth(router)
         registerUploads(router)
         registerCDN(router)
         registerKnobs(router)

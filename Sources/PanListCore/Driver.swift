@@ -210,10 +210,14 @@ public struct DriverFactory: Sendable {
     /// when this cloud's links work for a redirect, and when to switch to a proxy.
     public var deliveryHelp: String
     public var make: @Sendable (_ storage: StorageRecord, _ env: DriverEnvironment) throws -> any Driver
+    /// The driver's own checks of an `addition` that passed the generic ones (settings that depend on each
+    /// other, such as a mode and what it needs), run when a storage is saved; the error's message is shown.
+    public var check: (@Sendable (_ addition: String) throws -> Void)?
     public init(config: DriverConfig, additional: [DriverItem], secretFields: [String] = [], deliveryHelp: String = "",
+                check: (@Sendable (String) throws -> Void)? = nil,
                 make: @escaping @Sendable (StorageRecord, DriverEnvironment) throws -> any Driver) {
         self.config = config; self.additional = additional; self.secretFields = secretFields
-        self.deliveryHelp = deliveryHelp; self.make = make
+        self.deliveryHelp = deliveryHelp; self.check = check; self.make = make
     }
 
     public static let mask = "******"
@@ -304,6 +308,11 @@ extension DriverFactory {
         }
         guard problems.isEmpty else {
             throw .badRequest("\(problems.joined(separator: "; ")). The \(config.name) settings are:\n\(fieldList)")
+        }
+        if let check {
+            do { try check(text.isEmpty ? "{}" : text) } catch {
+                throw .badRequest("\(FSError.from(error).message). The \(config.name) settings are:\n\(fieldList)")
+            }
         }
     }
 }

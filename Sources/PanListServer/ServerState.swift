@@ -627,8 +627,16 @@ public final class ServerState: Sendable {
     /// The storage record as the admin API shows it: the live status from the mount table.
     func liveRecord(_ record: StorageRecord) -> StorageRecord {
         var r = record
-        if let m = fs.storage(id: record.id) { r.status = m.record.status }
-        else if record.disabled { r.status = StorageStatus.disabled }
+        if let m = fs.storage(id: record.id) {
+            r.status = m.record.status
+            if r.status == StorageStatus.work, let noting = m.driver as? any StatusNoting {
+                switch noting.statusNote() {
+                case .note(let text): r.status = StorageStatus.work + " (" + text + ")"
+                case .failing(let text): r.status = text
+                case nil: break
+                }
+            }
+        } else if record.disabled { r.status = StorageStatus.disabled }
         return r
     }
 

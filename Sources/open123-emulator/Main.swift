@@ -20,12 +20,20 @@ struct Open123EmulatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-tokens"), help: "Live tokens per client before the oldest is evicted.") var maxTokens = 3
     @Option(name: .customLong("rate-limits"), help: "official, off, or a factor applied to the official QPS.") var rateLimits = "official"
     @Option(name: .customLong("private-key"), help: "Direct-link URL-authentication key.") var privateKey: String?
+    @Option(name: .customLong("oauth-client-id"), help: "client_id of the OAuth app oauth2/access_token accepts.") var oauthClientID = "emulator-oauth-app"
+    @Option(name: .customLong("oauth-client-secret"), help: "client_secret of that OAuth app.") var oauthClientSecret = "emulator-oauth-secret"
+    @Option(name: .customLong("oauth-token-ttl"), help: "Seconds an OAuth access token lives (expires_in).") var oauthTokenTTL: Double = 7200
+    @Option(name: .customLong("copy-target"), help: "Copy target field accepted: either, targetDirId or targetDirID.") var copyTarget = "either"
+    @Option(name: .customLong("copy-progress"), help: "Copy progress form accepted: either, query, body or post.") var copyProgress = "either"
 
     func run() async throws {
         guard let mode = RateLimitMode(argument: rateLimits) else {
             throw ValidationError("--rate-limits must be official, off or a positive number")
         }
-        guard sliceSize > 0, maxTokens > 0, tokenTTL > 0 else { throw ValidationError("sizes and counts must be positive") }
+        guard let target = CopyTargetField(rawValue: copyTarget), let progress = CopyProgressForm(rawValue: copyProgress) else {
+            throw ValidationError("--copy-target must be either, targetDirId or targetDirID; --copy-progress either, query, body or post")
+        }
+        guard sliceSize > 0, maxTokens > 0, tokenTTL > 0, oauthTokenTTL > 0 else { throw ValidationError("sizes and counts must be positive") }
         var config = EmulatorConfig()
         config.clientID = clientID
         config.clientSecret = clientSecret
@@ -36,6 +44,11 @@ struct Open123EmulatorCommand: AsyncParsableCommand {
         config.maxTokens = maxTokens
         config.rateLimits = mode
         config.privateKey = privateKey
+        config.oauthClientID = oauthClientID
+        config.oauthClientSecret = oauthClientSecret
+        config.oauthTokenTTL = oauthTokenTTL
+        config.copyTargetField = target
+        config.copyProgressForm = progress
         if let data {
             try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
             config.dataDir = (data as NSString).standardizingPath

@@ -65,7 +65,7 @@ async function renderStorages(mine, relists = 0) {
 }
 
 function storageRow(s) {
-  const cls = s.status === 'work' ? 'ok' : s.status === 'loading' || s.disabled ? 'off' : 'bad';
+  const cls = s.status === 'work' || (s.status || '').startsWith('work (') ? 'ok' : s.status === 'loading' || s.disabled ? 'off' : 'bad';
   const status = h('span', { class: 'status ' + cls, text: STATUS_WORDS[s.status] || s.status || (s.disabled ? 'Disabled' : 'Unknown') });
   let space = '';
   const d = s.mount_details;
