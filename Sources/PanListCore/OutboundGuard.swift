@@ -17,7 +17,11 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         var t = Substring(text)
         if t.hasPrefix("["), t.hasSuffix("]") { t = t.dropFirst().dropLast() }
-        if let pct = t.firstIndex(of: "%") { t = t[..<pct] }
+        // A zone belongs to IPv6 only: "8.8.8.8%.evil.com" is a name, not 8.8.8.8.
+        if let pct = t.firstIndex(of: "%") {
+            guard t[..<pct].contains(":") else { return nil }
+            t = t[..<pct]
+        }
         var v4 = in_addr()
         if inet_pton(AF_INET, String(t), &v4) == 1 {
             bytes = withUnsafeBytes(of: v4) { Array($0) }
@@ -108,6 +112,7 @@ public struct OutboundGuard: Sendable {
         ("224.0.0.0/4", "a multicast address"), ("240.0.0.0/4", "a reserved address"),
         ("::/128", "the unspecified address"), ("::1/128", "a loopback address"),
         ("fd00:ec2::254/128", "the cloud metadata address"), ("fc00::/7", "a private (unique local) address"),
+        ("64:ff9b:1::/48", "a local-use NAT64 address"), ("::ffff:0:0:0/96", "an IPv4-translated address"),
         ("fe80::/10", "a link-local address"), ("fec0::/10", "a site-local address"), ("ff00::/8", "a multicast address"),
     ].compactMap { text, what in IPNetwork(text).map { ($0, what) } }
 
@@ -140,6 +145,7 @@ public struct OutboundGuard: Sendable {
     public func check(host rawHost: String) async throws(FSError) -> [IPAddress] {
         let host = rawHost.hasPrefix("[") && rawHost.hasSuffix("]") ? String(rawHost.dropFirst().dropLast()) : rawHost
         guard !host.isEmpty else { throw .badRequest("the address has no host") }
+        guard !host.contains("%") || IPAddress(host) != nil else { throw .badRequest("\(host.debugDescription) is not a host name") }
         let addresses: [IPAddress]
         if let literal = IPAddress(host) {
             addresses = [literal]

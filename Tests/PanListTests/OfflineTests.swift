@@ -96,13 +96,15 @@ import Testing
                 "http://169.254.169.254/latest/meta-data/", "http://[::1]:\(p)/files/a.bin", "http://[::ffff:127.0.0.1]:\(p)/files/a.bin",
                 "http://[::ffff:7f00:1]:\(p)/files/a.bin", "http://0x7f.1:\(p)/files/a.bin", "http://2130706433:\(p)/files/a.bin",
                 "http://192.168.1.1/", "http://[fd00:ec2::254]/", "http://[fe80::1]/", "http://0.0.0.0:\(p)/",
+                "http://[64:ff9b:1::a00:1]/",
             ]
             for url in refused {
                 let r = try await Self.add(s, t, [url])
                 #expect(r.code == 400, "\(url): \(r.text)")
                 #expect((r.json["message"] as? String)?.contains("PanList does not fetch from") == true, "\(url): \(r.text)")
             }
-            for url in ["file:///etc/passwd", "gopher://127.0.0.1/", "ftp://example.com/x", "magnet:?xt=urn:btih:abc", "not a url"] {
+            for url in ["file:///etc/passwd", "gopher://127.0.0.1/", "ftp://example.com/x", "magnet:?xt=urn:btih:abc", "not a url",
+                        "http://8.8.8.8%25.example.com/"] {
                 let r = try await Self.add(s, t, [url])
                 #expect(r.code == 400, "\(url): \(r.text)")
             }

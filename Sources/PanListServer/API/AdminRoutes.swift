@@ -23,12 +23,20 @@ struct StorageJSON: Encodable {
         enum K: String, CodingKey {
             case id, mount_path, order, driver, cache_expiration, status, addition, remark, modified, disabled
             case enable_sign, order_by, order_direction, extract_folder, web_proxy, webdav_policy, down_proxy_url
-            case mount_details
+            case mount_details, status_note
         }
         var c = encoder.container(keyedBy: K.self)
         try c.encode(r.id, forKey: .id); try c.encode(r.mountPath, forKey: .mount_path); try c.encode(r.order, forKey: .order)
         try c.encode(r.driver, forKey: .driver); try c.encode(r.cacheExpiration, forKey: .cache_expiration)
-        try c.encode(r.status, forKey: .status); try c.encode(r.addition, forKey: .addition); try c.encode(r.remark, forKey: .remark)
+        // A working storage's live note (`work (…)` from `liveRecord`) goes in a field of its own: Alist's front end
+        // and scripts compare `status` with "work" exactly.
+        if r.status.hasPrefix(StorageStatus.work + " ("), r.status.hasSuffix(")") {
+            try c.encode(StorageStatus.work, forKey: .status)
+            try c.encode(String(r.status.dropFirst(StorageStatus.work.count + 2).dropLast()), forKey: .status_note)
+        } else {
+            try c.encode(r.status, forKey: .status)
+        }
+        try c.encode(r.addition, forKey: .addition); try c.encode(r.remark, forKey: .remark)
         try c.encode(TimeFormat.rfc3339(r.modified), forKey: .modified); try c.encode(r.disabled, forKey: .disabled)
         try c.encode(r.enableSign, forKey: .enable_sign); try c.encode(r.orderBy, forKey: .order_by)
         try c.encode(r.orderDirection, forKey: .order_direction); try c.encode(r.extractFolder, forKey: .extract_folder)

@@ -65,7 +65,7 @@ async function renderStorages(mine, relists = 0) {
 }
 
 function storageRow(s) {
-  const cls = s.status === 'work' || (s.status || '').startsWith('work (') ? 'ok' : s.status === 'loading' || s.disabled ? 'off' : 'bad';
+  const cls = s.status === 'work' ? 'ok' : s.status === 'loading' || s.disabled ? 'off' : 'bad';
   const status = h('span', { class: 'status ' + cls, text: STATUS_WORDS[s.status] || s.status || (s.disabled ? 'Disabled' : 'Unknown') });
   let space = '';
   const d = s.mount_details;
@@ -73,7 +73,7 @@ function storageRow(s) {
   return h('tr', { dataset: { testid: 'storage-row', mount: s.mount_path, id: String(s.id), status: s.status || '' } },
     h('td', { class: 'mount' }, h('strong', { text: s.mount_path }), s.remark ? h('div', { class: 'muted small', text: s.remark }) : null),
     h('td', { 'data-label': 'Driver', text: s.driver }),
-    h('td', { 'data-label': 'Status' }, status),
+    h('td', { 'data-label': 'Status' }, status, s.status_note ? h('div', { class: 'muted small', dataset: { testid: 'status-note' }, text: s.status_note }) : null),
     h('td', { 'data-label': 'Space', class: 'small', text: space }),
     h('td', { 'data-label': 'Order', text: String(s.order ?? 0) }),
     h('td', { class: 'row-actions' },
@@ -201,7 +201,7 @@ async function openStorageForm(record) {
     clearFormErrors(form, err);
     if (!checkRequired(box)) return;
     const rec = editing ? { ...editing } : {};
-    delete rec.mount_details; delete rec.status; delete rec.modified;
+    delete rec.mount_details; delete rec.status; delete rec.status_note; delete rec.modified;
     rec.driver = driverSelect.value;
     for (const it of info.common) {
       const v = readField(it);
