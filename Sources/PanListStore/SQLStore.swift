@@ -354,7 +354,7 @@ public final class SQLStore: Store, @unchecked Sendable {
     static let setupLockKey: Int64 = 0x50616e4c69737431
 
     /// Whether `error` is a unique-constraint violation, on either engine.
-    static func isUniqueViolation(_ error: any Error) -> Bool {
+    public static func isUniqueViolation(_ error: any Error) -> Bool {
         if error is UniqueViolation { return true }
         return String(reflecting: error).localizedCaseInsensitiveContains("UNIQUE constraint failed")
     }

@@ -103,9 +103,13 @@ struct Aria2Client: Sendable {
 
     /// Stops a download and forgets it (errors ignored: it may be gone already).
     func forget(_ gid: String, stop: Bool) async {
-        if stop { _ = try? await call("aria2.forceRemove", [gid]) }
+        if stop {
+            do { _ = try await call("aria2.forceRemove", [gid]) } catch FSError.unavailable {
+                return   // aria2 does not answer: nothing to wait for (and a cancel or delete must not hang on it)
+            } catch {}
+        }
         for _ in 0..<10 {
-            if (try? await call("aria2.removeDownloadResult", [gid])) != nil { return }
+            do { _ = try await call("aria2.removeDownloadResult", [gid]); return } catch FSError.unavailable { return } catch {}
             // A forced removal takes a moment before the result can be dropped.
             try? await Task.sleep(for: .milliseconds(200))
         }

@@ -208,6 +208,7 @@ extension ServerState {
                 await Task { for g in [gid] + (cp.more ?? []) { await aria2.forget(g, stop: true) } }.value
             }
             try? FileManager.default.removeItem(atPath: offlineFolder(record.id))
+            dropOfflineRootIfEmpty()
         })
     }
 
@@ -276,19 +277,22 @@ extension ServerState {
             }
             try Access.checkVisible(user, VirtualPath.join(dst, f.name.isEmpty ? "x" : f.name), rules: rules)
         }
-        for f in files {
+        for (index, f) in files.enumerated() {
             let sub = VirtualPath.parent("/" + f.file)
             let dst = sub == "/" ? p.dst : VirtualPath.join(p.dst, String(sub.dropFirst()))
             let params = OfflineTransferParams(download: run.record.id, file: f.file, url: f.file.isEmpty ? p.url : nil, dst: dst,
                                                name: f.name, size: f.size, md5: f.md5, sha1: f.sha1, policy: p.policy)
             let what = f.file.isEmpty ? "upload [\(p.url)]" : "transfer [\(f.file)]"
-            var record = TaskRecord(id: RandomString.make(16), kind: "offline_download_transfer",
+            // The id follows from the download's and the file's place: a run taken up again after a crash between
+            // queueing and noting it finds the transfer there already, instead of storing the file twice.
+            var record = TaskRecord(id: run.record.id + "t" + String(index), kind: "offline_download_transfer",
                                     name: "\(what) to [\(Access.userPath(dst, for: user))]", creator: user,
                                     params: String(decoding: try JSONEncoder().encode(params), as: UTF8.self),
                                     pinned: f.file.isEmpty ? "" : config.instanceID)
             record.total_bytes = max(0, f.size)
             record.total_files = 1
-            try await tasks.submit(record)
+            if try await store.task(id: record.id) != nil { continue }
+            do { _ = try await tasks.submit(record) } catch where SQLStore.isUniqueViolation(error) {}
         }
         cp.queued = true
         try await saveOfflineCheckpoint(run.record.id, cp)
@@ -304,7 +308,7 @@ extension ServerState {
     /// a server that ignores the range starts the file over. The size limit applies as bytes arrive.
     private func simpleHttpDownload(_ url: URL, run: TaskRun, cp: inout OfflineCheckpoint) async throws -> Downloaded {
         let folder = offlineFolder(run.record.id)
-        try PrivateFiles.makeFolder(folder)
+        try makeOfflineFolder(folder)
         let limit = offlineMaxSize
         var failures = 0
         var lastError: (any Error)?
@@ -487,7 +491,7 @@ extension ServerState {
     private func aria2Download(_ url: URL, run: TaskRun, cp: inout OfflineCheckpoint) async throws -> [(String, Int64)] {
         guard let aria2 else { throw FSError.notSupported("aria2 is no longer set up") }
         let folder = offlineFolder(run.record.id)
-        try PrivateFiles.makeFolder(folder)
+        try makeOfflineFolder(folder)
         var gid = cp.remote
         do {
             while true {
@@ -720,6 +724,19 @@ extension ServerState {
             dir = VirtualPath.parent(dir)
         }
         if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true { try? FileManager.default.removeItem(atPath: folder) }
+        dropOfflineRootIfEmpty()
+    }
+
+    /// `temp_dir/offline` goes with its last download (rmdir: only when empty, so a download starting at that
+    /// moment keeps it or makes it again).
+    func dropOfflineRootIfEmpty() {
+        _ = rmdir(offlineRoot)
+    }
+
+    /// Makes a download's folder; once more if the root went in between (`dropOfflineRootIfEmpty` elsewhere).
+    func makeOfflineFolder(_ folder: String) throws {
+        if (try? PrivateFiles.makeFolder(folder)) != nil { return }
+        try PrivateFiles.makeFolder(folder)
     }
 
     /// A file's size and kind (nil: nothing there).
