@@ -63,6 +63,7 @@ public enum DefaultSettings {
             SettingItem(key: "aria2_secret", value: "", help: "aria2's RPC secret (--rpc-secret).", type: "text", group: offline, flag: SettingItem.private),
             SettingItem(key: OutboundGuard.settingKey, value: "", help: "Addresses or networks (such as 192.168.1.0/24) that offline downloads may fetch from although they are private, loopback or link-local; empty: only public addresses.", type: "text", group: offline, flag: SettingItem.private),
             SettingItem(key: "offline_max_size_gb", value: "0", help: "GB a file fetched by SimpleHttp may have at most; 0 = no limit.", type: "number", group: offline, flag: SettingItem.private),
+            SettingItem(key: "offline_stall_minutes", value: "30", help: "Minutes an aria2 or cloud download may go without progress before it fails (a magnet without peers, a dead link); 0 = wait for ever.", type: "number", group: offline, flag: SettingItem.private),
             SettingItem(key: "multipart_enabled", value: "true", help: "Resumable uploads (tus at /api/fs/tus/ and OpenList's chunked /api/fs/multipart/ routes).", type: "bool", group: global),
             SettingItem(key: "multipart_chunk_size", value: "10", help: "MB a chunk of a resumable upload carries at most (the web UI sends files larger than this in chunks).", type: "number", group: global),
             SettingItem(key: "upload_session_hours", value: "24", help: "Hours a resumable upload may rest between two chunks before it is discarded.", type: "number", group: global, flag: SettingItem.private),

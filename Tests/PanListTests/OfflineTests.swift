@@ -343,6 +343,22 @@ import Testing
                 return active.isEmpty && stopped.isEmpty && Self.offlineLeft(s).isEmpty
             }, "\(Self.offlineLeft(s))")
             #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/slow.bin"))
+            // A source that stops sending: the download fails after offline_stall_minutes, aria2 lets go of it.
+            try await s.setSetting("offline_stall_minutes", "0.05")   // 3 s
+            try await s.setSetting("task_offline_download_max_retry", "0")
+            let st = try await Self.add(s, t, [origin.url("/stall/slow.bin")], path: "/aria", tool: "aria2")
+            let sid = try #require((st.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(await Cluster.within(.seconds(30)) {
+                try await s.api("/task/offline_download/info?tid=\(sid)", token: t).data["state"] as? Int == 7
+            })
+            let stalled = try await s.api("/task/offline_download/info?tid=\(sid)", token: t).data
+            #expect((stalled["error"] as? String)?.contains("no progress for 3 seconds") == true, "\(stalled)")
+            #expect(await Cluster.within(.seconds(5)) {
+                let active = try await client.call("aria2.tellActive", []) as? [Any] ?? [1]
+                return active.isEmpty && Self.offlineLeft(s).isEmpty
+            }, "\(Self.offlineLeft(s))")
+            try await s.setSetting("offline_stall_minutes", "30")
+            try await s.setSetting("task_offline_download_max_retry", "2")
             // Internal addresses are refused for aria2 too (before aria2 hears of them).
             try await s.setSetting(OutboundGuard.settingKey, "")
             #expect(try await Self.add(s, t, [origin.url("/files/a.bin")], tool: "aria2").code == 400)

@@ -97,6 +97,12 @@ extension ServerState {
         return uri.isEmpty ? nil : Aria2Client(uri: uri, secret: setting("aria2_secret") ?? "")
     }
 
+    /// How long an aria2 or cloud download may go without progress (`offline_stall_minutes`; nil: for ever).
+    var offlineStallLimit: Duration? {
+        let minutes = Double(setting("offline_stall_minutes") ?? "") ?? 30
+        return minutes > 0 ? .milliseconds(Int64(minutes * 60_000)) : nil
+    }
+
     /// Bytes a SimpleHttp download may have (`offline_max_size_gb`; nil: no limit).
     var offlineMaxSize: Int64? {
         let gb = Double(setting("offline_max_size_gb") ?? "") ?? 0
@@ -493,6 +499,8 @@ extension ServerState {
         let folder = offlineFolder(run.record.id)
         try makeOfflineFolder(folder)
         var gid = cp.remote
+        let stallLimit = offlineStallLimit
+        var progress: (gid: String, bytes: Int64, at: ContinuousClock.Instant)?
         do {
             while true {
                 if gid == nil {
@@ -524,6 +532,16 @@ extension ServerState {
                 run.update {
                     $0.totalBytes = s.totalLength; $0.doneBytes = s.completedLength; $0.totalFiles = 1
                     $0.status = "aria2: \(s.status)"
+                }
+                // No progress for too long (a magnet without peers, a link that stopped answering): give up.
+                if progress?.gid != current || progress?.bytes != s.completedLength {
+                    progress = (current, s.completedLength, .now)
+                } else if let stallLimit, let since = progress?.at, ContinuousClock.now - since > stallLimit, s.status != "complete" {
+                    await aria2.forget(current, stop: true)
+                    for g in cp.more ?? [] { await aria2.forget(g, stop: true) }
+                    cp.remote = nil; cp.more = nil
+                    try await saveOfflineCheckpoint(run.record.id, cp)
+                    throw FSError.upstream(code: 1, message: "aria2 made no progress for \(Self.words(stallLimit)) (no sources?); see offline_stall_minutes")
                 }
                 switch s.status {
                 case "complete":
@@ -614,6 +632,8 @@ extension ServerState {
             try await saveOfflineCheckpoint(run.record.id, cp)
         }
         guard let id = cp.remote else { return }
+        let stallLimit = offlineStallLimit
+        var progress: (percent: Double, at: ContinuousClock.Instant)?
         while true {
             let s = try await driver.cloudDownloadStatus(id: id)
             switch s.state {
@@ -630,6 +650,12 @@ extension ServerState {
                 throw FSError.upstream(code: 1, message: why)
             case .running, .retrying:
                 let pct = max(0, min(100, s.percent))
+                if progress?.percent != pct { progress = (pct, .now) } else if let stallLimit, let since = progress?.at,
+                    ContinuousClock.now - since > stallLimit {
+                    cp.remote = nil
+                    try await saveOfflineCheckpoint(run.record.id, cp)
+                    throw FSError.upstream(code: 1, message: "the cloud made no progress for \(Self.words(stallLimit)); see offline_stall_minutes")
+                }
                 run.update { $0.status = s.state == .retrying ? "the cloud is trying again (\(Int(pct))%)" : "the cloud is fetching it (\(Int(pct))%)" }
                 try await Task.sleep(for: .seconds(2))
             }
@@ -725,6 +751,13 @@ extension ServerState {
         }
         if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true { try? FileManager.default.removeItem(atPath: folder) }
         dropOfflineRootIfEmpty()
+    }
+
+    /// "30 minutes", "1 minute", "45 seconds".
+    static func words(_ d: Duration) -> String {
+        let seconds = Int(d.components.seconds)
+        if seconds % 60 == 0 { return seconds == 60 ? "1 minute" : "\(seconds / 60) minutes" }
+        return "\(seconds) seconds"
     }
 
     /// `temp_dir/offline` goes with its last download (rmdir: only when empty, so a download starting at that

@@ -93,6 +93,16 @@ final class OriginServer: @unchecked Sendable {
                                 throw HTTPError(.internalServerError)
                             })
         }
+        // The first 32 KiB, then nothing for a minute (a source that stopped sending).
+        router.get("stall/{name}") { req, ctx -> Response in
+            note(req)
+            let data = try file(ctx).1
+            return Response(status: .ok, headers: [.contentLength: String(data.count)], body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(bytes: data[0..<min(data.count, 32_768)]))
+                try await Task.sleep(for: .seconds(60))
+                try await writer.finish(nil)
+            })
+        }
         router.get("slow/{name}") { req, ctx -> Response in
             note(req)
             let data = try file(ctx).1
