@@ -36,6 +36,8 @@ public final class ServerState: Sendable {
     private let settingsBox: NIOLockedValueBox<[String: SettingItem]>
     /// Background tasks (copies and moves across storages, uploads sent as tasks), kept in the store.
     let tasks: TaskManager
+    /// The guarded proxy aria2's downloads go through, started with the first of them (`aria2Proxy()`).
+    let aria2ProxyHolder = GuardedProxyHolder()
     /// The live task feed, shared by the streams that show the same tasks (`/api/task/events`).
     let taskFeeds = SharedRecent<TaskFeedJSON>()
     /// Sweeps expired resumable uploads once a minute (`startUploadSweeper`).
@@ -461,6 +463,7 @@ public final class ServerState: Sendable {
         clean = await step("ending the storage syncs", .seconds(5)) { await chain?.value } && clean
         clean = await step("unmounting the storages", .seconds(5)) { await self.fs.unloadAll() } && clean
         clean = await step("closing the database", .seconds(5)) { await self.store.close() } && clean
+        await aria2ProxyHolder.stop()
         // A step still running may still use the data folder: its lock then goes with the process.
         if clean { dataFolderLock?.release() }
     }

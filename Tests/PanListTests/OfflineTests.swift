@@ -316,6 +316,12 @@ import Testing
             #expect((refused.first?["error"] as? String)?.contains("PanList does not fetch from") == true, "\(refused)")
             #expect(origin.requests.count == before, "\(origin.requests.dropFirst(before))")
             #expect(!FileManager.default.fileExists(atPath: s.files + "/aria/s.bin"))
+            // A server that redirects aria2's GET (not PanList's HEAD) to an address not allowed: aria2's own
+            // connection goes through PanList's guarded proxy, which refuses it; the task says why.
+            #expect(try await Self.add(s, t, [origin.url("/two-faced/a.bin")], path: "/aria", tool: "aria2").code == 200)
+            let twoFaced = try await Self.settle(s, t).filter { ($0["name"] as? String)?.contains("two-faced") == true }
+            #expect(twoFaced.count == 1 && twoFaced.first?["state"] as? Int == 7, "\(twoFaced)")
+            #expect((twoFaced.first?["error"] as? String)?.contains("PanList does not fetch from 127.0.0.2") == true, "\(twoFaced)")
             for id in try await s.tasks("offline_download", "done", token: t).compactMap({ $0["id"] as? String }) {
                 _ = try await s.api("/task/offline_download/delete?tid=\(id)", token: t)
             }

@@ -61,6 +61,16 @@ struct Aria2Client: Sendable {
         return result
     }
 
+    /// Whether aria2 runs on this machine (its address is a loopback one), so that it can reach PanList's
+    /// guarded proxy on 127.0.0.1.
+    var isLocal: Bool {
+        guard let host = URL(string: uri)?.host else { return false }
+        let h = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        if h == "localhost" { return true }
+        guard let a = IPAddress(h) else { return false }
+        return OutboundGuard().refusal(a) == "a loopback address"
+    }
+
     /// `aria2.getVersion`: the version.
     func version() async throws -> String {
         let r = try await call("aria2.getVersion", [])
@@ -68,12 +78,12 @@ struct Aria2Client: Sendable {
     }
 
     /// `aria2.addUri` of one link into `dir`: the GID.
-    func addUri(_ uri: String, dir: String) async throws -> String {
+    func addUri(_ uri: String, dir: String, options: [String: String] = [:]) async throws -> String {
         // A .torrent or Metalink fetched over http is followed in memory (not left among the downloaded files).
         // The downloads a torrent or Metalink brings start paused (pause-metadata), so that PanList checks the
         // links they name before they run.
-        let r = try await call("aria2.addUri", [[uri], ["dir": dir, "follow-torrent": "mem", "follow-metalink": "mem",
-                                                       "pause-metadata": "true"]])
+        let base = ["dir": dir, "follow-torrent": "mem", "follow-metalink": "mem", "pause-metadata": "true"]
+        let r = try await call("aria2.addUri", [[uri], base.merging(options) { _, new in new }])
         guard let gid = r as? String else { throw FSError.upstream(code: 1, message: "aria2 gave no download id") }
         return gid
     }

@@ -511,7 +511,13 @@ extension ServerState {
                     } else if url.scheme?.lowercased() == "ftp" {
                         _ = try await GuardedHTTP.check(url, guard: outboundGuard, schemes: ["ftp"])
                     }
-                    let new = try await aria2.addUri(link.absoluteString, dir: folder)
+                    // Every connection aria2 makes for it goes through the guarded proxy (when aria2 runs here).
+                    var options: [String: String] = [:]
+                    if aria2.isLocal {
+                        options = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+                            .aria2Options(task: run.record.id)
+                    }
+                    let new = try await aria2.addUri(link.absoluteString, dir: folder, options: options)
                     gid = new
                     cp.remote = new
                     try await saveOfflineCheckpoint(run.record.id, cp)
@@ -581,6 +587,8 @@ extension ServerState {
                     await aria2.forget(current, stop: false)
                     cp.remote = nil
                     try await saveOfflineCheckpoint(run.record.id, cp)
+                    // The guarded proxy refused a connection (a redirect or a name to an internal address): say that.
+                    if let why = await aria2ProxyHolder.refusal(run.record.id) { throw FSError.badRequest(why) }
                     throw FSError.upstream(code: Int(s.errorCode) ?? 1, message: "aria2: " + (s.errorMessage.isEmpty ? "the download failed" : s.errorMessage))
                 case "removed":
                     throw FSError.conflict("the download was removed in aria2")

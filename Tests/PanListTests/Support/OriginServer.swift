@@ -93,6 +93,14 @@ final class OriginServer: @unchecked Sendable {
                                 throw HTTPError(.internalServerError)
                             })
         }
+        // Fine to a HEAD, a redirect to 127.0.0.2 (same port) to a GET: a server that answers checkers differently.
+        router.head("two-faced/{name}") { req, ctx in note(req); return ranged(req, try file(ctx).1) }
+        router.get("two-faced/{name}") { req, ctx -> Response in
+            note(req)
+            let name = try file(ctx).0
+            let port = (req.head.authority ?? "").split(separator: ":").last.map(String.init) ?? "80"
+            return Response(status: .found, headers: [.location: "http://127.0.0.2:\(port)/files/\(name)", .contentLength: "0"])
+        }
         // The first 32 KiB, then nothing for a minute (a source that stopped sending).
         router.get("stall/{name}") { req, ctx -> Response in
             note(req)

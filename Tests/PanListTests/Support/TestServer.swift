@@ -212,7 +212,7 @@ final class CountingDriver: Driver, @unchecked Sendable {
         make: { record, _ in
             if record.addition.contains("fail") { return FailingDriver() }
             let d = CountingDriver(delay: record.addition.contains("slowlist"))
-            d.initDelay = record.addition.contains("slowinit") ? .seconds(3) : .zero
+            d.initDelay = record.addition.contains("slowinit") ? .seconds(8) : .zero   // long enough to be seen loading on a loaded machine
             return d
         })
     let config = DriverConfig(name: "Counting", localSort: true)
