@@ -433,4 +433,21 @@ import Testing
             #expect(await Cluster.within(.seconds(5)) { Self.offlineLeft(s).isEmpty }, "\(Self.offlineLeft(s))")
         } }
     }
+
+    /// An ftp link through aria2: its control and data connections go through the guarded proxy, the file lands.
+    @Test(.enabled(if: Aria2Process.enabled && FTPServer.available)) func aria2FetchesFTP() async throws {
+        let data = Self.bytes(200_000, seed: 17)
+        let ftp = try await FTPServer.start(files: ["f.bin": data])
+        defer { ftp.stop() }
+        try await Aria2Process.with { aria2 in try await withServer { s in
+            let t = try await s.login()
+            try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
+            #expect(try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t).code == 200)
+            #expect(try await Self.add(s, t, ["ftp://127.0.0.1:\(ftp.port)/f.bin"], path: "/ftp", tool: "aria2").code == 200)
+            let done = try await Self.settle(s, t, limit: .seconds(60))
+            #expect(done.count == 2 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")
+            #expect(FileManager.default.contents(atPath: s.files + "/ftp/f.bin") == data)
+            #expect(Self.offlineLeft(s).isEmpty, "\(Self.offlineLeft(s))")
+        } }
+    }
 }

@@ -140,6 +140,8 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
             }
             return ClientBootstrap(group: loop)
                 .connectTimeout(.seconds(15))
+                // Nothing is read from the target before aria2 has the 200 answer (an FTP server speaks first).
+                .channelOption(.autoRead, value: false)
                 .channelInitializer { out in out.pipeline.addHandler(Splice(partner: inbound)) }
                 .connect(to: target)
         }.whenComplete { result in
@@ -156,7 +158,9 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
                     channel.close(promise: nil)
                     return
                 }
-                channel.writeAndFlush(channel.allocator.buffer(string: "HTTP/1.1 200 Connection established\r\n\r\n"), promise: nil)
+                channel.writeAndFlush(channel.allocator.buffer(string: "HTTP/1.1 200 Connection established\r\n\r\n")).whenComplete { _ in
+                    outbound.setOption(.autoRead, value: true).whenComplete { _ in }
+                }
             case .failure(let error):
                 let why = FSError.from(error).message
                 me.value.refused(task, why)
@@ -184,11 +188,14 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
 private final class Splice: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     let partner: any Channel
+    /// The last write to the partner: a close waits for it (a close fails writes still queued, and the end of a
+    /// file would be lost).
+    private var lastWrite: EventLoopFuture<Void>?
     init(partner: any Channel) { self.partner = partner }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        partner.writeAndFlush(bytes, promise: nil)
+        lastWrite = partner.writeAndFlush(bytes)
         if !partner.isWritable {
             context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
             let mine = context.channel
@@ -204,7 +211,8 @@ private final class Splice: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        partner.close(promise: nil)
+        let partner = self.partner
+        if let lastWrite { lastWrite.whenComplete { _ in partner.close(promise: nil) } } else { partner.close(promise: nil) }
         context.fireChannelInactive()
     }
 

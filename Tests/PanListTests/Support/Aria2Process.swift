@@ -32,8 +32,15 @@ final class Aria2Process: @unchecked Sendable {
                        "--stop-with-process=\(getpid())", "--max-connection-per-server=1", "--split=1",
                        // Loopback only: no DHT, no local peer discovery, every socket (the BitTorrent listener too)
                        // bound to 127.0.0.1.
-                       "--interface=127.0.0.1", "--disable-ipv6=true", "--enable-dht=false", "--enable-dht6=false",
+                       "--interface=127.0.0.1",
+                       // aria2 and pyftpdlib can each wait for the other at the end of a transfer on a loaded machine
+                       // (aria2 for "226", pyftpdlib for the data connection to close; seen with and without the
+                       // proxy): aria2 gives up waiting after --timeout and keeps the whole file.
+                       "--timeout=5", "--disable-ipv6=true", "--enable-dht=false", "--enable-dht6=false",
                        "--bt-enable-lpd=false", "--enable-peer-exchange=false"]
+        if let log = ProcessInfo.processInfo.environment["ARIA2_TEST_LOG"] {
+            p.arguments?.append(contentsOf: ["--log=\(log)-\(port).log", "--log-level=debug"])
+        }
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
