@@ -64,11 +64,13 @@ struct Aria2Client: Sendable {
     /// Whether aria2 runs on this machine (its address is a loopback one), so that it can reach PanList's
     /// guarded proxy on 127.0.0.1.
     var isLocal: Bool {
-        guard let host = URL(string: uri)?.host else { return false }
-        let h = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
-        if h == "localhost" { return true }
-        guard let a = IPAddress(h) else { return false }
-        return OutboundGuard().refusal(a) == "a loopback address"
+        guard let host = URL(string: uri)?.host?.lowercased() else { return false }
+        var h = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        if h.hasSuffix(".") { h.removeLast() }
+        if h == "localhost" || h.hasSuffix(".localhost") { return true }
+        guard let literal = IPAddress(h) else { return false }
+        let a = literal.embeddedV4 ?? literal
+        return a.isV4 ? a.bytes[0] == 127 : a.bytes == Array(repeating: 0, count: 15) + [1]
     }
 
     /// `aria2.getVersion`: the version.

@@ -45,9 +45,20 @@ final class GuardedProxy: Sendable {
 
     /// aria2's options that send a download's connections through this proxy, for task `task`.
     func aria2Options(task: String) -> [String: String] {
-        ["all-proxy": "http://127.0.0.1:\(port)", "proxy-method": "tunnel",
-         "all-proxy-user": task, "all-proxy-passwd": secret]
+        // Every protocol's own proxy option too, and no exceptions: aria2 prefers http-proxy, https-proxy and
+        // ftp-proxy (and no-proxy) over all-proxy, and takes them from its configuration or the environment
+        // (http_proxy…) when a download does not set them.
+        var o = ["proxy-method": "tunnel", "no-proxy": ""]
+        for kind in ["all", "http", "https", "ftp"] {
+            o["\(kind)-proxy"] = "http://127.0.0.1:\(port)"
+            o["\(kind)-proxy-user"] = task
+            o["\(kind)-proxy-passwd"] = secret
+        }
+        return o
     }
+
+    /// Forgets what was kept for `task` (before its download starts).
+    func forget(_ task: String) { refusals.withLockedValue { _ = $0.removeValue(forKey: task) } }
 
     /// Why the last connection of `task` was refused (nil: none was), forgotten once read.
     func takeRefusal(_ task: String) -> String? { refusals.withLockedValue { $0.removeValue(forKey: task) } }
@@ -62,20 +73,35 @@ final class GuardedProxy: Sendable {
 
 /// The one proxy of a server, started when first needed.
 actor GuardedProxyHolder {
+    private var starting: Task<GuardedProxy, any Error>?
     private var proxy: GuardedProxy?
+    private var stopped = false
     func get(currentGuard: @escaping @Sendable () -> OutboundGuard) async throws -> GuardedProxy {
         if let proxy { return proxy }
-        let p = try await GuardedProxy.start(currentGuard: currentGuard)
-        proxy = p
-        return p
+        guard !stopped else { throw FSError.unavailable("PanList is stopping") }
+        // One start, however many downloads ask at once.
+        let t = starting ?? Task { try await GuardedProxy.start(currentGuard: currentGuard) }
+        starting = t
+        do {
+            let p = try await t.value
+            proxy = p
+            return p
+        } catch {
+            starting = nil
+            throw error
+        }
     }
     func stop() async {
+        stopped = true
         await proxy?.stop()
         proxy = nil
     }
     /// Why the proxy last refused a connection of `task` (nil: it did not, or it is not running).
     func refusal(_ task: String) -> String? { proxy?.takeRefusal(task) }
 }
+
+/// The guard refused a CONNECT's host (a connection that merely failed is not kept as a refusal).
+private struct Refused: Error { let why: String }
 
 /// Reads one `CONNECT host:port` request (headers up to 8 KiB), checks the credentials and the host, connects,
 /// answers 200 and glues the two connections together; anything else is answered with an error and closed.
@@ -99,7 +125,7 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
         head.writeBuffer(&bytes)
         let text = String(buffer: head)
         guard let end = text.range(of: "\r\n\r\n") else {
-            if head.readableBytes > 8192 { answer(context, "431 Request Header Fields Too Large", "") }
+            if head.readableBytes > 8192 { busy = true; answer(context, "431 Request Header Fields Too Large", "") }
             return
         }
         busy = true
@@ -110,8 +136,8 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
             answer(context, "405 Method Not Allowed", "this proxy only tunnels (CONNECT host:port)")
             return
         }
-        var host = String(parts[1][..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let named = String(parts[1][..<colon])
+        let host = named.hasPrefix("[") && named.hasSuffix("]") ? String(named.dropFirst().dropLast()) : named
         // Proxy-Authorization: Basic base64(task:secret).
         var task: String?
         for line in lines.dropFirst() {
@@ -129,27 +155,35 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
         let loop = context.eventLoop
         let ctx = NIOLoopBound(context, eventLoop: loop)
         let me = NIOLoopBound(self, eventLoop: loop)
-        loop.makeFutureWithTask { () async throws -> IPAddress in
-            guard let first = try await g.check(host: host).first else { throw FSError.badRequest("\(host) has no address") }
-            return first
-        }.flatMap { address -> EventLoopFuture<any Channel> in
-            let inbound = ctx.value.channel
-            let target: SocketAddress
-            do { target = try SocketAddress(ipAddress: address.description, port: port) } catch {
-                return loop.makeFailedFuture(FSError.badRequest("\(address) is not an address"))
+        loop.makeFutureWithTask { () async throws -> [IPAddress] in
+            do { return try await g.check(host: host) } catch {
+                // The guard's refusal (or a name that does not resolve): kept for the task, which says why.
+                throw Refused(why: FSError.from(error).message)
             }
-            return ClientBootstrap(group: loop)
-                .connectTimeout(.seconds(15))
-                // Nothing is read from the target before aria2 has the 200 answer (an FTP server speaks first).
-                .channelOption(.autoRead, value: false)
-                .channelInitializer { out in out.pipeline.addHandler(Splice(partner: inbound)) }
-                .connect(to: target)
+        }.flatMap { addresses -> EventLoopFuture<any Channel> in
+            // Each checked address in turn (a broken IPv6 route before a working IPv4 one).
+            func connect(_ rest: ArraySlice<IPAddress>) -> EventLoopFuture<any Channel> {
+                guard let address = rest.first else {
+                    return loop.makeFailedFuture(FSError.upstream(code: 0, message: "\(host) did not accept a connection"))
+                }
+                let inbound = ctx.value.channel
+                guard let target = try? SocketAddress(ipAddress: address.description, port: port) else { return connect(rest.dropFirst()) }
+                return ClientBootstrap(group: loop)
+                    .connectTimeout(.seconds(15))
+                    // Nothing is read from the target before aria2 has the 200 answer (an FTP server speaks first).
+                    .channelOption(.autoRead, value: false)
+                    .channelInitializer { out in out.pipeline.addHandler(Splice(partner: inbound)) }
+                    .connect(to: target)
+                    .flatMapError { _ in connect(rest.dropFirst()) }
+            }
+            return connect(addresses[...])
         }.whenComplete { result in
             let context = ctx.value
             switch result {
             case .success(let outbound):
                 // On this loop, before anything more is read: the splice takes over, then the answer goes out.
                 let channel = context.channel
+                guard channel.isActive else { outbound.close(promise: nil); return }   // aria2 went meanwhile
                 do {
                     try channel.pipeline.syncOperations.addHandler(Splice(partner: outbound))
                     channel.pipeline.syncOperations.removeHandler(me.value, promise: nil)
@@ -162,9 +196,12 @@ private final class ConnectRequestHandler: ChannelInboundHandler, RemovableChann
                     outbound.setOption(.autoRead, value: true).whenComplete { _ in }
                 }
             case .failure(let error):
-                let why = FSError.from(error).message
-                me.value.refused(task, why)
-                me.value.answer(context, "403 Forbidden", why)
+                if let r = error as? Refused {
+                    me.value.refused(task, r.why)
+                    me.value.answer(context, "403 Forbidden", r.why)
+                } else {
+                    me.value.answer(context, "502 Bad Gateway", FSError.from(error).message)
+                }
             }
         }
     }
@@ -195,10 +232,12 @@ private final class Splice: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        lastWrite = partner.writeAndFlush(bytes)
+        let write = partner.writeAndFlush(bytes)
+        let mine = context.channel
+        write.whenFailure { _ in mine.close(promise: nil) }
+        lastWrite = write
         if !partner.isWritable {
             context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
-            let mine = context.channel
             // Read again once the partner drained (checked on its loop, then ours).
             func wait() {
                 partner.eventLoop.scheduleTask(in: .milliseconds(5)) { [partner] in

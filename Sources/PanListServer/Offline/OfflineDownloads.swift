@@ -501,6 +501,12 @@ extension ServerState {
         var gid = cp.remote
         let stallLimit = offlineStallLimit
         var progress: (gid: String, bytes: Int64, at: ContinuousClock.Instant)?
+        // Taken up after PanList restarted: aria2 kept the downloads, pointed at the proxy of before (another port
+        // and secret). Point them at this one.
+        if let gid, aria2.isLocal {
+            let proxy = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+            for g in [gid] + (cp.more ?? []) { _ = try? await aria2.call("aria2.changeOption", [g, proxy.aria2Options(task: run.record.id)]) }
+        }
         do {
             while true {
                 if gid == nil {
@@ -514,8 +520,9 @@ extension ServerState {
                     // Every connection aria2 makes for it goes through the guarded proxy (when aria2 runs here).
                     var options: [String: String] = [:]
                     if aria2.isLocal {
-                        options = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
-                            .aria2Options(task: run.record.id)
+                        let proxy = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+                        proxy.forget(run.record.id)
+                        options = proxy.aria2Options(task: run.record.id)
                     }
                     let new = try await aria2.addUri(link.absoluteString, dir: folder, options: options)
                     gid = new

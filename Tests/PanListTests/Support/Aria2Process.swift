@@ -36,7 +36,11 @@ final class Aria2Process: @unchecked Sendable {
                        // aria2 and pyftpdlib can each wait for the other at the end of a transfer on a loaded machine
                        // (aria2 for "226", pyftpdlib for the data connection to close; seen with and without the
                        // proxy): aria2 gives up waiting after --timeout and keeps the whole file.
-                       "--timeout=5", "--disable-ipv6=true", "--enable-dht=false", "--enable-dht6=false",
+                       "--timeout=5",
+                       // Global proxy settings of an aria2 set up for something else (as http_proxy in its
+                       // environment would give): each download's own options must send it through PanList's proxy.
+                       "--http-proxy=http://127.0.0.1:9", "--https-proxy=http://127.0.0.1:9", "--ftp-proxy=http://127.0.0.1:9",
+                       "--no-proxy=127.0.0.0/8", "--disable-ipv6=true", "--enable-dht=false", "--enable-dht6=false",
                        "--bt-enable-lpd=false", "--enable-peer-exchange=false"]
         if let log = ProcessInfo.processInfo.environment["ARIA2_TEST_LOG"] {
             p.arguments?.append(contentsOf: ["--log=\(log)-\(port).log", "--log-level=debug"])
