@@ -143,31 +143,21 @@ extension Routes {
                 return Wire.fail(f)
             }
         }
-        func knob(_ name: String, _ body: @escaping @Sendable (Body) async throws -> Any?) {
-            router.post(RouterPath("/__emulator/\(name)")) { req, _ in
-                do {
-                    let b = try Body.parse(try await req.body.collect(upTo: 1 << 20), contentType: req.headers[.contentType])
-                    return Wire.ok(try await body(b))
-                } catch let f as APIFailure {
-                    return Wire.fail(f)
-                }
-            }
-        }
         // A first refresh token, as after the user authorised the app ({} in, {"refresh_token"} out).
-        knob("oauth/refresh-token") { _ in ["refresh_token": await state.issueRefreshToken()] }
-        knob("oauth/code") { _ in ["code": await state.issueAuthorizationCode()] }
-        knob("oauth/stats") { _ in
+        knob(router, "oauth/refresh-token") { _ in ["refresh_token": await state.issueRefreshToken()] }
+        knob(router, "oauth/code") { _ in ["code": await state.issueAuthorizationCode()] }
+        knob(router, "oauth/stats") { _ in
             let s = await state.oauthStats()
             return ["renewals": s.renewals, "reuses": s.reuses, "code_exchanges": s.codeExchanges]
         }
         // {"seconds": N}: OAuth access tokens issued from now on live N seconds.
-        knob("oauth/ttl") { b in await state.setOAuthTokenTTL(TimeInterval(b.int("seconds") ?? 7200)); return nil }
+        knob(router, "oauth/ttl") { b in await state.setOAuthTokenTTL(TimeInterval(b.int("seconds") ?? 7200)); return nil }
         // {"ttl": N}: an access token living N seconds (a pasted token).
-        knob("tokens/mint") { b in
+        knob(router, "tokens/mint") { b in
             ["accessToken": await state.mintAccessToken(ttl: TimeInterval(b.int("ttl") ?? 3600), clientID: await state.config.clientID)]
         }
         // {"target": "either|targetDirId|targetDirID", "progress": "either|query|body"}
-        knob("copy/modes") { b in
+        knob(router, "copy/modes") { b in
             await state.setCopyModes(target: b.string("target").flatMap(CopyTargetField.init(rawValue:)),
                                      progress: b.string("progress").flatMap(CopyProgressForm.init(rawValue:)))
             return nil

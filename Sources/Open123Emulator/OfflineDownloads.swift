@@ -279,25 +279,15 @@ extension Routes {
             return try await state.complete(body.string("preuploadID"))
         }
 
-        func knob(_ name: String, _ body: @escaping @Sendable (Body) async throws -> Any?) {
-            router.post(RouterPath("/__emulator/\(name)")) { req, _ in
-                do {
-                    let b = try Body.parse(try await req.body.collect(upTo: 1 << 20), contentType: req.headers[.contentType])
-                    return Wire.ok(try await body(b))
-                } catch let f as APIFailure {
-                    return Wire.fail(f)
-                }
-            }
-        }
         // {"fail": N, "reason": "…", "retry": N, "retry_polls": K, "bytes_per_second": R (0: no limit)}
-        knob("offline") { b in
+        knob(router, "offline") { b in
             let rate: Int64?? = b.has("bytes_per_second") ? .some(b.int("bytes_per_second").flatMap { $0 > 0 ? $0 : nil }) : .none
             await state.setOfflineKnobs(fail: b.int("fail").map(Int.init), reason: b.string("reason"), retry: b.int("retry").map(Int.init),
                                         retryPolls: b.int("retry_polls").map(Int.init), rate: rate)
             return nil
         }
         // {"count": N, "create": "listed" | "empty" | "null", "down": [k, …]}
-        knob("upload/servers") { b in
+        knob(router, "upload/servers") { b in
             let create = b.string("create").flatMap(CreateServers.init(rawValue:))
             let down = b.ints("down").map { Set($0.map(Int.init)) }
             await state.setUploadServers(count: b.int("count").map(Int.init), create: create, down: down)

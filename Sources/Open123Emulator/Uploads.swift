@@ -421,55 +421,57 @@ extension Routes {
 
     // MARK: knobs
 
-    /// Test knobs under `/__emulator/…` (no Platform or token needed; loopback use only).
-    func registerKnobs(_ router: Router<Ctx>) {
-        func knob(_ name: String, _ body: @escaping @Sendable (Body) async throws -> Any?) {
-            router.post(RouterPath("/__emulator/\(name)")) { req, _ in
-                do {
-                    let b = try Body.parse(try await req.body.collect(upTo: 1 << 20), contentType: req.headers[.contentType])
-                    return Wire.ok(try await body(b))
-                } catch let f as APIFailure {
-                    return Wire.fail(f)
-                }
+    /// A test knob at `/__emulator/<name>`: `body` gets the parsed request body; its result is the answer's data.
+    func knob(_ router: Router<Ctx>, _ name: String, _ body: @escaping @Sendable (Body) async throws -> Any?) {
+        router.post(RouterPath("/__emulator/\(name)")) { req, _ in
+            do {
+                let b = try Body.parse(try await req.body.collect(upTo: 1 << 20), contentType: req.headers[.contentType])
+                return Wire.ok(try await body(b))
+            } catch let f as APIFailure {
+                return Wire.fail(f)
             }
         }
-        knob("tokens/expire") { b in
+    }
+
+    /// Test knobs under `/__emulator/…` (no Platform or token needed; loopback use only).
+    func registerKnobs(_ router: Router<Ctx>) {
+        knob(router, "tokens/expire") { b in
             if let after = b.int("after_calls"), let path = b.string("path") { await state.expireTokens(after: Int(after), of: path) }
             else { await state.expireAllTokens() }
             return nil
         }
-        knob("cdn/fail-next") { b in
+        knob(router, "cdn/fail-next") { b in
             await state.setCDNFailure(count: Int(b.int("count") ?? 1), status: Int(b.int("status") ?? 500),
                                       code: Int(b.int("code") ?? 1), message: b.string("message") ?? "error")
             return nil
         }
-        knob("cdn/expire-links") { _ in await state.expireDownloadLinks(); return nil }
-        knob("cdn/stats") { _ in ["active": await state.cdnActive, "bytes": await state.cdnBytes] }
-        knob("tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
+        knob(router, "cdn/expire-links") { _ in await state.expireDownloadLinks(); return nil }
+        knob(router, "cdn/stats") { _ in ["active": await state.cdnActive, "bytes": await state.cdnBytes] }
+        knob(router, "tokens/revoke") { _ in await state.revokeAllTokens(); return nil }
         // {"secret": "…"}: the application's secret is reset (tokens revoked, the old secret refused).
-        knob("credentials/rotate") { b in await state.rotateClientSecret(b.string("secret") ?? "rotated"); return nil }
-        knob("rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
-        knob("upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }
-        knob("upload/fail-slices") { b in await state.setFailSlices(Int(b.int("count") ?? 1)); return nil }
+        knob(router, "credentials/rotate") { b in await state.rotateClientSecret(b.string("secret") ?? "rotated"); return nil }
+        knob(router, "rate-limit/next") { b in await state.setForced429(Int(b.int("count") ?? 1)); return nil }
+        knob(router, "upload/pending") { b in await state.setCompletePending(Int(b.int("polls") ?? 1)); return nil }
+        knob(router, "upload/fail-slices") { b in await state.setFailSlices(Int(b.int("count") ?? 1)); return nil }
         // {"accept": N}: N more slices are accepted, then every slice fails until {} (no limit) is sent.
-        knob("upload/slice-budget") { b in await state.setSliceBudget(b.int("accept").map(Int.init)); return nil }
-        knob("upload/forget") { _ in await state.forgetUploads(); return nil }
-        knob("upload/stats") { _ in ["slices_accepted": await state.slicesAccepted, "slices_received": await state.slicesReceived] }
-        knob("quota") { b in await state.setQuota(daily: b.int("daily"), used: b.int("used")); return nil }
-        knob("direct-link/enable") { b in
+        knob(router, "upload/slice-budget") { b in await state.setSliceBudget(b.int("accept").map(Int.init)); return nil }
+        knob(router, "upload/forget") { _ in await state.forgetUploads(); return nil }
+        knob(router, "upload/stats") { _ in ["slices_accepted": await state.slicesAccepted, "slices_received": await state.slicesReceived] }
+        knob(router, "quota") { b in await state.setQuota(daily: b.int("daily"), used: b.int("used")); return nil }
+        knob(router, "direct-link/enable") { b in
             guard let id = b.int("fileID") else { throw APIFailure.bad("fileID required") }
             return ["filename": try await state.setDirectLink(id, enabled: true)]
         }
-        knob("drop-next-body") { _ in await state.setDropNextBody(); return nil }
-        knob("seed") { b in
+        knob(router, "drop-next-body") { _ in await state.setDropNextBody(); return nil }
+        knob(router, "seed") { b in
             // {"paths": ["/a/b.txt", …], "content": "text"}: files put into the drive directly.
             let content = Data((b.string("content") ?? "").utf8)
             return ["fileIDs": try await state.seed(paths: b.strings("paths") ?? [], data: content)]
         }
-        knob("private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
-        knob("calls/reset") { _ in await state.resetCalls(); return nil }
+        knob(router, "private-key") { b in await state.setPrivateKey(b.string("key").flatMap { $0.isEmpty ? nil : $0 }); return nil }
+        knob(router, "calls/reset") { _ in await state.resetCalls(); return nil }
         // {"bytes_per_second": N} (0 or absent: no limit): each CDN download sends at most that.
-        knob("cdn/rate") { b in
+        knob(router, "cdn/rate") { b in
             let r = b.int("bytes_per_second") ?? 0
             await state.setCDNRate(r > 0 ? r : nil)
             return nil
