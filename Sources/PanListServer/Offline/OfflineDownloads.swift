@@ -103,6 +103,11 @@ extension ServerState {
         return minutes > 0 ? .milliseconds(Int64(minutes * 60_000)) : nil
     }
 
+    /// The guarded proxy aria2's connections go through, checking with the outbound guard of the moment.
+    func aria2Proxy() async throws -> GuardedProxy {
+        try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+    }
+
     /// Bytes a SimpleHttp download may have (`offline_max_size_gb`; nil: no limit).
     var offlineMaxSize: Int64? {
         let gb = Double(setting("offline_max_size_gb") ?? "") ?? 0
@@ -504,7 +509,7 @@ extension ServerState {
         // Taken up after PanList restarted: aria2 kept the downloads, pointed at the proxy of before (another port
         // and secret). Point them at this one.
         if let gid, aria2.isLocal {
-            let proxy = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+            let proxy = try await aria2Proxy()
             for g in [gid] + (cp.more ?? []) { _ = try? await aria2.call("aria2.changeOption", [g, proxy.aria2Options(task: run.record.id)]) }
         }
         do {
@@ -520,7 +525,7 @@ extension ServerState {
                     // Every connection aria2 makes for it goes through the guarded proxy (when aria2 runs here).
                     var options: [String: String] = [:]
                     if aria2.isLocal {
-                        let proxy = try await aria2ProxyHolder.get(currentGuard: { [weak self] in self?.outboundGuard ?? OutboundGuard() })
+                        let proxy = try await aria2Proxy()
                         proxy.forget(run.record.id)
                         options = proxy.aria2Options(task: run.record.id)
                     }
