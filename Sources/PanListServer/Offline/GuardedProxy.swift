@@ -239,7 +239,7 @@ private final class Splice: ChannelInboundHandler, @unchecked Sendable {
         if !partner.isWritable {
             context.channel.setOption(.autoRead, value: false).whenComplete { _ in }
             // Read again once the partner drained (checked on its loop, then ours).
-            func wait() {
+            @Sendable func wait() {
                 partner.eventLoop.scheduleTask(in: .milliseconds(5)) { [partner] in
                     if partner.isWritable || !partner.isActive { mine.setOption(.autoRead, value: true).whenComplete { _ in } }
                     else { wait() }
