@@ -39,6 +39,13 @@ public final class FileSystem: Sendable {
         set { feedBox.withLockedValue { $0 = newValue } }
     }
 
+    private let indexingBox = NIOLockedValueBox<(any SearchIndexing)?>(nil)
+    /// The search index, told of every write and of every listing fetched fresh (set by the server).
+    public var indexing: (any SearchIndexing)? {
+        get { indexingBox.withLockedValue { $0 } }
+        set { indexingBox.withLockedValue { $0 = newValue } }
+    }
+
     /// Forgets the cached listing of a folder after a write, and tells the other instances.
     func invalidate(storageID: Int, path: String, recursive: Bool = false) async {
         await cache.invalidate(storageID: storageID, path: path, recursive: recursive)
@@ -60,6 +67,7 @@ public final class FileSystem: Sendable {
         await invalidate(storageID: m.id, path: actual)
         (m.driver as? any CacheForgetting)?.forgetCached()
         didWrite()
+        await indexing?.changedOutside(dirPath)
     }
 
     /// Drops every cached listing, link and file (a change feed that was away).
@@ -208,7 +216,7 @@ public final class FileSystem: Sendable {
     }
 
     /// Folders that exist only because a storage is mounted deeper than `dir`.
-    func virtualFolders(in dir: String) -> [Obj] {
+    public func virtualFolders(in dir: String) -> [Obj] {
         var seen = Set<String>()
         var result: [Obj] = []
         for m in storages where m.mountPath != dir && VirtualPath.isWithin(m.mountPath, dir) {
@@ -232,6 +240,16 @@ public final class FileSystem: Sendable {
     }
 
     public func list(_ path: String, refresh: Bool = false) async throws -> Listing {
+        try await list(path, refresh: refresh, uncached: false)
+    }
+
+    /// A listing straight from the storage, neither taken from the cache nor kept in it, and not told to the
+    /// search index (the index's own walk, which would otherwise fill the cache with every folder it visits).
+    public func listUncached(_ path: String) async throws -> Listing {
+        try await list(path, refresh: true, uncached: true)
+    }
+
+    private func list(_ path: String, refresh: Bool, uncached: Bool) async throws -> Listing {
         let virtual = virtualFolders(in: path)
         guard let (m, actual) = await resolveLoaded(path) else {
             if virtual.isEmpty && path != "/" { throw FSError.objectNotFound(path) }
@@ -241,7 +259,7 @@ public final class FileSystem: Sendable {
         do {
             let dir = try await object(in: m, at: actual)
             guard dir.isDir else { throw FSError.badRequest("\(path) is not a folder") }
-            objs = try await children(of: dir, in: m, at: actual, refresh: refresh)
+            objs = try await children(of: dir, in: m, at: actual, refresh: refresh, uncached: uncached)
             if keepsTimes(for: m) {
                 objs = await withKeptTimes(objs, in: path, storage: m)
                 // The listing was sorted by the storage's own times: sorted again by the times shown.
@@ -340,12 +358,21 @@ public final class FileSystem: Sendable {
     }
 
     /// The children of a folder, through the cache, sorted as the storage asks.
-    func children(of dir: Obj, in m: MountedStorage, at actual: String, refresh: Bool) async throws -> [Obj] {
+    func children(of dir: Obj, in m: MountedStorage, at actual: String, refresh: Bool, uncached: Bool = false) async throws -> [Obj] {
         let driver = try m.ready()
         let config = driver.config
         let ttl: Duration? = config.noCache || m.record.cacheExpiration <= 0 ? nil : .seconds(m.record.cacheExpiration * 60)
-        var objs = try await cache.list(.init(storageID: m.id, path: actual), ttl: ttl, refresh: refresh) {
-            try await driver.list(dir: dir)
+        var objs: [Obj]
+        if uncached {
+            objs = try await driver.list(dir: dir)
+        } else {
+            let indexing = self.indexing
+            objs = try await cache.list(.init(storageID: m.id, path: actual), ttl: ttl, refresh: refresh) {
+                let fresh = try await driver.list(dir: dir)
+                // Fetched from the storage: the index hears what is there now (queued; the listing does not wait).
+                indexing?.listed(Self.virtualPath(of: actual, in: m), objects: fresh)
+                return fresh
+            }
         }
         if config.localSort { Self.sort(&objs, by: m.record.orderBy, direction: m.record.orderDirection) }
         switch m.record.extractFolder {
@@ -424,6 +451,7 @@ public final class FileSystem: Sendable {
         if let setter = try m.ready() as? any SetModifiedCapable {
             let updated = try await setter.setModified(obj, to: date)
             await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            await indexing?.put(path, updated)
             return updated
         }
         guard let store = keptTimes else { throw FSError.notSupported("the \(m.record.driver) storage cannot keep modification times") }
@@ -433,6 +461,7 @@ public final class FileSystem: Sendable {
         try await store.setKeptTime(path, kept)
         // Listings (here and, through the change feed, on other instances) show kept times: drop them.
         await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+        await indexing?.put(path, kept.apply(to: obj))
         return kept.apply(to: obj)
     }
 
@@ -480,6 +509,7 @@ public final class FileSystem: Sendable {
         do {
             let obj = try await mk.makeDir(parent: parent, name: VirtualPath.base(actual))
             await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
+            await indexing?.put(path, obj)
             return obj
         } catch let e as FSError {
             if case .alreadyExists = e, let existing = try? await object(in: m, at: actual), existing.isDir { return existing }
@@ -503,6 +533,7 @@ public final class FileSystem: Sendable {
         await invalidate(storageID: m.id, path: parent)
         if obj.isDir { await invalidate(storageID: m.id, path: actual, recursive: true) }
         await relocateKeptTimes(from: path, to: VirtualPath.join(VirtualPath.parent(path), newName), move: true)
+        await indexing?.moved(from: path, to: VirtualPath.join(VirtualPath.parent(path), newName))
     }
 
     /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
@@ -533,6 +564,7 @@ public final class FileSystem: Sendable {
         await invalidate(storageID: sm.id, path: VirtualPath.parent(sActual))
         if obj.isDir { await invalidate(storageID: sm.id, path: sActual, recursive: true) }
         await invalidate(storageID: dm.id, path: dActual)
+        await indexing?.moved(from: srcPath, to: target)
     }
 
     /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
@@ -557,6 +589,7 @@ public final class FileSystem: Sendable {
             try await copyAcross(named, from: sm, to: dst, in: dm, dstActual: dActual, srcPath: srcPath)
         }
         await invalidate(storageID: dm.id, path: dActual)
+        await indexing?.copied(from: srcPath, to: VirtualPath.join(dstDir, name))
     }
 
     /// Copies through the file system layer: folders are created, files streamed from a link into `put`, each
@@ -625,6 +658,7 @@ public final class FileSystem: Sendable {
         await invalidate(storageID: m.id, path: VirtualPath.parent(actual))
         if obj.isDir { await invalidate(storageID: m.id, path: actual, recursive: true) }
         try? await keptTimes?.deleteKeptTimes(path)
+        await indexing?.removed(path)
     }
 
     /// Writes an uploaded file into the folder `dirPath` (created when missing).
@@ -665,6 +699,7 @@ public final class FileSystem: Sendable {
         if case .stored(let obj) = start {
             await invalidate(storageID: m.id, path: dActual)
             await keepTime(of: stream, written: obj, at: VirtualPath.join(dirPath, stream.name), in: m)
+            await indexing?.put(VirtualPath.join(dirPath, stream.name), obj)
         }
         return start
     }
@@ -687,6 +722,7 @@ public final class FileSystem: Sendable {
         let path = VirtualPath.join(dirPath, stream.name)
         await keepTime(of: stream, written: obj, at: path, in: m)
         if keepsTimes(for: m), let modified = stream.modified { obj = KeptTime(modified: modified, size: obj.size).apply(to: obj) }
+        await indexing?.put(path, obj)
         return obj
     }
 
@@ -706,6 +742,7 @@ public final class FileSystem: Sendable {
         let path = VirtualPath.join(dirPath, stream.name)
         await keepTime(of: stream, written: obj, at: path, in: m)
         if keepsTimes(for: m), let modified = stream.modified { obj = KeptTime(modified: modified, size: obj.size).apply(to: obj) }
+        await indexing?.put(path, obj)
         return obj
     }
 }

@@ -20,23 +20,27 @@ public struct StorageRecord: Codable, Sendable, Equatable {
     public var webProxy: Bool
     public var webdavPolicy: String
     public var downProxyURL: String
+    /// Leave this storage out of the search index.
+    public var disableIndex: Bool
 
     enum CodingKeys: String, CodingKey {
         case id, order, driver, status, addition, remark, modified, disabled
         case mountPath = "mount_path", cacheExpiration = "cache_expiration", enableSign = "enable_sign"
         case orderBy = "order_by", orderDirection = "order_direction", extractFolder = "extract_folder"
         case webProxy = "web_proxy", webdavPolicy = "webdav_policy", downProxyURL = "down_proxy_url"
+        case disableIndex = "disable_index"
     }
 
     public init(id: Int = 0, mountPath: String, order: Int = 0, driver: String, cacheExpiration: Int = 30,
                 status: String = "", addition: String = "{}", remark: String = "", modified: Date = Date(),
                 disabled: Bool = false, enableSign: Bool = false, orderBy: String = "", orderDirection: String = "",
-                extractFolder: String = "", webProxy: Bool = false, webdavPolicy: String = "", downProxyURL: String = "") {
+                extractFolder: String = "", webProxy: Bool = false, webdavPolicy: String = "", downProxyURL: String = "",
+                disableIndex: Bool = false) {
         self.id = id; self.mountPath = mountPath; self.order = order; self.driver = driver
         self.cacheExpiration = cacheExpiration; self.status = status; self.addition = addition; self.remark = remark
         self.modified = modified; self.disabled = disabled; self.enableSign = enableSign; self.orderBy = orderBy
         self.orderDirection = orderDirection; self.extractFolder = extractFolder; self.webProxy = webProxy
-        self.webdavPolicy = webdavPolicy; self.downProxyURL = downProxyURL
+        self.webdavPolicy = webdavPolicy; self.downProxyURL = downProxyURL; self.disableIndex = disableIndex
     }
 
     /// Lenient decoding: clients send partial storages; missing fields take defaults.
@@ -59,6 +63,7 @@ public struct StorageRecord: Codable, Sendable, Equatable {
         webProxy = try c.decodeIfPresent(Bool.self, forKey: .webProxy) ?? false
         webdavPolicy = try c.decodeIfPresent(String.self, forKey: .webdavPolicy) ?? ""
         downProxyURL = try c.decodeIfPresent(String.self, forKey: .downProxyURL) ?? ""
+        disableIndex = try c.decodeIfPresent(Bool.self, forKey: .disableIndex) ?? false
     }
 }
 

@@ -21,7 +21,7 @@ public enum DefaultSettings {
 
     /// Settings created on first run. `token` gets a random value when created.
     public static func items(randomToken: String) -> [SettingItem] {
-        let site = 1, style = 2, preview = 3, global = 4, offline = 5
+        let site = 1, style = 2, preview = 3, global = 4, offline = 5, index = 6
         // `help` says what each setting does in PanList; the ones kept only because Alist's clients and
         // front ends read them say so.
         let alistOnly = " Kept for Alist clients; PanList's own UI does not use it."
@@ -46,7 +46,6 @@ public enum DefaultSettings {
             SettingItem(key: "hide_files", value: "/\\/README.md/i", help: "Regular expressions of names Alist's front end hides (one per line)." + alistOnly + " To hide names from everyone, use a folder rule.", type: "text", group: global),
             SettingItem(key: "package_download", value: "true", help: "Whether Alist's front end offers downloading a folder as one archive." + alistOnly, type: "bool", group: global),
             SettingItem(key: SettingKey.webdavRedirectAgents, value: "rclone,Infuse,Kodi,VLC,Lavf,mpv,nPlayer,Mozilla,Wget", help: "WebDAV clients known to follow redirects (parts of their User-Agent, comma-separated): they get the storage's redirect (webdav_policy 302_redirect or use_proxy_url). Every other client gets the bytes streamed through PanList, because clients such as cadaver and many NAS backup tools save a redirect as an empty file. * redirects every client.", type: "text", group: global, flag: SettingItem.private),
-            SettingItem(key: "search_index", value: "none", help: "The search index (search is not built yet).", type: "select", options: "none", group: global),
             SettingItem(key: SettingKey.signAll, value: "true", help: "Download links carry a sign (an HMAC of the path), so a link works without logging in and only for that file. Off: downloads need a login or the guest.", type: "bool", group: global, flag: SettingItem.private),
             SettingItem(key: SettingKey.linkExpiration, value: "0", help: "Hours a signed download link stays valid; 0 = no expiry.", type: "number", group: global, flag: SettingItem.private),
             SettingItem(key: "task_copy_workers", value: "3", help: "Copy tasks (between storages) each server runs at once.", type: "number", group: global, flag: SettingItem.private),
@@ -64,6 +63,13 @@ public enum DefaultSettings {
             SettingItem(key: OutboundGuard.settingKey, value: "", help: "Addresses or networks (such as 192.168.1.0/24) that offline downloads may fetch from although they are private, loopback or link-local; empty: only public addresses.", type: "text", group: offline, flag: SettingItem.private),
             SettingItem(key: "offline_max_size_gb", value: "0", help: "GB a file fetched by SimpleHttp may have at most; 0 = no limit.", type: "number", group: offline, flag: SettingItem.private),
             SettingItem(key: "offline_stall_minutes", value: "30", help: "Minutes an aria2 or cloud download may go without progress before it fails (a magnet without peers, a dead link); 0 = wait for ever.", type: "number", group: offline, flag: SettingItem.private),
+            SettingItem(key: "search_index", value: "none", help: "Search: none (off) or database (an index kept in PanList's database, built and updated in Settings → Index).", type: "select", options: "none,database", group: index),
+            SettingItem(key: "auto_update_index", value: "true", help: "A folder listed fresh from its storage (when its cache ran out or on refresh) updates its entries in the index, so changes made outside PanList are found too.", type: "bool", group: index, flag: SettingItem.private),
+            SettingItem(key: "ignore_paths", value: "", help: "Folders left out of the search index (one path per line; everything below them too).", type: "text", group: index, flag: SettingItem.private),
+            SettingItem(key: "max_index_depth", value: "20", help: "How many folder levels below / the index goes; 0 = no limit.", type: "number", group: index, flag: SettingItem.private),
+            SettingItem(key: "index_update_hours", value: "24", help: "Hours between scheduled updates of the whole index (to find what changed outside PanList); 0 = never.", type: "number", group: index, flag: SettingItem.private),
+            SettingItem(key: "index_list_per_second", value: "2", help: "Listing calls an index walk makes on a cloud storage each second at most (a 123 Open folder of n entries takes ceil(n/100) calls), leaving the rest of the cloud's API budget to people browsing.", type: "number", group: index, flag: SettingItem.private),
+            SettingItem(key: "task_index_workers", value: "1", help: "Index walks each server runs at once.", type: "number", group: index, flag: SettingItem.private),
             SettingItem(key: "multipart_enabled", value: "true", help: "Resumable uploads (tus at /api/fs/tus/ and OpenList's chunked /api/fs/multipart/ routes).", type: "bool", group: global),
             SettingItem(key: "multipart_chunk_size", value: "10", help: "MB a chunk of a resumable upload carries at most (the web UI sends files larger than this in chunks).", type: "number", group: global),
             SettingItem(key: "upload_session_hours", value: "24", help: "Hours a resumable upload may rest between two chunks before it is discarded.", type: "number", group: global, flag: SettingItem.private),

@@ -40,6 +40,10 @@ public final class ServerState: Sendable {
     let aria2ProxyHolder = GuardedProxyHolder()
     /// The live task feed, shared by the streams that show the same tasks (`/api/task/events`).
     let taskFeeds = SharedRecent<TaskFeedJSON>()
+    /// The search index's side of the file system (set as `fs.indexing`).
+    let indexer: SearchIndexer
+    /// Queues the scheduled index updates (`startIndexSchedule`).
+    let indexScheduleBox = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// Sweeps expired resumable uploads once a minute (`startUploadSweeper`).
     let uploadSweeper = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// Resumable uploads' running hashes between requests (`ResumableUploads.running`).
@@ -73,6 +77,10 @@ public final class ServerState: Sendable {
                                  leaseSeconds: config.tasks.leaseSeconds, logger: logger) { kind in
             Self.taskLimits(kind, config: config) { key in settings.withLockedValue { $0[key]?.value } }
         }
+        self.indexer = SearchIndexer(store: store, fs: fs, logger: logger) {
+            IndexPolicy { key in settings.withLockedValue { $0[key]?.value } }
+        }
+        fs.indexing = indexer
         try await reloadSettings()
         try await reloadRules()
         for (hash, expires) in try await store.revokedTokens() { tokens.revoke(hash: hash, until: expires) }

@@ -329,6 +329,8 @@ public final class SQLStore: Store, @unchecked Sendable {
                 .primaryKey("session_id", "idx")
                 .run()
         }),
+        // The search index (SearchRows.swift) and storages' disable_index.
+        (12, searchMigration),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
@@ -424,6 +426,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         var web_proxy: Bool
         var webdav_policy: String
         var down_proxy_url: String
+        var disable_index: Bool
 
         init(_ r: StorageRecord, withID: Bool) {
             id = withID ? r.id : nil
@@ -433,6 +436,7 @@ public final class SQLStore: Store, @unchecked Sendable {
             enable_sign = r.enableSign; order_by = r.orderBy; order_direction = r.orderDirection
             extract_folder = r.extractFolder; web_proxy = r.webProxy; webdav_policy = r.webdavPolicy
             down_proxy_url = r.downProxyURL
+            disable_index = r.disableIndex
         }
 
         var record: StorageRecord {
@@ -441,7 +445,7 @@ public final class SQLStore: Store, @unchecked Sendable {
                           modified: Date(timeIntervalSince1970: Double(modified_ms) / 1000), disabled: disabled,
                           enableSign: enable_sign, orderBy: order_by, orderDirection: order_direction,
                           extractFolder: extract_folder, webProxy: web_proxy, webdavPolicy: webdav_policy,
-                          downProxyURL: down_proxy_url)
+                          downProxyURL: down_proxy_url, disableIndex: disable_index)
         }
     }
 

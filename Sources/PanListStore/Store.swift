@@ -13,7 +13,7 @@ public struct StoredUser: Sendable, Equatable {
 }
 
 /// Everything PanList persists. One implementation (`SQLStore`) serves every SQL engine.
-public protocol Store: DriverStateStore, KeptTimesStore, TaskStore, UploadSessionStore, Sendable {
+public protocol Store: DriverStateStore, KeptTimesStore, TaskStore, UploadSessionStore, SearchIndexStore, Sendable {
     func migrate() async throws
     func ping() async throws
     func close() async

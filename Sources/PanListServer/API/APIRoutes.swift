@@ -15,6 +15,7 @@ struct APIRoutes: Sendable {
         addMetaRoutes(to: api)
         addTaskRoutes(to: api)
         addOfflineRoutes(to: api)
+        addSearchRoutes(to: api)
         // Anything else under /api answers with the envelope too.
         for method in [HTTPRequest.Method.get, .post, .put, .delete] {
             api.on("**", method: method) { req, _ -> Response in

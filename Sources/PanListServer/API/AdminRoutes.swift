@@ -23,7 +23,7 @@ struct StorageJSON: Encodable {
         enum K: String, CodingKey {
             case id, mount_path, order, driver, cache_expiration, status, addition, remark, modified, disabled
             case enable_sign, order_by, order_direction, extract_folder, web_proxy, webdav_policy, down_proxy_url
-            case mount_details, status_note
+            case mount_details, status_note, disable_index
         }
         var c = encoder.container(keyedBy: K.self)
         try c.encode(r.id, forKey: .id); try c.encode(r.mountPath, forKey: .mount_path); try c.encode(r.order, forKey: .order)
@@ -42,6 +42,7 @@ struct StorageJSON: Encodable {
         try c.encode(r.orderDirection, forKey: .order_direction); try c.encode(r.extractFolder, forKey: .extract_folder)
         try c.encode(r.webProxy, forKey: .web_proxy); try c.encode(r.webdavPolicy, forKey: .webdav_policy)
         try c.encode(r.downProxyURL, forKey: .down_proxy_url)
+        try c.encode(r.disableIndex, forKey: .disable_index)
         try c.encodeIfPresent(details, forKey: .mount_details)
     }
 
@@ -98,6 +99,8 @@ struct DriverInfoJSON: Encodable {
         }
         items.append(DriverItem(name: "extract_folder", type: "select", options: "front,back"))
         items.append(DriverItem(name: "enable_sign", type: "bool", default: "false", required: true))
+        items.append(DriverItem(name: "disable_index", type: "bool", default: "false",
+                                help: "leave this storage out of the search index (its files are not found by search)"))
         common = items
         additional = f.additional
         config = f.config
@@ -119,7 +122,9 @@ extension APIRoutes {
             try validate(&record)
             record.modified = Date()
             record.id = try await state.store.createStorage(record)
-            return try await mountAndAnswer(record)
+            let answer = try await mountAndAnswer(record)
+            await state.storageIndexChanged(record, old: nil)
+            return answer
         }
         admin.post("storage/update") { req, _ in
             var record = try await req.json(StorageRecord.self, limit: state.config.maxRequestBody)
@@ -129,7 +134,9 @@ extension APIRoutes {
             try validate(&record)
             record.modified = Date()
             try await state.store.updateStorage(record)
-            return try await mountAndAnswer(record)
+            let answer = try await mountAndAnswer(record)
+            await state.storageIndexChanged(record, old: old)
+            return answer
         }
         admin.on("storage/delete", method: .post) { req, _ in try await deleteStorage(req) }
         admin.on("storage/delete", method: .get) { req, _ in try await deleteStorage(req) }
@@ -194,10 +201,13 @@ extension APIRoutes {
                 }
                 if existing.flag == SettingItem.readonly { throw FSError.permissionDenied("setting '\(item.key)' is read-only") }
                 if item.key == OutboundGuard.settingKey { _ = try OutboundGuard(setting: item.value) }
+                try Self.validateSetting(existing, item.value)
                 existing.value = item.value
                 merged.append(existing)
             }
+            let wasOn = state.indexPolicy.enabled
             try await state.saveSettings(merged)
+            await state.searchSettingChanged(wasOn: wasOn)
             return APIResponse.ok()
         }
         admin.post("setting/reset_token") { _, _ in
@@ -205,6 +215,25 @@ extension APIRoutes {
             item.value = RandomString.make(64)
             try await state.saveSettings([item])
             return APIResponse.ok(item.value)
+        }
+    }
+
+    /// Refuses a setting value its type cannot take: a number that is not one (or is negative), a choice that
+    /// is not among the options, a switch that is neither true nor false.
+    static func validateSetting(_ item: SettingItem, _ value: String) throws {
+        switch item.type {
+        case "number":
+            guard let n = Double(value.trimmingCharacters(in: .whitespaces)), n.isFinite, n >= 0 else {
+                throw FSError.badRequest("\(item.key) must be a number, 0 or more (got \(LogText.quoted(value)))")
+            }
+        case "bool":
+            guard value == "true" || value == "false" else { throw FSError.badRequest("\(item.key) must be true or false") }
+        case "select":
+            let options = item.options.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard options.isEmpty || options.contains(value) else {
+                throw FSError.badRequest("\(item.key) must be one of: \(options.joined(separator: ", "))")
+            }
+        default: break
         }
     }
 
@@ -252,6 +281,9 @@ extension APIRoutes {
         await state.fs.unload(id: record.id)
         try await state.store.deleteStorage(id: record.id)
         await state.changes.publish(.storage(id: record.id))
+        do { try await state.store.indexRemoveStorage(record.id) } catch {
+            state.logger.warning("the search index still has the entries of the deleted storage \(record.mountPath): \(ErrorText.describe(error))")
+        }
         return APIResponse.ok()
     }
 }

@@ -29,10 +29,12 @@ extension ServerState {
         await tasks.register(uploadKind())
         await tasks.register(offlineDownloadKind())
         await tasks.register(offlineTransferKind())
+        await tasks.register(indexKind())
         await sweepTaskSpool()
         await sweepOfflineFolders()
         await tasks.start()
         startUploadSweeper()
+        startIndexSchedule()
     }
 
     /// The creator of a task as the store has them now (a user deleted, disabled or restricted since the task

@@ -1,0 +1,209 @@
+import Foundation
+import PanListCore
+import PanListStore
+
+/// An index walk: the folders `paths` and everything below them (to `maxDepth` levels below `/`, -1: the
+/// `max_index_depth` setting) listed from their storages and written to the index; `clear` empties those
+/// parts of the index first (a build; without it, an update).
+struct IndexParams: Codable, Sendable {
+    var paths: [String]
+    var maxDepth: Int
+    var clear: Bool
+}
+
+extension ServerState {
+    static let indexKind = "index"
+    /// driver_state keys: when the last walk ended well, and when the next scheduled update is due.
+    static let indexLastDoneKey = "search:last_done_ms"
+    static let indexNextUpdateKey = "search:next_update_ms"
+
+    var indexPolicy: IndexPolicy { IndexPolicy(setting: setting) }
+
+    /// Queues an index walk of `paths` (absolute) for `user`.
+    @discardableResult
+    func queueIndexWalk(_ user: User, paths: [String], maxDepth: Int, clear: Bool) async throws -> TaskRecord {
+        guard indexPolicy.enabled else { throw FSError.badRequest(Self.searchOffMessage) }
+        var normalized: [String] = []
+        for p in paths.isEmpty ? ["/"] : paths {
+            let n = try VirtualPath.normalize(p)
+            // A path inside another one given is walked with it.
+            if !normalized.contains(where: { VirtualPath.isWithin(n, $0) }) {
+                normalized.removeAll { VirtualPath.isWithin($0, n) }
+                normalized.append(n)
+            }
+        }
+        let params = IndexParams(paths: normalized, maxDepth: maxDepth, clear: clear)
+        let data = try JSONEncoder().encode(params)
+        let what = clear ? "build the search index" : "update the search index"
+        let name = "\(what) of " + normalized.map { "[\($0)]" }.joined(separator: ", ")
+        let record = TaskRecord(id: RandomString.make(16), kind: Self.indexKind, name: name, creator: user,
+                                params: String(decoding: data, as: UTF8.self))
+        return try await tasks.submit(record)
+    }
+
+    /// Index tasks not finished yet.
+    func openIndexTasks() async throws -> [TaskRecord] {
+        try await store.tasks(kind: Self.indexKind, states: TaskState.undone, creator: nil)
+    }
+
+    /// Cancels every index walk not finished yet.
+    func stopIndexing() async throws {
+        for t in try await openIndexTasks() { try await tasks.cancel(t.id) }
+    }
+
+    func indexKind() -> TaskKind {
+        TaskKind(name: Self.indexKind, run: { [self] run in try await runIndexWalk(run) })
+    }
+
+    /// One run of an index walk: the folders still to list are the task's pending items (a run taken up again
+    /// after a restart or on another instance goes on where the last one stopped). A folder that cannot be
+    /// listed (a storage down, a token refused) is noted and skipped; what the index had there stays.
+    func runIndexWalk(_ run: TaskRun) async throws {
+        let params = try JSONDecoder().decode(IndexParams.self, from: run.params)
+        let id = run.record.id
+        var items = try await store.taskItems(task: id)
+        if items.isEmpty {
+            if params.clear { for p in params.paths { try await store.indexClear(below: p) } }
+            items = params.paths.enumerated().map { TaskItem(task: id, seq: $0.offset, path: $0.element, isDir: true, size: 0) }
+            try await store.addTaskItems(items)
+        }
+        var nextSeq = (items.map(\.seq).max() ?? -1) + 1
+        var pending = items.filter { $0.itemState == .pending }.sorted { $0.seq < $1.seq }
+        var doneFolders = Int64(items.count - pending.count)
+        var failed = items.filter { $0.itemState == .failed }.map { "\($0.path): \($0.note)" }
+        var entries = try await store.indexCount()
+        var lastCall: [Int: ContinuousClock.Instant] = [:]
+        func report() {
+            run.update {
+                $0.totalFiles = doneFolders + Int64(pending.count)
+                $0.doneFiles = doneFolders
+                $0.status = "\(entries) entries in the index, \(doneFolders) folders listed" + (failed.isEmpty ? "" : ", \(failed.count) could not be")
+            }
+        }
+        report()
+        var i = 0
+        while i < pending.count {
+            try Task.checkCancellation()
+            let item = pending[i]
+            let folder = item.path
+            run.update { $0.current = folder }
+            let policy = indexPolicy
+            let maxDepth = params.maxDepth >= 0 ? min(params.maxDepth, policy.maxDepth) : policy.maxDepth
+            let storage = fs.resolve(folder)?.0
+            do {
+                // Clouds are listed at most `index_list_per_second` calls a second (a listing of n entries costs
+                // about n/100 calls on 123 Open), so a walk leaves the API budget to the users.
+                if let m = storage, m.record.driver != "Local", let last = lastCall[m.id] {
+                    let rate = max(0.05, Double(setting("index_list_per_second") ?? "") ?? 2)
+                    let wait = Duration.seconds(1 / rate) - (ContinuousClock.now - last)
+                    if wait > .zero { try await Task.sleep(for: wait) }
+                }
+                let listing = try await fs.listUncached(folder)
+                if let m = storage {
+                    // The calls that listing took: one per 100 entries.
+                    let calls = max(1, (listing.objects.count + 99) / 100)
+                    let rate = max(0.05, Double(setting("index_list_per_second") ?? "") ?? 2)
+                    lastCall[m.id] = ContinuousClock.now + .seconds(Double(calls - 1) / rate)
+                }
+                let found = indexer.entries(in: folder, listing.objects, policy: policy)
+                try await store.indexReplaceFolder(folder, entries: found)
+                var more: [TaskItem] = []
+                for e in found where e.isDir && VirtualPath.depth(e.path) < maxDepth {
+                    more.append(TaskItem(task: id, seq: nextSeq, path: e.path, isDir: true, size: 0))
+                    nextSeq += 1
+                }
+                if !more.isEmpty { try await store.addTaskItems(more) }
+                try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
+                pending += more
+                entries += found.count
+            } catch let e where !(e is CancellationError) && !Task.isCancelled {
+                let why = FSError.from(e).message
+                failed.append("\(folder): \(why)")
+                try await store.setTaskItem(task: id, seq: item.seq, state: .failed, note: why)
+            }
+            doneFolders += 1
+            i += 1
+            // Memory stays bounded however big the tree: what was walked is let go of now and then.
+            if i >= 4096 { pending.removeFirst(i); i = 0 }
+            report()
+        }
+        entries = try await store.indexCount()
+        report()
+        try await store.setDriverState(Self.indexLastDoneKey, String(Int64(Date().timeIntervalSince1970 * 1000)))
+        if !failed.isEmpty {
+            run.update { $0.status += ": " + failed.prefix(3).joined(separator: "; ") + (failed.count > 3 ? "; …" : "") }
+        }
+    }
+
+    static let searchOffMessage = "search is off: an administrator can turn it on in Settings (search_index = database)"
+
+    /// Every minute: when `index_update_hours` have passed since the last scheduled update (agreed on by every
+    /// instance through the store), an update of the whole tree is queued, unless one is waiting or running.
+    func startIndexSchedule() {
+        let loop = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                guard let self else { return }
+                await self.scheduleIndexUpdate()
+            }
+        }
+        indexScheduleBox.withLockedValue { $0?.cancel(); $0 = loop }
+    }
+
+    func scheduleIndexUpdate(now: Date = Date()) async {
+        let hours = Double(setting("index_update_hours") ?? "") ?? 24
+        guard indexPolicy.enabled, hours > 0 else { return }
+        let nowMs = Int64(now.timeIntervalSince1970 * 1000)
+        do {
+            try await store.withLock("search-index-schedule", wait: .seconds(5)) { [self] in
+                let next = try await store.driverState(Self.indexNextUpdateKey).flatMap { Int64($0) }
+                let step = Int64(hours * 3_600_000)
+                guard let next else {
+                    // First time: the next one is one period from now (a build was just queued or is asked for).
+                    try await store.setDriverState(Self.indexNextUpdateKey, String(nowMs + step))
+                    return
+                }
+                guard nowMs >= next else { return }
+                try await store.setDriverState(Self.indexNextUpdateKey, String(nowMs + step))
+                guard try await openIndexTasks().isEmpty else { return }
+                guard let admin = try await store.users().first(where: { $0.user.isAdmin })?.user else { return }
+                try await queueIndexWalk(admin, paths: ["/"], maxDepth: -1, clear: false)
+                logger.info("queued the scheduled search index update (every \(hours) h, index_update_hours)")
+            }
+        } catch {
+            logger.warning("could not schedule the search index update: \(ErrorText.describe(error))")
+        }
+    }
+}
+
+extension ServerState {
+    /// After a storage was created or changed: when its place in the tree or its `disable_index` changed, its
+    /// entries go, and (search on, the storage indexed) its folder is walked again.
+    func storageIndexChanged(_ record: StorageRecord, old: StorageRecord?) async {
+        if let old, old.mountPath == record.mountPath, old.disableIndex == record.disableIndex, old.disabled == record.disabled { return }
+        do {
+            if old != nil { try await store.indexRemoveStorage(record.id) }
+            guard indexPolicy.enabled, !record.disableIndex, !record.disabled,
+                  let admin = try await store.users().first(where: { $0.user.isAdmin })?.user else { return }
+            let path = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
+            try await queueIndexWalk(admin, paths: [path], maxDepth: -1, clear: false)
+        } catch {
+            logger.warning("the search index did not follow the change of storage \(record.mountPath): \(ErrorText.describe(error))")
+        }
+    }
+
+    /// After settings were saved: search turned on queues a walk of everything (unless one is waiting), turned
+    /// off stops the walks.
+    func searchSettingChanged(wasOn: Bool) async {
+        let on = indexPolicy.enabled
+        guard on != wasOn else { return }
+        do {
+            if !on { return try await stopIndexing() }
+            guard try await openIndexTasks().isEmpty,
+                  let admin = try await store.users().first(where: { $0.user.isAdmin })?.user else { return }
+            try await queueIndexWalk(admin, paths: ["/"], maxDepth: -1, clear: false)
+        } catch {
+            logger.warning("could not start the search index: \(ErrorText.describe(error))")
+        }
+    }
+}
