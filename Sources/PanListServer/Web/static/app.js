@@ -1,6 +1,6 @@
 // PanList web UI: start-up, authentication and routing.
 // The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area,
-// /@tasks the background tasks of whoever is logged in.
+// /@tasks the background tasks of whoever is logged in, /@search?q=… the results of a search.
 import { api, apiGet, getToken, setToken, clearToken } from './api.js';
 import { state, isAdmin, internalLink, ROLE_GUEST } from './state.js';
 import { $, decodeUrlPath, showError, clearError } from './util.js';
@@ -8,10 +8,11 @@ import { initBrowse, showBrowse, hideBrowse } from './browse.js';
 import { initPreview } from './preview.js';
 import { initManage, showManage } from './manage.js';
 import { initTasks, showTasks, showTasksToGuest, hideTasks, followTasks } from './tasks.js';
+import { initSearch, showSearch, hideSearch, updateSearchBox } from './search.js';
 import { uploadsBusy } from './upload.js';
 import { fillIcons } from './icons.js';
 
-const VIEWS = ['login-view', 'browse-view', 'manage-view', 'tasks-view'];
+const VIEWS = ['login-view', 'browse-view', 'search-view', 'manage-view', 'tasks-view'];
 function showView(id) { for (const v of VIEWS) $('#' + v).hidden = v !== id; }
 
 /** Loads /api/public/settings and applies title, announcement, colour, logo and favicon. */
@@ -37,13 +38,15 @@ async function loadSettings() {
 function updateHeader() {
   const me = state.me;
   const loggedIn = !!me && me.role !== ROLE_GUEST && !!getToken();
-  const inManage = !$('#manage-view').hidden, inTasks = !$('#tasks-view').hidden;
+  const inManage = !$('#manage-view').hidden, inTasks = !$('#tasks-view').hidden, inSearch = !$('#search-view').hidden;
   $('#whoami').textContent = me ? (me.role === ROLE_GUEST ? 'Guest' : me.username) : '';
   $('#tasks-link').hidden = !loggedIn;
   $('#tasks-link').classList.toggle('active', inTasks);
   $('#manage-link').hidden = !isAdmin();
   $('#manage-link').classList.toggle('active', inManage);
-  $('#browse-link').hidden = !inManage && !inTasks;
+  $('#browse-link').hidden = !inManage && !inTasks && !inSearch;
+  // The search box where there are files to search: the folders and the results.
+  updateSearchBox(!!me && (inSearch || !$('#browse-view').hidden));
   followTasks(loggedIn);            // the badge (and the Tasks page) follow the tasks while someone is logged in
   $('#logout').hidden = !loggedIn;
   $('#login-link').hidden = loggedIn || !$('#login-view').hidden;
@@ -52,6 +55,7 @@ function updateHeader() {
 function showLogin(message = '') {
   hideBrowse();
   hideTasks();
+  hideSearch();
   clearError();
   showView('login-view');
   const err = $('#login-error');
@@ -68,6 +72,15 @@ function route() {
   if (!state.me) { showLogin(); return; }
   const path = decodeUrlPath(location.pathname);
   if (path !== '/@tasks') hideTasks();
+  if (path !== '/@search') hideSearch();
+  if (path === '/@search') {
+    hideBrowse();
+    clearError();
+    showView('search-view');
+    updateHeader();
+    showSearch();
+    return;
+  }
   if (path === '/@tasks') {
     hideBrowse();
     clearError();
@@ -89,6 +102,7 @@ function route() {
     return;
   }
   showView('browse-view');
+  updateSearchBox(true, path);
   updateHeader();
   showBrowse(path);
 }
@@ -147,12 +161,13 @@ function init() {
   initBrowse();
   initManage({ settingsSaved: loadSettings });
   initTasks();
+  initSearch();
 
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', logout);
   $('#login-link').addEventListener('click', () => showLogin());
   $('#error-close').addEventListener('click', clearError);
-  for (const id of ['#site-title', '#tasks-link', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings']) internalLink($(id));
+  for (const id of ['#site-title', '#tasks-link', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings', '#tab-index']) internalLink($(id));
 
   window.addEventListener('popstate', route);
   window.addEventListener('panlist:route', route);

@@ -33,6 +33,7 @@ const view = {
   relists: 0,           // quiet re-lists while a storage in the folder is still loading
   seq: 0,               // guards against answers of an older request
   pendingPreview: null, // file to preview once its folder is listed (URL of a file)
+  pendingReveal: null,  // entry to show (scrolled to, marked) once its folder is listed (a search result)
   mode: stored('panlist.view', 'list') === 'grid' ? 'grid' : 'list',
   sortKey: stored('panlist.sort', 'name'),
   sortDir: stored('panlist.sortdir', 'asc'),
@@ -102,6 +103,13 @@ export function showBrowse(path) {
 }
 export function hideBrowse() { view.active = false; }
 
+/** Opens folder `dir` with its entry `name` scrolled into view and marked (a search result's "open its folder"). */
+export function revealInFolder(dir, name) {
+  view.pendingReveal = name;
+  if (view.path === dir) { view.filter = ''; $('#filter').value = ''; }   // the filter must not hide it
+  navigate(dir);
+}
+
 async function load(path, { refresh = false, quiet = false } = {}) {
   const mine = ++view.seq;
   const changed = path !== view.path || !view.loaded;
@@ -141,6 +149,7 @@ async function load(path, { refresh = false, quiet = false } = {}) {
       navigate(parentPath(path), { replace: true });
       return;
     }
+    view.pendingReveal = null;
     return showLoadError(e.message);
   }
   if (mine !== view.seq) return;
@@ -166,6 +175,22 @@ async function load(path, { refresh = false, quiet = false } = {}) {
     view.pendingPreview = null;
     if (item && !item.is_dir) openPreview(item, view.path, view.shown);
   }
+  if (view.pendingReveal !== null) reveal(view.pendingReveal);
+}
+
+/** Scrolls entry `name` into view and marks it (rendering further pages up to it); a toast when it is not there. */
+function reveal(name) {
+  view.pendingReveal = null;
+  const at = view.shown.findIndex(i => i.name === name);
+  if (at < 0) { toast(`“${name}” is not in this folder any more`); return; }
+  while (view.rendered <= at) renderMore();
+  const row = [...$('#entries').children].find(r => r.dataset.name === name);
+  if (!row) return;
+  row.classList.add('revealed');
+  row.dataset.revealed = 'true';
+  row.scrollIntoView({ block: 'center' });
+  const link = row.querySelector('a.name');
+  if (link) link.focus({ preventScroll: true });
 }
 
 /** The folder could not be listed: an error state (with a way back) replaces the listing. */

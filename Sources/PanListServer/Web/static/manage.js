@@ -1,8 +1,9 @@
 // The admin pages at /@manage: storages (list, add/edit with a form built from the driver's items,
-// enable/disable, delete), users (users.js), folder rules (rules.js) and settings (edit and save).
-// Only shown to the admin (role 2).
+// enable/disable, delete), users (users.js), folder rules (rules.js), settings (edit and save) and the
+// search index (its progress; build, update, stop, clear). Only shown to the admin (role 2).
 import { api, apiGet } from './api.js';
-import { $, h, clear, formatSize, showError, clearError, toast } from './util.js';
+import { $, h, clear, formatSize, formatDate, showError, clearError, toast } from './util.js';
+import { state, navigate } from './state.js';
 import { confirmDialog, showText } from './dialogs.js';
 import { renderUsers } from './users.js';
 import { renderRules } from './rules.js';
@@ -24,9 +25,10 @@ const PAGES = {
   users: ['Users', (mine) => renderUsers(() => mine === seq)],
   rules: ['Folder rules', (mine) => renderRules(() => mine === seq)],
   settings: ['Settings', (mine) => renderSettings(mine)],
+  index: ['Search index', (mine) => renderIndex(mine)],
 };
 
-/** Renders a manage page: "storages" (default), "users", "rules" or "settings". */
+/** Renders a manage page: "storages" (default), "users", "rules", "settings" or "index". */
 export async function showManage(page) {
   const mine = ++seq;
   clearError();
@@ -101,6 +103,7 @@ const LABELS = {
   mount_path: 'Mount path', order: 'Order', remark: 'Remark', cache_expiration: 'Cache expiration (minutes)',
   web_proxy: 'Stream web downloads through PanList', webdav_policy: 'WebDAV downloads', down_proxy_url: 'Download proxy URL',
   order_by: 'Sort by', order_direction: 'Sort direction', extract_folder: 'Folders', enable_sign: 'Require signed links',
+  disable_index: 'Leave out of the search index',
 };
 const OPTION_WORDS = {
   webdav_policy: { '302_redirect': 'Redirect to the cloud (302)', use_proxy_url: 'Through the download proxy URL', native_proxy: 'Stream through PanList' },
@@ -170,6 +173,12 @@ async function openStorageForm(record) {
     }
     if (driverSelect.value !== driver) return;   // the driver was changed meanwhile
     info = answer;
+    // The search index's switch for this storage (disable_index): a common item; added here when the server's
+    // driver info does not list it, so that the form can always set it.
+    if (!info.common.some(it => it.name === 'disable_index')) {
+      info.common = [...info.common, { name: 'disable_index', type: 'bool', default: false,
+        help: 'Its files are not indexed, so searches do not find them (browsing is unchanged). Spares a cloud\'s list calls.' }];
+    }
     let addition = {};
     if (editing) { try { addition = JSON.parse(editing.addition || '{}') || {}; } catch { addition = {}; } }
     // First what a storage cannot do without: its mount path and the driver's own settings (credentials…);
@@ -186,7 +195,7 @@ async function openStorageForm(record) {
     if (info.config && info.config.alert) itemsBox.append(h('p', { class: 'muted', text: info.config.alert }));
     if (advanced.length) {
       itemsBox.append(h('details', { class: 'advanced', id: 'storage-advanced' },
-        h('summary', { text: 'Advanced: order, cache, downloads, sorting, signing' }),
+        h('summary', { text: 'Advanced: order, cache, downloads, sorting, signing, search' }),
         advanced.map(it => itemField(it, commonValue(it), shownHelp))));
     }
     const first = itemsBox.querySelector('input:not([disabled]), select:not([disabled]), textarea:not([disabled])');
@@ -247,15 +256,21 @@ const SETTING_LABELS = {
   logo: 'Logo', favicon: 'Favicon', main_color: 'Accent color',
   video_types: 'Video files', audio_types: 'Audio files', image_types: 'Image files', text_types: 'Text files',
   proxy_types: 'Always streamed through PanList', video_autoplay: 'Play video at once', audio_autoplay: 'Play audio at once',
-  sign_all: 'Sign download links', link_expiration: 'Link expiration (hours)', search_index: 'Search index',
+  sign_all: 'Sign download links', link_expiration: 'Link expiration (hours)',
+  search_index: 'Search', auto_update_index: 'Update the index when a folder is listed', ignore_paths: 'Paths never indexed',
+  max_index_depth: 'Index depth (folder levels)', index_update_hours: 'Walk the storages again every (hours)',
+  index_list_per_second: 'List calls per second on a cloud (index walks)', task_index_workers: 'Index walks at once (each server)',
   token: 'Admin token',
   pagination_type: 'Long folders', default_page_size: 'Page size', allow_indexed: 'Allow search engines',
   allow_mounted: 'Allow embedding in other sites', hide_files: 'Hidden names', package_download: 'Folder download as an archive',
 };
 const SETTING_ORDER = Object.keys(SETTING_LABELS);
 const settingRank = (it) => { const i = SETTING_ORDER.indexOf(it.key); return i < 0 ? SETTING_ORDER.length : i; };
-const GROUPS = [[1, 'Site'], [2, 'Look'], [3, 'Previews and file types'], [4, 'Links and downloads'], [0, 'Security and other']];
+const GROUPS = [[1, 'Site'], [2, 'Look'], [3, 'Previews and file types'], [4, 'Links and downloads'], ['index', 'Search'], [0, 'Security and other']];
 const alistOnly = (it) => /kept for alist clients/i.test(it.help || '');
+// The search settings, together whatever group number the server gives them (and anything else in that group).
+const SEARCH_KEYS = new Set(['search_index', 'auto_update_index', 'ignore_paths', 'max_index_depth', 'index_update_hours', 'index_list_per_second',
+  'task_index_workers']);
 
 async function renderSettings(mine) {
   const items = (await apiGet('/admin/setting/list')).slice()
@@ -264,10 +279,20 @@ async function renderSettings(mine) {
   const form = h('form', { id: 'settings-form', novalidate: true });
   const err = h('p', { id: 'settings-error', class: 'form-error', role: 'alert', hidden: true });
   const known = new Set(GROUPS.map(([g]) => g));
+  const searchItem = items.find(it => it.key === 'search_index');
+  const searchGroup = searchItem && !known.has(searchItem.group) ? searchItem.group : null;
+  const groupOf = (it) => SEARCH_KEYS.has(it.key) || (searchGroup !== null && it.group === searchGroup) ? 'index'
+    : known.has(it.group) ? it.group : 0;
   const section = (title, list) => list.length ? h('fieldset', {}, h('legend', { text: title }), list.map(settingField)) : null;
   for (const [g, title] of GROUPS) {
-    const fs = section(title, items.filter(it => !alistOnly(it) && (known.has(it.group) ? it.group === g : g === 0)));
-    if (fs) form.append(fs);
+    const fs = section(title, items.filter(it => !alistOnly(it) && groupOf(it) === g));
+    if (!fs) continue;
+    if (g === 'index') {
+      fs.append(h('p', { class: 'muted small' }, 'Build the index and follow its progress on the ',
+        h('a', { href: '/@manage/index', dataset: { testid: 'settings-index-link' }, text: 'Search index page',
+          onclick: (e) => { if (e.button === 0 && !e.metaKey && !e.ctrlKey && !e.shiftKey) { e.preventDefault(); navigate('/@manage/index'); } } }), '.'));
+    }
+    form.append(fs);
   }
   const alist = items.filter(alistOnly);
   if (alist.length) {
@@ -308,6 +333,114 @@ function settingField(it) {
   const options = it.type === 'select' ? String(it.options || '').split(',').map(o => o.trim()).filter(Boolean).map(o => [o, pretty(o)]) : undefined;
   return formField({ id: 'setting-' + it.key, name: it.key, key: it.key, type, value: it.value, options, help: it.help,
     label: (SETTING_LABELS[it.key] || pretty(it.key)) + (readOnly ? ' (read-only)' : ''), disabled: readOnly });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search index: what is in it (entries, the walk going on, the last one finished, an error) and what to do
+// with it. Build empties it under the folders given and walks them again; Update walks them and brings their
+// entries up to date; Stop cancels the walk; Clear stops and empties it. The server walks only while search
+// is on, so Build and Update wait for that. Walks run as tasks on the server; the page looks
+// again every 2 s while one runs (and for a few seconds after a button, while the task starts).
+
+const INDEX_POLL_MS = 2000;
+
+/** [tone, words] of the index's progress (`state` is the newest index task's state, in the server's words). */
+function indexState(p) {
+  const st = String(p.state || '');
+  if (p.running) return ['run', { pending: 'Waiting to start', canceling: 'Stopping…', 'waiting to retry': 'Waiting to try again' }[st] || 'Running'];
+  if (p.error) return ['bad', 'Failed'];
+  if (!p.last_done_time) return ['off', 'Not built yet'];
+  if (st === 'canceled') return ['off', 'Stopped before the end'];
+  return ['ok', 'Done'];
+}
+
+async function renderIndex(mine) {
+  const first = await apiGet('/admin/index/progress');
+  if (mine !== seq) return;
+  const err = h('p', { id: 'index-error', class: 'form-error', role: 'alert', hidden: true });
+  const facts = h('dl', { id: 'index-facts', class: 'facts', dataset: { testid: 'index-facts' } });
+  const problem = h('p', { class: 'task-error', dataset: { testid: 'index-problem' }, hidden: true });
+  const bar = h('progress', { id: 'index-progress', 'aria-label': 'Index walk under way', hidden: true });
+  const paths = formField({ id: 'index-paths', name: 'paths', label: 'Folders', type: 'text', rows: 2, value: '/',
+    help: 'One path a line: the folders Build and Update walk. "/" is every storage.' });
+  const button = (what, text, cls, onclick) => h('button', { type: 'button', id: 'index-' + what, class: cls, dataset: { testid: 'index-' + what }, text, onclick });
+  const buttons = {
+    build: button('build', 'Build', 'primary', () => act('build')),
+    update: button('update', 'Update', '', () => act('update')),
+    stop: button('stop', 'Stop', '', () => act('stop')),
+    clear: button('clear', 'Clear', 'danger', () => act('clear')),
+  };
+  const off = String(state.settings.search_index ?? '').trim().toLowerCase() === 'none';
+  clear($('#manage-body'),
+    h('div', { class: 'manage-head' }, h('h1', { text: 'Search index' })),
+    off ? h('p', { class: 'notice', dataset: { testid: 'index-search-off' } }, 'Search is off. Turn it on in ',
+      h('a', { href: '/@manage/settings', text: 'Settings', onclick: (e) => { if (e.button === 0 && !e.metaKey && !e.ctrlKey) { e.preventDefault(); navigate('/@manage/settings'); } } }),
+      ' (Search: Database) to build the index and let people search.') : null,
+    err,
+    h('section', { class: 'index-panel' }, facts, bar, problem),
+    h('form', { id: 'index-form', novalidate: true, onsubmit: (e) => e.preventDefault() }, paths,
+      h('div', { class: 'form-buttons' }, buttons.build, buttons.update, buttons.stop, buttons.clear)),
+    h('p', { class: 'muted small', text: 'Build empties the index under these folders and walks them again; searches there find only what it has reached until it ends. ' +
+      'Update walks them and brings their entries up to date, keeping the rest. Uploads, new folders, renames, moves, copies and deletes made ' +
+      'through PanList update the index at once. A walk of a cloud storage costs list calls (123 Open: one per 100 entries of a folder), paced ' +
+      'by “List calls per second on a cloud” in Settings → Search.' }));
+
+  let timer = 0, until = 0;
+  const here = () => mine === seq && !$('#manage-view').hidden;
+  function fill(p) {
+    const [tone, words] = indexState(p);
+    const row = (label, ...value) => [h('dt', { text: label }), h('dd', {}, ...value)];
+    clear(facts,
+      row('Entries', h('strong', { dataset: { testid: 'index-count' }, text: (Number(p.obj_count) || 0).toLocaleString() })),
+      row('State', h('span', { class: 'status ' + tone, dataset: { testid: 'index-state', tone }, text: words }),
+        p.running && p.current ? h('span', { class: 'muted small index-now', title: p.current, text: ` now in ${p.current}` }) : null),
+      // The walk's own words ("78 entries in the index, 12 folders listed") while it runs or when it says more than "done".
+      p.status && (p.running || !/^(done|succeeded)\.?$/i.test(String(p.status).trim()))
+        ? row('Progress', h('span', { dataset: { testid: 'index-status' }, text: String(p.status) })) : null,
+      row('Last finished', p.last_done_time && formatDate(p.last_done_time) ? formatDate(p.last_done_time) : h('span', { class: 'muted', text: 'never' })),
+      p.task_id ? row('Task', h('a', { href: '/@tasks', text: p.running ? 'Follow it on the Tasks page' : 'On the Tasks page',
+        onclick: (e) => { if (e.button === 0 && !e.metaKey && !e.ctrlKey) { e.preventDefault(); navigate('/@tasks'); } } })) : null);
+    bar.hidden = !p.running;
+    problem.textContent = p.error ? String(p.error) : '';
+    problem.hidden = !p.error;
+    buttons.build.disabled = buttons.update.disabled = !!p.running || off;
+    buttons.stop.disabled = !p.running;
+  }
+  async function look() {
+    clearTimeout(timer);
+    if (!here()) return;
+    let p = null;
+    try { p = await apiGet('/admin/index/progress'); } catch (e) { if (here()) showFormError(err, `Could not read the index's progress: ${e.message}`); }
+    if (!here()) return;
+    if (p) { fill(p); if (err.textContent.startsWith('Could not read')) clearFormErrors($('#index-form'), err); }
+    if (!p || p.running || Date.now() < until) timer = setTimeout(look, INDEX_POLL_MS);
+  }
+  async function act(what) {
+    clearFormErrors($('#manage-body'), err);
+    const input = $('#index-paths');
+    const list = input.value.split(/\r?\n/).map(l => l.trim()).filter(Boolean);
+    if ((what === 'build' || what === 'update') && (!list.length || list.some(l => !l.startsWith('/')))) {
+      showFieldError(input, list.length ? 'Each line must be a path starting with "/".' : 'Give at least one folder ("/" for everything).');
+      return;
+    }
+    if (what === 'build' && !await confirmDialog('Build the search index',
+      `Empty the index under ${list.join(', ')} and walk ${list.length === 1 ? 'it' : 'them'} again? Searches there find only what the walk has reached until it ends.`, { okText: 'Build' })) return;
+    if (what === 'clear' && !await confirmDialog('Clear the search index',
+      'Stop any walk and empty the index? Searches find nothing until it is built again.', { okText: 'Clear', danger: true })) return;
+    const all = Object.values(buttons);
+    for (const b of all) b.disabled = true;
+    try {
+      await api('/admin/index/' + what, what === 'build' || what === 'update' ? { paths: list } : {});
+      toast({ build: 'Index build started', update: 'Index update started', stop: 'Stopping the index walk…', clear: 'Index cleared' }[what]);
+    } catch (e) {
+      placeError(e.message, [{ name: 'paths', label: 'Folders', id: 'index-paths' }], err);
+    }
+    for (const b of all) b.disabled = false;
+    until = Date.now() + 3 * INDEX_POLL_MS;
+    await look();
+  }
+  fill(first);
+  if (first.running) timer = setTimeout(look, INDEX_POLL_MS);
 }
 
 async function resetToken() {

@@ -27,14 +27,14 @@ export function can(bit) {
 /** A setting from /api/public/settings read as a boolean. */
 export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase() === 'true';
 
-/** The app's own pages (not folders): /@manage… and /@tasks. */
-export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$/.test(path);
+/** The app's own pages (not folders): /@manage…, /@tasks and /@search?… (search results, with their query). */
+export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@search(\?|$)/.test(path);
 
-/** Goes to a virtual path (or "/@manage…", "/@tasks"); the app listens for the event and renders. */
+/** Goes to a virtual path (or "/@manage…", "/@tasks", "/@search?…"); the app listens for the event and renders. */
 export function navigate(path, { replace = false } = {}) {
   const url = isAppPage(path) ? path : encodePath(path);
   if (replace) history.replaceState(null, '', url);
-  else if (url !== location.pathname) history.pushState(null, '', url);
+  else if (url !== location.pathname + location.search) history.pushState(null, '', url);
   window.dispatchEvent(new Event('panlist:route'));
 }
 

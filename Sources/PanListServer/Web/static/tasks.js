@@ -1,4 +1,4 @@
-// The Tasks page at /@tasks: the user's copy, move, upload and offline download tasks (the admin's: everyone's), running and
+// The Tasks page at /@tasks: the user's copy, move, upload, offline download and search index tasks (the admin's: everyone's), running and
 // finished, with their progress, cancel / retry / delete, and the files of each; and the badge in the header
 // (tasks not finished yet) on every page. Both follow /api/task/events (server-sent events, one a second),
 // or poll every 2 s when the browser cannot keep that stream open.
@@ -10,15 +10,26 @@ import { $, h, clear, formatSize, toast } from './util.js';
 import { confirmDialog } from './dialogs.js';
 import { icon } from './icons.js';
 
-const KINDS = ['copy', 'move', 'upload', 'offline_download', 'offline_download_transfer'];
+const KINDS = ['copy', 'move', 'upload', 'offline_download', 'offline_download_transfer', 'index'];
 const KIND_WORDS = { copy: 'Copy', move: 'Move', upload: 'Upload', offline_download: 'Offline download',
-                     offline_download_transfer: 'Transfer' };
+                     offline_download_transfer: 'Transfer', index: 'Search index' };
 // TaskInfo.state, as the server numbers them.
 const S = { pending: 0, running: 1, succeeded: 2, canceling: 3, canceled: 4, errored: 5, failing: 6, failed: 7, waitingRetry: 8, retrying: 9 };
 const STATE_WORDS = ['Queued', 'Running', 'Succeeded', 'Canceling…', 'Canceled', 'Error', 'Failing', 'Failed', 'Waiting to retry', 'Retrying'];
 const isDone = (t) => t.state === S.succeeded || t.state === S.canceled || t.state === S.failed;
 const tone = (t) => ({ [S.succeeded]: 'ok', [S.canceled]: 'off', [S.canceling]: 'off', [S.errored]: 'bad', [S.failing]: 'bad', [S.failed]: 'bad' })[t.state] || 'run';
 const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
+
+/** A task's title. The server names an index walk "build the search index of [/], [/docs]": shown as
+ *  "Build the search index: /, /docs". */
+function titleOf(t) {
+  const name = String(t.name || '');
+  if (t.kind === 'index') {
+    const m = /^(build|update) the search index of (.*)$/i.exec(name);
+    if (m) return `${m[1][0].toUpperCase()}${m[1].slice(1).toLowerCase()} the search index: ${m[2].replace(/\[([^\]]*)\]/g, '$1')}`;
+  }
+  return name || t.id;
+}
 const time = (t) => Date.parse(t.created_time) || 0;
 const byNewest = (a, b) => time(b) - time(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
@@ -394,25 +405,31 @@ function fillRow(r, t) {
   const undone = !isDone(t);
   r.el.dataset.state = t.state_name || String(t.state);
   r.el.dataset.tone = tone(t);
-  r.name.textContent = t.name || t.id;
-  r.name.title = t.name || '';
+  const title = titleOf(t);
+  const index = t.kind === 'index';
+  r.name.textContent = title;
+  r.name.title = title;
   r.kind.textContent = KIND_WORDS[t.kind] || t.kind;
   r.state.textContent = STATE_WORDS[t.state] || t.state_name || 'Unknown';
   r.state.className = 'task-state ' + tone(t);
   const pct = percentOf(t);
   r.fill.style.width = pct + '%';
   r.bar.setAttribute('aria-valuenow', String(pct));
-  r.bar.setAttribute('aria-label', `Progress of ${t.name || 'the task'}`);
+  r.bar.setAttribute('aria-label', `Progress of ${title}`);
   r.percent.textContent = pct + '%';
-  r.toggle.setAttribute('aria-label', `${r.list.hidden ? 'Show' : 'Hide'} the files of ${t.name || 'this task'}`);
-  r.toggle.title = r.list.hidden ? 'Show the files' : 'Hide the files';
+  // An index walk's items are the folders it listed.
+  const things = index ? 'folders' : 'files';
+  r.toggle.setAttribute('aria-label', `${r.list.hidden ? 'Show' : 'Hide'} the ${things} of ${title}`);
+  r.toggle.title = `${r.list.hidden ? 'Show' : 'Hide'} the ${things}`;
 
   const meta = [];
   const total = Number(t.total_bytes) || 0, doneBytes = Number(t.done_bytes) || 0;
   if (total > 0) meta.push(`${formatSize(doneBytes)} of ${formatSize(total)}`);
   else if (doneBytes > 0) meta.push(formatSize(doneBytes));
   const files = Number(t.total_files) || 0;
-  if (files > 0) meta.push(`${Number(t.done_files) || 0} of ${plural(files, 'file')}`);
+  // An index walk finds its folders as it goes: how many it listed (its total grows, so no "of").
+  if (index) { if (Number(t.done_files) > 0) meta.push(`${plural(Number(t.done_files), 'folder')} listed`); }
+  else if (files > 0) meta.push(`${Number(t.done_files) || 0} of ${plural(files, 'file')}`);
   if (t.state === S.running && Number(t.speed) > 0) meta.push(`${formatSize(t.speed)}/s`);
   if (t.retries > 0) meta.push(`tried ${plural(t.retries + 1, 'time')}`);
   if (t.creator && state.me && t.creator !== state.me.username) meta.push(`by ${t.creator}`);
@@ -448,7 +465,7 @@ function fillRow(r, t) {
   if (key !== r.actionsKey) {
     r.actionsKey = key;
     const btn = (what, text, cls = '') => h('button', { type: 'button', class: cls, dataset: { testid: 'task-' + what }, text,
-      'aria-label': `${text} ${t.name || 'the task'}`, onclick: () => act(r, what) });
+      'aria-label': `${text} ${title}`, onclick: () => act(r, what) });
     clear(r.actions, canCancel ? btn('cancel', 'Cancel') : null, canRetry ? btn('retry', 'Retry') : null, btn('delete', 'Delete', 'danger'));
   }
 
@@ -460,7 +477,8 @@ function fillRow(r, t) {
 async function act(r, what) {
   const t = r.task;
   if (what === 'delete' && !isDone(t) && !await confirmDialog('Delete task',
-    `Stop “${t.name}” and delete it? What it copied so far stays where it is.`, { okText: 'Delete', danger: true })) return;
+    `Stop “${titleOf(t)}” and delete it? ${t.kind === 'index' ? 'The index keeps what the walk has reached so far.' : 'What it copied so far stays where it is.'}`,
+    { okText: 'Delete', danger: true })) return;
   r.actionError.hidden = true;
   const buttons = [...r.actions.querySelectorAll('button')];
   for (const b of buttons) b.disabled = true;
@@ -511,8 +529,10 @@ async function loadItems(r) {
 
 function renderItems(r) {
   const items = r.items;
+  const index = r.task.kind === 'index';
   if (!items.length) {
-    clear(r.list, h('p', { class: 'muted small', text: isDone(r.task) ? 'No files.' : 'No files listed yet: the task has not looked at its source.' }));
+    clear(r.list, h('p', { class: 'muted small', text: isDone(r.task) ? (index ? 'No folders.' : 'No files.')
+      : (index ? 'No folders listed yet.' : 'No files listed yet: the task has not looked at its source.') }));
     return;
   }
   const counts = {};
@@ -520,8 +540,9 @@ function renderItems(r) {
   const summary = ['done', 'skipped', 'failed', 'pending'].filter(s => counts[s]).map(s => `${counts[s]} ${ITEM_WORDS[s].toLowerCase()}`);
   const frag = document.createDocumentFragment();
   for (const it of items) {
-    // Paths are relative to what the task copies or moves; "" is that folder (or file) itself.
-    const path = it.path ? String(it.path) + (it.is_dir ? '/' : '') : '';
+    // Paths are relative to what the task copies or moves; "" is that folder (or file) itself. An index walk's
+    // are the folders it listed, as full paths.
+    const path = index ? String(it.path || '/') : it.path ? String(it.path) + (it.is_dir ? '/' : '') : '';
     frag.append(h('li', { class: 'task-item', dataset: { testid: 'task-item', state: it.state || '' } },
       h('span', { class: 'item-state ' + (ITEM_TONE[it.state] || ''), text: ITEM_WORDS[it.state] || it.state || '' }),
       path ? h('span', { class: 'item-path', title: path, text: path })
@@ -530,7 +551,7 @@ function renderItems(r) {
       it.note ? h('span', { class: 'item-note', dataset: { testid: 'task-item-note' }, text: it.note }) : null));
   }
   clear(r.list,
-    h('p', { class: 'small muted', text: plural(items.length, 'entry', 'entries') + (summary.length ? ': ' + summary.join(', ') : '') +
+    h('p', { class: 'small muted', text: (index ? plural(items.length, 'folder') : plural(items.length, 'entry', 'entries')) + (summary.length ? ': ' + summary.join(', ') : '') +
       (items.length >= 2000 ? ' (the first 2000 are listed)' : '') }),
     h('ul', { class: 'item-list' }, frag));
 }
