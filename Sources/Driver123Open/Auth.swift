@@ -84,8 +84,16 @@ extension Open123Client {
             let secretTag = TokenManager.md5Tag(secret)
             return TokenManager.shared(stateKey: "123open.token." + base + " " + id + " " + secretTag, fingerprint: TokenManager.tag(secret),
                                        state: state) { _ in
-                let (token, expires) = try await fetchToken(base: base, clientID: id, secret: secret, state: state)
-                return TokenManager.Saved(token: token, expires: expires)
+                do {
+                    let (token, expires) = try await fetchToken(base: base, clientID: id, secret: secret, state: state)
+                    status.renewed(expires: expires)
+                    return TokenManager.Saved(token: token, expires: expires)
+                } catch let e as FSError {
+                    // Refused (a secret reset by the developer, a client removed): the storage is failing until a
+                    // new token is had. A rate limit or a server error is not a refusal.
+                    if case .upstream(let code, let m) = e, code != 429, code < 500 { status.failed(m) }
+                    throw e
+                }
             }
         case .refreshToken(let id, let secret, let seed):
             // Keyed by the pasted refresh token: pasting a new one starts a new chain; the stored chain keeps

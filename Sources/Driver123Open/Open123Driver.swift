@@ -142,12 +142,13 @@ public final class Open123Driver: Driver, StatusNoting, MakeDirCapable, RenameCa
         client = Open123Client(baseURL: addition.baseURL, auth: auth, rates: rates, state: env.state)
     }
 
-    /// access_token: the pasted token's expiry, or why it no longer works; refresh_token: a refused renewal.
+    /// access_token: the pasted token's expiry, or why it no longer works; refresh_token and client credentials: a
+    /// refused renewal.
     public func statusNote() -> StatusNote? {
         let status = client.authStatus
         switch client.auth {
         case .clientCredentials:
-            return nil
+            return status.problem.map { .failing($0) }
         case .refreshToken:
             if let problem = status.problem { return .failing(problem) }
             guard let expires = status.expires else { return nil }

@@ -79,7 +79,10 @@ public final class SQLStore: Store, @unchecked Sendable {
         }
         try await sql.raw("PRAGMA foreign_keys=ON").run()
         try await sql.raw("PRAGMA busy_timeout=5000").run()
-        return SQLStore(database: SerialDatabase(base: sql), onClose: { try? await conn.close() })
+        // Closed through the gate: after the statement or transaction under way (closing the connection under a
+        // statement running on another thread leaves it open, its transaction with it).
+        let serial = SerialDatabase(base: sql)
+        return SQLStore(database: serial, onClose: { _ = try? await serial.withSession { _ in try await conn.close() } })
     }
 
     public func close() async {
@@ -392,18 +395,26 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     /// Runs `body` in one transaction on one session: committed when it returns, rolled back when it throws.
+    /// The end of the transaction (COMMIT or ROLLBACK) is sent even when the calling task is cancelled: SQLite's
+    /// driver skips the statements of a cancelled task, and a transaction left open on the one connection would
+    /// take in every later statement of the process and lose them all when it closes.
     func inTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
         try await db.withSession { s in
             try await s.raw("BEGIN").run()
             do {
                 let r = try await body(s)
-                try await s.raw("COMMIT").run()
+                try await Self.uncancelled(s, "COMMIT")
                 return r
             } catch {
-                try? await s.raw("ROLLBACK").run()
+                try? await Self.uncancelled(s, "ROLLBACK")
                 throw error
             }
         }
+    }
+
+    /// Runs `sql` outside the calling task's cancellation.
+    static func uncancelled(_ s: any SQLDatabase, _ sql: String) async throws {
+        try await Task { try await s.raw(SQLQueryString(sql)).run() }.value
     }
 
     // MARK: storages
@@ -746,12 +757,12 @@ public final class SQLStore: Store, @unchecked Sendable {
             }
             let r: R
             do { r = try await body() } catch {
-                try? await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
+                try? await Task { try await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run() }.value
                 throw error
             }
             // The body's work is done and stands: an unlock that fails means the session broke, and PostgreSQL
             // freed the lock with it.
-            try? await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run()
+            try? await Task { try await s.raw("SELECT pg_advisory_unlock(hashtextextended(\(bind: name), 0))").run() }.value
             return r
         }
     }

@@ -67,21 +67,26 @@ extension ServerState {
             items = params.paths.enumerated().map { TaskItem(task: id, seq: $0.offset, path: $0.element, isDir: true, size: 0) }
             try await store.addTaskItems(items)
         }
+        // Folders that could not be listed last time (a storage down) are listed again.
+        for item in items where item.itemState == .failed {
+            try await store.setTaskItem(task: id, seq: item.seq, state: .pending, note: "")
+        }
+        items = items.map { var i = $0; if i.itemState == .failed { i.state = TaskItem.State.pending.rawValue }; return i }
         var nextSeq = (items.map(\.seq).max() ?? -1) + 1
         var pending = items.filter { $0.itemState == .pending }.sorted { $0.seq < $1.seq }
         var doneFolders = Int64(items.count - pending.count)
-        var failed = items.filter { $0.itemState == .failed }.map { "\($0.path): \($0.note)" }
-        var entries = try await store.indexCount()
+        var failed: [String] = []
+        var seen = 0
         var lastCall: [Int: ContinuousClock.Instant] = [:]
+        var i = 0
         func report() {
             run.update {
-                $0.totalFiles = doneFolders + Int64(pending.count)
+                $0.totalFiles = doneFolders + Int64(pending.count - i)
                 $0.doneFiles = doneFolders
-                $0.status = "\(entries) entries in the index, \(doneFolders) folders listed" + (failed.isEmpty ? "" : ", \(failed.count) could not be")
+                $0.status = "\(doneFolders) folders listed, \(seen) names seen" + (failed.isEmpty ? "" : ", \(failed.count) folders could not be listed")
             }
         }
         report()
-        var i = 0
         while i < pending.count {
             try Task.checkCancellation()
             let item = pending[i]
@@ -115,7 +120,7 @@ extension ServerState {
                 if !more.isEmpty { try await store.addTaskItems(more) }
                 try await store.setTaskItem(task: id, seq: item.seq, state: .done, note: "")
                 pending += more
-                entries += found.count
+                seen += found.count
             } catch let e where !(e is CancellationError) && !Task.isCancelled {
                 let why = FSError.from(e).message
                 failed.append("\(folder): \(why)")
@@ -127,11 +132,13 @@ extension ServerState {
             if i >= 4096 { pending.removeFirst(i); i = 0 }
             report()
         }
-        entries = try await store.indexCount()
-        report()
+        let entries = try await store.indexCount()
+        run.update { $0.status = "\(entries) entries in the index, \(doneFolders) folders listed" }
         try await store.setDriverState(Self.indexLastDoneKey, String(Int64(Date().timeIntervalSince1970 * 1000)))
         if !failed.isEmpty {
-            run.update { $0.status += ": " + failed.prefix(3).joined(separator: "; ") + (failed.count > 3 ? "; …" : "") }
+            // The task ends failed (not retried on its own), with the folders and why; a retry lists them again.
+            throw FSError.conflict("\(failed.count) folder\(failed.count == 1 ? "" : "s") could not be listed (what the index had there is kept): "
+                                   + failed.prefix(3).joined(separator: "; ") + (failed.count > 3 ? "; …" : "") + ". Retry the task to list them again.")
         }
     }
 

@@ -62,8 +62,12 @@ extension APIRoutes {
                 let admin = try await state.authenticateAdmin(req)
                 let body = try await req.json(IndexWalkRequest.self, limit: state.config.maxRequestBody)
                 let paths = body.paths ?? ["/"]
-                for p in paths where (try? VirtualPath.normalize(p)) == nil {
-                    throw FSError.badRequest("paths: \(p) is not a valid path")
+                for p in paths {
+                    guard let n = try? VirtualPath.normalize(p) else { throw FSError.badRequest("paths: \(p) is not a valid path") }
+                    if n != "/" {
+                        let folder = try? await state.fs.get(n)
+                        guard folder?.0.isDir == true else { throw FSError.badRequest("paths: \(n) is not a folder PanList can open") }
+                    }
                 }
                 if let open = try await state.openIndexTasks().first {
                     throw FSError.conflict("an index walk is already waiting or running (task \(open.id)); stop it first")
@@ -114,10 +118,12 @@ extension APIRoutes {
         // Entries of storages that are not working (disabled, failing to start, a refused token) are left out.
         var working: [Int] = []
         for m in state.fs.storages {
-            if m.isWorking && !m.record.disabled { working.append(m.id); continue }
+            var failing: String?
+            if case .failing(let why)? = (m.driver as? any StatusNoting)?.statusNote() { failing = why }
+            if m.isWorking && !m.record.disabled && failing == nil { working.append(m.id); continue }
             guard !m.record.disabled, VirtualPath.isWithin(m.mountPath, root) || VirtualPath.isWithin(root, m.mountPath),
                   m.mountPath == "/" || filter.shows(VirtualPath.parent(m.mountPath), VirtualPath.base(m.mountPath)) else { continue }
-            let status = m.record.status == StorageStatus.loading ? "still loading" : m.record.status
+            let status = failing ?? (m.record.status == StorageStatus.loading ? "still loading" : m.record.status)
             notes.append("\(Access.userPath(m.mountPath, for: user)) is not working (\(Access.inUserTerms(status, for: user))): its files are not in these results")
         }
         if try await !state.openIndexTasks().isEmpty { notes.append("the search index is being built or updated: results may be incomplete") }
