@@ -431,7 +431,9 @@ function fillRow(r, t) {
   if (index) { if (Number(t.done_files) > 0) meta.push(`${plural(Number(t.done_files), 'folder')} listed`); }
   else if (files > 0) meta.push(`${Number(t.done_files) || 0} of ${plural(files, 'file')}`);
   if (t.state === S.running && Number(t.speed) > 0) meta.push(`${formatSize(t.speed)}/s`);
-  if (t.retries > 0) meta.push(`tried ${plural(t.retries + 1, 'time')}`);
+  // `retries` counts the runs that failed: a task that failed for good ran that many times, any other one more.
+  const runs = (Number(t.retries) || 0) + (t.state === S.failed || t.state === S.waitingRetry ? 0 : 1);
+  if (runs > 1) meta.push(`tried ${plural(runs, 'time')}`);
   if (t.creator && state.me && t.creator !== state.me.username) meta.push(`by ${t.creator}`);
   r.meta.textContent = meta.join(' · ');
   r.meta.hidden = !meta.length;
