@@ -50,10 +50,12 @@ public protocol SearchIndexStore: Sendable {
     func indexPut(_ entry: IndexEntry) async throws
     /// Removes the entry at `path` and everything below it.
     func indexRemove(below path: String) async throws
-    /// The entry at `from` and everything below it now live at `to` (a rename or a move), on `storageID`.
-    func indexMove(from: String, to: String, storageID: Int) async throws
-    /// Copies the entries below `from` to the same places below `to` (a copy), on `storageID`.
-    func indexCopy(from: String, to: String, storageID: Int) async throws
+    /// The entry at `from` and everything below it of storage `source` (nil: of any) now live at `to` (a rename or
+    /// a move), on `storageID`. Entries of other storages mounted inside stay where their mounts are.
+    func indexMove(from: String, to: String, storageID: Int, source: Int?) async throws
+    /// Copies the entries below `from` of storage `source` (nil: of any) to the same places below `to` (a copy),
+    /// on `storageID`.
+    func indexCopy(from: String, to: String, storageID: Int, source: Int?) async throws
     /// Removes every entry of a storage.
     func indexRemoveStorage(_ id: Int) async throws
     /// Removes everything below `path` ("/": the whole index).
@@ -81,4 +83,13 @@ public protocol SearchIndexing: Sendable {
     func copied(from: String, to: String) async
     /// Something changed in `folder` outside PanList's own writes (a cloud fetched a file into it).
     func changedOutside(_ folder: String) async
+}
+
+extension SearchIndexStore {
+    public func indexMove(from: String, to: String, storageID: Int) async throws {
+        try await indexMove(from: from, to: to, storageID: storageID, source: nil)
+    }
+    public func indexCopy(from: String, to: String, storageID: Int) async throws {
+        try await indexCopy(from: from, to: to, storageID: storageID, source: nil)
+    }
 }

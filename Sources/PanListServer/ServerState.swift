@@ -470,7 +470,8 @@ public final class ServerState: Sendable {
         let chain = syncChain.withLockedValue { $0 }
         clean = await step("ending the storage syncs", .seconds(5)) { await chain?.value } && clean
         clean = await step("unmounting the storages", .seconds(5)) { await self.fs.unloadAll() } && clean
-        clean = await step("closing the database", .seconds(5)) { await self.store.close() } && clean
+        // (A close writes the last of the log into the database file and syncs it: seconds on a busy disk.)
+        clean = await step("closing the database", .seconds(15)) { await self.store.close() } && clean
         await aria2ProxyHolder.stop()
         // A step still running may still use the data folder: its lock then goes with the process.
         if clean { dataFolderLock?.release() }

@@ -66,7 +66,7 @@ extension SQLStore {
         }
     }
 
-    private static func ms(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }
+    private static func ms(_ d: Date) -> Int64 { Int64((ModifiedTime.clamped(d).timeIntervalSince1970 * 1000).rounded()) }
 
     /// The bounds of the rows below `path`: `parent` equal to it, or in `[lo, hi)`.
     private static func below(_ path: String) -> (lo: String, hi: String) {
@@ -105,6 +105,12 @@ extension SQLStore {
             try await s.raw("DELETE FROM search_grams WHERE rowid IN (SELECT id FROM search_entries WHERE \(condition))").run()
         }
         try await s.raw("DELETE FROM search_entries WHERE \(condition)").run()
+    }
+
+    /// ` AND storage_id = source` (nothing for nil).
+    private static func of(_ source: Int?) -> SQLQueryString {
+        guard let source else { return "" }
+        return " AND storage_id = \(bind: source)"
     }
 
     private static func at(_ path: String) -> SQLQueryString {
@@ -155,7 +161,7 @@ extension SQLStore {
         }
     }
 
-    public func indexMove(from: String, to: String, storageID: Int) async throws {
+    public func indexMove(from: String, to: String, storageID: Int, source: Int?) async throws {
         guard from != to, from != "/", to != "/" else { return }
         try await inTransaction { s in
             // Whatever the index had at the destination is replaced.
@@ -175,12 +181,12 @@ extension SQLStore {
             try await s.raw("""
                 UPDATE search_entries SET parent = \(bind: to) || substr(parent, CAST(\(bind: from.unicodeScalars.count + 1) AS INTEGER)),
                   storage_id = \(bind: storageID)
-                WHERE \(Self.inside(from))
+                WHERE \(Self.inside(from))\(Self.of(source))
                 """).run()
         }
     }
 
-    public func indexCopy(from: String, to: String, storageID: Int) async throws {
+    public func indexCopy(from: String, to: String, storageID: Int, source: Int?) async throws {
         guard from != to, from != "/", to != "/" else { return }
         try await inTransaction { s in
             try await self.deleteEntries(where: Self.at(to), on: s)
@@ -192,7 +198,7 @@ extension SQLStore {
                 top.parent = VirtualPath.parent(to); top.name = VirtualPath.base(to); top.storageID = storageID
                 rows.append(top)
             }
-            for r in try await s.select().columns(cols).from("search_entries").where(Self.inside(from)).orderBy("id")
+            for r in try await s.select().columns(cols).from("search_entries").where("\(Self.inside(from))\(Self.of(source))" as SQLQueryString).orderBy("id")
                 .all(decoding: EntryRow.self) {
                 var e = r.entry
                 e.parent = to + String(e.parent.unicodeScalars.dropFirst(from.unicodeScalars.count))

@@ -395,6 +395,65 @@ struct SearchHTTPTests {
         }
     }
 
+    /// Storages mounted inside other storages: a rename above a mount leaves the mount's entries where the mount
+    /// is; folders that exist only because of a mount come and go with it (disable, enable, delete); writes made
+    /// while search was off do not linger once it is on again; a huge index_update_hours does not crash.
+    @Test func mountsInsideAndSearchOffAndOn() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try s.dir.write("data/files/a/b/x-file.txt", "x")
+            let other = TempDir()
+            defer { other.remove() }
+            try other.write("inner-file.txt", "i")
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": other.path]), as: UTF8.self)
+            let made = try await s.api("/admin/storage/create", ["mount_path": "/v/w/mnt", "driver": "Local", "addition": addition], token: t)
+            let id = try #require(made.data["id"] as? Int)
+            try await Self.build(s, t)
+            #expect(try await Self.names(s, "inner-file", token: t) == ["/v/w/mnt/inner-file.txt"])
+            #expect(try await Self.names(s, "w", scope: 1, token: t) == ["/v/w"])
+            // Disabled: the mount and the folders that exist only for it are gone from search as from browsing.
+            #expect(try await s.api("/admin/storage/disable?id=\(id)", token: t).code == 200)
+            try await Self.waitIndex(s, t)
+            #expect(try await Self.names(s, "w", scope: 1, token: t).isEmpty)
+            #expect(try await Self.names(s, "v", scope: 1, token: t).isEmpty)
+            #expect(try await Self.names(s, "inner-file", token: t).isEmpty)
+            #expect(try await s.api("/admin/storage/enable?id=\(id)", token: t).code == 200)
+            try await Self.waitIndex(s, t)
+            try await Self.eventually("enabled again", ["/v/w/mnt/inner-file.txt"]) { try await Self.names(s, "inner-file", token: t) }
+            #expect(try await Self.names(s, "w", scope: 1, token: t) == ["/v/w"])
+
+            // A folder holding a mount point renamed: its own files move, the mount's stay at the mount.
+            let second = TempDir()
+            defer { second.remove() }
+            try second.write("deep-file.txt", "d")
+            let add2 = try String(decoding: JSONSerialization.data(withJSONObject: ["root_folder_path": second.path]), as: UTF8.self)
+            let m2 = try await s.api("/admin/storage/create", ["mount_path": "/a/b/mnt2", "driver": "Local", "addition": add2], token: t)
+            let id2 = try #require(m2.data["id"] as? Int)
+            try await Self.waitIndex(s, t)
+            try await Self.eventually("the second mount walked", ["/a/b/mnt2/deep-file.txt"]) { try await Self.names(s, "deep-file", token: t) }
+            #expect(try await s.api("/fs/rename", ["path": "/a/b", "name": "c"], token: t).code == 200)
+            try await Self.eventually("after the rename", ["/a/c/x-file.txt"]) { try await Self.names(s, "x-file", token: t) }
+            #expect(try await Self.names(s, "deep-file", token: t) == ["/a/b/mnt2/deep-file.txt"])
+            // Deleted: its entries and the folder that existed only for it go.
+            #expect(try await s.api("/admin/storage/delete?id=\(id2)", token: t).code == 200)
+            #expect(try await Self.names(s, "deep-file", token: t).isEmpty)
+            #expect(try await Self.names(s, "b", scope: 1, token: t).isEmpty)
+
+            // Search off, a file removed and one moved meanwhile; on again: neither lingers at its old place.
+            #expect(try await s.api("/admin/setting/save", [["key": "search_index", "value": "none"]], token: t).code == 200)
+            #expect(try await s.api("/fs/remove", ["dir": "/a/c", "names": ["x-file.txt"]], token: t).code == 200)
+            #expect(try await s.api("/admin/setting/save", [["key": "search_index", "value": "database"]], token: t).code == 200)
+            try await Self.waitIndex(s, t)
+            #expect(try await Self.names(s, "x-file", token: t).isEmpty)
+            #expect(try await Self.names(s, "inner-file", token: t) == ["/v/w/mnt/inner-file.txt"])
+
+            // A schedule of 1e300 hours is a schedule of "practically never", not a crash.
+            #expect(try await s.api("/admin/setting/save", [["key": "index_update_hours", "value": "1e300"]], token: t).code == 200)
+            await s.state.scheduleIndexUpdate()
+            await s.state.scheduleIndexUpdate(now: Date().addingTimeInterval(1e9))
+        }
+    }
+
     /// Every file and folder a walk of /api/fs/list shows (with `password`), as search results.
     static func walk(_ s: TestServer, token: String?, password: String?, matching word: String) async throws -> Set<String> {
         var out = Set<String>()

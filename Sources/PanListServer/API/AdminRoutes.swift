@@ -144,15 +144,19 @@ extension APIRoutes {
             for method in [HTTPRequest.Method.post, .get] {
                 admin.on(RouterPath(route), method: method) { req, _ in
                     var record = try await storage(req)
+                    let old = record
                     record.disabled = disabled
                     try await state.store.updateStorage(record)
                     if disabled {
                         await state.changes.publish(.storage(id: record.id))
                         await state.fs.unload(id: record.id)
                         try await state.store.setStorageStatus(id: record.id, status: StorageStatus.disabled)
+                        await state.storageIndexChanged(record, old: old)
                         return APIResponse.ok()
                     }
-                    return try await mountAndAnswer(record)
+                    let answer = try await mountAndAnswer(record)
+                    await state.storageIndexChanged(record, old: old)
+                    return answer
                 }
             }
         }
@@ -281,9 +285,7 @@ extension APIRoutes {
         await state.fs.unload(id: record.id)
         try await state.store.deleteStorage(id: record.id)
         await state.changes.publish(.storage(id: record.id))
-        do { try await state.store.indexRemoveStorage(record.id) } catch {
-            state.logger.warning("the search index still has the entries of the deleted storage \(record.mountPath): \(ErrorText.describe(error))")
-        }
+        await state.storageDeletedFromIndex(record)
         return APIResponse.ok()
     }
 }

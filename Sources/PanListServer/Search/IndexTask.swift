@@ -63,7 +63,12 @@ extension ServerState {
         let id = run.record.id
         var items = try await store.taskItems(task: id)
         if items.isEmpty {
-            if params.clear { for p in params.paths { try await store.indexClear(below: p) } }
+            // A build empties what lies inside its folders (their own rows stay: the walk lists only what is inside).
+            if params.clear {
+                for p in params.paths {
+                    if p == "/" { try await store.indexClear(below: "/") } else { try await store.indexReplaceFolder(p, entries: []) }
+                }
+            }
             items = params.paths.enumerated().map { TaskItem(task: id, seq: $0.offset, path: $0.element, isDir: true, size: 0) }
             try await store.addTaskItems(items)
         }
@@ -104,6 +109,10 @@ extension ServerState {
                     if wait > .zero { try await Task.sleep(for: wait) }
                 }
                 let listing = try await fs.listUncached(folder)
+                // A storage that is not working lists as its virtual folders only: not a listing to replace entries with.
+                if let m = listing.storage, !m.isWorking {
+                    throw FSError.storageUnavailable("storage \(m.mountPath) is not working: \(m.record.status)")
+                }
                 if let m = storage {
                     // The calls that listing took: one per 100 entries.
                     let calls = max(1, (listing.objects.count + 99) / 100)
@@ -158,8 +167,9 @@ extension ServerState {
     }
 
     func scheduleIndexUpdate(now: Date = Date()) async {
-        let hours = Double(setting("index_update_hours") ?? "") ?? 24
-        guard indexPolicy.enabled, hours > 0 else { return }
+        // (At most about 11 years: a bigger value would overflow the milliseconds.)
+        let hours = min(Double(setting("index_update_hours") ?? "") ?? 24, 100_000)
+        guard indexPolicy.enabled, hours.isFinite, hours > 0 else { return }
         let nowMs = Int64(now.timeIntervalSince1970 * 1000)
         do {
             try await store.withLock("search-index-schedule", wait: .seconds(5)) { [self] in
@@ -190,6 +200,9 @@ extension ServerState {
         if let old, old.mountPath == record.mountPath, old.disableIndex == record.disableIndex, old.disabled == record.disabled { return }
         do {
             if old != nil { try await store.indexRemoveStorage(record.id) }
+            // The folders above the mount point (old and new) may have gained or lost a folder that exists only
+            // because of the mount.
+            await reconcileMountAncestors([old?.mountPath, record.mountPath].compactMap { $0 })
             guard indexPolicy.enabled, !record.disableIndex, !record.disabled,
                   let admin = try await store.users().first(where: { $0.user.isAdmin })?.user else { return }
             let path = (try? VirtualPath.normalize(record.mountPath)) ?? record.mountPath
@@ -199,16 +212,55 @@ extension ServerState {
         }
     }
 
-    /// After settings were saved: search turned on queues a walk of everything (unless one is waiting), turned
-    /// off stops the walks.
+    /// After a storage was deleted: its entries go, and the folders above its mount point are listed again.
+    func storageDeletedFromIndex(_ record: StorageRecord) async {
+        do { try await store.indexRemoveStorage(record.id) } catch {
+            logger.warning("the search index still has the entries of the deleted storage \(record.mountPath): \(ErrorText.describe(error))")
+        }
+        await reconcileMountAncestors([record.mountPath])
+    }
+
+    /// Lists again every folder above the mount paths (deepest first), so that folders shown only because a
+    /// storage is mounted below them come and go with the mount. A folder no storage holds any more goes.
+    func reconcileMountAncestors(_ mountPaths: [String]) async {
+        let policy = indexPolicy
+        guard policy.enabled else { return }
+        var folders = Set<String>()
+        for m in mountPaths {
+            guard let path = try? VirtualPath.normalize(m), path != "/" else { continue }
+            var p = VirtualPath.parent(path)
+            while true {
+                folders.insert(p)
+                if p == "/" { break }
+                p = VirtualPath.parent(p)
+            }
+        }
+        for folder in folders.sorted(by: { VirtualPath.depth($0) > VirtualPath.depth($1) }) {
+            do {
+                let listing = try await fs.listUncached(folder)
+                if let m = listing.storage, !m.isWorking { continue }
+                try await store.indexReplaceFolder(folder, entries: indexer.entries(in: folder, listing.objects, policy: policy))
+            } catch {
+                if folder != "/", fs.resolve(folder) == nil, fs.virtualFolders(in: VirtualPath.parent(folder)).allSatisfy({ $0.name != VirtualPath.base(folder) }) {
+                    try? await store.indexRemove(below: folder)
+                }
+            }
+        }
+    }
+
+    /// After settings were saved: newly ignored paths leave the index; search turned on rebuilds the index (writes
+    /// made while it was off were not followed), turned off stops the walks.
     func searchSettingChanged(wasOn: Bool) async {
         let on = indexPolicy.enabled
+        if on {
+            for path in indexPolicy.ignored { try? await store.indexRemove(below: path) }
+        }
         guard on != wasOn else { return }
         do {
             if !on { return try await stopIndexing() }
             guard try await openIndexTasks().isEmpty,
                   let admin = try await store.users().first(where: { $0.user.isAdmin })?.user else { return }
-            try await queueIndexWalk(admin, paths: ["/"], maxDepth: -1, clear: false)
+            try await queueIndexWalk(admin, paths: ["/"], maxDepth: -1, clear: true)
         } catch {
             logger.warning("could not start the search index: \(ErrorText.describe(error))")
         }

@@ -123,8 +123,11 @@ final class SearchIndexer: SearchIndexing, Sendable {
         let p = policy
         guard p.enabled else { return }
         let storage = fs.resolve(to)?.0
+        let source = fs.resolve(from)?.0.id
         if p.takes(to, storage: storage) {
-            await write("move \(from)") { [store] in try await store.indexMove(from: from, to: to, storageID: storage?.id ?? 0) }
+            await write("move \(from)") { [store] in try await store.indexMove(from: from, to: to, storageID: storage?.id ?? 0, source: source) }
+            // Something the index did not have (left out where it was, or never listed): the entry itself at least.
+            if let (obj, _) = try? await fs.get(to) { await put(to, obj) }
             // Parts of the new place may be left out (ignore_paths, depth) where the old one was not.
             if !p.ignored.isEmpty { await prune(below: to, policy: p) }
         } else {
@@ -140,7 +143,8 @@ final class SearchIndexer: SearchIndexing, Sendable {
         guard p.enabled else { return }
         let storage = fs.resolve(to)?.0
         guard p.takes(to, storage: storage) else { return }
-        await write("copy \(from)") { [store] in try await store.indexCopy(from: from, to: to, storageID: storage?.id ?? 0) }
+        let source = fs.resolve(from)?.0.id
+        await write("copy \(from)") { [store] in try await store.indexCopy(from: from, to: to, storageID: storage?.id ?? 0, source: source) }
         // A copy of something the index did not have (left out, or never listed): the copy itself at least.
         if let (obj, _) = try? await fs.get(to) { await put(to, obj) }
         if !p.ignored.isEmpty { await prune(below: to, policy: p) }

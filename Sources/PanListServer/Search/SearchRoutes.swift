@@ -121,10 +121,17 @@ extension APIRoutes {
             var failing: String?
             if case .failing(let why)? = (m.driver as? any StatusNoting)?.statusNote() { failing = why }
             if m.isWorking && !m.record.disabled && failing == nil { working.append(m.id); continue }
-            guard !m.record.disabled, VirtualPath.isWithin(m.mountPath, root) || VirtualPath.isWithin(root, m.mountPath),
-                  m.mountPath == "/" || filter.shows(VirtualPath.parent(m.mountPath), VirtualPath.base(m.mountPath)) else { continue }
+            guard !m.record.disabled else { continue }
             let status = failing ?? (m.record.status == StorageStatus.loading ? "still loading" : m.record.status)
-            notes.append("\(Access.userPath(m.mountPath, for: user)) is not working (\(Access.inUserTerms(status, for: user))): its files are not in these results")
+            let why = Access.inUserTerms(status, for: user)
+            if VirtualPath.isWithin(root, m.mountPath) {
+                // The search lies in the storage: named by the folder searched (its mount may be above the user's base).
+                if state.fs.resolve(root)?.0.id == m.id {
+                    notes.append("\(Access.userPath(root, for: user)) is not working (\(why)): its files are not in these results")
+                }
+            } else if VirtualPath.isWithin(m.mountPath, root), filter.shows(VirtualPath.parent(m.mountPath), VirtualPath.base(m.mountPath)) {
+                notes.append("\(Access.userPath(m.mountPath, for: user)) is not working (\(why)): its files are not in these results")
+            }
         }
         if try await !state.openIndexTasks().isEmpty { notes.append("the search index is being built or updated: results may be incomplete") }
 
@@ -209,7 +216,8 @@ final class ResultFilter {
            let rule = rules.passwordRule(for: folder) {
             let right: Bool
             if let known = guards[rule.path] { right = known } else {
-                right = (try? state.check(user, .read, rule.path, password: pw, ip: ip)) != nil
+                // Asked at the found folder (the rule's own folder may lie above the user's base path).
+                right = (try? state.check(user, .read, folder, password: pw, ip: ip)) != nil
                 guards[rule.path] = right
             }
             given = right ? rule.password : nil
