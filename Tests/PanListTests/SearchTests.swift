@@ -309,7 +309,15 @@ struct SearchHTTPTests {
             }
             #expect(Set(seen).count == 75)
             #expect(try await Self.search(s, "many-", page: 4, perPage: 30, token: t).found.isEmpty)
-            // A build while one is running is refused; stop, then clear empties the index.
+            // Two builds asked at once: one walk starts, the other is refused.
+            try await s.setSetting("index_list_per_second", "1")
+            async let one = s.api("/admin/index/update", token: t)
+            async let two = s.api("/admin/index/update", token: t)
+            let codes = [try await one.code, try await two.code].sorted()
+            #expect(codes == [200, 400], "\(codes)")
+            #expect(try await s.state.openIndexTasks().count <= 1)
+            try await Self.waitIndex(s, t)
+            // Clear empties the index.
             #expect(try await s.api("/admin/index/clear", token: t).code == 200)
             #expect(try await s.api("/admin/index/progress", token: t, method: .GET).data["obj_count"] as? Int == 0)
             #expect(try await Self.names(s, "many", token: t).isEmpty)

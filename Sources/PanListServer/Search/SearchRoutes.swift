@@ -69,10 +69,13 @@ extension APIRoutes {
                         guard folder?.0.isDir == true else { throw FSError.badRequest("paths: \(n) is not a folder PanList can open") }
                     }
                 }
-                if let open = try await state.openIndexTasks().first {
-                    throw FSError.conflict("an index walk is already waiting or running (task \(open.id)); stop it first")
+                // Checked and queued under one lock (on every instance): two requests at once start one walk.
+                let record = try await state.store.withLock("search-index-walk", wait: .seconds(10)) {
+                    if let open = try await state.openIndexTasks().first {
+                        throw FSError.conflict("an index walk is already waiting or running (task \(open.id)); stop it first")
+                    }
+                    return try await state.queueIndexWalk(admin, paths: paths, maxDepth: body.maxDepth ?? -1, clear: clear)
                 }
-                let record = try await state.queueIndexWalk(admin, paths: paths, maxDepth: body.maxDepth ?? -1, clear: clear)
                 struct Queued: Encodable { var task_id: String }
                 return APIResponse.ok(Queued(task_id: record.id))
             }
