@@ -64,8 +64,11 @@ public protocol SearchIndexStore: Sendable {
     func indexCount() async throws -> Int
     /// The entries matching `query`, in index order, `limit` of them after `offset`.
     func indexSearch(_ query: SearchQuery) async throws -> [SearchHit]
-    /// How many entries match `query` (its paging ignored).
-    func indexSearchCount(_ query: SearchQuery) async throws -> Int
+    /// How many entries match `query` (its paging ignored), counting at most `limit` (an exact count of tens of
+    /// thousands of matches costs more than the page itself; nil: count them all).
+    func indexSearchCount(_ query: SearchQuery, upTo limit: Int?) async throws -> Int
+    /// Refreshes the database's statistics of the index (after a build changed much of it).
+    func indexAnalyze() async throws
 }
 
 /// What the file system tells the search index after each write through PanList, and after each listing

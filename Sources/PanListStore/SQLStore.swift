@@ -334,6 +334,7 @@ public final class SQLStore: Store, @unchecked Sendable {
         }),
         // The search index (SearchRows.swift) and storages' disable_index.
         (12, searchMigration),
+        (13, searchGramsMigration),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a

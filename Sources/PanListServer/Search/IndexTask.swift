@@ -141,6 +141,9 @@ extension ServerState {
             if i >= 4096 { pending.removeFirst(i); i = 0 }
             report()
         }
+        // Fresh statistics for the planner (PostgreSQL): autovacuum may not have looked at the new rows yet, and
+        // a plan made on guesses may read every match of a common word to show one page.
+        if doneFolders >= 1000 { try? await store.indexAnalyze() }
         let entries = try await store.indexCount()
         run.update { $0.status = "\(entries) entries in the index, \(doneFolders) folders listed" }
         try await store.setDriverState(Self.indexLastDoneKey, String(Int64(Date().timeIntervalSince1970 * 1000)))

@@ -26,6 +26,9 @@ struct SearchResultJSON: Encodable {
 struct SearchPageJSON: Encodable {
     var content: [SearchResultJSON]
     var total: Int
+    /// False when more results match than `total` says: beyond the page asked for, matches are counted up to
+    /// the next thousand only (a page of a word found in 50,000 names must not cost a count of all of them).
+    var total_exact: Bool
     /// Sentences to show with the results (a storage left out because it is not working, an index being built).
     var notes: [String]
 }
@@ -52,6 +55,9 @@ extension APIRoutes {
     /// Most matches a search looks through for a user whose results must be checked one by one (folder rules
     /// that hide names or guard folders with passwords): beyond it, the total says "at least".
     static let searchScanLimit = 100_000
+
+    /// How far a search counts its matches: to the thousand after the page asked for (page 1 of 50: 1,000).
+    static func searchCountCap(offset: Int, perPage: Int) -> Int { ((offset + perPage) / 1000 + 1) * 1000 }
 
     func addSearchRoutes(to api: RouterGroup<AppContext>) {
         api.post("fs/search") { req, ctx in try await search(req, ctx) }
@@ -140,11 +146,13 @@ extension APIRoutes {
 
         var query = SearchQuery(root: root, words: words, scope: scope, storages: working, limit: perPage)
         var hits: [SearchHit] = []
-        var total = 0
+        var total = 0, exact = true
+        let cap = Self.searchCountCap(offset: (page - 1) * perPage, perPage: perPage)
         if !filter.needed {
             query.offset = (page - 1) * perPage
             hits = try await state.store.indexSearch(query)
-            total = try await state.store.indexSearchCount(query)
+            total = try await state.store.indexSearchCount(query, upTo: cap + 1)
+            if total > cap { total = cap; exact = false }
         } else {
             // Checked one by one as browsing checks them; read in index order, a batch at a time.
             let skip = (page - 1) * perPage
@@ -157,9 +165,11 @@ extension APIRoutes {
                     if filter.shows(h.entry.parent, h.entry.name) {
                         if total >= skip && hits.count < perPage { hits.append(h) }
                         total += 1
+                        if total > cap { total = cap; exact = false; break scan }
                     }
                     if scanned >= Self.searchScanLimit {
                         notes.append("more than \(Self.searchScanLimit) names match: only the first were counted; add words to narrow the search")
+                        exact = false
                         break scan
                     }
                 }
@@ -174,7 +184,7 @@ extension APIRoutes {
                              type: types.type(of: Obj(id: "", path: "", name: h.entry.name, size: h.entry.size, modified: h.entry.modified, isDir: h.entry.isDir)),
                              modified: TimeFormat.rfc3339(h.entry.modified))
         }
-        return APIResponse.ok(SearchPageJSON(content: content, total: total, notes: notes))
+        return APIResponse.ok(SearchPageJSON(content: content, total: total, total_exact: exact, notes: notes))
     }
 }
 

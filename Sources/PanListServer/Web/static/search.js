@@ -167,17 +167,21 @@ function follow(e, go) {
 function renderResults(query, data) {
   const items = Array.isArray(data.content) ? data.content : [];
   const total = Math.max(Number(data.total) || 0, items.length);
+  // Beyond the page shown, matches are counted to the next thousand only: "1,000+ results", "Page 1 of 20+".
+  const more = data.total_exact === false;
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
+  const plus = more ? '+' : '';
+  const counted = more ? `${total.toLocaleString()}+ results` : plural(total, 'result');
   const notes = (Array.isArray(data.notes) ? data.notes : []).map(n => String(n || '').trim()).filter(Boolean);
   const notesBox = clear($('#search-notes'), notes.map(n => h('li', { dataset: { testid: 'search-note' }, text: n })));
   notesBox.hidden = !notes.length;
   const box = clear($('#search-results'));
   box.className = 'list';
   if (!items.length) {
-    $('#search-status').textContent = total ? plural(total, 'result') : '';
+    $('#search-status').textContent = total ? counted : '';
     if (total) {
       // A page past the last one (the results changed meanwhile, or an edited address).
-      box.append(emptyState('No results on this page', `There ${total === 1 ? 'is 1 result' : `are ${total.toLocaleString()} results`}, on ${plural(pages, 'page')}.`,
+      box.append(emptyState('No results on this page', more ? `There are more than ${total.toLocaleString()} results.` : `There ${total === 1 ? 'is 1 result' : `are ${total.toLocaleString()} results`}, on ${plural(pages, 'page')}.`,
         [h('button', { type: 'button', class: 'primary', text: 'Go to the first page', onclick: () => navigate(searchUrl({ ...query, page: 1 })) })]));
     } else {
       const kinds = { all: 'name', folders: 'folder name', files: 'file name' }[query.scope];
@@ -199,11 +203,11 @@ function renderResults(query, data) {
     h('span'), h('span', { text: 'Name' }), h('span', { class: 'size', text: 'Size' }), h('span', { class: 'date', text: 'Modified' })));
   box.append(h('div', { class: 'entries', dataset: { testid: 'search-rows' } }, items.map(it => resultRow(it, words))));
   const from = (query.page - 1) * PER_PAGE + 1, to = from + items.length - 1;
-  $('#search-status').textContent = plural(total, 'result') + (pages > 1 ? ` · ${from.toLocaleString()}–${to.toLocaleString()} shown` : '');
-  $('#search-pager').hidden = pages <= 1 && query.page === 1;
-  $('#search-page').textContent = `Page ${query.page.toLocaleString()} of ${pages.toLocaleString()}`;
+  $('#search-status').textContent = counted + (pages > 1 || more ? ` · ${from.toLocaleString()}–${to.toLocaleString()} shown` : '');
+  $('#search-pager').hidden = pages <= 1 && query.page === 1 && !more;
+  $('#search-page').textContent = `Page ${query.page.toLocaleString()} of ${pages.toLocaleString()}${plus}`;
   $('#search-prev').disabled = query.page <= 1;
-  $('#search-next').disabled = query.page >= pages;
+  $('#search-next').disabled = query.page >= pages && !more;
 }
 
 function emptyState(title, text, actions) {
