@@ -20,7 +20,9 @@ public final class FileSystem: Sendable {
         get { remoteBox.withLockedValue { $0 } }
         set { remoteBox.withLockedValue { $0 = newValue } }
     }
-    private let writes = NIOLockedValueBox<Int>(0)
+    /// Write operations started and finished (see `writeGeneration`, `listingStillCurrent`).
+    private let writes = NIOLockedValueBox(WriteCounts())
+    private struct WriteCounts: Equatable { var started = 0, finished = 0, changes = 0 }
     private let keptBox = NIOLockedValueBox<(any KeptTimesStore)?>(nil)
     /// Where modification times are kept for storages that cannot keep them (set by the server).
     public var keptTimes: (any KeptTimesStore)? {
@@ -30,8 +32,22 @@ public final class FileSystem: Sendable {
 
     /// Counts finished write operations. Caches of file contents or lookups outside the core compare it
     /// to drop what a write through PanList may have changed.
-    public var writeGeneration: Int { writes.withLockedValue { $0 } }
-    private func didWrite() { writes.withLockedValue { $0 += 1 } }
+    public var writeGeneration: Int { writes.withLockedValue { $0.finished + $0.changes } }
+    /// A write through PanList begins (paired with `didWrite` at its end).
+    private func willWrite() { writes.withLockedValue { $0.started += 1 } }
+    /// A write through PanList ended.
+    private func didWrite() { writes.withLockedValue { $0.finished += 1 } }
+    /// Something a write may have changed was found changed (another instance's write, a storage reloaded).
+    private func changed() { writes.withLockedValue { $0.changes += 1 } }
+
+    /// For a listing about to be fetched: true while no write through PanList has started or finished since and
+    /// none is under way. A listing fetched while a file was written may not hold it (or hold what a remove took
+    /// away); applied to the search index after that write's own update, it would undo it.
+    public func listingStillCurrent() -> @Sendable () -> Bool {
+        let mark = writes.withLockedValue { $0 }
+        let box = writes
+        return { box.withLockedValue { $0 == mark && $0.started == $0.finished } }
+    }
     private let feedBox = NIOLockedValueBox<(any ChangeFeed)?>(nil)
     /// Where this instance tells the others that a folder changed (set by the server).
     public var changes: (any ChangeFeed)? {
@@ -57,7 +73,7 @@ public final class FileSystem: Sendable {
     public func folderChanged(storageID: Int, path: String, recursive: Bool) async {
         await cache.invalidate(storageID: storageID, path: path, recursive: recursive)
         (storage(id: storageID)?.driver as? any CacheForgetting)?.forgetCached()
-        didWrite()
+        changed()
     }
 
     /// A folder changed outside PanList's own writes (a cloud fetched a file into it): its cached listing
@@ -66,7 +82,7 @@ public final class FileSystem: Sendable {
         guard let (m, actual) = resolve(dirPath) else { return }
         await invalidate(storageID: m.id, path: actual)
         (m.driver as? any CacheForgetting)?.forgetCached()
-        didWrite()
+        changed()
         await indexing?.changedOutside(dirPath)
     }
 
@@ -74,7 +90,7 @@ public final class FileSystem: Sendable {
     public func forgetCaches() async {
         await cache.clearAll()
         for m in storages { (m.driver as? any CacheForgetting)?.forgetCached() }
-        didWrite()
+        changed()
     }
 
     /// Moves whenever a kept link was found refused or expired and dropped (see `LinkCache.forgetGeneration`).
@@ -168,7 +184,7 @@ public final class FileSystem: Sendable {
             await replaced.driver?.drop()
             await cache.clear(storageID: replaced.id)
         }
-        didWrite()  // links and cached files of the old instance no longer apply
+        changed()  // links and cached files of the old instance no longer apply
         return mounted
     }
 
@@ -182,7 +198,7 @@ public final class FileSystem: Sendable {
         if let removed {
             await removed.driver?.drop()
             await cache.clear(storageID: id)
-            didWrite()
+            changed()
         }
     }
 
@@ -367,10 +383,12 @@ public final class FileSystem: Sendable {
             objs = try await driver.list(dir: dir)
         } else {
             let indexing = self.indexing
-            objs = try await cache.list(.init(storageID: m.id, path: actual), ttl: ttl, refresh: refresh) {
+            objs = try await cache.list(.init(storageID: m.id, path: actual), ttl: ttl, refresh: refresh) { [self] in
+                let current = listingStillCurrent()
                 let fresh = try await driver.list(dir: dir)
-                // Fetched from the storage: the index hears what is there now (queued; the listing does not wait).
-                indexing?.listed(Self.virtualPath(of: actual, in: m), objects: fresh)
+                // Fetched from the storage: the index hears what is there now (queued; the listing does not wait),
+                // unless a write came in between (its own index update is then what counts).
+                indexing?.listed(Self.virtualPath(of: actual, in: m), objects: fresh, stillCurrent: current)
                 return fresh
             }
         }
@@ -444,7 +462,7 @@ public final class FileSystem: Sendable {
     /// sets it when it can, PanList keeps it otherwise. Returns the file as listings will show it.
     @discardableResult
     public func setModified(_ path: String, to date: Date) async throws -> Obj {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, actual) = try await writable(path)
         let obj = try await object(in: m, at: actual)
         guard !obj.isDir else { throw FSError.notSupported("a folder's modification time cannot be set") }
@@ -496,7 +514,7 @@ public final class FileSystem: Sendable {
     /// Creates the folder at `path` and any missing parents. An existing folder is success.
     @discardableResult
     public func makeDir(_ path: String) async throws -> Obj {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, actual) = try await writable(path)
         if let existing = try? await object(in: m, at: actual) {
             guard existing.isDir else { throw FSError.alreadyExists("\(path) already exists and is a file") }
@@ -518,7 +536,7 @@ public final class FileSystem: Sendable {
     }
 
     public func rename(_ path: String, to newName: String) async throws {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         try VirtualPath.validateName(newName)
         let (m, actual) = try await writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be renamed; change its mount path instead") }
@@ -538,7 +556,7 @@ public final class FileSystem: Sendable {
 
     /// Moves `srcPath` into the folder `dstDir`. Across storages the object is copied, then removed.
     public func move(_ srcPath: String, toDir dstDir: String) async throws {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (sm, sActual) = try await writable(srcPath)
         let (dm, dActual) = try await writable(dstDir)
         guard sActual != "/" else { throw FSError.notSupported("a storage's root cannot be moved") }
@@ -569,7 +587,7 @@ public final class FileSystem: Sendable {
 
     /// Copies `srcPath` into the folder `dstDir`, files and whole folders, within or across storages.
     public func copy(_ srcPath: String, toDir dstDir: String) async throws {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (sm, sActual) = try await writable(srcPath)
         let (dm, dActual) = try await writable(dstDir)
         guard !VirtualPath.isWithin(dstDir, srcPath) else { throw FSError.badRequest("cannot copy \(srcPath) into itself") }
@@ -649,7 +667,7 @@ public final class FileSystem: Sendable {
     }
 
     public func remove(_ path: String) async throws {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, actual) = try await writable(path)
         guard actual != "/" else { throw FSError.notSupported("a storage's root cannot be deleted; remove the storage instead") }
         let obj = try await object(in: m, at: actual)
@@ -692,7 +710,7 @@ public final class FileSystem: Sendable {
     public func beginSliced(_ stream: UploadStream, into dirPath: String, overwrite: Bool) async throws -> SlicedStart? {
         guard let size = stream.size, let md5 = stream.md5, let (m0, _) = await resolveLoaded(dirPath),
               (try? m0.ready()) is any SlicedUploadCapable else { return nil }
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, dActual, sliced, dir, _) = try await uploadTarget(stream.name, into: dirPath, overwrite: overwrite,
                                                                   (any SlicedUploadCapable).self, "upload in slices")
         let start = try await sliced.beginSliced(dir: dir, name: stream.name, size: size, md5: md5)
@@ -713,7 +731,7 @@ public final class FileSystem: Sendable {
     /// Completes a sliced upload of `stream` into `dirPath`: the file as listings will show it.
     @discardableResult
     public func completeSliced(_ stream: UploadStream, into dirPath: String, state: String) async throws -> Obj {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, dActual) = try await writable(dirPath)
         var obj = try await capability(m, (any SlicedUploadCapable).self, "upload in slices").completeSliced(state: state)
         obj.path = VirtualPath.join(dActual, stream.name)
@@ -734,7 +752,7 @@ public final class FileSystem: Sendable {
 
     @discardableResult
     public func put(_ stream: UploadStream, into dirPath: String, overwrite: Bool = true) async throws -> Obj {
-        defer { didWrite() }
+        willWrite(); defer { didWrite() }
         let (m, dActual, put, dir, existing) = try await uploadTarget(stream.name, into: dirPath, overwrite: overwrite,
                                                                       (any PutCapable).self, "upload")
         var obj = try await put.put(dir: dir, stream: stream, replacing: existing)

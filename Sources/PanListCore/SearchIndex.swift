@@ -75,7 +75,9 @@ public protocol SearchIndexStore: Sendable {
 /// fetched fresh from a storage (set by the server; nil: no index).
 public protocol SearchIndexing: Sendable {
     /// A folder's entries as just listed from its storage (queued in order with the writes; not waited for).
-    func listed(_ folder: String, objects: [Obj])
+    /// `stillCurrent` says whether no write through PanList came since the listing was asked for (see
+    /// `FileSystem.listingStillCurrent`); a listing that is no longer current is not applied.
+    func listed(_ folder: String, objects: [Obj], stillCurrent: @escaping @Sendable () -> Bool)
     /// A file or folder was created or changed at `path`.
     func put(_ path: String, _ obj: Obj) async
     /// The entry at `path` (and everything in it) is gone.

@@ -376,6 +376,38 @@ struct SearchHTTPTests {
         }
     }
 
+    /// A listing asked for before a write and handed to the index after it (the listing was slow, or queued
+    /// behind other index work) does not undo the write's own update: the new file stays found, the removed
+    /// one stays gone.
+    @Test func aListingOlderThanAWriteDoesNotUndoIt() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try s.dir.write("data/files/race/old-one.txt", "o")
+            try s.dir.write("data/files/race/doomed-one.txt", "d")
+            try await Self.build(s, t)
+            func find(_ k: String) async throws -> Set<String> { try await Self.names(s, k, token: t) }
+            let indexing = try #require(s.state.fs.indexing)
+            let before = try await s.state.fs.listUncached("/race").objects
+            let current = s.state.fs.listingStillCurrent()
+            #expect(current())
+            #expect(try await s.put("/race/new-one.txt", Data("n".utf8), token: t).code == 200)
+            #expect(try await s.api("/fs/remove", ["dir": "/race", "names": ["doomed-one.txt"]], token: t).code == 200)
+            #expect(!current())
+            // The listing as it was fetched before the writes, handed over after them.
+            indexing.listed("/race", objects: before, stillCurrent: current)
+            // One more write through the index's queue: the listing, queued before it, has been dealt with.
+            #expect(try await s.api("/fs/mkdir", ["path": "/race/after"], token: t).code == 200)
+            #expect(try await find("new-one") == ["/race/new-one.txt"])
+            #expect(try await find("doomed-one").isEmpty)
+            // A listing with no write since is applied (what changed outside PanList comes in).
+            try s.dir.write("data/files/race/outside-one.txt", "x")
+            let fresh = s.state.fs.listingStillCurrent()
+            indexing.listed("/race", objects: try await s.state.fs.listUncached("/race").objects, stillCurrent: fresh)
+            #expect(try await s.api("/fs/mkdir", ["path": "/race/after-2"], token: t).code == 200)
+            #expect(try await find("outside-one") == ["/race/outside-one.txt"])
+        }
+    }
+
     /// ignore_paths, max_index_depth and a storage's disable_index.
     @Test func whatIsNotIndexed() async throws {
         try await withServer { s in

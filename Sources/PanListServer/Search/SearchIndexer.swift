@@ -96,12 +96,14 @@ final class SearchIndexer: SearchIndexing, Sendable {
 
     // MARK: SearchIndexing
 
-    func listed(_ folder: String, objects: [Obj]) {
+    func listed(_ folder: String, objects: [Obj], stillCurrent: @escaping @Sendable () -> Bool) {
         let p = policy
         guard p.enabled, p.autoUpdate, folder == "/" || p.takes(folder, storage: fs.resolve(folder)?.0),
-              VirtualPath.depth(folder) < p.maxDepth else { return }
+              VirtualPath.depth(folder) < p.maxDepth, stillCurrent() else { return }
         let entries = entries(in: folder, objects, policy: p)
         queue.enqueue { [store, logger] in
+            // Checked again in turn: a write may have come while the listing waited behind others.
+            guard stillCurrent() else { return }
             do { try await store.indexReplaceFolder(folder, entries: entries) } catch {
                 logger.warning("the search index could not take the listing of \(LogText.quoted(folder)): \(ErrorText.describe(error))")
             }
