@@ -85,6 +85,9 @@ public struct Permission: OptionSet, Sendable, Hashable {
     public static let remove = Permission(rawValue: 1 << 7)
     public static let webdavRead = Permission(rawValue: 1 << 8)
     public static let webdavManage = Permission(rawValue: 1 << 9)
+    /// OpenList's bits 14 and 15: making share links, and choosing their ids.
+    public static let share = Permission(rawValue: 1 << 14)
+    public static let customShareID = Permission(rawValue: 1 << 15)
     /// What a new admin gets (bits 0–9, as Alist grants on creation).
     public static let admin = Permission(rawValue: 0x3FF)
 }

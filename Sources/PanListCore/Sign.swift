@@ -37,6 +37,13 @@ public struct Signer: Sendable {
         }
     }
 
+    /// Signs a message that is not a path (share sessions and share links: they start with a letter, so no
+    /// download path, which starts with `/`, can carry their sign); checked with `verify(path:sign:)`.
+    public func sign(message: String, expire: Int64) -> String {
+        precondition(!message.hasPrefix("/"))
+        return compute(path: message, expire: expire)
+    }
+
     func compute(path: String, expire: Int64) -> String {
         var message = path + ":" + String(expire)
         let mac = message.withUTF8 { HMAC<SHA256>.authenticationCode(for: UnsafeRawBufferPointer($0), using: key) }

@@ -335,6 +335,8 @@ public final class SQLStore: Store, @unchecked Sendable {
         // The search index (SearchRows.swift) and storages' disable_index.
         (12, searchMigration),
         (13, searchGramsMigration),
+        // Share links (ShareRows.swift).
+        (14, shareMigration),
     ]
 
     /// Runs `body` while holding the store's one cluster-wide lock (PostgreSQL: an advisory lock on a
@@ -569,7 +571,11 @@ public final class SQLStore: Store, @unchecked Sendable {
     }
 
     public func deleteUser(id: Int) async throws {
-        try await db.delete(from: "users").where("id", .equal, id).run()
+        // A user's shares go with them.
+        try await inTransaction { s in
+            try await s.delete(from: "shares").where("creator_id", .equal, id).run()
+            try await s.delete(from: "users").where("id", .equal, id).run()
+        }
     }
 
     // MARK: folder rules

@@ -13,7 +13,7 @@ public struct StoredUser: Sendable, Equatable {
 }
 
 /// Everything PanList persists. One implementation (`SQLStore`) serves every SQL engine.
-public protocol Store: DriverStateStore, KeptTimesStore, TaskStore, UploadSessionStore, SearchIndexStore, Sendable {
+public protocol Store: DriverStateStore, KeptTimesStore, TaskStore, UploadSessionStore, SearchIndexStore, ShareStore, Sendable {
     func migrate() async throws
     func ping() async throws
     func close() async

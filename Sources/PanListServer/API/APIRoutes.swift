@@ -16,6 +16,7 @@ struct APIRoutes: Sendable {
         addTaskRoutes(to: api)
         addOfflineRoutes(to: api)
         addSearchRoutes(to: api)
+        ShareRoutes(state: state).register(api: api, router: router)
         // Anything else under /api answers with the envelope too.
         for method in [HTTPRequest.Method.get, .post, .put, .delete] {
             api.on("**", method: method) { req, _ -> Response in
