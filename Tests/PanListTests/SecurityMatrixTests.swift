@@ -5,7 +5,7 @@ import Testing
 @testable import PanListServer
 
 /// Path traversal in every place a path enters: `/api` bodies and headers, `/d` and `/p` URLs, WebDAV URLs
-/// and `Destination`. Each attempt is refused, and nothing outside the storage root is read or changed.
+/// and `Destination`, a share's visitor routes and its `/sd`, `/sp` links. Each attempt is refused, and nothing outside the storage root is read or changed.
 @Suite("Security: traversal matrix")
 struct SecurityMatrixTests {
     /// Ways to spell "go up" (or escape) that clients and attackers have used against Alist and others.
@@ -24,8 +24,32 @@ struct SecurityMatrixTests {
             // A symlink out of the Local root is neither listed nor followed.
             try FileManager.default.createSymbolicLink(atPath: s.files + "/in/link", withDestinationPath: outside)
 
+            // A share of /in, opened: its visitor routes and /sd, /sp links take the same escapes.
+            try Data("shared".utf8).write(to: URL(fileURLWithPath: s.files + "/in/shared.txt"))
+            try Data("beside-content".utf8).write(to: URL(fileURLWithPath: s.files + "/beside.txt"))
+            let share = try #require(try await s.api("/share/create", ["files": ["/in"]], token: t).data["id"] as? String)
+            let session = try #require(try await s.api("/public/share/auth", ["id": share]).data["token"] as? String)
+            let link = try #require(try await s.api("/public/share/get", ["id": share, "token": session, "path": "/shared.txt"]).data["raw_url"] as? String)
+            let sign = try #require(link.components(separatedBy: "?sign=").last)
+            #expect(try await s.request(.GET, "/sd/\(share)/shared.txt?sign=\(sign)").text == "shared")
+
             var answers: [String] = []
             for e in Self.escapes {
+                for raw in ["/\(e)/\(e)/secret.txt", "/\(e)/beside.txt", "/shared.txt/\(e)/\(e)/beside.txt", "/link/secret.txt"] {
+                    let decoded = raw.removingPercentEncoding ?? raw
+                    for route in ["/public/share/list", "/public/share/get"] {
+                        let r = try await s.api(route, ["id": share, "token": session, "path": decoded])
+                        let names = (r.data["content"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } + [r.data["name"] as? String ?? ""]
+                        if r.text.contains("top secret") || names.contains("beside.txt") || names.contains("secret.txt") || names.contains("in")
+                            || r.text.contains(s.dir.path) { answers.append("share \(route) \(raw): \(r.text)") }
+                    }
+                    for prefix in ["/sd", "/sp"] {
+                        let r = try await s.request(.GET, "\(prefix)/\(share)\(raw)?sign=\(sign)")
+                        if r.text.contains("top secret") || r.text.contains("beside-content") { answers.append("\(prefix) \(raw)") }
+                        let up = try await s.request(.GET, "\(prefix)/\(e)/\(e)/secret.txt?sign=\(sign)")
+                        if up.text.contains("top secret") { answers.append("\(prefix) id \(e)") }
+                    }
+                }
                 let raw = "/in/\(e)/\(e)/secret.txt"
                 let decoded = raw.removingPercentEncoding ?? raw
                 // /api: path fields.

@@ -396,6 +396,47 @@ struct ShareTests {
     }
 }
 
+/// A cloud file in a share goes by its storage's download policy, as `/d` does.
+@Suite("Shares of 123 Open files")
+struct ShareCloudTests {
+    @Test func cloudFilesGoByTheStoragePolicy() async throws {
+        try await withCloud { s, emu, t in
+            let body = Data((0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            _ = try await emu.seed(path: "/share-me/film.mkv", data: body)
+            // A second storage on the same drive that streams (web_proxy) and one with a download proxy URL.
+            let addition = try String(decoding: JSONSerialization.data(withJSONObject: [
+                "ClientID": emu.config.clientID, "ClientSecret": emu.config.clientSecret, "base_url": emu.baseURL]), as: UTF8.self)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/streamed", "driver": "123 Open", "addition": addition,
+                                                              "web_proxy": true], token: t).code == 200)
+            #expect(try await s.api("/admin/storage/create", ["mount_path": "/proxied", "driver": "123 Open", "addition": addition,
+                                                              "web_proxy": true, "down_proxy_url": "http://127.0.0.1:9/dl"], token: t).code == 200)
+            for (mount, expect302) in [("/123", true), ("/streamed", false), ("/proxied", false)] {
+                let made = try await ShareTests.create(s, ["files": ["\(mount)/share-me"]], token: t)
+                let id = try #require(made.share["id"] as? String, "\(mount): \(made.message)")
+                let session = try #require(try await ShareTests.open(s, id).token)
+                let raw = try #require(try await ShareTests.get(s, id, token: session, path: "/film.mkv").data["raw_url"] as? String)
+                let r = try await s.request(.GET, ShareTests.local(raw))
+                if expect302 {
+                    // The cloud's own link, as /d gives it.
+                    #expect(r.status == 302, "\(mount): \(r.status)")
+                    let location = try #require(r.header("Location"))
+                    #expect(location.hasPrefix(emu.baseURL) || location.contains("127.0.0.1"), "\(location)")
+                    #expect(!location.contains("/d/"))
+                } else {
+                    // Streamed by PanList (never a redirect to the proxy URL, whose sign would outlive the share).
+                    #expect(r.status == 200 && r.body == body, "\(mount): \(r.status)")
+                }
+                // /sp always streams.
+                let sp = try await s.request(.GET, ShareTests.local(raw).replacingOccurrences(of: "/sd/", with: "/sp/"))
+                #expect(sp.status == 200 && sp.body == body, "\(mount) /sp: \(sp.status)")
+                // A range, as players ask.
+                let part = try await s.request(.GET, ShareTests.local(raw).replacingOccurrences(of: "/sd/", with: "/sp/"), headers: [("Range", "bytes=100-199")])
+                #expect(part.status == 206 && part.body == body[100..<200])
+            }
+        }
+    }
+}
+
 @Suite("Shares on several instances", .enabled(if: TestPostgres.installed, TestPostgres.skipMessage))
 struct ShareClusterTests {
     /// 50 opens at once, half on each instance, of a share limited to 10: exactly 10 succeed.
