@@ -21,10 +21,18 @@ public struct Share: Sendable, Codable, Equatable {
     public var readme: String
     public var header: String
     public var remark: String
-    /// The folder passwords the creator gave for guarded folders above the shared items (folder → a keyed
-    /// digest of the password), a JSON object: a share opens such a folder's content only while its password
-    /// is still the one the creator knew.
+    /// The folder passwords the creator gave for guarded folders above the shared items (folder → a digest of
+    /// the password bound to the share), a JSON object: a share opens such a folder's content only while its
+    /// password is still the one the creator knew.
     public var guard_proofs: String
+    /// One shared folder: the share's `/` is that folder (decided when the items are set).
+    public var single_folder: Bool
+    /// Random; made anew when the share is disabled or its items or password change: sessions and links
+    /// carry it, so those handed out before end (and a share made again under an old id takes none over).
+    public var nonce: String
+    /// Counts changes: an update applies only to the version it was read at (no change made from a stale copy
+    /// undoes another).
+    public var version: Int64
     public var created_ms: Int64
     public var updated_ms: Int64
 
@@ -33,7 +41,7 @@ public struct Share: Sendable, Codable, Equatable {
         files = (try? String(decoding: JSONEncoder().encode(paths), as: UTF8.self)) ?? "[]"
         password_hash = ""; password_salt = ""; expires_ms = 0; max_accessed = 0; accessed = 0
         allow_preview = true; allow_download = true; disabled = false; readme = ""; header = ""; remark = ""
-        guard_proofs = "{}"
+        guard_proofs = "{}"; single_folder = false; nonce = Self.newNonce(); version = 1
         created_ms = Int64(Date().timeIntervalSince1970 * 1000); updated_ms = created_ms
     }
 
@@ -52,6 +60,11 @@ public struct Share: Sendable, Codable, Equatable {
     }
 
     public var hasPassword: Bool { !password_hash.isEmpty }
+
+    public static func newNonce() -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in String(g.next(), radix: 16) }.joined(separator: "-")
+    }
 
     /// Why the share does not open now (disabled, expired, every access used), or nil when it does.
     public func closedReason(now: Date = Date()) -> ShareClosed? {
@@ -79,8 +92,9 @@ public protocol ShareStore: Sendable {
     func share(id: String) async throws -> Share?
     /// The shares of one creator (nil: everyone's), newest first.
     func shares(creator: Int?) async throws -> [Share]
-    /// Rewrites a share's settings (everything but its id, creator, access count and creation time, unless
-    /// `resetAccessed`); false when it is gone.
+    /// Rewrites a share's settings (everything but its id, creator, access count and creation time; the count
+    /// too with `resetAccessed`) if the stored version is still `share.version`, and counts a new version;
+    /// false when the share is gone or was changed since it was read.
     func updateShare(_ share: Share, resetAccessed: Bool) async throws -> Bool
     @discardableResult func deleteShare(id: String) async throws -> Bool
     /// Counts one open of a share, atomically on every instance: nil (and nothing counted) when the share is

@@ -22,6 +22,9 @@ extension SQLStore {
             .column("header", type: .text, .notNull, .default(""))
             .column("remark", type: .text, .notNull, .default(""))
             .column("guard_proofs", type: .text, .notNull, .default("{}"))
+            .column("single_folder", type: .custom(SQLRaw("BOOLEAN")), .notNull, .default(false))
+            .column("nonce", type: .text, .notNull, .default(""))
+            .column("version", type: .bigint, .notNull, .default(1))
             .column("created_ms", type: .bigint, .notNull)
             .column("updated_ms", type: .bigint, .notNull)
             .run()
@@ -51,8 +54,11 @@ extension SQLStore {
             .set("allow_preview", to: share.allow_preview).set("allow_download", to: share.allow_download)
             .set("disabled", to: share.disabled).set("readme", to: share.readme).set("header", to: share.header)
             .set("remark", to: share.remark).set("guard_proofs", to: share.guard_proofs).set("updated_ms", to: share.updated_ms)
+            .set("single_folder", to: share.single_folder).set("nonce", to: share.nonce)
+            .set(SQLColumn("version"), to: SQLBinaryExpression(SQLColumn("version"), .add, SQLLiteral.numeric("1")))
         if resetAccessed { q = q.set("accessed", to: Int64(0)) }
-        let rows = try await q.where("id", .equal, share.id).returning("id").all(decodingColumn: "id", as: String.self)
+        let rows = try await q.where("id", .equal, share.id).where("version", .equal, share.version)
+            .returning("id").all(decodingColumn: "id", as: String.self)
         return !rows.isEmpty
     }
 

@@ -68,7 +68,8 @@ struct ShareTests {
 
             // A visitor: what the share is, then its password.
             let info = try await Self.info(s, id)
-            #expect(info.code == 200 && info.data["title"] as? String == "docs" && info.data["has_password"] as? Bool == true)
+            // Nothing of the content before the password, not even the folder's name.
+            #expect(info.code == 200 && info.data["title"] as? String == "Shared files" && info.data["has_password"] as? Bool == true)
             #expect(info.data["is_dir"] as? Bool == true)
             #expect(try await Self.list(s, id, token: nil).code == 401)
             let wrong = try await Self.open(s, id, password: "nope")
@@ -110,7 +111,19 @@ struct ShareTests {
             #expect(off.code == 403 && off.message.contains("disabled"))
             #expect(try await Self.list(s, id, token: open2).code == 403)
             #expect(try await s.api("/share/enable?id=\(id)", token: t).data["state"] as? String == "active")
-            #expect(try await Self.list(s, id, token: open2).code == 200)
+            // Disabling ended the sessions and links handed out: enabling does not bring them back.
+            #expect(try await Self.list(s, id, token: open2).code == 401)
+            let open3 = try #require(try await Self.open(s, id).token)
+            #expect(try await Self.list(s, id, token: open3).code == 200)
+            // A change made from a stale copy does not land (the stored version moved on).
+            let stale = try #require(try await s.state.store.share(id: id))
+            #expect(try await s.api("/share/update", ["id": id, "remark": "newer"], token: t).code == 200)
+            #expect(try await s.state.store.updateShare(stale, resetAccessed: false) == false)
+            #expect(try await s.api("/share/get?id=\(id)", token: t).data["remark"] as? String == "newer")
+            #expect(try await s.api("/share/delete?id=\(id)", token: t).code == 200)
+            // The same id made again is another share: the old session does not open it.
+            #expect(try await Self.create(s, ["files": ["/other"], "id": id], token: t).code == 200)
+            #expect(try await Self.list(s, id, token: open3).code == 401)
             #expect(try await s.api("/share/delete?id=\(id)", token: t).code == 200)
             let gone = try await Self.info(s, id)
             #expect(gone.code == 404 && gone.message.contains("does not exist"))
@@ -327,6 +340,27 @@ struct ShareTests {
         }
     }
 
+    /// Errors are told in the share's terms: real paths rewritten, what failed behind the share not told.
+    @Test func errorsInTheSharesTerms() async throws {
+        try await withServer { s in
+            let ann = User(id: 7, username: "ann", basePath: "/home/ann", role: .general, permission: [.share])
+            var share = Share(id: "terms", creator: 7, paths: ["/home/ann/docs"])
+            share.single_folder = true
+            let one = ShareGate.Opened(share: share, creator: ann, visitor: ann, items: [("docs", "/home/ann/docs")], singleFolder: "/home/ann/docs")
+            let several = ShareGate.Opened(share: share, creator: ann, visitor: ann,
+                                           items: [("docs", "/home/ann/docs"), ("a.txt", "/home/ann/b/a.txt")], singleFolder: nil)
+            let gate = ShareGate(state: s.state)
+            #expect(gate.inShareTerms(FSError.objectNotFound("/home/ann/docs/x/y.txt"), one).message == "/x/y.txt: object not found")
+            #expect(gate.inShareTerms(FSError.objectNotFound("/home/ann/docs"), one).message == "/: object not found")
+            #expect(gate.inShareTerms(FSError.objectNotFound("/home/ann/docs/x"), several).message == "/docs/x: object not found")
+            #expect(gate.inShareTerms(FSError.conflict("cannot read '/home/ann/b/a.txt'"), several).message == "cannot read '/a.txt'")
+            #expect(gate.inShareTerms(FSError.permissionDenied("nothing under /home/ann/elsewhere here"), one).message == "nothing under /elsewhere here")
+            let down = gate.inShareTerms(FSError.storageUnavailable("storage /mnt/gdrive is not available: token refused by 123"), one)
+            #expect(down.message == "the files of this share cannot be reached right now; try again later")
+            #expect(gate.inShareTerms(FSError.upstream(code: 500, message: "cloud said no at /home/ann/docs"), one).message.contains("cannot be reached"))
+        }
+    }
+
     /// Hidden names stay hidden; folder passwords are not bypassed.
     @Test func hiddenNamesAndFolderPasswords() async throws {
         try await withServer { s in
@@ -357,7 +391,19 @@ struct ShareTests {
             let bobs = try #require(try await Self.create(s, ["files": ["/pub"]], token: bt).share["id"] as? String)
             let bs = try #require(try await Self.open(s, bobs).token)
             #expect(try await Self.list(s, bobs, token: bs, path: "/locked").code == 403)
-            #expect(Self.names(try await Self.list(s, bobs, token: bs, path: "/locked", password: "L-pw")) == ["inner.txt"])
+            let locked = try await Self.list(s, bobs, token: bs, path: "/locked", password: "L-pw")
+            #expect(Self.names(locked) == ["inner.txt"])
+            // Its file's link works without the password (the link carries its proof) …
+            let inner = try await Self.get(s, bobs, token: bs, path: "/locked/inner.txt", password: "L-pw")
+            let innerLink = Self.local(try #require(inner.data["raw_url"] as? String))
+            #expect(try await s.request(.GET, innerLink).text == "pub/locked/inner.txt")
+            #expect(try await Self.get(s, bobs, token: bs, path: "/locked/inner.txt").code == 403)
+            // … until the folder's password changes.
+            let all = try await s.api("/admin/meta/list", token: t, method: .GET).data["content"] as? [[String: Any]] ?? []
+            var lockedRule = try #require(all.first { $0["path"] as? String == "/pub/locked" })
+            lockedRule["password"] = "L-pw-2"
+            #expect(try await s.api("/admin/meta/update", lockedRule, token: t).code == 200)
+            #expect(try await s.request(.GET, innerLink).status == 401)
             // Sharing inside a guarded folder needs its password.
             let refused = try await Self.create(s, ["files": ["/club/inner"]], token: bt)
             #expect(refused.code == 403, "\(refused.message)")
@@ -373,7 +419,7 @@ struct ShareTests {
             var changed = rule
             changed["password"] = "club-pw-2"
             #expect(try await s.api("/admin/meta/update", changed, token: t).code == 200)
-            #expect(try await Self.list(s, cid, token: cs).message.contains("password of a folder it lies in changed"))
+            #expect(try await Self.list(s, cid, token: cs).message.contains("whose password its owner did not give"))
             #expect(try await s.request(.GET, link).status == 403)
             // The owner shares it again with the new password.
             #expect(try await s.api("/share/update", ["id": cid, "files": ["/club/inner"], "folder_password": "club-pw-2"], token: bt).code == 200)
@@ -388,6 +434,8 @@ struct ShareTests {
             let t = try await s.login()
             try s.dir.write("data/files/g/f.txt", "f")
             let id = try #require(try await Self.create(s, ["files": ["/g"], "pwd": "right-one"], token: t).share["id"] as? String)
+            // Opening without a password is a question, not a guess: not counted.
+            for _ in 0..<8 { #expect(try await Self.open(s, id, from: "203.0.113.7").answer.message.contains("needs its password")) }
             for _ in 0..<5 { #expect(try await Self.open(s, id, password: "guess", from: "203.0.113.7").answer.code == 403) }
             let blocked = try await Self.open(s, id, password: "right-one", from: "203.0.113.7")
             #expect(blocked.token == nil && blocked.answer.code == 429, "\(blocked.answer.text)")

@@ -48,8 +48,7 @@ struct ShareGate: Sendable {
         let paths = share.paths
         guard !paths.isEmpty else { throw unavailable }
         let items = paths.map { (name: $0 == "/" ? "root" : VirtualPath.base($0), path: $0) }
-        var single: String?
-        if paths.count == 1, let only = paths.first, (try? await state.fs.get(only))?.0.isDir == true { single = only }
+        let single = share.single_folder && paths.count == 1 ? paths.first : nil
         return Opened(share: share, creator: creator, visitor: visitor, items: items, singleFolder: single)
     }
 
@@ -61,11 +60,14 @@ struct ShareGate: Sendable {
             return (folder, rel == "/" ? folder : (folder == "/" ? rel : folder + rel))
         }
         if rel == "/" { return nil }
-        let parts = rel.split(separator: "/", maxSplits: 1).map(String.init)
-        guard let item = o.items.first(where: { $0.name == parts[0] }) else {
+        // The first segment names the item (split on the byte `/`: a name may start with a combining mark).
+        let bytes = Array(rel.utf8.dropFirst())
+        let cut = bytes.firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+        let first = String(decoding: bytes[..<cut], as: UTF8.self)
+        guard let item = o.items.first(where: { $0.name == first }) else {
             throw .objectNotFound(rel)
         }
-        let rest = parts.count > 1 ? "/" + parts[1] : ""
+        let rest = String(decoding: bytes[cut...], as: UTF8.self)
         return (item.path, rest.isEmpty ? item.path : (item.path == "/" ? rest : item.path + rest))
     }
 
@@ -82,11 +84,20 @@ struct ShareGate: Sendable {
             // A guard at or above the shared item: the creator gave its password when sharing.
             guard let proof = o.share.proofs[rule.path],
                   Access.constantTimeEqual(proof, Self.proof(share: o.share.id, rulePath: rule.path, password: rule.password)) else {
-                throw .permissionDenied("this share is not available: the password of a folder it lies in changed; ask its owner to share it again")
+                throw .permissionDenied("this part of the share lies in a folder whose password its owner did not give (or that changed since); ask its owner to share it again")
             }
             pw = rule.password
         }
         try state.check(o.visitor, .read, absolute, password: pw, ip: pw == password ? ip : nil)
+    }
+
+    /// For a file inside the share guarded by a folder password the visitor must give: the guard and a digest
+    /// of its current password, which a link to the file carries (the link itself has no password); "" when
+    /// no such guard applies.
+    func linkGuard(_ o: Opened, item: String, absolute: String) -> String {
+        guard !o.visitor.permission.contains(.accessWithoutPassword), let rule = state.rules.passwordRule(for: absolute),
+              !VirtualPath.isWithin(item, rule.path) else { return "" }
+        return rule.path + "\u{0}" + Self.proof(share: o.share.id, rulePath: rule.path, password: rule.password)
     }
 
     /// What a share keeps of a folder password its creator gave: a digest bound to the share and the folder.
@@ -98,16 +109,31 @@ struct ShareGate: Sendable {
     /// (`/home/ann/docs/x` → `/x` for a share of that one folder, `/docs/x` for a share of several items), so
     /// an answer never tells where the shared files live.
     func inShareTerms(_ error: any Error, _ o: Opened) -> FSError {
-        let e = FSError.from(error)
+        var e = FSError.from(error)
+        switch e {
+        case .storageUnavailable, .upstream, .internalError:
+            // What failed behind the share (a storage, the cloud) is the owner's to know, not the visitor's.
+            state.logger.warning("share \(o.share.id): \(LogText.quoted(e.message))")
+            e = .storageUnavailable("the files of this share cannot be reached right now; try again later")
+        default: break
+        }
         let items: [(path: String, shown: String)] = o.singleFolder.map { [($0, "")] } ?? o.items.map { ($0.path, "/" + $0.name) }
         return e.mapMessage { message in
             var m = message
             for item in items.sorted(by: { $0.path.count > $1.path.count }) where item.path != "/" {
                 m = m.replacingOccurrences(of: item.path + "/", with: item.shown + "/")
-                if m.hasPrefix(item.path + ":") || m.hasPrefix(item.path + " ") || m == item.path {
-                    m = (item.shown.isEmpty ? "/" : item.shown) + m.dropFirst(item.path.count)
+                // The item's own path where it stands alone (followed by the end, a space, a quote, `:` or `,`).
+                var out = "", rest = Substring(m)
+                while let r = rest.range(of: item.path) {
+                    let after = rest[r.upperBound...].first
+                    out += rest[..<r.lowerBound]
+                    out += (after == nil || " :,;'\")".contains(after!)) ? (item.shown.isEmpty ? "/" : item.shown) : item.path
+                    rest = rest[r.upperBound...]
                 }
+                m = out + rest
             }
+            // Whatever absolute path is left (a storage's mount) is not shown.
+            if let base = try? VirtualPath.normalize(o.creator.basePath), base != "/" { m = m.replacingOccurrences(of: base, with: "") }
             return m
         }
     }
@@ -129,9 +155,10 @@ struct ShareGate: Sendable {
         }
     }
 
-    /// Changes when the share's password changes: sessions and links made before stop working.
+    /// Changes when the share's password, items or nonce change (a disable, or a share made again under the
+    /// same id): sessions and links made before stop working.
     static func passwordMark(_ share: Share) -> String {
-        String(Passwords.sha256Hex(share.password_hash + "\u{0}" + share.password_salt).prefix(16))
+        String(Passwords.sha256Hex(share.nonce + "\u{0}" + share.password_hash + "\u{0}" + share.password_salt).prefix(16))
     }
 
     /// How long a session (an open of the share) lasts: a day, or to the share's expiry when that is sooner.
@@ -155,12 +182,13 @@ struct ShareGate: Sendable {
         }
     }
 
-    /// The sign of a `/sd` link to `sharePath`, valid as long as the session.
-    func linkSign(_ share: Share, sharePath: String, expire: Int64) -> String {
-        state.signer.sign(message: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(sharePath)", expire: expire)
+    /// The sign of a `/sd` link to `sharePath`, valid as long as the session (and the folder password in
+    /// `guard`, see `linkGuard`).
+    func linkSign(_ share: Share, sharePath: String, guard mark: String, expire: Int64) -> String {
+        state.signer.sign(message: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(mark)\u{0}\(sharePath)", expire: expire)
     }
 
-    func verifyLink(_ share: Share, sharePath: String, sign: String) throws(FSError) {
-        try state.signer.verify(path: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(sharePath)", sign: sign)
+    func verifyLink(_ share: Share, sharePath: String, guard mark: String, sign: String) throws(FSError) {
+        try state.signer.verify(path: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(mark)\u{0}\(sharePath)", sign: sign)
     }
 }

@@ -105,9 +105,12 @@ struct ShareRoutes: Sendable {
         for (route, disabled) in [("share/enable", false), ("share/disable", true)] {
             api.post(RouterPath(route)) { req, _ in
                 var (_, share) = try await ownerShare(req)
+                // Disabling ends the sessions and links handed out: enabling again does not bring them back.
+                if disabled && !share.disabled { share.nonce = Share.newNonce() }
                 share.disabled = disabled
                 share.updated_ms = Self.nowMs()
-                guard try await state.store.updateShare(share, resetAccessed: false) else { throw FSError.noSuchRecord(ShareGate.missing) }
+                try await save(share, resetAccessed: false)
+                share.version += 1
                 return APIResponse.ok(try await json(share))
             }
         }
@@ -252,14 +255,18 @@ struct ShareRoutes: Sendable {
                     proofs[r.path] = ShareGate.proof(share: share.id, rulePath: r.path, password: r.password)
                 }
             }
+            if paths != share.paths { share.nonce = Share.newNonce() }
             share.paths = paths
             share.proofs = proofs
+            share.single_folder = false
+            if paths.count == 1 { share.single_folder = try await state.fs.get(paths[0]).0.isDir }
         }
         if let pwd = body.pwd {
             guard pwd.utf8.count <= 256 else { throw FSError.badRequest("pwd: at most 256 bytes") }
             if pwd.isEmpty { share.password_hash = ""; share.password_salt = "" } else {
                 (share.password_hash, share.password_salt) = try await Passwords.makeAsync(pwd)
             }
+            share.nonce = Share.newNonce()
         }
         if let e = try Self.parseExpiry(body.expires) { share.expires_ms = e }
         if let m = body.maxAccessed {
@@ -268,7 +275,10 @@ struct ShareRoutes: Sendable {
         }
         if let v = body.allowPreview { share.allow_preview = v }
         if let v = body.allowDownload { share.allow_download = v }
-        if let v = body.disabled { share.disabled = v }
+        if let v = body.disabled {
+            if v && !share.disabled { share.nonce = Share.newNonce() }
+            share.disabled = v
+        }
         for (name, value, limit) in [("readme", body.readme, Self.maxText), ("header", body.header, Self.maxText), ("remark", body.remark, 1024)] {
             guard let value else { continue }
             guard value.utf8.count <= limit else { throw FSError.badRequest("\(name): at most \(limit) bytes") }
@@ -306,12 +316,25 @@ struct ShareRoutes: Sendable {
         let (user, old) = try await ownerShare(req, body: body)
         var share = old
         var creator = user
-        if share.creator_id != user.id, let stored = try await state.store.user(id: share.creator_id) { creator = stored.user }
+        if share.creator_id != user.id {
+            // An admin edits another's share: the items are checked against the creator's rights, not the admin's.
+            guard let stored = try await state.store.user(id: share.creator_id) else { throw FSError.noSuchRecord(ShareGate.missing) }
+            creator = stored.user
+        }
         try await apply(body, to: &share, creator: creator, ip: ctx.clientIP)
         share.updated_ms = Self.nowMs()
-        guard try await state.store.updateShare(share, resetAccessed: body.resetAccessed == true) else { throw FSError.noSuchRecord(ShareGate.missing) }
+        try await save(share, resetAccessed: body.resetAccessed == true)
+        share.version += 1
         if body.resetAccessed == true { share.accessed = 0 }
         return APIResponse.ok(try await json(share) as ShareJSON)
+    }
+
+    /// Writes a changed share if no one changed it since it was read.
+    func save(_ share: Share, resetAccessed: Bool) async throws {
+        guard try await state.store.updateShare(share, resetAccessed: resetAccessed) else {
+            if try await state.store.share(id: share.id) == nil { throw FSError.noSuchRecord(ShareGate.missing) }
+            throw FSError.conflict("the share was changed meanwhile (by its owner or an admin); load it again and retry")
+        }
     }
 
     // MARK: visitors
@@ -332,8 +355,10 @@ struct ShareRoutes: Sendable {
         let body = try await visitBody(req)
         let o = try await gate.open(body.id ?? "")
         let s = o.share
+        // Nothing of the content before the password: not even the names.
         var title = o.items.count == 1 ? o.items[0].name : "\(o.items.count) items"
-        if o.items.count == 1, o.items[0].path == "/" { title = "Shared files" }
+        if o.items.count == 1, o.items[0].path == "/" || o.singleFolder == Access.resolve(root: o.creator) { title = "Shared files" }
+        if s.hasPassword { title = "Shared files" }
         return APIResponse.ok(ShareInfoJSON(
             id: s.id, title: title, has_password: s.hasPassword,
             expires: s.expires_ms > 0 ? TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.expires_ms) / 1000)) : "",
@@ -348,6 +373,8 @@ struct ShareRoutes: Sendable {
         let o = try await gate.open(body.id ?? "")
         let s = o.share
         if s.hasPassword {
+            // No password at all is not a guess: asked for, not counted.
+            guard let given = body.password, !given.isEmpty else { throw FSError.permissionDenied("this share needs its password") }
             let limiter = state.loginLimiter
             let keys = [LoginLimiter.Key(kind: .folderPassword, name: "s\(LoginLimiter.addressKey(ctx.clientIP)) \(s.id)", limit: limiter.userAddressLimit),
                         LoginLimiter.Key(kind: .folderPassword, name: "S \(s.id)", limit: limiter.addressLimit)]
@@ -407,12 +434,17 @@ struct ShareRoutes: Sendable {
         return obj.name.lowercased().hasSuffix(".pdf")
     }
 
-    func entries(_ o: ShareGate.Opened, folder sharePath: String, objects: [Obj], expire: Int64) -> [ShareEntryJSON] {
+    /// Entries as visitors see them: `objects` with the item each lies in and its real path (for the sign).
+    func entries(_ o: ShareGate.Opened, folder sharePath: String, objects: [(obj: Obj, item: String, absolute: String)],
+                 expire: Int64) -> [ShareEntryJSON] {
         let types = state.fileTypes
-        return objects.map { obj in
+        return objects.map { e in
+            let obj = e.obj
             let p = sharePath == "/" ? "/" + obj.name : sharePath + "/" + obj.name
+            let sign = serves(o.share, obj)
+                ? gate.linkSign(o.share, sharePath: p, guard: gate.linkGuard(o, item: e.item, absolute: e.absolute), expire: expire) : ""
             return ShareEntryJSON(name: obj.name, size: obj.isDir ? 0 : obj.size, is_dir: obj.isDir, modified: TimeFormat.rfc3339(obj.modified),
-                                  type: types.type(of: obj), sign: serves(o.share, obj) ? gate.linkSign(o.share, sharePath: p, expire: expire) : "")
+                                  type: types.type(of: obj), sign: sign)
         }
     }
 
@@ -423,14 +455,15 @@ struct ShareRoutes: Sendable {
 
     func visitList(_ o: ShareGate.Opened, _ body: ShareVisitRequest, _ expire: Int64, _ sharePath: String,
                    _ at: (item: String, absolute: String)?, _ ctx: AppContext) async throws -> Response {
-        var objs: [Obj]
+        var objs: [(obj: Obj, item: String, absolute: String)]
         var readme = o.share.readme, header = o.share.header
         if let at {
             let (obj, _) = try await state.fs.get(at.absolute)
             guard obj.isDir else { throw FSError.badRequest("\(sharePath) is a file; open it with get") }
             let rules = state.rules
-            objs = try await state.fs.list(at.absolute).objects
-            if let visible = rules.visibility(in: at.absolute) { objs = objs.filter { visible($0.name) } }
+            var listed = try await state.fs.list(at.absolute).objects
+            if let visible = rules.visibility(in: at.absolute) { listed = listed.filter { visible($0.name) } }
+            objs = listed.map { ($0, at.item, VirtualPath.join(at.absolute, $0.name)) }
             // The share's own readme and header at its top; the folders' own (their rules') below.
             if sharePath != "/" || readme.isEmpty { readme = rules.readme(for: at.absolute) }
             if sharePath != "/" || header.isEmpty { header = rules.header(for: at.absolute) }
@@ -443,7 +476,7 @@ struct ShareRoutes: Sendable {
                     try gate.check(o, item: item.path, absolute: item.path, password: nil, ip: ctx.clientIP)
                     var obj = try await state.fs.get(item.path).0
                     obj.name = item.name
-                    objs.append(obj)
+                    objs.append((obj, item.path, item.path))
                 } catch {
                     lastError = error
                 }
@@ -478,15 +511,21 @@ struct ShareRoutes: Sendable {
         var (obj, _) = try await state.fs.get(at.absolute)
         if sharePath != "/" { obj.name = VirtualPath.base(sharePath) } else if let item = o.items.first(where: { $0.path == at.item }) { obj.name = item.name }
         let folder = VirtualPath.parent(sharePath)
-        let entry = entries(o, folder: folder, objects: [obj], expire: expire)[0]
+        let entry = entries(o, folder: folder, objects: [(obj, at.item, at.absolute)], expire: expire)[0]
         let linkPath = sharePath
+        // The share's own readme and header at its top; the folders' own (their rules') below, as `list` answers.
+        let rules = state.rules
+        let dir = obj.isDir ? at.absolute : VirtualPath.parent(at.absolute)
+        let top = obj.isDir ? sharePath == "/" : folder == "/"
+        let readme = top && !o.share.readme.isEmpty ? o.share.readme : rules.readme(for: dir)
+        let header = top && !o.share.header.isEmpty ? o.share.header : rules.header(for: dir)
         let raw = entry.sign.isEmpty ? "" : state.baseURL(req) + "/sd/" + o.share.id + URLPath.encode(linkPath) + "?sign=" + entry.sign
         struct GetJSON: Encodable {
             var name: String; var size: Int64; var is_dir: Bool; var modified: String; var type: Int; var sign: String
             var raw_url: String; var readme: String; var header: String
         }
         return APIResponse.ok(GetJSON(name: entry.name, size: entry.size, is_dir: entry.is_dir, modified: entry.modified, type: entry.type,
-                                      sign: entry.sign, raw_url: raw, readme: o.share.readme, header: o.share.header))
+                                      sign: entry.sign, raw_url: raw, readme: readme, header: header))
     }
 
     /// `/sd/<id>/<path>` (the storage's download policy: a 302 to the cloud or streamed) and `/sp/<id>/<path>`
@@ -503,9 +542,13 @@ struct ShareRoutes: Sendable {
 
     func download(_ o: ShareGate.Opened, _ sharePath: String, _ req: Request, _ ctx: AppContext, proxy: Bool) async throws -> Response {
         guard let sign = req.uri.queryParameters.get("sign"), !sign.isEmpty else { throw FSError.unauthorized("sign missing: open the share to get a link") }
-        try gate.verifyLink(o.share, sharePath: sharePath, sign: sign)
         guard let at = try gate.resolve(o, sharePath) else { throw FSError.badRequest("/ is not a file") }
-        try gate.check(o, item: at.item, absolute: at.absolute, password: nil, ip: ctx.clientIP)
+        // A file in a folder guarded inside the share: the link carries the proof of the password the visitor
+        // gave (while it is still the folder's password), as the link itself has none.
+        let mark = gate.linkGuard(o, item: at.item, absolute: at.absolute)
+        try gate.verifyLink(o.share, sharePath: sharePath, guard: mark, sign: sign)
+        let folderPassword = mark.isEmpty ? nil : state.rules.passwordRule(for: at.absolute)?.password
+        try gate.check(o, item: at.item, absolute: at.absolute, password: folderPassword, ip: ctx.clientIP)
         let (obj, storage) = try await state.fs.get(at.absolute)
         guard serves(o.share, obj) else {
             throw FSError.permissionDenied(obj.isDir ? "\(sharePath) is a folder" : "this share does not allow downloads")
