@@ -1,18 +1,21 @@
 // PanList web UI: start-up, authentication and routing.
 // The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area,
-// /@tasks the background tasks of whoever is logged in, /@search?q=… the results of a search.
+// /@tasks the background tasks of whoever is logged in, /@search?q=… the results of a search, /@shares the share
+// links of whoever is logged in; /s/<id>/… is a share link's page, for anyone (no login, no account header).
 import { api, apiGet, getToken, setToken, clearToken } from './api.js';
-import { state, isAdmin, internalLink, ROLE_GUEST } from './state.js';
+import { state, isAdmin, canShare, internalLink, isSharePage, ROLE_GUEST } from './state.js';
 import { $, decodeUrlPath, showError, clearError } from './util.js';
 import { initBrowse, showBrowse, hideBrowse } from './browse.js';
 import { initPreview } from './preview.js';
 import { initManage, showManage } from './manage.js';
 import { initTasks, showTasks, showTasksToGuest, hideTasks, followTasks } from './tasks.js';
 import { initSearch, showSearch, hideSearch, updateSearchBox } from './search.js';
+import { initShares, showShares, hideShares } from './shares.js';
+import { showShare, hideShare } from './share.js';
 import { uploadsBusy } from './upload.js';
 import { fillIcons } from './icons.js';
 
-const VIEWS = ['login-view', 'browse-view', 'search-view', 'manage-view', 'tasks-view'];
+const VIEWS = ['login-view', 'browse-view', 'search-view', 'manage-view', 'tasks-view', 'shares-view', 'share-view'];
 function showView(id) { for (const v of VIEWS) $('#' + v).hidden = v !== id; }
 
 /** Loads /api/public/settings and applies title, announcement, colour, logo and favicon. */
@@ -36,15 +39,26 @@ async function loadSettings() {
 }
 
 function updateHeader() {
+  // A share link's page is for visitors: no account, search or app links in its header.
+  if (!$('#share-view').hidden) {
+    for (const id of ['#whoami', '#tasks-link', '#shares-link', '#manage-link', '#browse-link', '#logout', '#login-link']) $(id).hidden = true;
+    updateSearchBox(false);
+    followTasks(false);
+    return;
+  }
+  $('#whoami').hidden = false;
   const me = state.me;
   const loggedIn = !!me && me.role !== ROLE_GUEST && !!getToken();
   const inManage = !$('#manage-view').hidden, inTasks = !$('#tasks-view').hidden, inSearch = !$('#search-view').hidden;
+  const inShares = !$('#shares-view').hidden;
   $('#whoami').textContent = me ? (me.role === ROLE_GUEST ? 'Guest' : me.username) : '';
   $('#tasks-link').hidden = !loggedIn;
   $('#tasks-link').classList.toggle('active', inTasks);
+  $('#shares-link').hidden = !loggedIn || !canShare();
+  $('#shares-link').classList.toggle('active', inShares);
   $('#manage-link').hidden = !isAdmin();
   $('#manage-link').classList.toggle('active', inManage);
-  $('#browse-link').hidden = !inManage && !inTasks && !inSearch;
+  $('#browse-link').hidden = !inManage && !inTasks && !inSearch && !inShares;
   // The search box where there are files to search: the folders and the results.
   updateSearchBox(!!me && (inSearch || !$('#browse-view').hidden));
   followTasks(loggedIn);            // the badge (and the Tasks page) follow the tasks while someone is logged in
@@ -56,6 +70,8 @@ function showLogin(message = '') {
   hideBrowse();
   hideTasks();
   hideSearch();
+  hideShares();
+  hideShare();
   clearError();
   showView('login-view');
   const err = $('#login-error');
@@ -69,10 +85,29 @@ function showLogin(message = '') {
 /** Renders the page for the current URL. */
 function route() {
   for (const d of document.querySelectorAll('dialog[open]')) d.close();   // back/forward closes overlays
-  if (!state.me) { showLogin(); return; }
   const path = decodeUrlPath(location.pathname);
+  if (isSharePage(path)) {
+    // Anyone's page: shown whoever is (or is not) logged in.
+    hideBrowse(); hideTasks(); hideSearch(); hideShares();
+    clearError();
+    showView('share-view');
+    updateHeader();
+    showShare(path);
+    return;
+  }
+  hideShare();
+  if (!state.me) { showLogin(); return; }
   if (path !== '/@tasks') hideTasks();
   if (path !== '/@search') hideSearch();
+  if (path !== '/@shares') hideShares();
+  if (path === '/@shares') {
+    hideBrowse();
+    clearError();
+    showView('shares-view');
+    updateHeader();
+    showShares();
+    return;
+  }
   if (path === '/@search') {
     hideBrowse();
     clearError();
@@ -119,7 +154,7 @@ async function boot() {
       // The stored token is no longer good: drop it and try as the guest.
       clearToken();
       try { state.me = await apiGet('/me'); } catch { state.me = null; }
-      if (!state.me) { showLogin(e.message); return; }
+      if (!state.me && !isSharePage(decodeUrlPath(location.pathname))) { showLogin(e.message); return; }
     } else if (e.code !== 401) {
       problem = e.message;            // e.g. the server cannot be reached
     }
@@ -162,12 +197,13 @@ function init() {
   initManage({ settingsSaved: loadSettings });
   initTasks();
   initSearch();
+  initShares();
 
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', logout);
   $('#login-link').addEventListener('click', () => showLogin());
   $('#error-close').addEventListener('click', clearError);
-  for (const id of ['#site-title', '#tasks-link', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings', '#tab-index']) internalLink($(id));
+  for (const id of ['#site-title', '#tasks-link', '#shares-link', '#manage-link', '#browse-link', '#tab-storages', '#tab-users', '#tab-rules', '#tab-settings', '#tab-index']) internalLink($(id));
 
   window.addEventListener('popstate', route);
   window.addEventListener('panlist:route', route);

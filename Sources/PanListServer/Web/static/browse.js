@@ -4,7 +4,7 @@
 import { api } from './api.js';
 import { $, h, clear, joinPath, parentPath, baseName, encodePath, signParam, formatSize, formatDate, extOf,
          showError, clearError, toast } from './util.js';
-import { state, can, PERM, navigate, internalLink, absolutePath, getObject, readText,
+import { state, can, canShare, PERM, navigate, internalLink, absolutePath, getObject, readText,
          passwordFor, rememberPassword, forgetPassword, isPasswordError } from './state.js';
 import { promptText, confirmDialog, pickFolder, chooseOption, noticeWithLink } from './dialogs.js';
 import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
@@ -12,6 +12,7 @@ import { renderMarkdown } from './markdown.js';
 import { icon } from './icons.js';
 import { initUploads } from './upload.js';
 import { openRecordForm } from './forms.js';
+import { openShareForm } from './shares.js';
 
 const PAGE = 200;
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
@@ -65,6 +66,7 @@ export function initBrowse() {
   $('#batch-move').addEventListener('click', () => transfer('move', [...view.selected]));
   $('#batch-copy').addEventListener('click', () => transfer('copy', [...view.selected]));
   $('#batch-delete').addEventListener('click', () => remove([...view.selected]));
+  $('#batch-share').addEventListener('click', () => share([...view.selected]));
   $('#batch-clear').addEventListener('click', () => { view.selected.clear(); syncChecks(); });
   $('#show-more').addEventListener('click', renderMore);
   $('#listing').addEventListener('click', onListingClick);
@@ -259,7 +261,7 @@ function applyView() {
   box.className = view.mode + (view.error ? ' failed' : '');
   $('#browse-view').classList.toggle('failed', !!view.error);   // no filter or sorting for an error
   // Every row has the same action column (as wide as a file's buttons), so the columns line up.
-  box.style.setProperty('--actions', String(2 + [PERM.rename, PERM.move, PERM.copy, PERM.remove].filter(can).length));
+  box.style.setProperty('--actions', String(2 + [PERM.rename, PERM.move, PERM.copy, PERM.remove].filter(can).length + (canShare() ? 1 : 0)));
   if (view.error) {
     const up = view.path === '/' ? null : parentPath(view.path);
     box.append(h('div', { class: 'load-error', role: 'alert', dataset: { testid: 'load-error' } },
@@ -360,6 +362,7 @@ function makeEntry(item) {
   if (can(PERM.move) && !mount) actions.append(actionButton('move', 'Move', item.name));
   if (can(PERM.copy)) actions.append(actionButton('copy', 'Copy', item.name));
   if (can(PERM.remove) && !mount) actions.append(actionButton('delete', 'Delete', item.name));
+  if (canShare()) actions.append(actionButton('share', 'Share', item.name));
 
   if (view.mode === 'grid') row.append(check, kindIcon, name, h('span', { class: 'meta' }, size), actions);
   else row.append(check, kindIcon, name, size, date, actions);
@@ -426,7 +429,8 @@ function updateBatch() {
   const n = view.selected.size;
   $('#batch-bar').hidden = !view.items.length || !!view.error;
   $('#batch-count').textContent = n ? `${n} selected` : '';
-  for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-clear']) $(id).hidden = n === 0;
+  for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-share', '#batch-clear']) $(id).hidden = n === 0;
+  $('#batch-share').hidden ||= !canShare();
   $('#batch-move').hidden ||= !can(PERM.move);
   $('#batch-copy').hidden ||= !can(PERM.copy);
   $('#batch-delete').hidden ||= !can(PERM.remove);
@@ -473,6 +477,7 @@ function onListingClick(e) {
     case 'move': transfer('move', [item.name]); break;
     case 'copy': transfer('copy', [item.name]); break;
     case 'delete': remove([item.name]); break;
+    case 'share': share([item.name]); break;
   }
 }
 
@@ -633,6 +638,15 @@ async function remove(names) {
     await api('/fs/remove', { dir, names, password: passwordFor(dir), passwords: entryPasswords(dir, names) });
     view.selected.clear();
   }, 'Deleted');
+}
+
+/** Makes a share link of entries of this folder (the share form, then its link). */
+async function share(names) {
+  if (!names.length) return;
+  const files = names.map(n => joinPath(view.path, n));
+  // A folder password typed for where they are (or for a guarded entry itself) goes along.
+  const folderPassword = files.map(passwordFor).find(Boolean) || '';
+  if (await openShareForm({ files, folderPassword })) { view.selected.clear(); syncChecks(); }
 }
 
 /** Renders README.md (any case) of the folder under the listing. */

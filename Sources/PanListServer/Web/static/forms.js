@@ -48,7 +48,7 @@ export const isSecret = (name) => /secret|password|private_?key|token/i.test(nam
 
 /**
  * One labelled field. `f`: { id, name, label, key (the API's name, shown small when the label's words
- * do not give it away), type: 'string'|'password'|'text' (a textarea)|'number'|'bool'|'select', value, options
+ * do not give it away), type: 'string'|'password'|'text' (a textarea)|'number'|'bool'|'select'|'datetime' (local), value, options
  * ([[value, words]…] for a select), help, required, disabled, placeholder, rows }.
  * The input gets `id`; under it a hidden error line (#<id>-error) waits for showFieldError.
  */
@@ -62,6 +62,7 @@ export function formField(f) {
   switch (f.type) {
     case 'bool': input = h('input', { ...attrs, type: 'checkbox', checked: value === true || value === 'true' }); break;
     case 'number': input = h('input', { ...attrs, type: 'number', step: 'any', value: String(value) }); break;
+    case 'datetime': input = h('input', { ...attrs, type: 'datetime-local', value: String(value) }); break;
     case 'text': input = h('textarea', { ...attrs, rows: f.rows || 2, value: String(value) }); break;
     case 'select': {
       const opts = (f.options || []).slice();

@@ -33,6 +33,15 @@ export function kindOf(item) {
 const dlg = () => $('#preview');
 const ctx = { dir: '/', images: [], index: -1, item: null, obj: null, seq: 0 };
 
+/**
+ * Where the previewed files come from: the user's own tree (fs/get, /p links), unless openPreview is given
+ * another source (a share link's page: its get route and /sp links). `get(path)` answers an object with
+ * `raw_url`; `read(obj, path, limit)` its text ({text, truncated}); `pdf(obj, path)` a same-origin URL for the
+ * PDF frame; `download` and `copy` whether the Download and Copy link buttons are offered.
+ */
+const OWN = { get: getObject, read: readText, pdf: proxyUrl, download: true, copy: true };
+let source = OWN;
+
 /** Wires the overlay's buttons and keys (once, at start). */
 export function initPreview() {
   const d = dlg();
@@ -56,7 +65,10 @@ export function initPreview() {
  * Opens the preview of `item` (an object of the listing) in folder `dir`. `siblings` is the folder's
  * listing in display order; its images are the previous/next sequence.
  */
-export function openPreview(item, dir, siblings = []) {
+export function openPreview(item, dir, siblings = [], from = null) {
+  source = from ? { ...OWN, ...from } : OWN;
+  $('#preview-download').hidden = !source.download;
+  $('#preview-copy-link').hidden = !source.copy;
   ctx.dir = dir;
   ctx.images = siblings.filter(s => kindOf(s) === 'image');
   show(item);
@@ -100,7 +112,7 @@ async function show(item) {
   const path = joinPath(ctx.dir, item.name);
   let obj;
   try {
-    obj = await getObject(path);
+    obj = await source.get(path);
   } catch (e) {
     if (mine === ctx.seq) clear(body).append(h('p', { class: 'form-error center', text: e.message }));
     return;
@@ -131,12 +143,12 @@ async function show(item) {
     }
     case 'pdf':
       // Same-origin /p link (frame-src 'self'); /p always streams, even for cloud storages.
-      clear(body).append(h('iframe', { src: proxyUrl(obj, path), title: item.name }));
+      clear(body).append(h('iframe', { src: source.pdf(obj, path), title: item.name }));
       break;
     case 'text':
     case 'markdown': {
       try {
-        const { text, truncated } = await readText(obj, path, TEXT_LIMIT);
+        const { text, truncated } = await source.read(obj, path, TEXT_LIMIT);
         if (mine !== ctx.seq) return;
         clear(body);
         if (truncated) body.append(h('p', { class: 'muted center', text: `Showing the first ${formatSize(TEXT_LIMIT)} of ${formatSize(obj.size)}.` }));
@@ -161,8 +173,8 @@ function noPreview(item, obj, message) {
   return h('div', { class: 'no-preview' },
     h('p', { text: message }),
     h('p', { class: 'muted', text: `${item.name} · ${formatSize(item.size)}` }),
-    h('a', { class: 'button primary', href: safeHref(obj.raw_url), download: item.name, target: downloadTarget(obj.raw_url) || false,
-      rel: 'noopener', text: 'Download' }));
+    source.download && safeHref(obj.raw_url) ? h('a', { class: 'button primary', href: safeHref(obj.raw_url), download: item.name,
+      target: downloadTarget(obj.raw_url) || false, rel: 'noopener', text: 'Download' }) : null);
 }
 
 // ---------------------------------------------------------------------------------------------

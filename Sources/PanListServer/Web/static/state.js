@@ -12,7 +12,7 @@ export const state = {
 export const ROLE_GUEST = 1;
 export const ROLE_ADMIN = 2;
 // Alist permission bits (docs/API.md, Authentication).
-export const PERM = { offline: 2, write: 3, rename: 4, move: 5, copy: 6, remove: 7 };
+export const PERM = { offline: 2, write: 3, rename: 4, move: 5, copy: 6, remove: 7, share: 14, customShareId: 15 };
 
 export const isAdmin = () => !!state.me && state.me.role === ROLE_ADMIN;
 
@@ -24,11 +24,17 @@ export function can(bit) {
   return ((me.permission || 0) & (1 << bit)) !== 0;
 }
 
+/** Whether the current user may make share links (the share bit, or the admin; never the guest). */
+export const canShare = () => !!state.me && state.me.role !== ROLE_GUEST && can(PERM.share);
+
 /** A setting from /api/public/settings read as a boolean. */
 export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase() === 'true';
 
-/** The app's own pages (not folders): /@manage…, /@tasks and /@search?… (search results, with their query). */
-export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@search(\?|$)/.test(path);
+/** The app's own pages (not folders): /@manage…, /@tasks, /@shares and /@search?… (search results, with their query). */
+export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@shares$|^\/@search(\?|$)/.test(path);
+
+/** A share link's page: /s/<id> and /s/<id>/<path inside the share> (served to anyone, no login). */
+export const isSharePage = (path) => /^\/s\/[^/]+/.test(path);
 
 /** Goes to a virtual path (or "/@manage…", "/@tasks", "/@search?…"); the app listens for the event and renders. */
 export function navigate(path, { replace = false } = {}) {

@@ -62,13 +62,13 @@ export function safeHref(u) {
 }
 
 /**
- * "_blank" for a download link that may leave this origin (another host, or /d which can redirect to a
+ * "_blank" for a download link that may leave this origin (another host, or /d and /sd which can redirect to a
  * cloud): a cross-origin answer ignores the download attribute and must not replace the app's page.
  */
 export function downloadTarget(u) {
   try {
     const url = new URL(u, location.href);
-    return url.origin !== location.origin || url.pathname.startsWith('/d/') ? '_blank' : '';
+    return url.origin !== location.origin || /^\/s?d\//.test(url.pathname) ? '_blank' : '';
   } catch { return ''; }
 }
 
