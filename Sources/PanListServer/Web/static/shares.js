@@ -64,7 +64,7 @@ export async function openShareForm({ files = [], share = null, folderPassword =
   const initialExpiry = editing ? localInput(share.expires) : '';
   let saved = null;
   const ok = await openRecordForm({
-    title: editing ? `Edit share ${share.id}` : `Share ${what}`,
+    title: editing ? `Edit share ${share.id} (${what})` : `Share ${what}`,
     saveText: editing ? 'Save' : 'Create link',
     fields,
     save: async (v) => {
