@@ -57,7 +57,9 @@ extension SQLStore {
             .set("single_folder", to: share.single_folder).set("nonce", to: share.nonce)
             .set(SQLColumn("version"), to: SQLBinaryExpression(SQLColumn("version"), .add, SQLLiteral.numeric("1")))
         if resetAccessed { q = q.set("accessed", to: Int64(0)) }
+        // The same share as read: its version, and not another made since under the same id.
         let rows = try await q.where("id", .equal, share.id).where("version", .equal, share.version)
+            .where("creator_id", .equal, share.creator_id).where("created_ms", .equal, share.created_ms)
             .returning("id").all(decodingColumn: "id", as: String.self)
         return !rows.isEmpty
     }

@@ -74,7 +74,8 @@ struct ShareGate: Sendable {
     /// Throws unless the visitor may read `absolute` (inside the shared item `item`): the creator's base path,
     /// hidden names, folder passwords (the visitor's `password` for guards inside the item; the creator's
     /// proof for guards at or above it), as every front end checks them.
-    func check(_ o: Opened, item: String, absolute: String, password: String?, ip: String) throws(FSError) {
+    /// `ip` nil: the password is the server's own (a link's proven guard), not a visitor's attempt to count.
+    func check(_ o: Opened, item: String, absolute: String, password: String?, ip: String?) throws(FSError) {
         guard VirtualPath.isWithin(absolute, item) else { throw .objectNotFound(absolute) }
         let rules = state.rules
         if rules.isHidden(absolute) { throw .objectNotFound(absolute) }
@@ -94,10 +95,10 @@ struct ShareGate: Sendable {
     /// For a file inside the share guarded by a folder password the visitor must give: the guard and a digest
     /// of its current password, which a link to the file carries (the link itself has no password); "" when
     /// no such guard applies.
-    func linkGuard(_ o: Opened, item: String, absolute: String) -> String {
-        guard !o.visitor.permission.contains(.accessWithoutPassword), let rule = state.rules.passwordRule(for: absolute),
-              !VirtualPath.isWithin(item, rule.path) else { return "" }
-        return rule.path + "\u{0}" + Self.proof(share: o.share.id, rulePath: rule.path, password: rule.password)
+    func linkGuard(_ o: Opened, item: String, absolute: String, rules: FolderRules) -> (mark: String, password: String?) {
+        guard !o.visitor.permission.contains(.accessWithoutPassword), let rule = rules.passwordRule(for: absolute),
+              !VirtualPath.isWithin(item, rule.path) else { return ("", nil) }
+        return (rule.path + "\u{0}" + Self.proof(share: o.share.id, rulePath: rule.path, password: rule.password), rule.password)
     }
 
     /// What a share keeps of a folder password its creator gave: a digest bound to the share and the folder.
@@ -105,36 +106,20 @@ struct ShareGate: Sendable {
         Passwords.sha256Hex("panlist-share-guard\u{0}\(share)\u{0}\(rulePath)\u{0}\(password)")
     }
 
-    /// An error as a visitor should read it: the shared items' real paths written as the share shows them
-    /// (`/home/ann/docs/x` → `/x` for a share of that one folder, `/docs/x` for a share of several items), so
-    /// an answer never tells where the shared files live.
-    func inShareTerms(_ error: any Error, _ o: Opened) -> FSError {
-        var e = FSError.from(error)
+    /// An error as a visitor should read it: nothing of where the shared files live. A missing (or hidden)
+    /// name is said with the path the visitor asked for; what failed behind the share (a storage, the cloud)
+    /// is logged for the owner and told as unreachable; the gate's own refusals pass as they are. Messages are
+    /// not searched and rewritten (a rewrite of the visitor's own text would tell them what it matched).
+    func inShareTerms(_ error: any Error, _ o: Opened, asked sharePath: String) -> FSError {
+        let e = FSError.from(error)
         switch e {
-        case .storageUnavailable, .upstream, .internalError:
-            // What failed behind the share (a storage, the cloud) is the owner's to know, not the visitor's.
+        case .notFound:
+            return .notFound("\(sharePath): object not found")
+        case .unauthorized, .rateLimited, .badRequest, .invalidPath, .permissionDenied, .noSuchRecord, .tooLarge, .unavailable:
+            return e
+        default:
             state.logger.warning("share \(o.share.id): \(LogText.quoted(e.message))")
-            e = .storageUnavailable("the files of this share cannot be reached right now; try again later")
-        default: break
-        }
-        let items: [(path: String, shown: String)] = o.singleFolder.map { [($0, "")] } ?? o.items.map { ($0.path, "/" + $0.name) }
-        return e.mapMessage { message in
-            var m = message
-            for item in items.sorted(by: { $0.path.count > $1.path.count }) where item.path != "/" {
-                m = m.replacingOccurrences(of: item.path + "/", with: item.shown + "/")
-                // The item's own path where it stands alone (followed by the end, a space, a quote, `:` or `,`).
-                var out = "", rest = Substring(m)
-                while let r = rest.range(of: item.path) {
-                    let after = rest[r.upperBound...].first
-                    out += rest[..<r.lowerBound]
-                    out += (after == nil || " :,;'\")".contains(after!)) ? (item.shown.isEmpty ? "/" : item.shown) : item.path
-                    rest = rest[r.upperBound...]
-                }
-                m = out + rest
-            }
-            // Whatever absolute path is left (a storage's mount) is not shown.
-            if let base = try? VirtualPath.normalize(o.creator.basePath), base != "/" { m = m.replacingOccurrences(of: base, with: "") }
-            return m
+            return .storageUnavailable("the files of this share cannot be reached right now; try again later")
         }
     }
 

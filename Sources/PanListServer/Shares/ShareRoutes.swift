@@ -20,8 +20,10 @@ struct ShareRequest: Decodable {
     /// The password of a guarded folder the shared items lie in (for a creator who needs one to open it).
     var folderPassword: String?
     var resetAccessed: Bool?
+    /// The version the client's form was made from (optional): a share changed since is not overwritten.
+    var version: Int64?
     enum CodingKeys: String, CodingKey {
-        case id, files, pwd, expires, readme, header, remark, disabled
+        case id, files, pwd, expires, readme, header, remark, disabled, version
         case maxAccessed = "max_accessed", allowPreview = "allow_preview", allowDownload = "allow_download"
         case folderPassword = "folder_password", resetAccessed = "reset_accessed"
     }
@@ -49,6 +51,8 @@ struct ShareJSON: Encodable {
     /// active, disabled, expired, exhausted (every open used) or unavailable (its owner can no longer share).
     var state: String
     var state_message: String
+    /// Send it back with an update: a share changed since is then not overwritten.
+    var version: Int64
 }
 
 /// What visitors are told of a share before opening it.
@@ -201,14 +205,14 @@ struct ShareRoutes: Sendable {
             stateName = "unavailable"; message = "its owner can no longer share files"
         }
         let files = s.paths.map { p in creator.map { Access.userPath(p, for: $0) } ?? p }
-        return ShareJSON(id: s.id, url: "/s/" + s.id, files: files,
+        return ShareJSON(id: s.id, url: "/@s/" + s.id, files: files,
                          expires: s.expires_ms > 0 ? TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.expires_ms) / 1000)) : "",
                          has_password: s.hasPassword, max_accessed: s.max_accessed, accessed: s.accessed,
                          allow_preview: s.allow_preview, allow_download: s.allow_download, disabled: s.disabled,
                          readme: s.readme, header: s.header, remark: s.remark, creator: creator?.username ?? "", creator_id: s.creator_id,
                          created: TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.created_ms) / 1000)),
                          updated: TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.updated_ms) / 1000)),
-                         state: stateName, state_message: message)
+                         state: stateName, state_message: message, version: s.version)
     }
 
     static func parseExpiry(_ text: String?) throws(FSError) -> Int64? {
@@ -315,6 +319,9 @@ struct ShareRoutes: Sendable {
         let body = try await decode(req)
         let (user, old) = try await ownerShare(req, body: body)
         var share = old
+        if let v = body.version, v != old.version {
+            throw FSError.conflict("the share was changed meanwhile (by its owner or an admin); load it again and retry")
+        }
         var creator = user
         if share.creator_id != user.id {
             // An admin edits another's share: the items are checked against the creator's rights, not the admin's.
@@ -410,7 +417,7 @@ struct ShareRoutes: Sendable {
     func visit(_ req: Request, _ ctx: AppContext) async throws -> (ShareGate.Opened, ShareVisitRequest, Int64, String, (item: String, absolute: String)?) {
         let body = try await visitBody(req)
         let o = try await gate.open(body.id ?? "", ignoreLimit: true)
-        do { return try await visit(o, body, ctx) } catch { throw gate.inShareTerms(error, o) }
+        do { return try await visit(o, body, ctx) } catch { throw gate.inShareTerms(error, o, asked: body.path ?? "/") }
     }
 
     func visit(_ o: ShareGate.Opened, _ body: ShareVisitRequest, _ ctx: AppContext) async throws
@@ -435,14 +442,22 @@ struct ShareRoutes: Sendable {
     }
 
     /// Entries as visitors see them: `objects` with the item each lies in and its real path (for the sign).
+    /// A file guarded by a folder password inside the share is signed only when `password` (the visitor's)
+    /// is that guard's: a rule may sit on one file of a folder whose listing needed another password or none.
     func entries(_ o: ShareGate.Opened, folder sharePath: String, objects: [(obj: Obj, item: String, absolute: String)],
-                 expire: Int64) -> [ShareEntryJSON] {
+                 password: String?, expire: Int64) -> [ShareEntryJSON] {
         let types = state.fileTypes
+        let rules = state.rules
         return objects.map { e in
             let obj = e.obj
             let p = sharePath == "/" ? "/" + obj.name : sharePath + "/" + obj.name
-            let sign = serves(o.share, obj)
-                ? gate.linkSign(o.share, sharePath: p, guard: gate.linkGuard(o, item: e.item, absolute: e.absolute), expire: expire) : ""
+            var sign = ""
+            if serves(o.share, obj) {
+                let guarded = gate.linkGuard(o, item: e.item, absolute: e.absolute, rules: rules)
+                if guarded.password == nil || Access.constantTimeEqual(password ?? "", guarded.password ?? "") {
+                    sign = gate.linkSign(o.share, sharePath: p, guard: guarded.mark, expire: expire)
+                }
+            }
             return ShareEntryJSON(name: obj.name, size: obj.isDir ? 0 : obj.size, is_dir: obj.isDir, modified: TimeFormat.rfc3339(obj.modified),
                                   type: types.type(of: obj), sign: sign)
         }
@@ -450,7 +465,7 @@ struct ShareRoutes: Sendable {
 
     func visitList(_ req: Request, _ ctx: AppContext) async throws -> Response {
         let (o, body, expire, sharePath, at) = try await visit(req, ctx)
-        do { return try await visitList(o, body, expire, sharePath, at, ctx) } catch { throw gate.inShareTerms(error, o) }
+        do { return try await visitList(o, body, expire, sharePath, at, ctx) } catch { throw gate.inShareTerms(error, o, asked: sharePath) }
     }
 
     func visitList(_ o: ShareGate.Opened, _ body: ShareVisitRequest, _ expire: Int64, _ sharePath: String,
@@ -493,17 +508,17 @@ struct ShareRoutes: Sendable {
             var header: String
             var write: Bool
         }
-        return APIResponse.ok(ListJSON(content: entries(o, folder: sharePath, objects: page, expire: expire), total: total,
+        return APIResponse.ok(ListJSON(content: entries(o, folder: sharePath, objects: page, password: body.password, expire: expire), total: total,
                                        readme: readme, header: header, write: false))
     }
 
     func visitGet(_ req: Request, _ ctx: AppContext) async throws -> Response {
-        let (o, _, expire, sharePath, at) = try await visit(req, ctx)
-        do { return try await visitGet(o, expire, sharePath, at, req) } catch { throw gate.inShareTerms(error, o) }
+        let (o, body, expire, sharePath, at) = try await visit(req, ctx)
+        do { return try await visitGet(o, body, expire, sharePath, at, req) } catch { throw gate.inShareTerms(error, o, asked: sharePath) }
     }
 
-    func visitGet(_ o: ShareGate.Opened, _ expire: Int64, _ sharePath: String, _ at: (item: String, absolute: String)?,
-                  _ req: Request) async throws -> Response {
+    func visitGet(_ o: ShareGate.Opened, _ body: ShareVisitRequest, _ expire: Int64, _ sharePath: String,
+                  _ at: (item: String, absolute: String)?, _ req: Request) async throws -> Response {
         guard let at else {
             struct Root: Encodable { var name: String; var is_dir: Bool; var size: Int64; var modified: String; var type: Int; var sign: String; var raw_url: String }
             return APIResponse.ok(Root(name: "/", is_dir: true, size: 0, modified: "", type: 1, sign: "", raw_url: ""))
@@ -511,14 +526,16 @@ struct ShareRoutes: Sendable {
         var (obj, _) = try await state.fs.get(at.absolute)
         if sharePath != "/" { obj.name = VirtualPath.base(sharePath) } else if let item = o.items.first(where: { $0.path == at.item }) { obj.name = item.name }
         let folder = VirtualPath.parent(sharePath)
-        let entry = entries(o, folder: folder, objects: [(obj, at.item, at.absolute)], expire: expire)[0]
+        let entry = entries(o, folder: folder, objects: [(obj, at.item, at.absolute)], password: body.password, expire: expire)[0]
         let linkPath = sharePath
         // The share's own readme and header at its top; the folders' own (their rules') below, as `list` answers.
         let rules = state.rules
         let dir = obj.isDir ? at.absolute : VirtualPath.parent(at.absolute)
         let top = obj.isDir ? sharePath == "/" : folder == "/"
-        let readme = top && !o.share.readme.isEmpty ? o.share.readme : rules.readme(for: dir)
-        let header = top && !o.share.header.isEmpty ? o.share.header : rules.header(for: dir)
+        // A shared file's own folder is outside the share: its rules' texts are not shown.
+        let outside = !obj.isDir && at.absolute == at.item
+        let readme = (top && !o.share.readme.isEmpty) || outside ? o.share.readme : rules.readme(for: dir)
+        let header = (top && !o.share.header.isEmpty) || outside ? o.share.header : rules.header(for: dir)
         let raw = entry.sign.isEmpty ? "" : state.baseURL(req) + "/sd/" + o.share.id + URLPath.encode(linkPath) + "?sign=" + entry.sign
         struct GetJSON: Encodable {
             var name: String; var size: Int64; var is_dir: Bool; var modified: String; var type: Int; var sign: String
@@ -537,7 +554,7 @@ struct ShareRoutes: Sendable {
         guard let decoded = URLPath.decode(raw) else { throw FSError.badRequest("the path is not valid percent-encoded UTF-8") }
         let sharePath = try VirtualPath.normalize(decoded)
         let o = try await gate.open(id, ignoreLimit: true)
-        do { return try await download(o, sharePath, req, ctx, proxy: proxy) } catch { throw gate.inShareTerms(error, o) }
+        do { return try await download(o, sharePath, req, ctx, proxy: proxy) } catch { throw gate.inShareTerms(error, o, asked: sharePath) }
     }
 
     func download(_ o: ShareGate.Opened, _ sharePath: String, _ req: Request, _ ctx: AppContext, proxy: Bool) async throws -> Response {
@@ -545,10 +562,11 @@ struct ShareRoutes: Sendable {
         guard let at = try gate.resolve(o, sharePath) else { throw FSError.badRequest("/ is not a file") }
         // A file in a folder guarded inside the share: the link carries the proof of the password the visitor
         // gave (while it is still the folder's password), as the link itself has none.
-        let mark = gate.linkGuard(o, item: at.item, absolute: at.absolute)
-        try gate.verifyLink(o.share, sharePath: sharePath, guard: mark, sign: sign)
-        let folderPassword = mark.isEmpty ? nil : state.rules.passwordRule(for: at.absolute)?.password
-        try gate.check(o, item: at.item, absolute: at.absolute, password: folderPassword, ip: ctx.clientIP)
+        // (One snapshot of the rules for the guard and its password: a change in between fails closed in check.)
+        let guarded = gate.linkGuard(o, item: at.item, absolute: at.absolute, rules: state.rules)
+        try gate.verifyLink(o.share, sharePath: sharePath, guard: guarded.mark, sign: sign)
+        // The password is the server's (proven by the link), not a visitor's attempt: not counted.
+        try gate.check(o, item: at.item, absolute: at.absolute, password: guarded.password, ip: guarded.password == nil ? ctx.clientIP : nil)
         let (obj, storage) = try await state.fs.get(at.absolute)
         guard serves(o.share, obj) else {
             throw FSError.permissionDenied(obj.isDir ? "\(sharePath) is a folder" : "this share does not allow downloads")

@@ -1,7 +1,7 @@
 // PanList web UI: start-up, authentication and routing.
 // The URL path is the virtual path being browsed (percent-encoded per segment); /@manage is the admin area,
 // /@tasks the background tasks of whoever is logged in, /@search?q=… the results of a search, /@shares the share
-// links of whoever is logged in; /s/<id>/… is a share link's page, for anyone (no login, no account header).
+// links of whoever is logged in; /@s/<id>/… is a share link's page, for anyone (no login, no account header).
 import { api, apiGet, getToken, setToken, clearToken } from './api.js';
 import { state, isAdmin, canShare, internalLink, isSharePage, ROLE_GUEST } from './state.js';
 import { $, decodeUrlPath, showError, clearError } from './util.js';

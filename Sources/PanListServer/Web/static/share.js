@@ -1,4 +1,4 @@
-// The page of a share link, /s/<id> and /s/<id>/<path inside the share>: for anyone who has the link, without
+// The page of a share link, /@s/<id> and /@s/<id>/<path inside the share>: for anyone who has the link, without
 // logging in (the public share routes, docs/API.md "Shares"; no token of a logged-in user is sent).
 // The share's info first; its password when it has one (asked on the page, the error next to the field), else it
 // opens at once. Opening counts one open, so the session it gives is kept for this tab (sessionStorage, by share
@@ -30,14 +30,14 @@ const view = {
   pendingPreview: null, // a file named by the address, previewed once its folder is listed
 };
 
-/** The share id and the path inside the share of a page path "/s/<id>/<path>". */
+/** The share id and the path inside the share of a page path "/@s/<id>/<path>". */
 export function shareRoute(path) {
   const parts = splitPath(path);
   return { id: parts[1] || '', path: '/' + parts.slice(2).join('/') };
 }
 
 /** The page path of `path` inside the share being shown. */
-const pagePath = (path) => '/s/' + view.id + (path === '/' ? '' : path);
+const pagePath = (path) => '/@s/' + view.id + (path === '/' ? '' : path);
 
 const setTitle = (t) => { document.title = t + ' – ' + (state.settings.site_title || 'PanList'); };
 const call = (route, body) => api('/public/share/' + route, body, { anonymous: true });

@@ -13,7 +13,7 @@ const STATE_TONE = { active: 'ok', disabled: 'off', expired: 'off', exhausted: '
 const plural = (n, one, many = one + 's') => `${n} ${n === 1 ? one : many}`;
 
 /** A share's full link on this site. */
-export const shareLink = (s) => location.origin + (s.url || '/s/' + encodeURIComponent(s.id));
+export const shareLink = (s) => location.origin + (s.url || '/@s/' + encodeURIComponent(s.id));
 
 /** "2027-01-31T18:00" (the local time a datetime-local field shows) of an RFC 3339 time; "" for none. */
 function localInput(iso) {
@@ -38,7 +38,7 @@ export async function openShareForm({ files = [], share = null, folderPassword =
   const fields = [];
   if (!editing && (isAdmin() || can(PERM.customShareId))) {
     fields.push({ name: 'id', label: LABELS.id, type: 'string', value: '', placeholder: 'random',
-      help: 'The end of the link (/s/…). Leave empty for a random one; 3 to 64 letters, digits, _ and -.' });
+      help: 'The end of the link (/@s/…). Leave empty for a random one; 3 to 64 letters, digits, _ and -.' });
   }
   fields.push({ name: 'pwd', label: editing && share.has_password ? 'New password' : LABELS.pwd, type: 'password', value: '',
     help: editing && share.has_password ? 'Leave empty to keep the password. A new one ends the visits opened with the old one.'

@@ -33,12 +33,13 @@ export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase(
 /** The app's own pages (not folders): /@manage…, /@tasks, /@shares and /@search?… (search results, with their query). */
 export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@shares$|^\/@search(\?|$)/.test(path);
 
-/** A share link's page: /s/<id> and /s/<id>/<path inside the share> (served to anyone, no login). */
-export const isSharePage = (path) => /^\/s\/[^/]+/.test(path);
+/** A share link's page: /@s/<id> and /@s/<id>/<path inside the share> (served to anyone, no login). */
+export const isSharePage = (path) => /^\/@s\/[^/]+/.test(path);
 
 /** Goes to a virtual path (or "/@manage…", "/@tasks", "/@search?…"); the app listens for the event and renders. */
 export function navigate(path, { replace = false } = {}) {
-  const url = isAppPage(path) ? path : encodePath(path);
+  // (A share page's `@s` is the app's, kept as it is in the address; the rest is encoded as folder paths are.)
+  const url = isAppPage(path) ? path : encodePath(path).replace(/^\/%40s\//, '/@s/');
   if (replace) history.replaceState(null, '', url);
   else if (url !== location.pathname + location.search) history.pushState(null, '', url);
   window.dispatchEvent(new Event('panlist:route'));
