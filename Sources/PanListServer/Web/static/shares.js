@@ -71,7 +71,8 @@ export async function openShareForm({ files = [], share = null, folderPassword =
       const body = {
         allow_preview: v.allow_preview, allow_download: v.allow_download, readme: v.readme, remark: v.remark.trim(),
       };
-      if (editing) body.id = share.id;
+      // The version the form was made from: a share changed meanwhile is not overwritten (the server says so).
+      if (editing) { body.id = share.id; if (share.version) body.version = share.version; }
       else {
         body.files = files;
         if (folderPassword) body.folder_password = folderPassword;
