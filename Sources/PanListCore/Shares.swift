@@ -61,6 +61,12 @@ public struct Share: Sendable, Codable, Equatable {
 
     public var hasPassword: Bool { !password_hash.isEmpty }
 
+    /// Disabling ends the sessions and links handed out (a new nonce): enabling again does not bring them back.
+    public mutating func setDisabled(_ value: Bool) {
+        if value && !disabled { nonce = Self.newNonce() }
+        disabled = value
+    }
+
     public static func newNonce() -> String {
         var g = SystemRandomNumberGenerator()
         return (0..<2).map { _ in String(g.next(), radix: 16) }.joined(separator: "-")

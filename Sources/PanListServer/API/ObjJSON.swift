@@ -6,6 +6,9 @@ enum TimeFormat {
     /// `2006-01-02T15:04:05.000Z`
     static let rfc3339Length = 24
 
+    /// From unix milliseconds, as the store keeps times.
+    static func rfc3339(ms: Int64) -> String { rfc3339(Date(timeIntervalSince1970: Double(ms) / 1000)) }
+
     static func rfc3339(_ date: Date) -> String {
         String(unsafeUninitializedCapacity: rfc3339Length) { rfc3339(date, into: UnsafeMutableRawBufferPointer($0)) }
     }

@@ -14,17 +14,18 @@ struct DownloadRoutes: Sendable {
         for (prefix, proxy) in [("d", false), ("p", true)] {
             for method in [HTTPRequest.Method.get, .head] {
                 router.on(RouterPath("\(prefix)/**"), method: method) { req, ctx in
-                    do {
-                        return try await serve(req, ctx, prefix: prefix, proxy: proxy)
-                    } catch {
-                        let e = fsError(error)
-                        var r = APIResponse.json(Envelope<Null>(code: e.apiCode, message: e.message, data: nil), status: e.httpStatus)
-                        if req.method == .head { r.body = .init() }
-                        return r
-                    }
+                    do { return try await serve(req, ctx, prefix: prefix, proxy: proxy) } catch { return Self.failure(error, req) }
                 }
             }
         }
+    }
+
+    /// A download's error: its real HTTP status, with the JSON envelope as the body (none for HEAD).
+    static func failure(_ error: any Error, _ req: Request) -> Response {
+        let e = fsError(error)
+        var r = APIResponse.json(Envelope<Null>(code: e.apiCode, message: e.message, data: nil), status: e.httpStatus)
+        if req.method == .head { r.body = .init() }
+        return r
     }
 
     /// The virtual path of a download URL: percent-decoded once, then normalised (so `%2e%2e` is refused too).

@@ -248,7 +248,7 @@ extension ServerState {
         let lastDone = try await store.driverState(Self.indexLastDoneKey).flatMap { Int64($0) }
         return IndexProgressJSON(
             obj_count: try await store.indexCount(), is_done: !open,
-            last_done_time: lastDone.map { TimeFormat.rfc3339(Date(timeIntervalSince1970: Double($0) / 1000)) } ?? "",
+            last_done_time: lastDone.map { TimeFormat.rfc3339(ms: $0) } ?? "",
             error: latest.map { $0.taskState == .failed || $0.taskState == .errored ? $0.error : "" } ?? "",
             running: open, task_id: latest?.id ?? "", state: latest?.taskState.words ?? "",
             current: open ? latest?.current ?? "" : "", status: latest?.status ?? "")

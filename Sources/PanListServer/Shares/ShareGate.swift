@@ -25,6 +25,12 @@ struct ShareGate: Sendable {
 
     static let missing = "this share does not exist (the link is wrong, or its owner deleted it)"
 
+    /// Whether a user may make shares, and so whether their shares work: enabled, not the guest, an admin or
+    /// with the share permission.
+    static func mayShare(_ user: User) -> Bool {
+        !user.disabled && !user.isGuest && (user.isAdmin || user.permission.contains(.share))
+    }
+
     /// The share behind an id, if it opens now (else a clear error: missing, disabled, expired, used up, or
     /// its owner can no longer share it). `ignoreLimit`: a visitor who opened it already goes on when the open
     /// limit has been reached since.
@@ -39,9 +45,7 @@ struct ShareGate: Sendable {
     /// The creator and the items of a share (the share's own state not looked at).
     func opened(_ share: Share) async throws -> Opened {
         let unavailable = FSError.permissionDenied("this share is not available: its owner can no longer share these files")
-        guard let stored = try await state.store.user(id: share.creator_id) else { throw unavailable }
-        let creator = stored.user
-        guard !creator.disabled, !creator.isGuest, creator.isAdmin || creator.permission.contains(.share) else { throw unavailable }
+        guard let creator = try await state.store.user(id: share.creator_id)?.user, Self.mayShare(creator) else { throw unavailable }
         var visitor = creator
         visitor.role = .general
         visitor.permission = creator.isAdmin || creator.permission.contains(.accessWithoutPassword) ? [.accessWithoutPassword] : []
@@ -153,15 +157,21 @@ struct ShareGate: Sendable {
         return min(day, (share.expires_ms + 999) / 1000)
     }
 
+    /// What a session token signs, and what a `/sd` link's sign signs.
+    private static func sessionMessage(_ share: Share) -> String { "share-session\u{0}\(share.id)\u{0}\(passwordMark(share))" }
+    private static func linkMessage(_ share: Share, _ sharePath: String, _ mark: String) -> String {
+        "share-link\u{0}\(share.id)\u{0}\(passwordMark(share))\u{0}\(mark)\u{0}\(sharePath)"
+    }
+
     func sessionToken(_ share: Share, expire: Int64) -> String {
-        state.signer.sign(message: "share-session\u{0}\(share.id)\u{0}\(Self.passwordMark(share))", expire: expire)
+        state.signer.sign(message: Self.sessionMessage(share), expire: expire)
     }
 
     /// The session a visitor holds (from `auth`); its expiry.
     func verifySession(_ o: Opened, token: String?) throws(FSError) -> Int64 {
         guard let token, !token.isEmpty else { throw .unauthorized("open the share first (its password, if it has one)") }
         do {
-            return try state.signer.verify(path: "share-session\u{0}\(o.share.id)\u{0}\(Self.passwordMark(o.share))", sign: token)
+            return try state.signer.verify(path: Self.sessionMessage(o.share), sign: token)
         } catch {
             throw .unauthorized("this share's session has ended or its password changed: open the share again")
         }
@@ -170,10 +180,10 @@ struct ShareGate: Sendable {
     /// The sign of a `/sd` link to `sharePath`, valid as long as the session (and the folder password in
     /// `guard`, see `linkGuard`).
     func linkSign(_ share: Share, sharePath: String, guard mark: String, expire: Int64) -> String {
-        state.signer.sign(message: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(mark)\u{0}\(sharePath)", expire: expire)
+        state.signer.sign(message: Self.linkMessage(share, sharePath, mark), expire: expire)
     }
 
     func verifyLink(_ share: Share, sharePath: String, guard mark: String, sign: String) throws(FSError) {
-        try state.signer.verify(path: "share-link\u{0}\(share.id)\u{0}\(Self.passwordMark(share))\u{0}\(mark)\u{0}\(sharePath)", sign: sign)
+        try state.signer.verify(path: Self.linkMessage(share, sharePath, mark), sign: sign)
     }
 }

@@ -109,9 +109,7 @@ struct ShareRoutes: Sendable {
         for (route, disabled) in [("share/enable", false), ("share/disable", true)] {
             api.post(RouterPath(route)) { req, _ in
                 var (_, share) = try await ownerShare(req)
-                // Disabling ends the sessions and links handed out: enabling again does not bring them back.
-                if disabled && !share.disabled { share.nonce = Share.newNonce() }
-                share.disabled = disabled
+                share.setDisabled(disabled)
                 share.updated_ms = Self.nowMs()
                 try await save(share, resetAccessed: false)
                 share.version += 1
@@ -129,14 +127,7 @@ struct ShareRoutes: Sendable {
         for (prefix, proxy) in [("sd", false), ("sp", true)] {
             for method in [HTTPRequest.Method.get, .head] {
                 router.on(RouterPath("\(prefix)/:id/**"), method: method) { req, ctx in
-                    do {
-                        return try await download(req, ctx, prefix: prefix, proxy: proxy)
-                    } catch {
-                        let e = fsError(error)
-                        var r = APIResponse.json(Envelope<Null>(code: e.apiCode, message: e.message, data: nil), status: e.httpStatus)
-                        if req.method == .head { r.body = .init() }
-                        return r
-                    }
+                    do { return try await download(req, ctx, prefix: prefix, proxy: proxy) } catch { return DownloadRoutes.failure(error, req) }
                 }
             }
         }
@@ -150,7 +141,7 @@ struct ShareRoutes: Sendable {
     func sharer(_ req: Request) async throws -> User {
         let user = try await state.authenticate(req)
         if user.isGuest { throw FSError.unauthorized("log in to share files") }
-        guard user.isAdmin || user.permission.contains(.share) else {
+        guard ShareGate.mayShare(user) else {
             throw FSError.permissionDenied("permission denied: you may not share files (ask an admin for the share permission)")
         }
         return user
@@ -166,7 +157,7 @@ struct ShareRoutes: Sendable {
     func ownerShare(_ req: Request, body given: ShareRequest? = nil) async throws -> (User, Share) {
         let user = try await state.authenticate(req)
         if user.isGuest { throw FSError.unauthorized("log in to manage shares") }
-        var body = ShareRequest()
+        let body: ShareRequest
         if let given { body = given } else { body = try await decode(req) }
         guard let id = body.id, !id.isEmpty else { throw FSError.badRequest("id: which share") }
         guard ShareGate.validID(id), let share = try await state.store.share(id: id),
@@ -184,34 +175,33 @@ struct ShareRoutes: Sendable {
         let range = Paging.range(count: all.count, page: body.page ?? q.get("page", as: Int.self), perPage: body.per_page ?? q.get("per_page", as: Int.self))
         let slice = range.map { all[$0] } ?? all[...]
         var content: [ShareJSON] = []
-        var names: [Int: String] = [:]
-        for s in slice { content.append(try await json(s, names: &names)) }
+        var creators: [Int: User?] = [:]   // (an admin's list: each creator looked up once)
+        for s in slice {
+            if creators[s.creator_id] == nil { creators[s.creator_id] = .some(try await state.store.user(id: s.creator_id)?.user) }
+            content.append(json(s, creator: creators[s.creator_id] ?? nil))
+        }
         struct Page: Encodable { var content: [ShareJSON]; var total: Int }
         return APIResponse.ok(Page(content: content, total: all.count))
     }
 
     func json(_ share: Share) async throws -> ShareJSON {
-        var names: [Int: String] = [:]
-        return try await json(share, names: &names)
+        json(share, creator: try await state.store.user(id: share.creator_id)?.user)
     }
 
-    func json(_ s: Share, names: inout [Int: String]) async throws -> ShareJSON {
-        let creator = try await state.store.user(id: s.creator_id)?.user
-        names[s.creator_id] = creator?.username ?? ""
+    func json(_ s: Share, creator: User?) -> ShareJSON {
         var stateName = "active", message = ""
         if let closed = s.closedReason() {
             stateName = closed.rawValue; message = closed.message
-        } else if creator == nil || creator?.disabled == true || !(creator?.isAdmin == true || creator?.permission.contains(.share) == true) {
+        } else if creator.map(ShareGate.mayShare) != true {
             stateName = "unavailable"; message = "its owner can no longer share files"
         }
         let files = s.paths.map { p in creator.map { Access.userPath(p, for: $0) } ?? p }
         return ShareJSON(id: s.id, url: "/@s/" + s.id, files: files,
-                         expires: s.expires_ms > 0 ? TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.expires_ms) / 1000)) : "",
+                         expires: s.expires_ms > 0 ? TimeFormat.rfc3339(ms: s.expires_ms) : "",
                          has_password: s.hasPassword, max_accessed: s.max_accessed, accessed: s.accessed,
                          allow_preview: s.allow_preview, allow_download: s.allow_download, disabled: s.disabled,
                          readme: s.readme, header: s.header, remark: s.remark, creator: creator?.username ?? "", creator_id: s.creator_id,
-                         created: TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.created_ms) / 1000)),
-                         updated: TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.updated_ms) / 1000)),
+                         created: TimeFormat.rfc3339(ms: s.created_ms), updated: TimeFormat.rfc3339(ms: s.updated_ms),
                          state: stateName, state_message: message, version: s.version)
     }
 
@@ -254,7 +244,8 @@ struct ShareRoutes: Sendable {
                     old[r.path].map { Access.constantTimeEqual($0, ShareGate.proof(share: share.id, rulePath: r.path, password: r.password)) ? r.password : nil } ?? nil
                 }
                 try state.check(creator, .read, p, password: body.folderPassword ?? known, ip: ip)
-                _ = try await state.fs.get(p)
+                let (obj, _) = try await state.fs.get(p)
+                share.single_folder = paths.count == 1 && obj.isDir
                 if !creator.isAdmin && !creator.permission.contains(.accessWithoutPassword), let r = rules.passwordRule(for: p) {
                     proofs[r.path] = ShareGate.proof(share: share.id, rulePath: r.path, password: r.password)
                 }
@@ -262,8 +253,6 @@ struct ShareRoutes: Sendable {
             if paths != share.paths { share.nonce = Share.newNonce() }
             share.paths = paths
             share.proofs = proofs
-            share.single_folder = false
-            if paths.count == 1 { share.single_folder = try await state.fs.get(paths[0]).0.isDir }
         }
         if let pwd = body.pwd {
             guard pwd.utf8.count <= 256 else { throw FSError.badRequest("pwd: at most 256 bytes") }
@@ -279,19 +268,14 @@ struct ShareRoutes: Sendable {
         }
         if let v = body.allowPreview { share.allow_preview = v }
         if let v = body.allowDownload { share.allow_download = v }
-        if let v = body.disabled {
-            if v && !share.disabled { share.nonce = Share.newNonce() }
-            share.disabled = v
+        if let v = body.disabled { share.setDisabled(v) }
+        func text(_ name: String, _ value: String?, limit: Int) throws -> String? {
+            guard let value, value.utf8.count > limit else { return value }
+            throw FSError.badRequest("\(name): at most \(limit) bytes")
         }
-        for (name, value, limit) in [("readme", body.readme, Self.maxText), ("header", body.header, Self.maxText), ("remark", body.remark, 1024)] {
-            guard let value else { continue }
-            guard value.utf8.count <= limit else { throw FSError.badRequest("\(name): at most \(limit) bytes") }
-            switch name {
-            case "readme": share.readme = value
-            case "header": share.header = value
-            default: share.remark = value
-            }
-        }
+        if let t = try text("readme", body.readme, limit: Self.maxText) { share.readme = t }
+        if let t = try text("header", body.header, limit: Self.maxText) { share.header = t }
+        if let t = try text("remark", body.remark, limit: 1024) { share.remark = t }
     }
 
     func create(_ req: Request, _ ctx: AppContext) async throws -> Response {
@@ -319,9 +303,7 @@ struct ShareRoutes: Sendable {
         let body = try await decode(req)
         let (user, old) = try await ownerShare(req, body: body)
         var share = old
-        if let v = body.version, v != old.version {
-            throw FSError.conflict("the share was changed meanwhile (by its owner or an admin); load it again and retry")
-        }
+        if let v = body.version, v != old.version { throw Self.changedMeanwhile }
         var creator = user
         if share.creator_id != user.id {
             // An admin edits another's share: the items are checked against the creator's rights, not the admin's.
@@ -340,9 +322,11 @@ struct ShareRoutes: Sendable {
     func save(_ share: Share, resetAccessed: Bool) async throws {
         guard try await state.store.updateShare(share, resetAccessed: resetAccessed) else {
             if try await state.store.share(id: share.id) == nil { throw FSError.noSuchRecord(ShareGate.missing) }
-            throw FSError.conflict("the share was changed meanwhile (by its owner or an admin); load it again and retry")
+            throw Self.changedMeanwhile
         }
     }
+
+    static let changedMeanwhile = FSError.conflict("the share was changed meanwhile (by its owner or an admin); load it again and retry")
 
     // MARK: visitors
 
@@ -368,7 +352,7 @@ struct ShareRoutes: Sendable {
         if s.hasPassword { title = "Shared files" }
         return APIResponse.ok(ShareInfoJSON(
             id: s.id, title: title, has_password: s.hasPassword,
-            expires: s.expires_ms > 0 ? TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(s.expires_ms) / 1000)) : "",
+            expires: s.expires_ms > 0 ? TimeFormat.rfc3339(ms: s.expires_ms) : "",
             allow_preview: s.allow_preview, allow_download: s.allow_download, items: o.items.count,
             is_dir: o.singleFolder != nil || o.items.count > 1))
     }
@@ -386,10 +370,9 @@ struct ShareRoutes: Sendable {
             let keys = [LoginLimiter.Key(kind: .folderPassword, name: "s\(LoginLimiter.addressKey(ctx.clientIP)) \(s.id)", limit: limiter.userAddressLimit),
                         LoginLimiter.Key(kind: .folderPassword, name: "S \(s.id)", limit: limiter.addressLimit)]
             let attempt = try limiter.begin(keys)
-            let pw = body.password ?? ""
             var right = false
-            if !pw.isEmpty && pw.utf8.count <= 256 {
-                right = await Passwords.verifyAsync(staticHash: Passwords.staticHash(pw), hash: s.password_hash, salt: s.password_salt)
+            if given.utf8.count <= 256 {
+                right = await Passwords.verifyAsync(staticHash: Passwords.staticHash(given), hash: s.password_hash, salt: s.password_salt)
             }
             if !right {
                 state.logger.warning("wrong share password for \(s.id) from \(ctx.clientIP)")
@@ -397,7 +380,7 @@ struct ShareRoutes: Sendable {
                 await state.countFailures(attempt.keys, locallyReached: reached, unit: "failed attempts") { k in
                     k.name.hasPrefix("S ") ? "every password attempt on share \(s.id)" : "share password attempts from \(ctx.clientIP) on \(s.id)"
                 }
-                throw FSError.permissionDenied(pw.isEmpty ? "this share needs its password" : "the share's password is wrong")
+                throw FSError.permissionDenied("the share's password is wrong")
             }
             limiter.end(attempt, .neither)
         }
@@ -409,7 +392,7 @@ struct ShareRoutes: Sendable {
         let expire = ShareGate.sessionExpiry(s)
         struct Session: Encodable { var token: String; var expires: String }
         return APIResponse.ok(Session(token: gate.sessionToken(s, expire: expire),
-                                      expires: TimeFormat.rfc3339(Date(timeIntervalSince1970: Double(expire)))))
+                                      expires: TimeFormat.rfc3339(ms: expire * 1000)))
     }
 
     /// A visitor's request: the share open (a session, once opened, outlives the open limit being reached),
