@@ -67,6 +67,8 @@ export function initBrowse() {
   $('#batch-copy').addEventListener('click', () => transfer('copy', [...view.selected]));
   $('#batch-delete').addEventListener('click', () => remove([...view.selected]));
   $('#batch-share').addEventListener('click', () => share([...view.selected]));
+  $('#batch-zip').addEventListener('click', () => downloadZip([...view.selected]));
+  $('#zip-folder').addEventListener('click', () => downloadZip([]));
   $('#batch-clear').addEventListener('click', () => { view.selected.clear(); syncChecks(); });
   $('#show-more').addEventListener('click', renderMore);
   $('#listing').addEventListener('click', onListingClick);
@@ -254,6 +256,7 @@ function applyView() {
   $('#new-folder').hidden = !view.write || !can(PERM.write);
   $('#upload-label').hidden = !view.write || !can(PERM.write);
   $('#offline-download').hidden = !view.write || !can(PERM.offline);
+  $('#zip-folder').hidden = !!view.error || !view.items.length;
 
   view.shown = sortedItems();
   view.rendered = 0;
@@ -355,6 +358,8 @@ function makeEntry(item) {
       h('a', { class: 'icon-btn', href: fallbackLink(item, path), download: item.name, rel: 'noopener',
         dataset: { testid: 'download', action: 'download' }, title: 'Download', 'aria-label': 'Download ' + item.name }, icon('download')),
       actionButton('copy-link', 'Copy link', item.name));
+  } else {
+    actions.append(actionButton('zip', 'Download as ZIP', item.name));
   }
   // A storage's mount point, and a folder that exists only because a storage is mounted below it, stay
   // where they are: the server refuses to rename, move or delete them (Manage → Storages changes them).
@@ -429,7 +434,7 @@ function updateBatch() {
   const n = view.selected.size;
   $('#batch-bar').hidden = !view.items.length || !!view.error;
   $('#batch-count').textContent = n ? `${n} selected` : '';
-  for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-share', '#batch-clear']) $(id).hidden = n === 0;
+  for (const id of ['#batch-move', '#batch-copy', '#batch-delete', '#batch-share', '#batch-zip', '#batch-clear']) $(id).hidden = n === 0;
   $('#batch-share').hidden ||= !canShare();
   $('#batch-move').hidden ||= !can(PERM.move);
   $('#batch-copy').hidden ||= !can(PERM.copy);
@@ -478,6 +483,7 @@ function onListingClick(e) {
     case 'copy': transfer('copy', [item.name]); break;
     case 'delete': remove([item.name]); break;
     case 'share': share([item.name]); break;
+    case 'zip': downloadZip([item.name]); break;
   }
 }
 
@@ -641,6 +647,23 @@ async function remove(names) {
 }
 
 /** Makes a share link of entries of this folder (the share form, then its link). */
+/**
+ * Downloads folders and files as one ZIP (`names`: items of this folder; none: the whole folder). The server
+ * checks the request and answers with a signed link; the browser fetches it as an ordinary download, which
+ * the server writes while it reads the files (no waiting for a file to be built).
+ */
+async function downloadZip(names) {
+  let r;
+  try {
+    r = await api('/fs/zip', { dir: view.path, names, password: passwordFor(view.path) });
+  } catch (err) { showError(err.message); return; }
+  const a = h('a', { href: r.url, download: r.name, hidden: true, dataset: { testid: 'zip-link' } });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => a.remove(), 60_000);
+  toast(`Downloading ${r.name}`);
+}
+
 async function share(names) {
   if (!names.length) return;
   const files = names.map(n => joinPath(view.path, n));
