@@ -30,8 +30,13 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
-        // zlib's CRC-32 (Debian's zlib1g-dev; already linked by the binaries through Foundation).
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // zlib's CRC-32 (Debian's zlib1g-dev; already linked by the binaries through Foundation). No pkgConfig: the
+        // -L of the system's zlib.pc would come before scripts/build-binary's folder of static archives.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // Debian's libarchive (libarchive-dev), for browsing inside archives and extracting them. pkgConfig gives the
+        // dynamic link; scripts/build-binary points PKG_CONFIG_PATH at a libarchive.pc of its own for the static one.
+        .systemLibrary(name: "CArchive", path: "Sources/CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .target(name: "PanListArchive", dependencies: ["CArchive"]),
         .target(name: "PanListCore", dependencies: [
             "CZlib",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -60,7 +65,7 @@ let package = Package(
             .product(name: "_NIOFileSystem", package: "swift-nio"),
         ]),
         .target(name: "PanListServer", dependencies: [
-            "PanListCore", "PanListStore",
+            "PanListCore", "PanListStore", "PanListArchive",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
@@ -126,6 +131,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        .testTarget(name: "PanListArchiveTests", dependencies: ["PanListArchive"]),
         .testTarget(name: "Open123EmulatorTests", dependencies: [
             "Open123Emulator",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -6,6 +6,9 @@ public enum Action: Sendable, Equatable {
     case replace
     /// WebDAV access (Alist's bit 8) and WebDAV changes (bit 9), checked on top of the operation's own bit.
     case davRead, davManage
+    /// Browsing inside an archive and downloading its members (bit 12); extracting one into a folder (bit 13,
+    /// checked with `.write` on the destination).
+    case readArchive, decompress
     var permission: Permission? {
         switch self {
         case .read: return nil
@@ -16,6 +19,8 @@ public enum Action: Sendable, Equatable {
         case .move: return .move
         case .copy: return .copy
         case .remove: return .remove
+        case .readArchive: return .readArchives
+        case .decompress: return .decompress
         }
     }
     var verb: String {
@@ -30,6 +35,8 @@ public enum Action: Sendable, Equatable {
         case .refresh: "refresh"
         case .davRead: "use WebDAV in"
         case .davManage: "change files over WebDAV in"
+        case .readArchive: "look inside archives in"
+        case .decompress: "extract archives in"
         }
     }
 }

@@ -85,6 +85,9 @@ public struct Permission: OptionSet, Sendable, Hashable {
     public static let remove = Permission(rawValue: 1 << 7)
     public static let webdavRead = Permission(rawValue: 1 << 8)
     public static let webdavManage = Permission(rawValue: 1 << 9)
+    /// OpenList's bits 12 and 13: browsing inside archives (and downloading their members), and extracting them.
+    public static let readArchives = Permission(rawValue: 1 << 12)
+    public static let decompress = Permission(rawValue: 1 << 13)
     /// OpenList's bits 14 and 15: making share links, and choosing their ids.
     public static let share = Permission(rawValue: 1 << 14)
     public static let customShareID = Permission(rawValue: 1 << 15)

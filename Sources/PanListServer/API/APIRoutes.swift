@@ -18,6 +18,7 @@ struct APIRoutes: Sendable {
         addSearchRoutes(to: api)
         ShareRoutes(state: state).register(api: api, router: router)
         ZipRoutes(state: state).register(api: api, router: router)
+        ArchiveRoutes(state: state).register(api: api, router: router)
         // Anything else under /api answers with the envelope too.
         for method in [HTTPRequest.Method.get, .post, .put, .delete] {
             api.on("**", method: method) { req, _ -> Response in

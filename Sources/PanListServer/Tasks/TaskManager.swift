@@ -237,7 +237,8 @@ actor TaskManager {
             // Handed back by `stop` (releaseTasks).
             return
         case (.success, _):
-            progress.status = "done"
+            // A run's own closing words ("done; 2 kept") stay.
+            if !progress.status.hasPrefix("done") { progress.status = "done" }
             progress.current = ""
             (state, error, delay, counted) = (.succeeded, "", 0, false)
         case (_, .cancel?):

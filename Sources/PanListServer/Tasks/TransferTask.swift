@@ -30,6 +30,7 @@ extension ServerState {
         await tasks.register(offlineDownloadKind())
         await tasks.register(offlineTransferKind())
         await tasks.register(indexKind())
+        await tasks.register(decompressKind())
         await sweepTaskSpool()
         await sweepOfflineFolders()
         await tasks.start()

@@ -12,7 +12,7 @@ export const state = {
 export const ROLE_GUEST = 1;
 export const ROLE_ADMIN = 2;
 // Alist permission bits (docs/API.md, Authentication).
-export const PERM = { offline: 2, write: 3, rename: 4, move: 5, copy: 6, remove: 7, share: 14, customShareId: 15 };
+export const PERM = { offline: 2, write: 3, rename: 4, move: 5, copy: 6, remove: 7, readArchives: 12, decompress: 13, share: 14, customShareId: 15 };
 
 export const isAdmin = () => !!state.me && state.me.role === ROLE_ADMIN;
 

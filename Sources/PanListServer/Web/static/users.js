@@ -17,6 +17,8 @@ export const BITS = [
   [7, 'Delete', ''],
   [8, 'WebDAV read', 'Use WebDAV at /dav with this user name and password.'],
   [9, 'WebDAV manage', 'Change files over WebDAV (with the bits above).'],
+  [12, 'Read archives', 'Look inside zip, 7z, rar, tar and iso files and download single files from them.'],
+  [13, 'Extract archives', 'Extract an archive into a folder this user may write to.'],
   [14, 'Share', 'Make share links to files and folders this user may read.'],
   [15, 'Custom share id', 'Choose the id in a share link instead of a random one.'],
 ];

@@ -1,0 +1,5 @@
+#ifndef PANLIST_CARCHIVE_SHIM_H
+#define PANLIST_CARCHIVE_SHIM_H
+#include <archive.h>
+#include <archive_entry.h>
+#endif
