@@ -94,16 +94,21 @@ struct ArchiveRoutes: Sendable {
             var isDir: Bool
             var modified: String
             var sign: String
-            enum CodingKeys: String, CodingKey { case name, size, modified, sign, isDir = "is_dir" }
+            /// Alist's file type (1 folder, 2 video, 3 audio, 4 text, 5 image, 0 other), as in fs/list.
+            var type: Int
+            enum CodingKeys: String, CodingKey { case name, size, modified, sign, type, isDir = "is_dir" }
         }
+        let types = state.fileTypes
         let expire = Int64(Date().timeIntervalSince1970) + Self.linkLifetime
         let items = entries.map { e in
             Item(name: e.name, size: e.size, isDir: e.isDir, modified: TimeFormat.rfc3339(e.modified ?? archive.modified),
-                 sign: e.isDir ? "" : state.signer.sign(message: Self.signMessage(path, inner.isEmpty ? e.name : inner + "/" + e.name), expire: expire))
+                 sign: e.isDir ? "" : state.signer.sign(message: Self.signMessage(path, inner.isEmpty ? e.name : inner + "/" + e.name), expire: expire),
+                 type: types.type(of: Obj(id: "", path: "", name: e.name, size: e.size, modified: Date(), isDir: e.isDir)))
         }
         let page = Paging.range(count: items.count, page: ask.page, perPage: ask.perPage).map { Array(items[$0]) } ?? items
-        struct Page: Encodable { var content: [Item]; var total: Int }
-        return APIResponse.ok(Page(content: page, total: items.count))
+        /// `encrypted`: some files need the archive's password (a zip lists its names without it).
+        struct Page: Encodable { var content: [Item]; var total: Int; var encrypted: Bool }
+        return APIResponse.ok(Page(content: page, total: items.count, encrypted: members.contains { $0.isEncrypted }))
     }
 
     /// How long a member's link from a listing works.

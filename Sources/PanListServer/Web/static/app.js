@@ -12,10 +12,11 @@ import { initTasks, showTasks, showTasksToGuest, hideTasks, followTasks } from '
 import { initSearch, showSearch, hideSearch, updateSearchBox } from './search.js';
 import { initShares, showShares, hideShares } from './shares.js';
 import { showShare, hideShare } from './share.js';
+import { showArchive, hideArchive, loadArchiveExtensions } from './archive.js';
 import { uploadsBusy } from './upload.js';
 import { fillIcons } from './icons.js';
 
-const VIEWS = ['login-view', 'browse-view', 'search-view', 'manage-view', 'tasks-view', 'shares-view', 'share-view'];
+const VIEWS = ['login-view', 'browse-view', 'search-view', 'manage-view', 'tasks-view', 'shares-view', 'share-view', 'archive-view'];
 function showView(id) { for (const v of VIEWS) $('#' + v).hidden = v !== id; }
 
 /** Loads /api/public/settings and applies title, announcement, colour, logo and favicon. */
@@ -100,6 +101,15 @@ function route() {
   if (path !== '/@tasks') hideTasks();
   if (path !== '/@search') hideSearch();
   if (path !== '/@shares') hideShares();
+  if (path !== '/@archive') hideArchive();
+  if (path === '/@archive') {
+    hideBrowse();
+    clearError();
+    showView('archive-view');
+    updateHeader();
+    loadArchiveExtensions().then(showArchive);
+    return;
+  }
   if (path === '/@shares') {
     hideBrowse();
     clearError();

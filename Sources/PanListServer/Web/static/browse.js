@@ -7,12 +7,13 @@ import { $, h, clear, joinPath, parentPath, baseName, encodePath, signParam, for
 import { state, can, canShare, PERM, navigate, internalLink, absolutePath, getObject, readText,
          passwordFor, rememberPassword, forgetPassword, isPasswordError } from './state.js';
 import { promptText, confirmDialog, pickFolder, chooseOption, noticeWithLink } from './dialogs.js';
-import { openPreview, kindOf, downloadFile, copyLink } from './preview.js';
+import { openPreview, kindOf, downloadFile, copyLink, KIND_ICONS } from './preview.js';
 import { renderMarkdown } from './markdown.js';
 import { icon } from './icons.js';
 import { initUploads } from './upload.js';
 import { openRecordForm } from './forms.js';
 import { openShareForm } from './shares.js';
+import { isArchive, archivePage, loadArchiveExtensions } from './archive.js';
 
 const PAGE = 200;
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
@@ -43,6 +44,7 @@ const view = {
 let observer = null;
 
 export function initBrowse() {
+  loadArchiveExtensions();
   $('#refresh').addEventListener('click', () => load(view.path, { refresh: view.write, quiet: true }));
   $('#new-folder').addEventListener('click', newFolder);
   $('#offline-download').addEventListener('click', offlineDownload);
@@ -313,7 +315,7 @@ function renderMore() {
   if (observer && left > 0) { observer.unobserve($('#more')); observer.observe($('#more')); }
 }
 
-const ICONS = { folder: 'folder', image: 'image', video: 'video', audio: 'audio', text: 'text', markdown: 'text', pdf: 'text', other: 'file' };
+const ICONS = KIND_ICONS;
 
 function actionButton(action, label, name) {
   return h('button', { type: 'button', class: 'icon-btn', dataset: { testid: action, action },
@@ -490,6 +492,7 @@ function onListingClick(e) {
 function open(item) {
   if (!item) return;
   if (item.is_dir) navigate(joinPath(view.path, item.name));
+  else if (isArchive(item)) navigate(archivePage(joinPath(view.path, item.name)));
   else openPreview(item, view.path, view.shown);
 }
 

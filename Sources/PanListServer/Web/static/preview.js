@@ -14,6 +14,9 @@ const TEXT_EXT = new Set(('txt log csv tsv json jsonc yaml yml toml ini conf cfg
   'gitignore gitattributes dockerfile makefile properties bat cmd ps1 vue gradle cmake nfo').split(' '));
 const TEXT_LIMIT = 1024 * 1024;   // bytes of a text file shown (a Range request reads no more)
 
+/** The icon of each kind of entry (file lists, search results, share pages, archives). */
+export const KIND_ICONS = { folder: 'folder', image: 'image', video: 'video', audio: 'audio', text: 'text', markdown: 'text', pdf: 'text', other: 'file' };
+
 /** How a file is previewed: image, video, audio, markdown, text, pdf or other. */
 export function kindOf(item) {
   if (item.is_dir) return 'folder';

@@ -8,14 +8,14 @@
 import { api } from './api.js';
 import { state, isAdmin, navigate, passwordFor } from './state.js';
 import { $, h, clear, normPath, joinPath, baseName, encodePath, formatSize, formatDate } from './util.js';
-import { kindOf } from './preview.js';
+import { kindOf, KIND_ICONS } from './preview.js';
 import { revealInFolder } from './browse.js';
 import { icon } from './icons.js';
 
 const PER_PAGE = 50;
 // The scope words in the URL, and the numbers the API takes (0 all, 1 folders, 2 files).
 const SCOPES = { all: 0, folders: 1, files: 2 };
-const ICONS = { folder: 'folder', image: 'image', video: 'video', audio: 'audio', text: 'text', markdown: 'text', pdf: 'text', other: 'file' };
+const ICONS = KIND_ICONS;
 const plural = (n, one, many = one + 's') => `${n.toLocaleString()} ${n === 1 ? one : many}`;
 const folderWords = (p) => (p === '/' ? 'Home' : baseName(p));
 

@@ -10,13 +10,13 @@ import { api } from './api.js';
 import { state, navigate, internalLink, isPasswordError } from './state.js';
 import { $, h, clear, splitPath, joinPath, parentPath, baseName, encodePath, signParam, formatSize, formatDate,
          downloadTarget, toast } from './util.js';
-import { openPreview, kindOf } from './preview.js';
+import { openPreview, kindOf, KIND_ICONS } from './preview.js';
 import { promptText } from './dialogs.js';
 import { renderMarkdown } from './markdown.js';
 import { icon } from './icons.js';
 import { showFieldError, clearFormErrors } from './forms.js';
 
-const ICONS = { folder: 'folder', image: 'image', video: 'video', audio: 'audio', text: 'text', markdown: 'text', pdf: 'text', other: 'file' };
+const ICONS = KIND_ICONS;
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
 
 const view = {

@@ -31,7 +31,7 @@ export const canShare = () => !!state.me && state.me.role !== ROLE_GUEST && can(
 export const settingOn = (key) => String(state.settings[key] ?? '').toLowerCase() === 'true';
 
 /** The app's own pages (not folders): /@manage…, /@tasks, /@shares and /@search?… (search results, with their query). */
-export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@shares$|^\/@search(\?|$)/.test(path);
+export const isAppPage = (path) => /^\/@manage(\/|$)|^\/@tasks$|^\/@shares$|^\/@search(\?|$)|^\/@archive(\?|$)/.test(path);
 
 /** A share link's page: /@s/<id> and /@s/<id>/<path inside the share> (served to anyone, no login). */
 export const isSharePage = (path) => /^\/@s\/[^/]+/.test(path);
