@@ -58,12 +58,13 @@ public final class FileArchiveSource: ArchiveSource {
     }
 }
 
-/// A remote archive read through a caller-supplied fetch (an HTTP Range request, say), in aligned
-/// blocks, keeping the few most recently used blocks in memory.
+/// A remote archive read through a caller-supplied fetch (an HTTP Range request, say), keeping the few
+/// most recently fetched pieces in memory.
 ///
-/// Memory is bounded by `blockSize * maxCachedBlocks`. A read never fetches more than the one block
-/// holding its offset (it may return fewer bytes than asked, up to the block's end), so listing a
-/// zip costs only the blocks holding its central directory and the local headers libarchive visits.
+/// A read that misses fetches `blockSize` bytes (aligned) when it jumps somewhere new: a zip's central
+/// directory and its local headers cost a small piece each. Reads that go on where the previous fetch
+/// ended (a member extracted from start to end) fetch twice as much each time, up to `maxRunSize`, so a
+/// long read takes few requests. Memory is bounded by `maxRunSize * maxCachedBlocks`.
 public final class BlockCachedSource: ArchiveSource {
     /// Fetches `length` bytes at `offset`; must return exactly that many (the source never asks
     /// past its end). Called without any lock held, possibly from several threads at once.
@@ -71,24 +72,30 @@ public final class BlockCachedSource: ArchiveSource {
 
     public let size: Int64
     public let blockSize: Int
+    public let maxRunSize: Int
     public let maxCachedBlocks: Int
     private let fetch: Fetch
 
     private struct State {
-        /// Least recently used first.
-        var blocks: [(index: Int64, bytes: [UInt8])] = []
+        /// Pieces fetched, least recently used first.
+        var pieces: [(offset: Int64, bytes: [UInt8])] = []
         var bytesFetched: Int64 = 0
         var fetches: Int = 0
+        /// Where the last fetch ended and how long it was (sequential reads grow).
+        var lastEnd: Int64 = -1
+        var lastLength = 0
     }
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - size: the archive's size (from a HEAD request or the listing that found it).
-    ///   - blockSize: bytes per fetch, default 256 KiB.
-    ///   - maxCachedBlocks: blocks kept (LRU), default 8 (2 MiB with the default block size).
-    public init(size: Int64, blockSize: Int = 256 * 1024, maxCachedBlocks: Int = 8, fetch: @escaping Fetch) {
+    ///   - blockSize: bytes of a fetch at a new place, default 16 KiB.
+    ///   - maxRunSize: the largest fetch of a sequential read, default 1 MiB.
+    ///   - maxCachedBlocks: pieces kept (LRU), default 8.
+    public init(size: Int64, blockSize: Int = 16 * 1024, maxRunSize: Int = 1 << 20, maxCachedBlocks: Int = 8, fetch: @escaping Fetch) {
         self.size = max(0, size)
         self.blockSize = max(4096, blockSize)
+        self.maxRunSize = max(self.blockSize, maxRunSize)
         self.maxCachedBlocks = max(1, maxCachedBlocks)
         self.fetch = fetch
     }
@@ -100,42 +107,47 @@ public final class BlockCachedSource: ArchiveSource {
 
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         guard offset >= 0, offset < size, buffer.count > 0 else { return 0 }
-        let index = offset / Int64(blockSize)
-        let block = try self.block(index)
-        let start = Int(offset - index * Int64(blockSize))
-        let n = min(buffer.count, block.count - start)
+        let (start, piece) = try self.piece(holding: offset)
+        let at = Int(offset - start)
+        let n = min(buffer.count, piece.count - at)
         guard n > 0 else { return 0 }
-        block.withUnsafeBytes { bytes in
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[start..<(start + n)]))
+        piece.withUnsafeBytes { bytes in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
         }
         return n
     }
 
-    private func block(_ index: Int64) throws -> [UInt8] {
-        let cached: [UInt8]? = state.withLock { s in
-            guard let i = s.blocks.firstIndex(where: { $0.index == index }) else { return nil }
-            let entry = s.blocks.remove(at: i)
-            s.blocks.append(entry)
-            return entry.bytes
+    private func piece(holding offset: Int64) throws -> (Int64, [UInt8]) {
+        let (cached, want, from): ((Int64, [UInt8])?, Int, Int64) = state.withLock { s in
+            if let i = s.pieces.firstIndex(where: { offset >= $0.offset && offset < $0.offset + Int64($0.bytes.count) }) {
+                let entry = s.pieces.remove(at: i)
+                s.pieces.append(entry)
+                return ((entry.offset, entry.bytes), 0, 0)
+            }
+            // Going on from the last fetch: twice its length (up to the maximum); else a block at a new place.
+            if offset == s.lastEnd {
+                return (nil, min(maxRunSize, max(blockSize, s.lastLength * 2)), offset)
+            }
+            let aligned = offset / Int64(blockSize) * Int64(blockSize)
+            return (nil, blockSize, aligned)
         }
         if let cached { return cached }
-
-        let offset = index * Int64(blockSize)
-        let length = Int(min(Int64(blockSize), size - offset))
+        let length = Int(min(Int64(want), size - from))
         // Fetched outside the lock: a slow request must not hold up other readers' cache hits.
-        // Two readers missing the same block both fetch it; that is rare and harmless.
-        let bytes = try fetch(offset, length)
+        // Two readers missing the same piece both fetch it; that is rare and harmless.
+        let bytes = try fetch(from, length)
         guard bytes.count >= length else {
-            throw ArchiveSourceError("short fetch: asked \(length) bytes at \(offset), got \(bytes.count)")
+            throw ArchiveSourceError("short fetch: asked \(length) bytes at \(from), got \(bytes.count)")
         }
-        let block = bytes.count == length ? bytes : Array(bytes[0..<length])
+        let piece = bytes.count == length ? bytes : Array(bytes[0..<length])
         state.withLock { s in
             s.fetches += 1
-            s.bytesFetched += Int64(bytes.count)
-            s.blocks.removeAll { $0.index == index }
-            s.blocks.append((index, block))
-            if s.blocks.count > maxCachedBlocks { s.blocks.removeFirst(s.blocks.count - maxCachedBlocks) }
+            s.bytesFetched += Int64(piece.count)
+            s.lastEnd = from + Int64(piece.count)
+            s.lastLength = piece.count
+            s.pieces.append((from, piece))
+            if s.pieces.count > maxCachedBlocks { s.pieces.removeFirst(s.pieces.count - maxCachedBlocks) }
         }
-        return block
+        return (from, piece)
     }
 }

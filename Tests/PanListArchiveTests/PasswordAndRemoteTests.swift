@@ -123,6 +123,27 @@ import Testing
         #expect(try buffer.withUnsafeMutableBytes { try source.read(at: 10_000, into: $0) } == 0)
     }
 
+    /// Reads that go on where the last fetch ended fetch more each time (a member extracted from a cloud
+    /// takes few requests); a jump starts small again.
+    @Test func sequentialReadsGrow() throws {
+        let data = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let source = BlockCachedSource(size: Int64(data.count), blockSize: 4096, maxRunSize: 32768, maxCachedBlocks: 2) { offset, length in
+            Array(data[Int(offset)..<Int(offset) + length])
+        }
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1000)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try source.read(at: Int64(got.count), into: $0) }
+            if n == 0 { break }
+            got += buffer[0..<n]
+        }
+        #expect(got == data)
+        // 4 + 8 + 16 + 32 + 32 KiB, then the rest: 6 fetches where 4 KiB blocks would take 25.
+        #expect(source.fetches == 6 && source.bytesFetched == 100_000)
+        _ = try buffer.withUnsafeMutableBytes { try source.read(at: 10, into: $0) }
+        #expect(source.bytesFetched == 100_000 + 4096)
+    }
+
     @Test func sourceErrorsAreReported() throws {
         struct Offline: Error {}
         let dir = try TempDir()

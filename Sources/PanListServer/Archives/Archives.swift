@@ -45,7 +45,7 @@ struct Archives: Sendable {
                 guard case .url(let u, let h, _) = fresh else { throw FSError.upstream(code: 1, message: "the storage gave no URL for \(obj.name)") }
                 return (u, h)
             }
-            return (BlockCachedSource(size: obj.size, blockSize: 256 << 10, maxCachedBlocks: 8) { offset, length in
+            return (BlockCachedSource(size: obj.size) { offset, length in
                 try remote.fetch(offset: offset, length: length)
             }, obj)
         }
