@@ -10,9 +10,11 @@
 # binary needs no newer glibc than the runtime has.
 FROM swift:6.3-bookworm AS build
 # libxml2-dev and libicu-dev hold the static libxml2.a, libicuuc.a and libicudata.a that
-# scripts/build-binary links in; binutils gives strip.
+# scripts/build-binary links in, libarchive-dev and the -dev packages after it libarchive.a and the
+# compression libraries it needs; binutils gives strip.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libxml2-dev libicu-dev liblzma-dev zlib1g-dev binutils \
+       libarchive-dev nettle-dev libacl1-dev libzstd-dev liblz4-dev libbz2-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
