@@ -21,6 +21,7 @@ public enum ArchivePath {
         let slashed = raw.replacingBackslashes()
         if slashed.hasPrefix("/") { return .unsafe(reason: "has an absolute path") }
         let parts = slashed.split(separator: "/", omittingEmptySubsequences: true)
+        if slashed.utf8.count > 4096 || parts.count > 256 { return .unsafe(reason: "has a path longer than 4,096 bytes or 256 levels") }
         if let first = parts.first, first.count >= 2, first.utf8.dropFirst().first == UInt8(ascii: ":"),
            let c = first.utf8.first, (c | 0x20) >= UInt8(ascii: "a"), (c | 0x20) <= UInt8(ascii: "z") {
             return .unsafe(reason: "has a drive letter")

@@ -213,7 +213,8 @@ struct EntryInfo {
         declaredSize = archive_entry_size_is_set(entry) != 0 ? archive_entry_size(entry) : nil
         if archive_entry_mtime_is_set(entry) != 0 {
             let seconds = Double(archive_entry_mtime(entry)) + Double(archive_entry_mtime_nsec(entry)) / 1e9
-            modified = Date(timeIntervalSince1970: seconds)
+            // Years 1 to 9999 only: a tar may carry any 64-bit time, which later formatting cannot hold.
+            modified = seconds >= -62_135_596_800 && seconds <= 253_402_300_799 ? Date(timeIntervalSince1970: seconds) : nil
         } else {
             modified = nil
         }

@@ -31,7 +31,7 @@ public enum ZipStream {
         var nameBytes: [UInt8] { Array(name.utf8) }
         var unixTime: UInt32? {
             let t = modified.timeIntervalSince1970
-            return t >= 0 && t < 4_294_967_295 ? UInt32(t) : nil
+            return t >= 0 && t < 2_147_483_648 ? UInt32(t) : nil   // the field is read as signed
         }
 
         var localHeaderLength: Int { 30 + name.utf8.count + (bigSize ? 20 : 0) + (unixTime != nil ? 9 : 0) }

@@ -196,6 +196,7 @@ struct ZipRoutes: Sendable {
             if out.count >= Self.maxEntries {
                 throw FSError.tooLarge("more than \(Self.maxEntries) files and folders: download smaller parts of it")
             }
+            guard name.utf8.count < 65_000 else { throw FSError.badRequest("a path in it is too long for a ZIP: download a deeper folder") }
             if o.isDir {
                 out.append(Planned(entry: .init(name: name + "/", size: 0, modified: o.modified, isDir: true), source: nil))
                 let children = try await visibleChildren(of: path)
