@@ -131,20 +131,14 @@ final class RemoteRanges: Sendable {
     }
 
     func fetch(offset: Int64, length: Int) throws -> [UInt8] {
-        let done = DispatchSemaphore(value: 0)
-        let result = NIOLockedValueBox<Result<[UInt8], any Error>?>(nil)
-        let task = Task {
-            let r: Result<[UInt8], any Error>
-            do { r = .success(try await self.get(offset: offset, length: length)) } catch { r = .failure(error) }
-            result.withLockedValue { $0 = r }
-            done.signal()
-        }
-        if done.wait(timeout: .now() + 120) == .timedOut {
-            task.cancel()
-            throw ArchiveSourceError("the cloud did not send a part of the archive within 2 minutes")
-        }
-        guard let r = result.withLockedValue({ $0 }) else { throw ArchiveSourceError("a Range request ended without an answer") }
-        do { return try r.get() } catch {
+        do {
+            return try Blocking.wait(timeout: .seconds(120),
+                                     timedOut: ArchiveSourceError("the cloud did not send a part of the archive within 2 minutes")) {
+                try await self.get(offset: offset, length: length)
+            }
+        } catch let e as ArchiveSourceError {
+            throw e
+        } catch {
             // Carried through libarchive as its read error, with this message.
             throw ArchiveSourceError(FSError.from(error).message)
         }

@@ -148,16 +148,22 @@ extension ServerState {
 /// Runs async work from a thread of `Archives.pool` and waits for it (the pool's threads are not the
 /// cooperative ones the work runs on).
 enum Blocking {
-    static func wait<R: Sendable>(_ work: @escaping @Sendable () async throws -> R) throws -> R {
+    /// `timeout`: the work is cancelled and `timedOut` thrown when it takes longer.
+    static func wait<R: Sendable>(timeout: DispatchTimeInterval? = nil, timedOut: @autoclosure () -> any Error = FSError.internalError("timed out"),
+                                  _ work: @escaping @Sendable () async throws -> R) throws -> R {
         let done = DispatchSemaphore(value: 0)
         let result = NIOLockedValueBox<Result<R, any Error>?>(nil)
-        Task {
+        let task = Task {
             let r: Result<R, any Error>
             do { r = .success(try await work()) } catch { r = .failure(error) }
             result.withLockedValue { $0 = r }
             done.signal()
         }
-        done.wait()
+        if let timeout {
+            if done.wait(timeout: .now() + timeout) == .timedOut { task.cancel(); throw timedOut() }
+        } else {
+            done.wait()
+        }
         guard let r = result.withLockedValue({ $0 }) else { throw FSError.internalError("a step of the extraction ended without an answer") }
         return try r.get()
     }
