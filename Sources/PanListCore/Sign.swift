@@ -50,25 +50,13 @@ public struct Signer: Sendable {
         return "\(Self.base64URL(Array(mac))):\(expire)"
     }
 
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-
     /// Padded base64 with the URL-safe alphabet (as Go's `base64.URLEncoding`).
-    static func base64URL(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i + 2 < bytes.count {
-            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
-            i += 3
-        }
-        let rest = bytes.count - i
-        if rest > 0 {
-            let n = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)]]
-            out += rest == 2 ? [alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")] : [UInt8(ascii: "="), UInt8(ascii: "=")]
-        }
-        return String(decoding: out, as: UTF8.self)
+    static func base64URL(_ bytes: [UInt8]) -> String { Base64URL.encode(bytes, padded: true) }
+
+    /// A keyed digest of `message` (HMAC-SHA256 with the signing key), base64url: a proof that can travel in a
+    /// URL without telling what it proves (a folder password) to anyone who has not the key.
+    public func digest(_ message: String) -> String {
+        Base64URL.encode(Array(HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key)), padded: false)
     }
 
     /// Checks a `sign` query value for `path`; throws `.unauthorized` with Alist's messages.
@@ -120,5 +108,38 @@ public struct FolderSigner: Sendable {
         guard !made.isEmpty else { return }
         signer.remember(folder, made)
         made = [:]
+    }
+}
+
+/// Base64 with the URL-safe alphabet (RFC 4648 section 5), padded or not.
+public enum Base64URL {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    public static func encode(_ bytes: some Collection<UInt8>, padded: Bool) -> String {
+        let bytes = Array(bytes)
+        var out = [UInt8]()
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 2 < bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest > 0 {
+            let n = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)]]
+            if rest == 2 { out.append(alphabet[Int(n >> 6 & 63)]) }
+            if padded { out += Array(repeating: UInt8(ascii: "="), count: 3 - rest) }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The bytes of a base64url text, padded or not; nil when it is not one.
+    public static func decode(_ text: String) -> [UInt8]? {
+        guard !text.contains("+"), !text.contains("/") else { return nil }
+        var t = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while t.utf8.count % 4 != 0 { t += "=" }
+        return Data(base64Encoded: t).map { Array($0) }
     }
 }

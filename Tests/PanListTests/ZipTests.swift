@@ -219,6 +219,39 @@ struct ZipDownloadTests {
         }
     }
 
+    /// The ticket in a ZIP link names the folder as its user sees it and proves the folder password with a
+    /// keyed digest (nothing in the URL to try passwords against); `\\` in names is not a folder separator in
+    /// the ZIP; selections are capped.
+    @Test func ticketsAndNames() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try s.dir.write("data/files/home/bob/club/back\\slash.txt", "bs")
+            #expect(try await s.api("/admin/meta/create", ["path": "/home/bob/club", "password": "club-pw"], token: t).code == 200)
+            _ = try await s.addUser("bob", password: "bob-pass-1", basePath: "/home/bob", permission: [])
+            let bt = try await s.login("bob", "bob-pass-1")
+            let (url, answer) = try await Self.link(s, ["dir": "/club", "password": "club-pw"], token: bt)
+            let z = try #require(url, "\(answer.text)")
+            let t64 = try #require(z.split(separator: "?")[1].split(separator: "&").first { $0.hasPrefix("t=") }?.dropFirst(2))
+            let raw = try #require(Base64URL.decode(String(t64)))
+            let ticket = try #require(try JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any])
+            #expect(ticket["d"] as? String == "/club", "\(ticket)")
+            let g = try #require(ticket["g"] as? String)
+            #expect(g == s.state.signer.digest("zip-guard\u{0}\(ticket["u"] as? Int ?? 0)\u{0}/home/bob/club\u{0}club-pw"))
+            #expect(!g.isEmpty && g != Passwords.sha256Hex("club-pw") && !z.contains("club-pw"))
+            let got = try await Self.contents(try await s.request(.GET, z).body, in: s.dir)
+            #expect(got == ["back_slash.txt": Self.sha(Data("bs".utf8))], "\(got)")
+            // A forged digest (the password's plain SHA-256) opens nothing, even with a valid sign.
+            var forged = ticket
+            forged["g"] = Passwords.sha256Hex("club-pw")
+            let f64 = Base64URL.encode(try JSONSerialization.data(withJSONObject: forged), padded: false)
+            let fsign = s.state.signer.sign(message: "zip:" + f64, expire: 0)
+            #expect(try await s.request(.GET, "/z/club.zip?t=\(f64)&sign=\(URLPath.encode(fsign, keepSlash: false))").status == 403)
+            // Too many names for one link: said at once.
+            let many = try await Self.ask(s, ["dir": "/", "names": (0...ZipRoutes.maxNames).map { "n\($0)" }], token: t)
+            #expect(many.code == 400 && many.message.contains("too many items"), "\(many.text)")
+        }
+    }
+
     /// Files of a 123 Open storage are streamed into the ZIP through their links.
     @Test func cloudFilesAreStreamedIn() async throws {
         try await withCloud { s, emu, t in

@@ -9,8 +9,9 @@ import PanListCore
 ///
 /// `POST /api/fs/zip {dir, names, password}` checks that the user may read what they asked for and answers
 /// with a signed URL, `/z/<name>.zip?t=<ticket>&sign=<sign>`, that a browser or a download manager fetches
-/// without credentials. The ticket names the user (and their password change stamp), the folder, the names
-/// and a digest of the folder password they gave; the sign (the same key as `/d` links, 24 hours) binds them.
+/// without credentials. The ticket names the user (and their password change stamp), the folder (as the user
+/// sees it, relative to their base folder), the names and a keyed digest (HMAC with the signing key) of the
+/// folder password they gave; the sign (the same key as `/d` links, 24 hours) binds them.
 /// Each fetch checks the user's rights again as they are then, lists the tree as that user browses it
 /// (hidden names left out, folders behind another folder password than the one given left out), and streams
 /// each file from its storage (cloud files through their links).
@@ -19,16 +20,21 @@ struct ZipRoutes: Sendable {
     /// A ticket this long (base64) makes URLs that proxies still pass; a bigger selection is refused.
     static let maxTicket = 6000
     static let maxEntries = 1_000_000
+    /// Names a request may select (a bigger selection would not fit in a ticket anyway).
+    static let maxNames = 10_000
+    /// ZIP answers being planned or streamed at once in this process: a plan of a big tree holds its entries in
+    /// memory (about 200 bytes each) while it streams.
+    static let busy = BusySlots(8, what: "ZIP downloads")
     static let lifetime: Int64 = 24 * 3600
 
     struct Ticket: Codable {
         /// User id, and their password change stamp (a changed password ends the links made before).
         var u: Int
         var s: Int64
-        /// The folder and the names in it ([]: all of it).
+        /// The folder (as the user sees it) and the names in it ([]: all of it).
         var d: String
         var n: [String]
-        /// Digest of the folder password given for `d`'s guard ("": none).
+        /// Keyed digest of the folder password given for `d`'s guard ("": none).
         var g: String
     }
 
@@ -52,8 +58,12 @@ struct ZipRoutes: Sendable {
         let user = try await state.authenticate(req)
         let ask = try await req.json(Ask.self, limit: state.config.maxRequestBody)
         let dir = try Access.resolve(ask.dir ?? "/", for: user)
-        var names: [String] = []
-        for n in ask.names ?? [] where !names.contains(n) {
+        let asked = ask.names ?? []
+        guard asked.count <= Self.maxNames else {
+            throw FSError.badRequest("too many items are selected for one link (\(asked.count)); select their folder instead, or fewer items")
+        }
+        var names: [String] = [], seen = Set<String>()
+        for n in asked where seen.insert(n).inserted {
             guard !n.isEmpty, !n.contains("/"), n != ".", n != ".." else { throw FSError.badRequest("\(n.isEmpty ? "an empty name" : "“\(n)”") is not a name in a folder") }
             names.append(n)
         }
@@ -69,9 +79,9 @@ struct ZipRoutes: Sendable {
             for n in names where !present.contains(n) { throw FSError.objectNotFound(Access.userPath(VirtualPath.join(dir, n), for: user)) }
         }
         var proof = ""
-        if let rule = rules.passwordRule(for: dir), let password { proof = Self.proof(user: user.id, rulePath: rule.path, password: password) }
-        let ticket = Ticket(u: user.id, s: user.passwordTimestamp, d: dir, n: names, g: proof)
-        let encoded = Self.base64URL(try JSONEncoder().encode(ticket))
+        if let rule = rules.passwordRule(for: dir), let password { proof = self.proof(user: user.id, rulePath: rule.path, password: password) }
+        let ticket = Ticket(u: user.id, s: user.passwordTimestamp, d: Access.userPath(dir, for: user), n: names, g: proof)
+        let encoded = Base64URL.encode(try JSONEncoder().encode(ticket), padded: false)
         guard encoded.utf8.count <= Self.maxTicket else {
             throw FSError.badRequest("too many items are selected for one link (\(names.count)); select their folder instead, or fewer items")
         }
@@ -87,8 +97,10 @@ struct ZipRoutes: Sendable {
         return stem + ".zip"
     }
 
-    static func proof(user: Int, rulePath: String, password: String) -> String {
-        Passwords.sha256Hex("panlist-zip-guard\u{0}\(user)\u{0}\(rulePath)\u{0}\(password)")
+    /// What the ticket carries for a folder password: an HMAC with the server's signing key, so the URL tells
+    /// nothing about the password (an unkeyed hash of a short password is found by trying).
+    func proof(user: Int, rulePath: String, password: String) -> String {
+        state.signer.digest("zip-guard\u{0}\(user)\u{0}\(rulePath)\u{0}\(password)")
     }
 
     /// One planned entry and where its bytes come from (nil: a folder).
@@ -103,7 +115,7 @@ struct ZipRoutes: Sendable {
             throw FSError.unauthorized("this ZIP link is incomplete: ask for a new one")
         }
         try state.signer.verify(path: "zip:" + encoded, sign: sign)
-        guard let data = Self.base64URLDecode(encoded), let ticket = try? JSONDecoder().decode(Ticket.self, from: data) else {
+        guard let data = Base64URL.decode(encoded), let ticket = try? JSONDecoder().decode(Ticket.self, from: Data(data)) else {
             throw FSError.badRequest("this ZIP link is damaged: ask for a new one")
         }
         guard let stored = try await state.store.user(id: ticket.u), stored.user.passwordTimestamp == ticket.s else {
@@ -111,25 +123,28 @@ struct ZipRoutes: Sendable {
         }
         let user = stored.user
         let rules = state.rules
+        let dir = try Access.resolve(ticket.d, for: user)
         // The folder password given when the link was made, while it is still the folder's password.
         var password: String?
-        if let rule = rules.passwordRule(for: ticket.d), !ticket.g.isEmpty,
-           Access.constantTimeEqual(ticket.g, Self.proof(user: user.id, rulePath: rule.path, password: rule.password)) {
+        if let rule = rules.passwordRule(for: dir), !ticket.g.isEmpty,
+           Access.constantTimeEqual(ticket.g, proof(user: user.id, rulePath: rule.path, password: rule.password)) {
             password = rule.password
         }
-        try state.check(user, .read, ticket.d, password: password)
-        let plan = try await self.plan(user: user, dir: ticket.d, names: ticket.n, rules: rules, password: password)
+        try state.check(user, .read, dir, password: password)
+        let slot = try Self.busy.take()
+        let plan = try await self.plan(user: user, dir: dir, names: ticket.n, rules: rules, password: password)
         let entries = plan.map(\.entry)
         let length = ZipStream.length(of: entries)
         var headers = HTTPFields()
         headers[.contentType] = "application/zip"
-        headers[.contentDisposition] = ContentTypes.disposition(name: Self.zipName(dir: ticket.d, names: ticket.n), inline: false)
+        headers[.contentDisposition] = ContentTypes.disposition(name: Self.zipName(dir: dir, names: ticket.n), inline: false)
         headers[.contentLength] = String(length)
         headers[.acceptRanges] = "none"
         headers[.cacheControl] = "no-store"
         if req.method == .head { return Response(status: .ok, headers: headers, body: .init()) }
         let fs = state.fs, logger = state.logger, clientIP = ctx.clientIP
         let body = ResponseBody(contentLength: Int(length)) { writer in
+            defer { slot.release() }
             var zip = ZipStream.Writer(entries: entries)
             do {
                 for p in plan {
@@ -144,7 +159,7 @@ struct ZipRoutes: Sendable {
                 try await zip.finish { try await writer.write($0) }
             } catch {
                 if !(error is CancellationError) {
-                    logger.warning("ZIP of \(LogText.quoted(ticket.d)) cut off after \(zip.bytesOut) of \(length) bytes: \(ErrorText.describe(error))")
+                    logger.warning("ZIP of \(LogText.quoted(dir)) cut off after \(zip.bytesOut) of \(length) bytes: \(ErrorText.describe(error))")
                 }
                 throw error
             }
@@ -191,7 +206,7 @@ struct ZipRoutes: Sendable {
             }
         }
         // Depth first, a folder's entry before its contents: a stack of (object, absolute path, name in the ZIP).
-        var stack: [(Obj, String, String)] = top.reversed().map { ($0, VirtualPath.join(dir, $0.name), $0.name) }
+        var stack: [(Obj, String, String)] = top.reversed().map { ($0, VirtualPath.join(dir, $0.name), Self.entryName($0.name)) }
         while let (o, path, name) = stack.popLast() {
             if out.count >= Self.maxEntries {
                 throw FSError.tooLarge("more than \(Self.maxEntries) files and folders: download smaller parts of it")
@@ -200,7 +215,7 @@ struct ZipRoutes: Sendable {
             if o.isDir {
                 out.append(Planned(entry: .init(name: name + "/", size: 0, modified: o.modified, isDir: true), source: nil))
                 let children = try await visibleChildren(of: path)
-                for c in children.reversed() { stack.append((c, VirtualPath.join(path, c.name), name + "/" + c.name)) }
+                for c in children.reversed() { stack.append((c, VirtualPath.join(path, c.name), name + "/" + Self.entryName(c.name))) }
             } else {
                 out.append(Planned(entry: .init(name: name, size: max(0, o.size), modified: o.modified, isDir: false), source: path))
             }
@@ -208,13 +223,9 @@ struct ZipRoutes: Sendable {
         return out
     }
 
-    static func base64URL(_ data: Data) -> String {
-        String(data.base64EncodedString().map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 }.filter { $0 != "=" })
-    }
-
-    static func base64URLDecode(_ s: String) -> Data? {
-        var t = String(s.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
-        while t.utf8.count % 4 != 0 { t += "=" }
-        return Data(base64Encoded: t)
+    /// A file name as a ZIP entry's last part: `\` (a folder separator to Windows' unzip tools, which would
+    /// put the file in folders that are not there) becomes `_`.
+    static func entryName(_ name: String) -> String {
+        name.contains("\\") ? name.replacingOccurrences(of: "\\", with: "_") : name
     }
 }
