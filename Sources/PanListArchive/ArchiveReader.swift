@@ -29,17 +29,21 @@ public enum ArchiveReader {
             let session = try ArchiveSession(source: source, password: password, isCancelled: isCancelled)
             var members: [ArchiveMember] = []
             var fileSizes: [String: Int64] = [:]  // for the sizes of hard links
-            var count = 0
+            var count = 0, nameBytes = 0
             while let entry = try session.nextEntry() {
                 if session.wasCancelled { throw ArchiveError.cancelled }
                 count += 1
                 if count > limits.maxEntries { throw ArchiveError.tooManyEntries(limit: limits.maxEntries) }
                 guard var member = try member(EntryInfo(entry)) else { continue }
                 if member.isHardLink, let target = member.linkTarget {
-                    member.size = fileSizes[target] ?? 0
+                    let size = fileSizes[target] ?? -1
+                    member.size = max(0, size)
+                    member.sizeKnown = size >= 0
                 } else if member.isFile {
-                    fileSizes[member.path] = member.size
+                    fileSizes[member.path] = member.sizeKnown ? member.size : -1
                 }
+                nameBytes += member.path.utf8.count + (member.linkTarget?.utf8.count ?? 0)
+                if nameBytes > limits.maxNameBytes { throw ArchiveError.namesTooLong(limit: limits.maxNameBytes) }
                 members.append(member)
             }
             return members
@@ -182,6 +186,7 @@ public enum ArchiveReader {
             member.linkTarget = info.symlink ?? ""
         case EntryType.regular:
             member.size = max(0, info.declaredSize ?? 0)
+            member.sizeKnown = info.declaredSize != nil
         default:
             return nil  // device, fifo, socket
         }

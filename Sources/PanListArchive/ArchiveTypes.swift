@@ -17,6 +17,9 @@ public struct ArchiveMember: Sendable, Equatable {
     public var isHardLink: Bool
     /// The member's data is encrypted (a password is needed to read it).
     public var isEncrypted: Bool
+    /// The archive declares the file's size (`size`); when it does not (some streamed zips, some cpio),
+    /// `size` is 0 and the bytes are only known by reading them.
+    public var sizeKnown: Bool = true
 
     public init(
         path: String, isDirectory: Bool = false, size: Int64 = 0, modified: Date? = nil,
@@ -50,11 +53,15 @@ public struct ArchiveLimits: Sendable, Equatable {
     /// Bytes an extraction may produce before the ratio is checked (small, highly compressible
     /// files are common and harmless).
     public var ratioGrace: Int64
+    /// Most bytes the members' paths (and link targets) of one listing may add up to: what a listing
+    /// holds in memory is bounded by this, whatever the names.
+    public var maxNameBytes: Int
 
     public init(
         maxEntries: Int = 100_000, maxTotalSize: Int64 = 64 << 30, maxRatio: Int = 1000,
-        ratioGrace: Int64 = 16 << 20
+        ratioGrace: Int64 = 16 << 20, maxNameBytes: Int = 32 << 20
     ) {
+        self.maxNameBytes = maxNameBytes
         self.maxEntries = maxEntries
         self.maxTotalSize = maxTotalSize
         self.maxRatio = maxRatio
@@ -69,6 +76,7 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
     case wrongPassword
     case unsafeMember(path: String, reason: String)
     case tooManyEntries(limit: Int)
+    case namesTooLong(limit: Int)
     case tooLarge(limit: Int64)
     case ratioExceeded(limit: Int)
     case memberNotFound(path: String)
@@ -92,6 +100,8 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
             return "The archive was not extracted: its entry \"\(path)\" \(reason)."
         case .tooManyEntries(let limit):
             return "The archive has more than \(limit) entries, more than this server handles."
+        case .namesTooLong(let limit):
+            return "The names in the archive add up to more than \(Self.bytes(Int64(limit))), more than this server lists."
         case .tooLarge(let limit):
             return "The archive's contents are larger than the \(Self.bytes(limit)) this server extracts."
         case .ratioExceeded(let limit):

@@ -182,6 +182,8 @@ struct ArchiveRoutes: Sendable {
             }
         }
         if !exists {
+            // A folder the archive names but that holds nothing: empty, not missing.
+            if members.contains(where: { $0.path == folder && $0.isDirectory }) { return [] }
             if members.contains(where: { $0.path == folder && !$0.isDirectory }) {
                 throw FSError.badRequest("“\(folder)” is a file in the archive, not a folder")
             }
@@ -190,13 +192,31 @@ struct ArchiveRoutes: Sendable {
         return byName.values.sorted { ($0.isDir ? 0 : 1, $0.name) < ($1.isDir ? 0 : 1, $1.name) }
     }
 
-    /// `undated`: the time of folders the archive only implies (the archive's own).
-    static func tree(_ members: [ArchiveMember], folder: String = "", undated: Date) -> [Node] {
-        ((try? children(of: folder, in: members)) ?? []).map { e in
-            let path = folder.isEmpty ? e.name : folder + "/" + e.name
-            return Node(name: e.name, size: e.size, isDir: e.isDir, modified: TimeFormat.rfc3339(e.modified ?? undated),
-                        children: e.isDir ? tree(members, folder: path, undated: undated) : nil)
+    /// The whole tree, made in one pass over the members. `undated`: the time of folders the archive only
+    /// implies (the archive's own).
+    static func tree(_ members: [ArchiveMember], undated: Date) -> [Node] {
+        // Folder path ("" for the top) → its entries by name; a later member of a name wins, as in `children`.
+        var folders: [String: [String: Entry]] = [:]
+        for m in members {
+            let parts = m.path.split(separator: "/")
+            var parent = ""
+            for (i, part) in parts.enumerated() {
+                let name = String(part)
+                if i == parts.count - 1 {
+                    folders[parent, default: [:]][name] = Entry(name: name, size: m.isDirectory ? 0 : m.size, isDir: m.isDirectory, modified: m.modified)
+                } else if folders[parent]?[name] == nil {
+                    folders[parent, default: [:]][name] = Entry(name: name, size: 0, isDir: true, modified: nil)
+                }
+                parent = parent.isEmpty ? name : parent + "/" + name
+            }
         }
+        func nodes(_ folder: String) -> [Node] {
+            (folders[folder] ?? [:]).values.sorted { ($0.isDir ? 0 : 1, $0.name) < ($1.isDir ? 0 : 1, $1.name) }.map { e in
+                Node(name: e.name, size: e.size, isDir: e.isDir, modified: TimeFormat.rfc3339(e.modified ?? undated),
+                     children: e.isDir ? nodes(folder.isEmpty ? e.name : folder + "/" + e.name) : nil)
+            }
+        }
+        return nodes("")
     }
 
     /// `/ae<archive path>?inner=<member>&pass=…&sign=…`: the member's bytes, streamed as libarchive extracts them.
@@ -209,6 +229,11 @@ struct ArchiveRoutes: Sendable {
         if let sign = q.get("sign"), !sign.isEmpty {
             try state.signer.verify(path: Self.signMessage(path, inner), sign: sign)
         } else {
+            // As `/d`: where links must be signed (sign_all, a storage's enable_sign), only credentials stand in.
+            let hasCredentials = !(req.headers[.authorization] ?? "").isEmpty
+            if state.signRequired(state.fs.resolve(path)?.0, path: path) && !hasCredentials {
+                throw FSError.unauthorized("sign missing: this link needs a valid sign")
+            }
             let user = try await state.authenticate(req)
             try state.check(user, .read, path, password: nil)
             try state.check(user, .readArchive, path, password: nil)
@@ -222,12 +247,13 @@ struct ArchiveRoutes: Sendable {
         }
         guard m.isFile || m.isHardLink else { throw FSError.badRequest(ArchiveError.notAFile(path: inner).description) }
         let (source, _) = try await archives.source(path, clientIP: ctx.clientIP)
+        let slot = req.method == .head ? nil : try Archives.memberSlots.take()
         if m.isEncrypted && req.method != .head {
             // The password is only proven by decrypting: tried on the first bytes before the answer starts (an
             // error after the headers could only cut the download short).
             struct Enough: Error {}
             do {
-                _ = try await Archives.run { isCancelled in
+                _ = try await Archives.run(.list) { isCancelled in
                     try ArchiveReader.extract(source, member: inner, password: password, limits: Archives.limits,
                                               isCancelled: isCancelled) { _ in throw Enough() }
                 }
@@ -238,23 +264,24 @@ struct ArchiveRoutes: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = mime
         headers[.contentDisposition] = ContentTypes.disposition(name: name, inline: prefix != "ad" && ContentTypes.isSafeInline(mime))
-        headers[.contentLength] = String(m.size)
+        // A member whose size the archive does not declare is sent without a length (chunked).
+        if m.sizeKnown { headers[.contentLength] = String(m.size) }
         headers[.acceptRanges] = "none"
         headers[.cacheControl] = "private, max-age=0"
-        if req.method == .head || m.size == 0 { return Response(status: .ok, headers: headers, body: .init()) }
-        let size = m.size, logger = state.logger
-        let body = ResponseBody(contentLength: Int(size)) { writer in
+        if req.method == .head || (m.sizeKnown && m.size == 0) { return Response(status: .ok, headers: headers, body: .init()) }
+        let size = m.size, known = m.sizeKnown, logger = state.logger
+        let stream: @Sendable (inout any ResponseBodyWriter) async throws -> Void = { writer in
             let pipe = ChunkPipe()
             let producer = Task {
                 do {
-                    _ = try await Archives.run { isCancelled in
+                    _ = try await Archives.run(.member) { isCancelled in
                         try ArchiveReader.extract(source, member: inner, password: password, limits: Archives.limits,
-                                                  isCancelled: { isCancelled() || pipe.isGone }) { try pipe.send($0) }
+                                                  isCancelled: { isCancelled() || pipe.isGone }) { try pipe.send($0, isCancelled: isCancelled) }
                     }
                     pipe.finish()
                 } catch { pipe.finish(error) }
             }
-            defer { pipe.abandon(); producer.cancel() }
+            defer { pipe.abandon(); producer.cancel(); slot?.release() }
             var sent: Int64 = 0
             do {
                 for try await chunk in pipe.stream {
@@ -262,7 +289,7 @@ struct ArchiveRoutes: Sendable {
                     sent += Int64(chunk.readableBytes)
                     try await writer.write(chunk)
                 }
-                guard sent == size else { throw FSError.conflict("\(inner) gave \(sent) of its \(size) bytes") }
+                guard !known || sent == size else { throw FSError.conflict("\(inner) gave \(sent) of its \(size) bytes") }
             } catch {
                 if !(error is CancellationError) {
                     logger.warning("\(LogText.quoted(inner)) of \(LogText.quoted(path)) cut off after \(sent) of \(size) bytes: \(ErrorText.describe(error))")
@@ -271,6 +298,7 @@ struct ArchiveRoutes: Sendable {
             }
             try await writer.finish(nil)
         }
+        let body = known ? ResponseBody(contentLength: Int(size)) { try await stream(&$0) } : ResponseBody { try await stream(&$0) }
         return Response(status: .ok, headers: headers, body: body)
     }
 }

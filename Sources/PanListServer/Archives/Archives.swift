@@ -8,16 +8,32 @@ import PanListCore
 
 /// Archives on any storage, read through libarchive (`PanListArchive`): a local file directly, a cloud file
 /// with HTTP Range requests on its link (so listing a zip reads its central directory, not the whole file).
-/// libarchive blocks, so every call runs on a thread pool of its own, never on an event loop.
+/// libarchive blocks, so every call runs on threads of its own, never on an event loop: three pools, so that
+/// slow work of one kind never keeps the others waiting (a listing is not stuck behind downloads of members to
+/// slow clients, nor behind extractions).
 struct Archives: Sendable {
     let state: ServerState
 
-    /// The threads libarchive runs on (a remote archive's thread waits for its Range requests).
-    static let pool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 4)
+    /// What a call is for, and so which threads it runs on.
+    enum Lane: Sendable {
+        /// Listings (and a member's first bytes, to check its password): short.
+        case list
+        /// A member streamed to a client (`/ae`): as slow as the client. At most `memberSlots` at once.
+        case member
+        /// Extraction tasks: as slow as the destination storage; more than two wait their turn.
+        case extract
+    }
+
+    private static func pool(_ threads: Int) -> NIOThreadPool {
+        let pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
         return pool
-    }()
+    }
+    static let listPool = pool(4)
+    static let memberPool = pool(8)
+    static let extractPool = pool(2)
+    /// Members being streamed at once (one thread of `memberPool` each): one more is refused ("try again").
+    static let memberSlots = BusySlots(8, what: "files from inside archives")
     static let limits = ArchiveLimits()
     /// Listings by archive (path, size, time, password): browsing an archive's folders lists it once.
     static let listings = ListingCache()
@@ -35,7 +51,8 @@ struct Archives: Sendable {
         guard !obj.isDir else { throw FSError.badRequest("\(obj.name) is a folder, not an archive") }
         switch link {
         case .localFile(let disk):
-            do { return (try FileArchiveSource(path: disk), obj) } catch {
+            // open and fstat block (a slow or network disk): on a pool thread too.
+            do { return (try await Self.listPool.runIfActive { try FileArchiveSource(path: disk) }, obj) } catch {
                 state.logger.warning("archive \(LogText.quoted(path)) could not be opened: \(error)")
                 throw FSError.internalError("\(obj.name) could not be opened on the server")
             }
@@ -56,19 +73,27 @@ struct Archives: Sendable {
         let (source, obj) = try await source(path, clientIP: clientIP)
         let key = ListingCache.Key(path: path, size: obj.size, modified: obj.modified, password: password ?? "")
         if !refresh, let hit = Self.listings.get(key) { return (hit, obj) }
-        let members = try await Self.run { isCancelled in
+        let members = try await Self.run(.list) { isCancelled in
             try ArchiveReader.list(source, password: password, limits: Self.limits, isCancelled: isCancelled)
         }
         Self.listings.put(key, members)
         return (members, obj)
     }
 
-    /// Runs blocking libarchive work on the pool; a cancelled task tells it to stop at its next check.
-    static func run<R: Sendable>(_ work: @escaping @Sendable (_ isCancelled: @escaping () -> Bool) throws -> R) async throws -> R {
+    /// Runs blocking libarchive work on the lane's pool; a cancelled task tells it to stop at its next check.
+    static func run<R: Sendable>(_ lane: Lane, _ work: @escaping @Sendable (_ isCancelled: @escaping () -> Bool) throws -> R) async throws -> R {
         let cancelled = NIOLockedValueBox(false)
+        let pool = switch lane {
+        case .list: listPool
+        case .member: memberPool
+        case .extract: extractPool
+        }
         do {
             return try await withTaskCancellationHandler {
-                try await pool.runIfActive { try work { cancelled.withLockedValue { $0 } } }
+                try await pool.runIfActive {
+                    if cancelled.withLockedValue({ $0 }) { throw ArchiveError.cancelled }
+                    return try work { cancelled.withLockedValue { $0 } }
+                }
             } onCancel: {
                 cancelled.withLockedValue { $0 = true }
             }
@@ -86,7 +111,7 @@ struct Archives: Sendable {
         switch e {
         case .notAnArchive, .damaged, .unsafeMember, .notAFile: return FSError.badRequest(e.description)
         case .passwordRequired, .wrongPassword: return FSError.permissionDenied(e.description)
-        case .tooManyEntries, .tooLarge, .ratioExceeded: return FSError.tooLarge(e.description)
+        case .tooManyEntries, .namesTooLong, .tooLarge, .ratioExceeded: return FSError.tooLarge(e.description)
         case .memberNotFound: return FSError.notFound(e.description)
         case .unsupported: return FSError.notSupported(e.description)
         case .readFailed: return FSError.upstream(code: -1, message: e.description)
@@ -94,24 +119,33 @@ struct Archives: Sendable {
         }
     }
 
-    /// Listings of archives, by what they were made from, at most 64 archives' worth and 200,000 members.
+    /// Listings of archives, by what they were made from, at most 64 archives' worth and 64 MiB of members (as
+    /// counted by `weight`); a listing bigger than a quarter of that is not kept.
     final class ListingCache: Sendable {
         struct Key: Hashable { var path: String; var size: Int64; var modified: Date; var password: String }
-        private let box = NIOLockedValueBox<(entries: [Key: [ArchiveMember]], order: [Key], members: Int)>(([:], [], 0))
+        private let box = NIOLockedValueBox<(entries: [Key: (members: [ArchiveMember], weight: Int)], order: [Key], weight: Int)>(([:], [], 0))
         static let maxArchives = 64
-        static let maxMembers = 200_000
+        static let maxWeight = 64 << 20
 
-        func get(_ key: Key) -> [ArchiveMember]? { box.withLockedValue { $0.entries[key] } }
+        /// About the memory a listing holds: its names, and a member's fixed part.
+        static func weight(_ members: [ArchiveMember]) -> Int {
+            members.reduce(0) { $0 + 96 + $1.path.utf8.count + ($1.linkTarget?.utf8.count ?? 0) }
+        }
+
+        var weight: Int { box.withLockedValue { $0.weight } }
+
+        func get(_ key: Key) -> [ArchiveMember]? { box.withLockedValue { $0.entries[key]?.members } }
 
         func put(_ key: Key, _ members: [ArchiveMember]) {
-            guard members.count <= Self.maxMembers else { return }
+            let weight = Self.weight(members)
+            guard weight <= Self.maxWeight / 4 else { return }
             box.withLockedValue { c in
-                if c.entries[key] == nil { c.order.append(key) }
-                c.members += members.count - (c.entries[key]?.count ?? 0)
-                c.entries[key] = members
-                while c.order.count > Self.maxArchives || c.members > Self.maxMembers, !c.order.isEmpty {
+                if let old = c.entries[key] { c.weight -= old.weight } else { c.order.append(key) }
+                c.weight += weight
+                c.entries[key] = (members, weight)
+                while c.order.count > Self.maxArchives || c.weight > Self.maxWeight, !c.order.isEmpty {
                     let old = c.order.removeFirst()
-                    c.members -= c.entries.removeValue(forKey: old)?.count ?? 0
+                    c.weight -= c.entries.removeValue(forKey: old)?.weight ?? 0
                 }
             }
         }
@@ -119,7 +153,7 @@ struct Archives: Sendable {
 }
 
 /// Range requests on a cloud file's link, made synchronously for libarchive's read callback (which runs on
-/// `Archives.pool`, never on an event loop or the cooperative threads it waits for). A link the cloud refuses
+/// an archive pool's thread, never on an event loop or the cooperative threads it waits for). A link the cloud refuses
 /// is asked for again once.
 final class RemoteRanges: Sendable {
     private let link: NIOLockedValueBox<(url: String, headers: [String: String], renewed: Bool)>
@@ -171,17 +205,21 @@ final class RemoteRanges: Sendable {
     }
 }
 
-/// Bytes from a blocking producer (libarchive extracting a member on `Archives.pool`) to an async consumer (an
-/// HTTP answer), at most `depth` chunks ahead: the producer waits while the consumer is behind, and stops (its
-/// `isCancelled` turns true) when the consumer goes away.
+/// Bytes from a blocking producer (libarchive extracting a member on an archive pool's thread) to an async
+/// consumer (an HTTP answer, a storage's writer), at most `depth` chunks ahead: the producer waits while the
+/// consumer is behind, and stops when the consumer goes away (`abandon`), when its own work is cancelled, or
+/// when the consumer takes nothing for `stall` (a client that keeps the connection open but reads nothing does
+/// not hold a thread for ever).
 final class ChunkPipe: Sendable {
     let stream: AsyncThrowingStream<ByteBuffer, any Error>
     private let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
     private let slots: DispatchSemaphore
     private let gone = NIOLockedValueBox(false)
     static let depth = 8
+    let stall: Duration
 
-    init() {
+    init(stall: Duration = .seconds(600)) {
+        self.stall = stall
         (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
         slots = DispatchSemaphore(value: Self.depth)
         let gone = self.gone, slots = self.slots
@@ -200,11 +238,22 @@ final class ChunkPipe: Sendable {
         continuation.finish()
     }
 
-    /// Called by the producer for each chunk: waits for room, then hands over a copy.
-    func send(_ bytes: UnsafeRawBufferPointer) throws {
-        slots.wait()
-        if isGone { throw ArchiveError.cancelled }
+    /// Called by the producer for each chunk: waits for room (looking every second whether it should stop),
+    /// then hands over a copy.
+    func send(_ bytes: UnsafeRawBufferPointer, isCancelled: () -> Bool) throws {
+        let start = ContinuousClock.now
+        while slots.wait(timeout: .now() + .seconds(1)) == .timedOut {
+            if isGone || isCancelled() { throw ArchiveError.cancelled }
+            if ContinuousClock.now - start > stall { throw ChunkPipe.Stalled(after: stall) }
+        }
+        if isGone || isCancelled() { throw ArchiveError.cancelled }
         continuation.yield(ByteBuffer(bytes: bytes))
+    }
+
+    /// The consumer took nothing for `after`.
+    struct Stalled: Error, CustomStringConvertible {
+        var after: Duration
+        var description: String { "nothing was taken for \(after.components.seconds) seconds" }
     }
 
     /// The consumer took a chunk: room for one more.
