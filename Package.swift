@@ -123,7 +123,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "PanListTests", dependencies: [
-            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open", "Open123Emulator",
+            "PanListCore", "PanListStore", "PanListServer", "DriverLocal", "Driver123Open", "Open123Emulator", "PanListArchive",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -166,6 +166,8 @@ public protocol TaskStore: Sendable {
     func setTaskItem(task: String, seq: Int, state: TaskItem.State, note: String) async throws
     /// Keeps an item's upload checkpoint ("" clears it).
     func setTaskItemCheckpoint(task: String, seq: Int, checkpoint: String) async throws
+    /// Rewrites a task's parameters (a secret it no longer needs taken out once it has ended).
+    func setTaskParams(id: String, params: String) async throws
 }
 
 extension TaskStore {

@@ -179,4 +179,9 @@ extension SQLStore {
         try await db.update("task_items").set("checkpoint", to: checkpoint)
             .where("task_id", .equal, task).where("seq", .equal, seq).run()
     }
+
+    /// Rewrites a task's parameters (a secret it no longer needs taken out once it has ended).
+    public func setTaskParams(id: String, params: String) async throws {
+        try await db.update("tasks").set("params", to: params).where("id", .equal, id).run()
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import PanListCore
 @testable import PanListServer
+import PanListArchive
 
 /// Inside archives over real HTTP: `/api/fs/archive/{meta,list,decompress}`, `/api/public/archive_extensions`,
 /// `/ae` member links; archives made by Python's zipfile and tarfile, bsdtar and 7-Zip.
@@ -172,6 +173,86 @@ struct ArchiveTests {
         }
     }
 
+    /// An extraction writes only where its creator could upload: a name hidden at the destination, a folder
+    /// behind another password, are skipped ("not found" whether or not something is there); a folder rule
+    /// granting write stands in for the permission bit. The archive's password leaves the store with the task.
+    @Test func extractionKeepsToTheDestinationsRules() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try await Self.python("""
+                import sys, zipfile
+                z = zipfile.ZipFile(sys.argv[1], 'w')
+                for name in ['ok.txt', 'secret.txt', 'secret-new.txt', 'sub/fine.txt', 'sub/secret-2.txt', 'vault/gold.txt']:
+                    z.writestr(name, 'from the archive: ' + name)
+                z.close()
+                """, [s.files + "/a.zip"])
+            try s.dir.write("data/files/drop/secret.txt", "old")
+            try FileManager.default.createDirectory(atPath: s.files + "/drop/vault", withIntermediateDirectories: true)
+            #expect(try await s.api("/admin/meta/create", ["path": "/drop", "write": true, "w_sub": true, "hide": "^secret", "h_sub": true], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/drop/vault", "password": "vault-pw", "p_sub": true], token: t).code == 200)
+            // No write bit: the rule on /drop grants it.
+            _ = try await s.addUser("bob", password: "bob-pass-1", permission: [.readArchives, .decompress])
+            let bt = try await s.login("bob", "bob-pass-1")
+            let queued = try await s.api("/fs/archive/decompress", ["src_dir": "/", "dst_dir": "/drop", "name": ["a.zip"],
+                                                                    "archive_pass": "not-needed-here", "overwrite": true], token: bt)
+            let id = try #require((queued.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(queued.text)")
+            let done = try await Self.finished(s, id, token: bt)
+            let status = done["status"] as? String ?? ""
+            #expect(done["state"] as? Int == 2, "\(done)")
+            #expect(s.dir.read("data/files/drop/ok.txt") == "from the archive: ok.txt")
+            #expect(s.dir.read("data/files/drop/sub/fine.txt") == "from the archive: sub/fine.txt")
+            // Hidden names: not written, not overwritten, said alike whether or not something was there.
+            #expect(s.dir.read("data/files/drop/secret.txt") == "old")
+            #expect(!s.dir.exists("data/files/drop/secret-new.txt") && !s.dir.exists("data/files/drop/sub/secret-2.txt"))
+            #expect(status.contains("secret.txt: not found") && status.contains("secret-new.txt: not found") && status.contains("sub/secret-2.txt: not found"), "\(status)")
+            // Behind another folder password: not entered.
+            #expect(!s.dir.exists("data/files/drop/vault/gold.txt"))
+            #expect(status.contains("vault/gold.txt: \(Access.passwordMessage)"), "\(status)")
+            // The archive's password is no longer in the store.
+            let record = try #require(try await s.state.store.task(id: id))
+            #expect(!record.params.contains("not-needed-here"), "\(record.params)")
+            // The admin's extraction has everything.
+            let all = try await s.api("/fs/archive/decompress", ["src_dir": "/", "dst_dir": "/drop", "name": ["a.zip"], "overwrite": true], token: t)
+            let aid = try #require((all.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(all.text)")
+            #expect(try await Self.finished(s, aid, token: t)["state"] as? Int == 2)
+            #expect(s.dir.read("data/files/drop/vault/gold.txt") == "from the archive: vault/gold.txt")
+            #expect(s.dir.read("data/files/drop/secret.txt") == "from the archive: secret.txt")
+        }
+    }
+
+    /// What the listing shows would stop an extraction stops it before anything is queued: a symbolic link
+    /// pointing out of the destination.
+    @Test func aLinkOutIsRefusedBeforeWriting() async throws {
+        try await withServer { s in
+            let t = try await s.login()
+            try await Self.python("""
+                import sys, tarfile, io
+                with tarfile.open(sys.argv[1], 'w') as tar:
+                    data = b'fine'
+                    info = tarfile.TarInfo('ok.txt'); info.size = len(data); tar.addfile(info, io.BytesIO(data))
+                    link = tarfile.TarInfo('out'); link.type = tarfile.SYMTYPE; link.linkname = '../../etc'; tar.addfile(link)
+                """, [s.files + "/l.tar"])
+            try FileManager.default.createDirectory(atPath: s.files + "/out", withIntermediateDirectories: true)
+            let r = try await s.api("/fs/archive/decompress", ["src_dir": "/", "dst_dir": "/out", "name": ["l.tar"]], token: t)
+            #expect(r.code == 400 && r.message.contains("\"out\""), "\(r.text)")
+            #expect(s.dir.allEntries("data/files/out").isEmpty)
+            let tasks = try await s.api("/task/decompress/undone", token: t, method: .GET)
+            #expect((tasks.json["data"] as? [Any])?.isEmpty != false, "\(tasks.text)")
+        }
+    }
+
+    /// `/ae` without a sign follows sign_all as `/d` does: only credentials stand in for the sign.
+    @Test func memberLinksFollowSignAll() async throws {
+        try await withServer { s in
+            try await Self.makeZip(s.files + "/a.zip")
+            try await s.setGuest(enabled: true, permission: [.readArchives])
+            let bare = try await s.request(.GET, "/ae/a.zip?inner=docs/readme.txt")
+            #expect(bare.status == 401 && bare.text.contains("sign missing"), "\(bare.status) \(bare.text)")
+            try await s.setSetting(SettingKey.signAll, "false")
+            #expect(try await s.request(.GET, "/ae/a.zip?inner=docs/readme.txt").text == "hello archive\n")
+        }
+    }
+
     /// A zip on a 123 Open storage is listed with Range requests: a small part of it is fetched.
     @Test func aRemoteZipIsListedWithRanges() async throws {
         try await withCloud { s, emu, t in
@@ -193,5 +274,73 @@ struct ArchiveTests {
             let got = try await s.request(.GET, "/ae/123/arch/big.zip?inner=notes/read.txt", headers: [("Authorization", t)])
             #expect(got.status == 200 && got.text == "remote member")
         }
+    }
+}
+
+/// The parts that keep archive work bounded, on their own.
+@Suite("Archive plumbing")
+struct ArchivePlumbingTests {
+    @Test func busySlotsRefuseOneMore() throws {
+        let slots = BusySlots(2, what: "things")
+        let a = try slots.take()
+        var b: BusySlots.Slot? = try slots.take()
+        #expect(throws: FSError.self) { try slots.take() }
+        a.release()
+        a.release()  // once only
+        #expect(slots.inUse == 1)
+        _ = b
+        b = nil  // dropped: given back
+        #expect(slots.inUse == 0)
+        _ = try slots.take()
+    }
+
+    /// A consumer that takes nothing lets the producer go after `stall`; a cancelled producer stops at once.
+    @Test func aPipeNobodyReadsLetsTheProducerGo() throws {
+        let pipe = ChunkPipe(stall: .seconds(2))
+        let bytes = [UInt8](repeating: 7, count: 16)
+        try bytes.withUnsafeBytes { b in
+            for _ in 0..<ChunkPipe.depth { try pipe.send(b, isCancelled: { false }) }
+            let start = ContinuousClock.now
+            #expect(throws: ChunkPipe.Stalled.self) { try pipe.send(b, isCancelled: { false }) }
+            #expect(ContinuousClock.now - start >= .seconds(2))
+            let cancelledAt = ContinuousClock.now
+            #expect(throws: ArchiveError.self) { try pipe.send(b, isCancelled: { true }) }
+            #expect(ContinuousClock.now - cancelledAt < .seconds(2))
+        }
+    }
+
+    @Test func theListingCacheIsBoundedByBytes() {
+        let cache = Archives.ListingCache()
+        let long = String(repeating: "n", count: 1000)
+        func listing(_ n: Int) -> [ArchiveMember] { (0..<n).map { ArchiveMember(path: "\(long)/\($0)") } }
+        let key = { (i: Int) in Archives.ListingCache.Key(path: "/a\(i)", size: 1, modified: Date(timeIntervalSince1970: 0), password: "") }
+        // Too big for it: not kept.
+        cache.put(key(0), listing(Archives.ListingCache.maxWeight / 4 / 1000 + 1))
+        #expect(cache.get(key(0)) == nil)
+        // Many that fit one by one: the oldest go.
+        for i in 1...8 { cache.put(key(i), listing(Archives.ListingCache.maxWeight / 4 / 1200)) }
+        #expect(cache.weight <= Archives.ListingCache.maxWeight)
+        #expect(cache.get(key(1)) == nil && cache.get(key(8)) != nil)
+    }
+
+    /// The one-pass tree is the tree of `children`, folder by folder (implied folders, a later member winning).
+    @Test func theTreeIsMadeInOnePass() throws {
+        let members = [
+            ArchiveMember(path: "b/c/d.txt", size: 4), ArchiveMember(path: "a.txt", size: 1), ArchiveMember(path: "b", isDirectory: true),
+            ArchiveMember(path: "b/e.txt", size: 2), ArchiveMember(path: "x/y", isDirectory: true), ArchiveMember(path: "a.txt", size: 9),
+        ]
+        let undated = Date(timeIntervalSince1970: 0)
+        func slow(_ folder: String) throws -> [ArchiveRoutes.Node] {
+            try ArchiveRoutes.children(of: folder, in: members).map { e in
+                ArchiveRoutes.Node(name: e.name, size: e.size, isDir: e.isDir, modified: TimeFormat.rfc3339(e.modified ?? undated),
+                                   children: e.isDir ? try slow(folder.isEmpty ? e.name : folder + "/" + e.name) : nil)
+            }
+        }
+        func flat(_ nodes: [ArchiveRoutes.Node], _ at: String = "") -> [String] {
+            nodes.flatMap { n in ["\(at)/\(n.name) \(n.size) \(n.isDir)"] + flat(n.children ?? [], at + "/" + n.name) }
+        }
+        let fast = flat(ArchiveRoutes.tree(members, undated: undated))
+        #expect(fast == flat(try slow("")))
+        #expect(fast.contains("/a.txt 9 false") && fast.contains("/b/c/d.txt 4 false") && fast.contains("/x/y 0 true"))
     }
 }

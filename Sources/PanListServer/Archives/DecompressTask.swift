@@ -12,8 +12,10 @@ import PanListStore
 /// damaged directory are said before anything is written; a member that expands far beyond its compressed size
 /// (a bomb) stops the task while it extracts, and the file being written is dropped. Links inside the archive
 /// (symbolic and hard links to other members are not made on storages) and special files are skipped and said
-/// in the task's status. A run taken up again after a restart starts over: files already there are replaced
-/// (`overwrite`) or kept.
+/// in the task's status, and so are paths the task's creator could not upload to (a name hidden there by a
+/// folder rule, a folder behind another folder password than the destination's). A run taken up again after a
+/// restart starts over: files already there are replaced (`overwrite`) or kept. The archive's password is kept
+/// with the task while it may run, and taken out of the store when it has ended (done, failed, canceled).
 struct DecompressParams: Codable, Sendable {
     var src: String
     var dst: String
@@ -30,9 +32,34 @@ extension ServerState {
     static let decompressKind = "decompress"
 
     func decompressKind() -> TaskKind {
-        TaskKind(name: Self.decompressKind, run: { [self] run in
+        var kind = TaskKind(name: Self.decompressKind, run: { [self] run in
             try await inCreatorsTerms(run) { try await runDecompress(run) }
+            await forgetArchivePassword(run.record)
         })
+        kind.discard = { [self] record in await forgetArchivePassword(record) }
+        return kind
+    }
+
+    /// Takes the archive's password out of a task that will not run again.
+    func forgetArchivePassword(_ record: TaskRecord) async {
+        guard var p = try? JSONDecoder().decode(DecompressParams.self, from: Data(record.params.utf8)), !p.password.isEmpty,
+              let data = try? JSONEncoder().encode({ p.password = ""; return p }()) else { return }
+        do { try await store.setTaskParams(id: record.id, params: String(decoding: data, as: UTF8.self)) } catch {
+            logger.warning("could not take the archive password out of task \(record.id): \(ErrorText.describe(error))")
+        }
+    }
+
+    /// Refuses, before anything is written, what the listing already shows would stop the extraction: a
+    /// symbolic link pointing out of the folder, contents declared larger than the server extracts.
+    static func checkExtractable(_ members: [ArchiveMember], limits: ArchiveLimits) throws {
+        var total: Int64 = 0
+        for m in members {
+            if m.isSymlink, let problem = ArchivePath.symlinkProblem(memberPath: m.path, target: m.linkTarget ?? "") {
+                throw Archives.fsError(ArchiveError.unsafeMember(path: m.path, reason: problem))
+            }
+            if m.isFile { total += m.size }
+        }
+        if total > limits.maxTotalSize { throw Archives.fsError(ArchiveError.tooLarge(limit: limits.maxTotalSize)) }
     }
 
     /// The folder name an archive extracts into: its name without the archive's extension.
@@ -52,6 +79,7 @@ extension ServerState {
         if !p.inner.isEmpty, !members.contains(where: { $0.path.hasPrefix(p.inner + "/") || ($0.path == p.inner && $0.isDirectory) }) {
             throw FSError.objectNotFound("/" + p.inner)
         }
+        try Self.checkExtractable(members, limits: Archives.limits)
         let params = try JSONEncoder().encode(p)
         let what = Access.userPath(p.src, for: user) + (p.inner.isEmpty ? "" : " › " + p.inner)
         let record = TaskRecord(id: RandomString.make(16), kind: Self.decompressKind,
@@ -73,6 +101,7 @@ extension ServerState {
         let prefix = p.inner.isEmpty ? "" : p.inner + "/"
         let chosen = members.filter { $0.path.hasPrefix(prefix) && $0.path.count > prefix.count }
         let files = chosen.filter { $0.isFile }
+        try Self.checkExtractable(members, limits: Archives.limits)
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         run.update { $0.totalFiles = Int64(files.count); $0.totalBytes = total; $0.doneFiles = 0; $0.doneBytes = 0 }
         let root = p.newFolder ? VirtualPath.join(p.dst, Self.extractedFolderName(VirtualPath.base(p.src))) : p.dst
@@ -83,6 +112,19 @@ extension ServerState {
         _ = try await fs.makeDir(root)
         let (source, _) = try await archives.source(p.src, clientIP: "")
         let fs = self.fs
+        // Each path made below the destination is checked as an upload to it would be (the folder password given
+        // when the task was queued is the destination's; a folder below it with a password of its own is not
+        // entered). A refused path reads "not found" whether or not something is there.
+        let rules = self.rules
+        let provenGuard = rules.passwordRule(for: p.dst)?.path
+        let free = user.isAdmin || user.permission.contains(.accessWithoutPassword)
+        let mayWrite = Access.can(user, .write)
+        @Sendable func refusal(_ path: String) -> String? {
+            if (try? Access.checkVisible(user, path, rules: rules)) == nil { return "not found" }
+            if !free, let rule = rules.passwordRule(for: path), rule.path != provenGuard { return Access.passwordMessage }
+            if !mayWrite, !rules.grantsWrite(VirtualPath.parent(path)) { return "no permission to write there" }
+            return nil
+        }
         let skipped = NIOLockedValueBox<[String]>([])
         let overwrite = p.overwrite
         // Folders are made as the archive names them (and any it only implies, on the way to a file).
@@ -103,12 +145,16 @@ extension ServerState {
             return rel
         }
         let counted: @Sendable (Int) throws -> Void = { try run.addBytes($0) }
-        try await Archives.run { isCancelled in
+        try await Archives.run(.extract) { isCancelled in
             try ArchiveReader.extractAll(source, password: password, limits: Archives.limits, isCancelled: isCancelled,
-                                         handler: Extractor(choose: { m in
+                                         handler: Extractor(isCancelled: isCancelled, choose: { m in
                 guard m.path.hasPrefix(prefix), m.path.count > prefix.count else { return .skip }
                 guard let rel = relative(m) else {
                     skipped.withLockedValue { $0.append("\(m.path): not a name a storage takes") }
+                    return .skip
+                }
+                if let why = refusal(root + "/" + rel) {
+                    skipped.withLockedValue { $0.append("\(rel): \(why)") }
                     return .skip
                 }
                 if m.isDirectory { return .folder(rel) }
@@ -129,7 +175,7 @@ extension ServerState {
                     return false
                 }
                 run.update { $0.current = rel; $0.status = "extracting \(rel)" }
-                let stream = UploadStream(name: name, size: member.size, modified: member.modified,
+                let stream = UploadStream(name: name, size: member.sizeKnown ? member.size : nil, modified: member.modified,
                                           body: ByteStream(CountingBytes(base: ByteStream(body), counted: counted)))
                 _ = try await fs.put(stream, into: dir, overwrite: true)
                 run.update { $0.doneFiles += 1 }
@@ -170,18 +216,23 @@ enum Blocking {
 }
 
 /// Hands each member of `extractAll` to the task: a folder is made, a file's bytes go through a `ChunkPipe` to
-/// the storage's writer, which runs (as async work) while libarchive fills the pipe.
+/// the storage's writer, which runs (as async work) while libarchive fills the pipe. The writer is cancelled
+/// when the extraction is (looked at every second while waiting for it) or stops in the middle of a file.
 final class Extractor: ArchiveExtractHandler, @unchecked Sendable {
     enum Choice { case skip, folder(String), file(String) }
+    let isCancelled: () -> Bool
     let choose: (ArchiveMember) -> Choice
     let folder: (String) throws -> Void
     /// Writes the member from the byte stream; returns false when it was skipped (the stream is not read).
     let file: @Sendable (String, ArchiveMember, AsyncThrowingStream<ByteBuffer, any Error>) async throws -> Bool
-    /// The current file: its pipe and the writer's outcome.
-    private var current: (pipe: ChunkPipe, done: DispatchSemaphore, result: NIOLockedValueBox<(any Error)?>)?
+    /// The current file: its pipe, the writer and its outcome.
+    private var current: (pipe: ChunkPipe, writer: Task<Void, Never>, done: DispatchSemaphore, outcome: NIOLockedValueBox<Outcome>)?
 
-    init(choose: @escaping (ArchiveMember) -> Choice, folder: @escaping (String) throws -> Void,
+    enum Outcome { case writing, skipped, written, failed(any Error) }
+
+    init(isCancelled: @escaping () -> Bool, choose: @escaping (ArchiveMember) -> Choice, folder: @escaping (String) throws -> Void,
          file: @escaping @Sendable (String, ArchiveMember, AsyncThrowingStream<ByteBuffer, any Error>) async throws -> Bool) {
+        self.isCancelled = isCancelled
         self.choose = choose
         self.folder = folder
         self.file = file
@@ -196,33 +247,39 @@ final class Extractor: ArchiveExtractHandler, @unchecked Sendable {
         case .file(let rel):
             let pipe = ChunkPipe()
             let done = DispatchSemaphore(value: 0)
-            let result = NIOLockedValueBox<(any Error)?>(nil)
+            let outcome = NIOLockedValueBox(Outcome.writing)
             let write = file
             let reader = PipeReader(pipe: pipe)
-            let skipped = NIOLockedValueBox(false)
-            // The writer runs as async work while this thread feeds the pipe.
-            Task {
-                do {
-                    if try await !write(rel, member, reader.stream) {
-                        skipped.withLockedValue { $0 = true }
-                        pipe.abandon()
-                    }
-                } catch {
-                    result.withLockedValue { $0 = error }
-                    pipe.abandon()
-                }
+            // The writer runs as async work while this thread feeds the pipe; whenever it ends, the pipe is let go
+            // (a producer must never wait for room a writer that ended will not make).
+            let writer = Task {
+                let o: Outcome
+                do { o = try await write(rel, member, reader.stream) ? .written : .skipped } catch { o = .failed(error) }
+                outcome.withLockedValue { $0 = o }
+                pipe.abandon()
                 done.signal()
             }
-            current = (pipe, done, result)
+            current = (pipe, writer, done, outcome)
+            let isCancelled = self.isCancelled
             return { bytes in
-                // A skipped file's bytes go nowhere; a writer that failed stops the extraction with its error.
-                if skipped.withLockedValue({ $0 }) { return }
-                do { try pipe.send(bytes) } catch {
-                    if skipped.withLockedValue({ $0 }) { return }
-                    if let e = result.withLockedValue({ $0 }) { throw e }
-                    throw error
+                do { try pipe.send(bytes, isCancelled: isCancelled) } catch {
+                    switch outcome.withLockedValue({ $0 }) {
+                    case .skipped: return  // a skipped file's bytes go nowhere
+                    case .failed(let e): throw e
+                    case .written: throw FSError.internalError("the storage stopped reading \(rel) before its end")
+                    case .writing:
+                        if let stalled = error as? ChunkPipe.Stalled { throw FSError.upstream(code: -1, message: "the storage took no bytes of \(rel): \(stalled)") }
+                        throw error
+                    }
                 }
             }
+        }
+    }
+
+    /// Waits for the writer, looking every second whether the extraction was cancelled (then the writer is too).
+    private func wait(_ c: (pipe: ChunkPipe, writer: Task<Void, Never>, done: DispatchSemaphore, outcome: NIOLockedValueBox<Outcome>)) {
+        while c.done.wait(timeout: .now() + .seconds(1)) == .timedOut {
+            if isCancelled() { c.writer.cancel() }
         }
     }
 
@@ -230,8 +287,9 @@ final class Extractor: ArchiveExtractHandler, @unchecked Sendable {
         guard let c = current else { return }
         current = nil
         c.pipe.finish()
-        c.done.wait()
-        if let e = c.result.withLockedValue({ $0 }) { throw e }
+        wait(c)
+        if case .failed(let e) = c.outcome.withLockedValue({ $0 }) { throw e }
+        if isCancelled() { throw ArchiveError.cancelled }
     }
 
     deinit {
@@ -239,6 +297,7 @@ final class Extractor: ArchiveExtractHandler, @unchecked Sendable {
         if let c = current {
             c.pipe.finish(ArchiveError.cancelled)
             c.pipe.abandon()
+            c.writer.cancel()
             c.done.wait()
         }
     }

@@ -50,14 +50,15 @@ extension ServerState {
     }
 
     /// The checks of `check` that hold without the folder password (which was checked when the task was queued):
-    /// the base path, visibility and the permission bit, as the user has them now.
+    /// the base path, visibility and the permission bit (for writing, or a folder rule granting it), as the user
+    /// has them now.
     func recheck(_ user: User, _ action: Action, _ path: String) throws(FSError) {
         let base = (try? VirtualPath.normalize(user.basePath)) ?? "/"
         guard VirtualPath.isWithin(path, base) else {
             throw .permissionDenied("\(user.username) may no longer reach \(path): it is outside their base path now")
         }
         try Access.checkVisible(user, path, rules: rules)
-        guard Access.can(user, action) else {
+        guard Access.can(user, action) || (action == .write && rules.grantsWrite(path)) else {
             throw .permissionDenied("\(user.username) may no longer \(action.words) \(path)")
         }
     }
