@@ -262,9 +262,19 @@ func rawCutOff(port: Int, token: String) async throws {
     }
 }
 
-/// Runs `body` with a plain TCP socket connected to 127.0.0.1:`port` (off the cooperative pool), then closes it.
+/// Runs blocking `work` on a thread of its own and waits for it. Not `Task.detached`: that runs on the
+/// cooperative pool too, whose threads (as many as cores, 2 here) a few blocking waits at once would all hold,
+/// stopping the very server they wait on.
+func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (cont: CheckedContinuation<T, Never>) in
+        let thread = Thread { cont.resume(returning: work()) }
+        thread.start()
+    }
+}
+
+/// Runs `body` with a plain TCP socket connected to 127.0.0.1:`port` (on a thread of its own), then closes it.
 func withRawConnection(port: Int, receiveBuffer: Int32? = nil, _ body: @escaping @Sendable (Int32) -> Void) async throws {
-    try await Task.detached {
+    await onOwnThread {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
@@ -278,5 +288,5 @@ func withRawConnection(port: Int, receiveBuffer: Int32? = nil, _ body: @escaping
         }
         guard ok == 0 else { return }
         body(fd)
-    }.value
+    }
 }

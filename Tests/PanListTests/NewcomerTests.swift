@@ -401,7 +401,7 @@ struct AccessLogSinkTests {
         defer { close(readEnd) }
         let sink = AccessLogSink(label: "t", fd: writeEnd)
         // A reader that drains the pipe while writers run (a pipe holds only 64 KiB).
-        let reader = Task.detached { () -> [UInt8] in
+        let reader = Task { await onOwnThread { () -> [UInt8] in
             var all: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -410,7 +410,7 @@ struct AccessLogSinkTests {
                 all.append(contentsOf: buffer[0..<n])
             }
             return all
-        }
+        } }
         let flushing = Task { await sink.run() }
         // Four writers, 5 000 lines each (some long enough to cross a 4 KiB write), a flush racing them.
         await withTaskGroup(of: Void.self) { group in
