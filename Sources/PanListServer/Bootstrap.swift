@@ -67,6 +67,9 @@ public enum Bootstrap {
         guard (0...3600).contains(config.shutdownGrace) else {
             throw FSError.badRequest("shutdown_grace must be a number of seconds from 0 to 3600 (PANLIST_SHUTDOWN_GRACE)")
         }
+        guard (1...86_400).contains(config.sendTimeout) else {
+            throw FSError.badRequest("send_timeout must be a number of seconds from 1 to 86400 (PANLIST_SEND_TIMEOUT)")
+        }
         guard (3...600).contains(config.tasks.leaseSeconds) else {
             throw FSError.badRequest("tasks.lease_seconds must be a number of seconds from 3 to 600 (PANLIST_TASK_LEASE_SECONDS)")
         }

@@ -119,6 +119,9 @@ public struct PanListConfig: Codable, Sendable {
     /// Seconds between SIGTERM (when `/ready` turns 503) and the listeners closing, for load balancers that
     /// poll `/ready` to notice; new requests are still served meanwhile.
     public var shutdownDelay = 0
+    /// Seconds a client may take nothing of an answer being sent before its connection is closed (a paused
+    /// or vanished downloader must not hold a download slot for ever).
+    public var sendTimeout = 300
     /// Background tasks: workers and retries per kind (over the settings), and the lease of a running task.
     public var tasks = Tasks()
 
@@ -157,7 +160,7 @@ public struct PanListConfig: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case force, database, scheme, tasks
         case instanceID = "instance_id"
-        case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace", shutdownDelay = "shutdown_delay"
+        case metricsAddress = "metrics_address", shutdownGrace = "shutdown_grace", shutdownDelay = "shutdown_delay", sendTimeout = "send_timeout"
         case siteURL = "site_url", jwtSecret = "jwt_secret", tokenExpiresIn = "token_expires_in"
         case tempDir = "temp_dir", maxRequestBody = "max_request_body"
         case trustedProxies = "trusted_proxies", accessLog = "access_log", clientIPHeader = "client_ip_header"
@@ -183,6 +186,7 @@ public struct PanListConfig: Codable, Sendable {
         metricsAddress = try c.decodeIfPresent(String.self, forKey: .metricsAddress) ?? d.metricsAddress
         shutdownGrace = try c.decodeIfPresent(Int.self, forKey: .shutdownGrace) ?? d.shutdownGrace
         shutdownDelay = try c.decodeIfPresent(Int.self, forKey: .shutdownDelay) ?? d.shutdownDelay
+        sendTimeout = try c.decodeIfPresent(Int.self, forKey: .sendTimeout) ?? d.sendTimeout
         tasks = try c.decodeIfPresent(Tasks.self, forKey: .tasks) ?? d.tasks
     }
 
@@ -245,6 +249,7 @@ public struct PanListConfig: Codable, Sendable {
         if let v = env["PANLIST_METRICS_ADDRESS"] { metricsAddress = v }
         if let v = env["PANLIST_SHUTDOWN_GRACE"] { shutdownGrace = Int(v) ?? -1 }
         if let v = env["PANLIST_SHUTDOWN_DELAY"] { shutdownDelay = Int(v) ?? -1 }
+        if let v = env["PANLIST_SEND_TIMEOUT"] { sendTimeout = Int(v) ?? -1 }
         if let v = env["PANLIST_TASK_LEASE_SECONDS"] { tasks.leaseSeconds = Int(v) ?? -1 }
         if let v = env["PANLIST_ACCESS_LOG"] { accessLog = !["0", "false", "off", "no"].contains(v.lowercased()) }
     }

@@ -45,7 +45,9 @@ public enum PanListApp {
     ) -> some ApplicationProtocol {
         Application(
             router: router(state: state),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [
+                ExpectContinueHandler(), SendTimeoutHandler(timeout: .seconds(Int64(state.config.sendTimeout))),
+            ])),
             configuration: .init(address: .hostname(address, port: port), serverName: "PanList"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
             logger: state.logger
