@@ -206,7 +206,7 @@ struct ZipRoutes: Sendable {
             }
         }
         // Depth first, a folder's entry before its contents: a stack of (object, absolute path, name in the ZIP).
-        var stack: [(Obj, String, String)] = top.reversed().map { ($0, VirtualPath.join(dir, $0.name), Self.entryName($0.name)) }
+        var stack: [(Obj, String, String)] = zip(top, Self.entryNames(top)).reversed().map { ($0, VirtualPath.join(dir, $0.name), $1) }
         while let (o, path, name) = stack.popLast() {
             if out.count >= Self.maxEntries {
                 throw FSError.tooLarge("more than \(Self.maxEntries) files and folders: download smaller parts of it")
@@ -215,7 +215,7 @@ struct ZipRoutes: Sendable {
             if o.isDir {
                 out.append(Planned(entry: .init(name: name + "/", size: 0, modified: o.modified, isDir: true), source: nil))
                 let children = try await visibleChildren(of: path)
-                for c in children.reversed() { stack.append((c, VirtualPath.join(path, c.name), name + "/" + Self.entryName(c.name))) }
+                for (c, n) in zip(children, Self.entryNames(children)).reversed() { stack.append((c, VirtualPath.join(path, c.name), name + "/" + n)) }
             } else {
                 out.append(Planned(entry: .init(name: name, size: max(0, o.size), modified: o.modified, isDir: false), source: path))
             }
@@ -227,5 +227,24 @@ struct ZipRoutes: Sendable {
     /// put the file in folders that are not there) becomes `_`.
     static func entryName(_ name: String) -> String {
         name.contains("\\") ? name.replacingOccurrences(of: "\\", with: "_") : name
+    }
+
+    /// The ZIP names of one folder's entries, in order: `entryName` of each; where a changed name meets one
+    /// already there (`a\b` next to `a_b`), it gets " (2)", " (3)"… before its extension.
+    static func entryNames(_ objs: [Obj]) -> [String] {
+        var taken = Set(objs.lazy.map(\.name).filter { !$0.contains("\\") })
+        return objs.map { o in
+            guard o.name.contains("\\") else { return o.name }
+            let plain = entryName(o.name)
+            var name = plain
+            let dot = o.isDir ? nil : plain.lastIndex(of: ".").flatMap { $0 == plain.startIndex ? nil : $0 }
+            var n = 2
+            while taken.contains(name) {
+                name = dot.map { String(plain[..<$0]) + " (\(n))" + String(plain[$0...]) } ?? plain + " (\(n))"
+                n += 1
+            }
+            taken.insert(name)
+            return name
+        }
     }
 }
