@@ -88,6 +88,10 @@ final class TestServer: @unchecked Sendable {
         for await p in stream { port = p; break }
         var config = HTTPClient.Configuration()
         config.redirectConfiguration = .disallow
+        // Tests send up to 50 requests at once: each gets a connection (the default 8 leave the rest queued,
+        // and a queue wait over the connect timeout fails the request on a loaded machine).
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        config.timeout.connect = .seconds(30)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         return TestServer(dir: dir, state: boot.state, port: port, adminPassword: boot.createdAdminPassword ?? "",
                           client: client, runTask: task)
