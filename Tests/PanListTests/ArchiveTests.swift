@@ -182,14 +182,20 @@ struct ArchiveTests {
             try await Self.python("""
                 import sys, zipfile
                 z = zipfile.ZipFile(sys.argv[1], 'w')
-                for name in ['ok.txt', 'secret.txt', 'secret-new.txt', 'sub/fine.txt', 'sub/secret-2.txt', 'vault/gold.txt']:
+                for name in ['ok.txt', 'secret.txt', 'secret-new.txt', 'sub/fine.txt', 'sub/secret-2.txt', 'vault/gold.txt', 'keep/in/deep.txt']:
                     z.writestr(name, 'from the archive: ' + name)
                 z.close()
-                """, [s.files + "/a.zip"])
+                z = zipfile.ZipFile(sys.argv[2], 'w')
+                for name in ['drop/secret-3.txt', 'drop/vault/top.txt', 'drop/keep/in/x.txt', 'drop/fine-3.txt']:
+                    z.writestr(name, 'from the archive: ' + name)
+                z.close()
+                """, [s.files + "/a.zip", s.files + "/b.zip"])
             try s.dir.write("data/files/drop/secret.txt", "old")
             try FileManager.default.createDirectory(atPath: s.files + "/drop/vault", withIntermediateDirectories: true)
             #expect(try await s.api("/admin/meta/create", ["path": "/drop", "write": true, "w_sub": true, "hide": "^secret", "h_sub": true], token: t).code == 200)
             #expect(try await s.api("/admin/meta/create", ["path": "/drop/vault", "password": "vault-pw", "p_sub": true], token: t).code == 200)
+            // A password for /drop/keep itself only: making a folder in it needs the password as an upload would.
+            #expect(try await s.api("/admin/meta/create", ["path": "/drop/keep", "password": "keep-pw", "p_sub": false], token: t).code == 200)
             // No write bit: the rule on /drop grants it.
             _ = try await s.addUser("bob", password: "bob-pass-1", permission: [.readArchives, .decompress])
             let bt = try await s.login("bob", "bob-pass-1")
@@ -208,6 +214,21 @@ struct ArchiveTests {
             // Behind another folder password: not entered.
             #expect(!s.dir.exists("data/files/drop/vault/gold.txt"))
             #expect(status.contains("vault/gold.txt: \(Access.passwordMessage)"), "\(status)")
+            #expect(!s.dir.exists("data/files/drop/keep/in"), "a folder was made inside a guarded one")
+            #expect(status.contains("keep/in/deep.txt: \(Access.passwordMessage)"), "\(status)")
+            // Into the top folder itself: the same rules, one level further down.
+            _ = try await s.addUser("carol", password: "carol-pass-1", permission: [.readArchives, .decompress, .write])
+            let ct = try await s.login("carol", "carol-pass-1")
+            let top = try await s.api("/fs/archive/decompress", ["src_dir": "/", "dst_dir": "/", "name": ["b.zip"], "overwrite": true], token: ct)
+            let tid = try #require((top.data["tasks"] as? [[String: Any]])?.first?["id"] as? String, "\(top.text)")
+            let topStatus = try await Self.finished(s, tid, token: ct)["status"] as? String ?? ""
+            #expect(s.dir.read("data/files/drop/fine-3.txt") == "from the archive: drop/fine-3.txt")
+            #expect(!s.dir.exists("data/files/drop/secret-3.txt") && !s.dir.exists("data/files/drop/vault/top.txt") && !s.dir.exists("data/files/drop/keep/in"), "\(topStatus)")
+            #expect(topStatus.contains("drop/secret-3.txt: not found") && topStatus.contains("drop/vault/top.txt: \(Access.passwordMessage)"), "\(topStatus)")
+            // The task is listed with bob's finished tasks (as the Tasks page reads them), without its password.
+            let listed = try await s.api("/task/decompress/done", token: bt, method: .GET)
+            #expect((listed.json["data"] as? [[String: Any]])?.map { $0["id"] as? String } == [id], "\(listed.text)")
+            #expect(!listed.text.contains("not-needed-here"))
             // The archive's password is no longer in the store.
             let record = try #require(try await s.state.store.task(id: id))
             #expect(!record.params.contains("not-needed-here"), "\(record.params)")
@@ -309,13 +330,32 @@ struct ArchivePlumbingTests {
         }
     }
 
+    /// Extractions past the pool's threads wait in `Turns`, and a cancelled one leaves the queue at once.
+    @Test func aCancelledWaiterLeavesTheQueueAtOnce() async throws {
+        let turns = Turns(1)
+        let (release, hold) = AsyncStream<Void>.makeStream()
+        let holder = Task { try await turns.run { for await _ in release {} } }
+        try await Task.sleep(for: .milliseconds(200))
+        let waiter = Task { try await turns.run { 1 } }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(turns.waiting == 1)
+        let start = ContinuousClock.now
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(turns.waiting == 0)
+        hold.finish()
+        try await holder.value
+        #expect(try await turns.run { 2 } == 2)
+    }
+
     @Test func theListingCacheIsBoundedByBytes() {
         let cache = Archives.ListingCache()
         let long = String(repeating: "n", count: 1000)
         func listing(_ n: Int) -> [ArchiveMember] { (0..<n).map { ArchiveMember(path: "\(long)/\($0)") } }
         let key = { (i: Int) in Archives.ListingCache.Key(path: "/a\(i)", size: 1, modified: Date(timeIntervalSince1970: 0), password: "") }
         // Too big for it: not kept.
-        cache.put(key(0), listing(Archives.ListingCache.maxWeight / 4 / 1000 + 1))
+        cache.put(key(0), listing(Archives.ListingCache.maxWeight / 2 / 1000 + 1))
         #expect(cache.get(key(0)) == nil)
         // Many that fit one by one: the oldest go.
         for i in 1...8 { cache.put(key(i), listing(Archives.ListingCache.maxWeight / 4 / 1200)) }

@@ -150,7 +150,7 @@ extension APIRoutes {
     }
 
     /// Kinds Alist's and OpenList's front ends poll that PanList does not have yet: empty lists.
-    static let otherKinds: Set<String> = ["decompress", "decompress_upload"]
+    static let otherKinds: Set<String> = ["decompress_upload"]
 
     private func list(_ req: Request, _ ctx: AppContext, _ states: [TaskState]) async throws -> Response {
         if Self.otherKinds.contains(ctx.parameters.get("kind") ?? "") {

@@ -268,7 +268,11 @@ struct ArchiveRoutes: Sendable {
         if m.sizeKnown { headers[.contentLength] = String(m.size) }
         headers[.acceptRanges] = "none"
         headers[.cacheControl] = "private, max-age=0"
-        if req.method == .head || (m.sizeKnown && m.size == 0) { return Response(status: .ok, headers: headers, body: .init()) }
+        if req.method == .head || (m.sizeKnown && m.size == 0) {
+            // No body, and for a size not known no length either (an empty body would say 0).
+            let none = m.sizeKnown ? ResponseBody() : ResponseBody { try await $0.finish(nil) }
+            return Response(status: .ok, headers: headers, body: none)
+        }
         let size = m.size, known = m.sizeKnown, logger = state.logger
         let stream: @Sendable (inout any ResponseBodyWriter) async throws -> Void = { writer in
             let pipe = ChunkPipe()
@@ -280,8 +284,10 @@ struct ArchiveRoutes: Sendable {
                     }
                     pipe.finish()
                 } catch { pipe.finish(error) }
+                // The slot stands for the thread of the member pool: free once the extraction has let it go.
+                slot?.release()
             }
-            defer { pipe.abandon(); producer.cancel(); slot?.release() }
+            defer { pipe.abandon(); producer.cancel() }
             var sent: Int64 = 0
             do {
                 for try await chunk in pipe.stream {

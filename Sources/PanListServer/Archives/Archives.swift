@@ -32,6 +32,8 @@ struct Archives: Sendable {
     static let listPool = pool(4)
     static let memberPool = pool(8)
     static let extractPool = pool(2)
+    /// Extractions wait for a thread of `extractPool` here, where cancelling one takes it out of the queue.
+    static let extractTurns = Turns(2)
     /// Members being streamed at once (one thread of `memberPool` each): one more is refused ("try again").
     static let memberSlots = BusySlots(8, what: "files from inside archives")
     static let limits = ArchiveLimits()
@@ -88,8 +90,8 @@ struct Archives: Sendable {
         case .member: memberPool
         case .extract: extractPool
         }
-        do {
-            return try await withTaskCancellationHandler {
+        @Sendable func onPool() async throws -> R {
+            try await withTaskCancellationHandler {
                 try await pool.runIfActive {
                     if cancelled.withLockedValue({ $0 }) { throw ArchiveError.cancelled }
                     return try work { cancelled.withLockedValue { $0 } }
@@ -97,6 +99,12 @@ struct Archives: Sendable {
             } onCancel: {
                 cancelled.withLockedValue { $0 = true }
             }
+        }
+        do {
+            if lane == .extract { return try await extractTurns.run { try await onPool() } }
+            return try await onPool()
+        } catch is CancellationError {
+            throw fsError(ArchiveError.cancelled)
         } catch {
             throw fsError(error)
         }
@@ -120,7 +128,7 @@ struct Archives: Sendable {
     }
 
     /// Listings of archives, by what they were made from, at most 64 archives' worth and 64 MiB of members (as
-    /// counted by `weight`); a listing bigger than a quarter of that is not kept.
+    /// counted by `weight`); a listing bigger than half of that (about 200,000 members with short names) is not kept.
     final class ListingCache: Sendable {
         struct Key: Hashable { var path: String; var size: Int64; var modified: Date; var password: String }
         private let box = NIOLockedValueBox<(entries: [Key: (members: [ArchiveMember], weight: Int)], order: [Key], weight: Int)>(([:], [], 0))
@@ -138,7 +146,7 @@ struct Archives: Sendable {
 
         func put(_ key: Key, _ members: [ArchiveMember]) {
             let weight = Self.weight(members)
-            guard weight <= Self.maxWeight / 4 else { return }
+            guard weight <= Self.maxWeight / 2 else { return }
             box.withLockedValue { c in
                 if let old = c.entries[key] { c.weight -= old.weight } else { c.order.append(key) }
                 c.weight += weight

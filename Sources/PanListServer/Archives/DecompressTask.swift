@@ -119,10 +119,17 @@ extension ServerState {
         let provenGuard = rules.passwordRule(for: p.dst)?.path
         let free = user.isAdmin || user.permission.contains(.accessWithoutPassword)
         let mayWrite = Access.can(user, .write)
-        @Sendable func refusal(_ path: String) -> String? {
-            if (try? Access.checkVisible(user, path, rules: rules)) == nil { return "not found" }
-            if !free, let rule = rules.passwordRule(for: path), rule.path != provenGuard { return Access.passwordMessage }
-            if !mayWrite, !rules.grantsWrite(VirtualPath.parent(path)) { return "no permission to write there" }
+        /// Why `rel` (below `root`) is not written, or nil: each name on the way is made in its folder, so each
+        /// folder is checked as an upload into it would be, and each name must be visible.
+        @Sendable func refusal(_ rel: String) -> String? {
+            var at = root
+            for part in rel.split(separator: "/") {
+                let folder = at
+                at = VirtualPath.join(folder, String(part))
+                if (try? Access.checkVisible(user, at, rules: rules)) == nil { return "not found" }
+                if !free, let rule = rules.passwordRule(for: folder), rule.path != provenGuard { return Access.passwordMessage }
+                if !mayWrite, !rules.grantsWrite(folder) { return "no permission to write there" }
+            }
             return nil
         }
         let skipped = NIOLockedValueBox<[String]>([])
@@ -130,7 +137,7 @@ extension ServerState {
         // Folders are made as the archive names them (and any it only implies, on the way to a file).
         let made = NIOLockedValueBox<Set<String>>([root])
         @Sendable func folder(_ rel: String) async throws -> String {
-            let path = rel.isEmpty ? root : root + "/" + rel
+            let path = rel.isEmpty ? root : VirtualPath.join(root, rel)
             if made.withLockedValue({ $0.contains(path) }) { return path }
             let existing = try? await fs.get(path).0
             if let existing, !existing.isDir { throw FSError.conflict("\(rel) is a file at the destination; the folder of that name was not made") }
@@ -153,7 +160,7 @@ extension ServerState {
                     skipped.withLockedValue { $0.append("\(m.path): not a name a storage takes") }
                     return .skip
                 }
-                if let why = refusal(root + "/" + rel) {
+                if let why = refusal(rel) {
                     skipped.withLockedValue { $0.append("\(rel): \(why)") }
                     return .skip
                 }

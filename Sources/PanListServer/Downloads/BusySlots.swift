@@ -40,3 +40,63 @@ final class BusySlots: Sendable {
         deinit { release() }
     }
 }
+
+/// At most `limit` holders at once; the others wait their turn, first come first served, and one whose task is
+/// cancelled leaves the queue at once (a pool's own queue would keep it until a thread frees up).
+final class Turns: Sendable {
+    private struct State {
+        var free: Int
+        var next: UInt64 = 0
+        var waiting: [(id: UInt64, turn: CheckedContinuation<Void, any Error>)] = []
+        /// Waiters cancelled before they were queued.
+        var cancelled: Set<UInt64> = []
+    }
+    private let state: NIOLockedValueBox<State>
+
+    init(_ limit: Int) { state = NIOLockedValueBox(State(free: limit)) }
+
+    var waiting: Int { state.withLockedValue { $0.waiting.count } }
+
+    /// Runs `body` in a turn.
+    func run<R: Sendable>(_ body: () async throws -> R) async throws -> R {
+        try await take()
+        defer { give() }
+        return try await body()
+    }
+
+    private func take() async throws {
+        let id = state.withLockedValue { s in s.next += 1; return s.next }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (turn: CheckedContinuation<Void, any Error>) in
+                enum Now { case go, wait, cancelled }
+                let now = state.withLockedValue { s -> Now in
+                    if s.cancelled.remove(id) != nil { return .cancelled }
+                    if s.free > 0 { s.free -= 1; return .go }
+                    s.waiting.append((id, turn))
+                    return .wait
+                }
+                switch now {
+                case .go: turn.resume()
+                case .cancelled: turn.resume(throwing: CancellationError())
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            let turn = state.withLockedValue { s -> CheckedContinuation<Void, any Error>? in
+                guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { s.cancelled.insert(id); return nil }
+                return s.waiting.remove(at: i).turn
+            }
+            turn?.resume(throwing: CancellationError())
+        }
+        // A turn given (and so never queued) leaves no mark behind.
+        state.withLockedValue { _ = $0.cancelled.remove(id) }
+    }
+
+    private func give() {
+        let next = state.withLockedValue { s -> CheckedContinuation<Void, any Error>? in
+            if s.waiting.isEmpty { s.free += 1; return nil }
+            return s.waiting.removeFirst().turn
+        }
+        next?.resume()
+    }
+}

@@ -1,4 +1,4 @@
-// The Tasks page at /@tasks: the user's copy, move, upload, offline download and search index tasks (the admin's: everyone's), running and
+// The Tasks page at /@tasks: the user's copy, move, upload, offline download, extraction and search index tasks (the admin's: everyone's), running and
 // finished, with their progress, cancel / retry / delete, and the files of each; and the badge in the header
 // (tasks not finished yet) on every page. Both follow /api/task/events (server-sent events, one a second),
 // or poll every 2 s when the browser cannot keep that stream open.
@@ -10,9 +10,9 @@ import { $, h, clear, formatSize, toast } from './util.js';
 import { confirmDialog } from './dialogs.js';
 import { icon } from './icons.js';
 
-const KINDS = ['copy', 'move', 'upload', 'offline_download', 'offline_download_transfer', 'index'];
+const KINDS = ['copy', 'move', 'upload', 'offline_download', 'offline_download_transfer', 'decompress', 'index'];
 const KIND_WORDS = { copy: 'Copy', move: 'Move', upload: 'Upload', offline_download: 'Offline download',
-                     offline_download_transfer: 'Transfer', index: 'Search index' };
+                     offline_download_transfer: 'Transfer', decompress: 'Extract', index: 'Search index' };
 // TaskInfo.state, as the server numbers them.
 const S = { pending: 0, running: 1, succeeded: 2, canceling: 3, canceled: 4, errored: 5, failing: 6, failed: 7, waitingRetry: 8, retrying: 9 };
 const STATE_WORDS = ['Queued', 'Running', 'Succeeded', 'Canceling…', 'Canceled', 'Error', 'Failing', 'Failed', 'Waiting to retry', 'Retrying'];
