@@ -18,7 +18,22 @@ final class SendTimeoutHandler: ChannelOutboundHandler, RemovableChannelHandler 
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
+    /// A write completes only when all of it is in the socket: a big body part is handed on in pieces of
+    /// this size, so that a client reading slowly but steadily shows progress.
+    static let piece = 64 * 1024
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .body(var bytes) = unwrapOutboundIn(data), bytes.readableBytes > Self.piece {
+            while bytes.readableBytes > Self.piece, let part = bytes.readSlice(length: Self.piece) {
+                pass(context, wrapOutboundOut(.body(part)), promise: nil)
+            }
+            pass(context, wrapOutboundOut(.body(bytes)), promise: promise)
+        } else {
+            pass(context, data, promise: promise)
+        }
+    }
+
+    private func pass(_ context: ChannelHandlerContext, _ data: NIOAny, promise: EventLoopPromise<Void>?) {
         let done = promise ?? context.eventLoop.makePromise(of: Void.self)
         if waiting == 0 { progress = .now() }
         waiting += 1

@@ -182,7 +182,7 @@ struct ArchiveTests {
             try await Self.python("""
                 import sys, zipfile
                 z = zipfile.ZipFile(sys.argv[1], 'w')
-                for name in ['ok.txt', 'secret.txt', 'secret-new.txt', 'sub/fine.txt', 'sub/secret-2.txt', 'vault/gold.txt', 'keep/in/deep.txt']:
+                for name in ['ok.txt', 'secret.txt', 'secret-new.txt', 'sub/fine.txt', 'sub/secret-2.txt', 'vault/gold.txt', 'keep/in/deep.txt', 'guarded.txt']:
                     z.writestr(name, 'from the archive: ' + name)
                 z.close()
                 z = zipfile.ZipFile(sys.argv[2], 'w')
@@ -191,11 +191,14 @@ struct ArchiveTests {
                 z.close()
                 """, [s.files + "/a.zip", s.files + "/b.zip"])
             try s.dir.write("data/files/drop/secret.txt", "old")
+            try s.dir.write("data/files/drop/sub/fine.txt", "mine")
+            try s.dir.write("data/files/drop/guarded.txt", "guarded")
             try FileManager.default.createDirectory(atPath: s.files + "/drop/vault", withIntermediateDirectories: true)
             #expect(try await s.api("/admin/meta/create", ["path": "/drop", "write": true, "w_sub": true, "hide": "^secret", "h_sub": true], token: t).code == 200)
             #expect(try await s.api("/admin/meta/create", ["path": "/drop/vault", "password": "vault-pw", "p_sub": true], token: t).code == 200)
             // A password for /drop/keep itself only: making a folder in it needs the password as an upload would.
             #expect(try await s.api("/admin/meta/create", ["path": "/drop/keep", "password": "keep-pw", "p_sub": false], token: t).code == 200)
+            #expect(try await s.api("/admin/meta/create", ["path": "/drop/guarded.txt", "password": "file-pw"], token: t).code == 200)
             // No write bit: the rule on /drop grants it.
             _ = try await s.addUser("bob", password: "bob-pass-1", permission: [.readArchives, .decompress])
             let bt = try await s.login("bob", "bob-pass-1")
@@ -206,7 +209,12 @@ struct ArchiveTests {
             let status = done["status"] as? String ?? ""
             #expect(done["state"] as? Int == 2, "\(done)")
             #expect(s.dir.read("data/files/drop/ok.txt") == "from the archive: ok.txt")
-            #expect(s.dir.read("data/files/drop/sub/fine.txt") == "from the archive: sub/fine.txt")
+            // A file there is not replaced: that needs the write bit itself, as for an upload.
+            #expect(s.dir.read("data/files/drop/sub/fine.txt") == "mine")
+            #expect(status.contains("sub/fine.txt: already there; replacing it needs the write permission"), "\(status)")
+            // A name guarded by a password of its own.
+            #expect(s.dir.read("data/files/drop/guarded.txt") == "guarded")
+            #expect(status.contains("guarded.txt: \(Access.passwordMessage)"), "\(status)")
             // Hidden names: not written, not overwritten, said alike whether or not something was there.
             #expect(s.dir.read("data/files/drop/secret.txt") == "old")
             #expect(!s.dir.exists("data/files/drop/secret-new.txt") && !s.dir.exists("data/files/drop/sub/secret-2.txt"))
@@ -238,6 +246,7 @@ struct ArchiveTests {
             #expect(try await Self.finished(s, aid, token: t)["state"] as? Int == 2)
             #expect(s.dir.read("data/files/drop/vault/gold.txt") == "from the archive: vault/gold.txt")
             #expect(s.dir.read("data/files/drop/secret.txt") == "from the archive: secret.txt")
+            #expect(s.dir.read("data/files/drop/sub/fine.txt") == "from the archive: sub/fine.txt")
         }
     }
 

@@ -105,13 +105,6 @@ extension ServerState {
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         run.update { $0.totalFiles = Int64(files.count); $0.totalBytes = total; $0.doneFiles = 0; $0.doneBytes = 0 }
         let root = p.newFolder ? VirtualPath.join(p.dst, Self.extractedFolderName(VirtualPath.base(p.src))) : p.dst
-        if p.newFolder {
-            try VirtualPath.validateName(VirtualPath.base(root))
-            try Access.checkVisible(user, root, rules: rules)
-        }
-        _ = try await fs.makeDir(root)
-        let (source, _) = try await archives.source(p.src, clientIP: "")
-        let fs = self.fs
         // Each path made below the destination is checked as an upload to it would be (the folder password given
         // when the task was queued is the destination's; a folder below it with a password of its own is not
         // entered). A refused path reads "not found" whether or not something is there.
@@ -119,15 +112,30 @@ extension ServerState {
         let provenGuard = rules.passwordRule(for: p.dst)?.path
         let free = user.isAdmin || user.permission.contains(.accessWithoutPassword)
         let mayWrite = Access.can(user, .write)
+        let mayReplace = Access.can(user, .replace)
+        /// Whether a password other than the destination's guards `path` itself.
+        @Sendable func otherGuard(_ path: String) -> Bool {
+            guard !free, let rule = rules.passwordRule(for: path) else { return false }
+            return rule.path != provenGuard
+        }
+        if p.newFolder {
+            try VirtualPath.validateName(VirtualPath.base(root))
+            try Access.checkVisible(user, root, rules: rules)
+            if otherGuard(root) { throw FSError.permissionDenied(Access.passwordMessage) }
+        }
+        _ = try await fs.makeDir(root)
+        let (source, _) = try await archives.source(p.src, clientIP: "")
+        let fs = self.fs
         /// Why `rel` (below `root`) is not written, or nil: each name on the way is made in its folder, so each
-        /// folder is checked as an upload into it would be, and each name must be visible.
+        /// folder is checked as an upload into it would be, and each name must be visible and not guarded by a
+        /// password of its own.
         @Sendable func refusal(_ rel: String) -> String? {
             var at = root
             for part in rel.split(separator: "/") {
                 let folder = at
                 at = VirtualPath.join(folder, String(part))
                 if (try? Access.checkVisible(user, at, rules: rules)) == nil { return "not found" }
-                if !free, let rule = rules.passwordRule(for: folder), rule.path != provenGuard { return Access.passwordMessage }
+                if otherGuard(folder) || otherGuard(at) { return Access.passwordMessage }
                 if !mayWrite, !rules.grantsWrite(folder) { return "no permission to write there" }
             }
             return nil
@@ -177,8 +185,12 @@ extension ServerState {
                 let dir = try await folder(slash.map { String(rel[..<$0]) } ?? "")
                 let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
                 let target = VirtualPath.join(dir, name)
-                if !overwrite, let there = try? await fs.get(target).0 {
-                    skipped.withLockedValue { $0.append(there.isDir ? "\(rel): a folder of that name is there" : "\(rel): already there; kept") }
+                // Over an existing file: only with `overwrite`, and (as for uploads) the write bit itself, a folder
+                // rule's write grant only letting people add files.
+                if !overwrite || !mayReplace, let there = try? await fs.get(target).0 {
+                    let why = there.isDir ? "a folder of that name is there"
+                        : overwrite ? "already there; replacing it needs the write permission" : "already there; kept"
+                    skipped.withLockedValue { $0.append("\(rel): \(why)") }
                     return false
                 }
                 run.update { $0.current = rel; $0.status = "extracting \(rel)" }
@@ -193,7 +205,7 @@ extension ServerState {
         run.update {
             $0.current = ""
             $0.doneBytes = $0.totalBytes
-            $0.status = notes.isEmpty ? "done" : "done; \(notes.count) skipped: " + notes.prefix(5).joined(separator: "; ") + (notes.count > 5 ? "; …" : "")
+            $0.status = notes.isEmpty ? "done" : "done; \(notes.count) skipped: " + notes.prefix(10).joined(separator: "; ") + (notes.count > 10 ? "; …" : "")
         }
     }
 }
