@@ -99,6 +99,7 @@ let package = Package(
         ]),
         .target(name: "Open123Emulator", dependencies: [
             "PanListCore",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -10,7 +10,7 @@ public final class Open123Emulator: Sendable {
     public let config: EmulatorConfig
     let state: EmulatorState
     private let baseBox = NIOLockedValueBox<String>("")
-    private let task = NIOLockedValueBox<Task<Void, any Error>?>(nil)
+    private let service = NIOLockedValueBox<BackgroundService?>(nil)
 
     /// The base URL (`http://127.0.0.1:PORT`) once started.
     public var baseURL: String { baseBox.withLockedValue { $0 } }
@@ -44,7 +44,7 @@ public final class Open123Emulator: Sendable {
         let emulator = try Open123Emulator(config: config)
         let (stream, cont) = AsyncStream<Int>.makeStream()
         let app = emulator.application(address: address, port: port) { cont.yield($0) }
-        emulator.task.withLockedValue { $0 = Task { try await app.run() } }
+        emulator.service.withLockedValue { $0 = BackgroundService(app, logger: app.logger) }
         for await _ in stream { break }
         return emulator
     }
@@ -59,9 +59,7 @@ public final class Open123Emulator: Sendable {
     }
 
     public func stop() async {
-        let t = task.withLockedValue { $0 }
-        t?.cancel()
-        _ = try? await t?.value
+        await service.withLockedValue { $0 }?.stop()
         await state.shutdown()
     }
 

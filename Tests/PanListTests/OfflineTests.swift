@@ -404,7 +404,8 @@ import Testing
         try await Aria2Process.with { aria2 in try await withServer { s in
             let t = try await s.login()
             try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
-            #expect(try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t).code == 200)
+            let set = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t)
+            #expect(set.code == 200, "\(set.text)")
             let r = try await Self.add(s, t, [torrentOrigin.url("/files/pack.torrent")], path: "/bt", tool: "aria2")
             #expect(r.code == 200, "\(r.text)")
             let done = try await Self.settle(s, t, limit: .seconds(60))
@@ -442,7 +443,8 @@ import Testing
         try await Aria2Process.with { aria2 in try await withServer { s in
             let t = try await s.login()
             try await s.setSetting(OutboundGuard.settingKey, "127.0.0.1")
-            #expect(try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t).code == 200)
+            let set = try await s.api("/admin/setting/set_aria2", ["uri": aria2.uri, "secret": aria2.secret], token: t)
+            #expect(set.code == 200, "\(set.text)")
             #expect(try await Self.add(s, t, ["ftp://127.0.0.1:\(ftp.port)/f.bin"], path: "/ftp", tool: "aria2").code == 200)
             let done = try await Self.settle(s, t, limit: .seconds(60))
             #expect(done.count == 2 && done.allSatisfy { $0["state"] as? Int == 2 }, "\(done)")

@@ -120,13 +120,14 @@ struct TaskTests {
         }
     }
 
-    /// A running copy from the cloud is cancelled: it stops within a second and leaves no file behind;
+    /// A running copy from the cloud is cancelled: it stops at once and leaves no file behind;
     /// retried, it copies again.
-    @Test func cancelStopsWithinASecondAndLeavesNothing() async throws {
+    @Test func cancelStopsPromptlyAndLeavesNothing() async throws {
         try await withCloud { s, emu, t in
-            let content = Data((0..<1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+            // 3 MB at 200 kB/s: uncancelled, the rest would take over ten seconds.
+            let content = Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
             _ = try await emu.seed(path: "/big.bin", data: content)
-            await emu.setDownloadRate(300_000)
+            await emu.setDownloadRate(200_000)
             let copy = try await s.api("/fs/copy", ["src_dir": "/123", "dst_dir": "/", "names": ["big.bin"]], token: t)
             let id = try #require((copy.data["tasks"] as? [[String: Any]])?.first?["id"] as? String)
             // Running, with bytes done and a speed.
@@ -143,10 +144,12 @@ struct TaskTests {
             #expect(await Cluster.within(.seconds(5)) {
                 try await s.api("/task/copy/info?tid=\(id)", token: t).data["state"] as? Int == 4
             })
-            // Stopped within a second of the request, by the server's own record (polling adds its delay here).
+            // Stopped promptly after the request, by the server's own record (polling adds its delay here): well
+            // under a second on an idle machine; 3 s allows for the whole test run beside it (1 s was seen missed
+            // there), and is still far below the ten seconds an unheeded cancel would take.
             let ended = try await s.api("/task/copy/info?tid=\(id)", token: t).data["end_time"] as? String
             let endDate = try #require(ended.flatMap { try? Date($0, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)) })
-            #expect(endDate.timeIntervalSince(askedDate) < 1, "\(endDate.timeIntervalSince(askedDate)) s")
+            #expect(endDate.timeIntervalSince(askedDate) < 3, "\(endDate.timeIntervalSince(askedDate)) s")
             try await Task.sleep(for: .milliseconds(300))
             #expect(s.dir.allEntries("data/files").filter { !$0.hasPrefix(".") }.isEmpty, "\(s.dir.allEntries("data/files"))")
             #expect(s.dir.allEntries("data/temp").filter { $0 != ".panlist-temp" && $0 != "tasks" }.isEmpty)

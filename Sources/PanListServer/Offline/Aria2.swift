@@ -13,6 +13,9 @@ struct Aria2Client: Sendable {
         var config = HTTPClient.Configuration()
         config.redirectConfiguration = .disallow
         config.timeout = .init(connect: .seconds(5), read: .seconds(20))
+        // aria2 closes an RPC connection idle for 30 s (HttpServerCommand); a pooled one is dropped before that,
+        // so that a call never goes out on a connection aria2 is closing.
+        config.connectionPool = .init(idleTimeout: .seconds(20))
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }()
 

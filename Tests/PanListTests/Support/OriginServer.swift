@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import Open123Emulator
 import NIOCore
 
 /// A web server on 127.0.0.1 that offline downloads fetch from, with the ways real servers answer:
@@ -14,7 +15,7 @@ import NIOCore
 /// - `/redirect?to=<url>`: a 302 there; `/missing`: 404.
 final class OriginServer: @unchecked Sendable {
     let port: Int
-    private let task: Task<Void, any Error>
+    private let task: BackgroundService
     private let box: NIOLockedValueBox<State>
 
     struct State {
@@ -149,18 +150,17 @@ final class OriginServer: @unchecked Sendable {
         logger.logLevel = .critical
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { channel in cont.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        let task = Task { try await app.runService() }
+        let task = BackgroundService(app, logger: logger)
         var port = 0
         for await p in stream { port = p; break }
         return OriginServer(port: port, task: task, box: box)
     }
 
-    private init(port: Int, task: Task<Void, any Error>, box: NIOLockedValueBox<State>) {
+    private init(port: Int, task: BackgroundService, box: NIOLockedValueBox<State>) {
         self.port = port; self.task = task; self.box = box
     }
 
     func stop() async {
-        task.cancel()
-        _ = try? await task.value
+        await task.stop()
     }
 }

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Open123Emulator
 @testable import PanListCore
 @testable import PanListServer
 import PanListStore
@@ -63,7 +64,7 @@ final class TestServer: @unchecked Sendable {
     let port: Int
     var adminPassword: String
     let client: HTTPClient
-    private let runTask: Task<Void, any Error>
+    private let runner: BackgroundService
 
     var base: String { "http://127.0.0.1:\(port)" }
     var files: String { dir.path + "/data/files" }
@@ -83,7 +84,7 @@ final class TestServer: @unchecked Sendable {
         if mount { await boot.state.mountAll() }
         let (stream, cont) = AsyncStream<Int>.makeStream()
         let app = PanListApp.application(state: boot.state, address: "127.0.0.1", port: 0) { port in cont.yield(port) }
-        let task = Task { try await app.run() }
+        let runner = BackgroundService(app, logger: quiet)
         var port = 0
         for await p in stream { port = p; break }
         var config = HTTPClient.Configuration()
@@ -94,21 +95,21 @@ final class TestServer: @unchecked Sendable {
         config.timeout.connect = .seconds(30)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         return TestServer(dir: dir, state: boot.state, port: port, adminPassword: boot.createdAdminPassword ?? "",
-                          client: client, runTask: task)
+                          client: client, runner: runner)
     }
 
-    private init(dir: TempDir, state: ServerState, port: Int, adminPassword: String, client: HTTPClient, runTask: Task<Void, any Error>) {
+    private init(dir: TempDir, state: ServerState, port: Int, adminPassword: String, client: HTTPClient, runner: BackgroundService) {
         self.dir = dir; self.state = state; self.port = port; self.adminPassword = adminPassword
-        self.client = client; self.runTask = runTask
+        self.client = client; self.runner = runner
     }
 
     /// `keep`: the data folder stays (for a restart on it: `start(in: dir)`).
     func stop(keep: Bool = false) async {
         // Bounded, and said when a step is stuck (a stop that hangs would hang the whole test run).
-        let client = self.client, runTask = self.runTask, state = self.state
+        let client = self.client, runner = self.runner, state = self.state
         let steps: [(String, @Sendable () async -> Void)] = [
             ("the test's HTTP client", { @Sendable in try? await client.shutdown() }),
-            ("the HTTP server", { @Sendable in runTask.cancel(); _ = try? await runTask.value }),
+            ("the HTTP server", { @Sendable in await runner.stop() }),
             ("the server state", { @Sendable in await state.shutdown() })]
         var clean = true
         for (name, step) in steps {
