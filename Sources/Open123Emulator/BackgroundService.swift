@@ -21,8 +21,8 @@ public final class BackgroundService: Sendable {
 
     /// Graceful shutdown; what still runs after `grace` (a download that never ends) is cancelled.
     public func stop(grace: Duration = .seconds(5)) async {
-        await group.triggerGracefulShutdown()
         let task = self.task
+        await group.triggerGracefulShutdown()
         let deadline = Task {
             try await Task.sleep(for: grace)
             task.cancel()

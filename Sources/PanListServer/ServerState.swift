@@ -462,7 +462,8 @@ public final class ServerState: Sendable {
         uploadSweeper.withLockedValue { $0?.cancel(); $0 = nil }
         // Each step is waited for a bounded time: a stop must end even when a step is stuck (the step is
         // named in the log, an error: it is a bug to find).
-        var clean = await step("pausing the tasks", .seconds(15)) { await self.tasks.stop() }
+        // (TaskManager.stop bounds its own waits: a claim under way 5 s, the running tasks 10 s, then one write.)
+        var clean = await step("pausing the tasks", .seconds(30)) { await self.tasks.stop() }
         clean = await step("stopping the change listener", .seconds(5)) { await self.changes.stop() } && clean
         let flush = flushTask.withLockedValue { $0 }
         flush?.cancel()

@@ -379,8 +379,11 @@ actor TaskManager {
         for _ in 0..<250 where claiming { try? await Task.sleep(for: .milliseconds(20)) }
         let all = running
         for (_, r) in all { r.run.stopped(.pause) }
-        for (id, r) in all where !(await FirstOf.wait(r.work, atMost: .seconds(10))) {
-            logger.warning("task \(id) did not pause within 10 s; handing it back anyway")
+        // All told at once, waited for together: 10 s in all, however many run.
+        let works = all.map { ($0.key, $0.value.work) }
+        let allPaused = Task { for (_, w) in works { await w.value } }
+        if !(await FirstOf.wait(allPaused, atMost: .seconds(10))) {
+            logger.warning("tasks did not all pause within 10 s (of \(works.map(\.0).joined(separator: ", "))); handing them back anyway")
         }
         do { try await store.releaseTasks(owner: instance) } catch {
             logger.warning("could not hand back this instance's tasks (they are taken over when their leases run out): \(ErrorText.describe(error))")
