@@ -112,9 +112,10 @@ struct ClusterSharedTests {
         return (da.client, db.client)
     }
 
-    /// The token 123 knows is revoked while 200 requests are under way, 100 on each instance: each gets a
+    /// The token 123 knows is revoked while 40 requests are under way, 20 on each instance: each gets a
     /// 401, and the whole cluster makes exactly one access_token call (the instance that waits for the
-    /// lock finds the new token in the store).
+    /// lock finds the new token in the store). (200 at once were seen wait past the client's connect timeout
+    /// for a pooled connection on a loaded CI run.)
     @Test func theTokenIsRefreshedOnceForTheCluster() async throws {
         var ec = EmulatorConfig()
         ec.clientID = "storm-" + UUID().uuidString.prefix(8)
@@ -128,7 +129,7 @@ struct ClusterSharedTests {
             await emu.revokeAllTokens()
             await emu.resetCallCounts()
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for i in 0..<200 {
+                for i in 0..<40 {
                     let client = i % 2 == 0 ? ca : cb
                     group.addTask {
                         _ = try await client.call(.GET, "/api/v1/file/detail", query: [("fileID", String(fileID))], as: UserInfoProbe.self)
