@@ -380,10 +380,9 @@ actor TaskManager {
         let all = running
         for (_, r) in all { r.run.stopped(.pause) }
         // All told at once, waited for together: 10 s in all, however many run.
-        let works = all.map { ($0.key, $0.value.work) }
-        let allPaused = Task { for (_, w) in works { await w.value } }
+        let allPaused = Task { for r in all.values { await r.work.value } }
         if !(await FirstOf.wait(allPaused, atMost: .seconds(10))) {
-            logger.warning("tasks did not all pause within 10 s (of \(works.map(\.0).joined(separator: ", "))); handing them back anyway")
+            logger.warning("tasks did not all pause within 10 s (of \(all.keys.sorted().joined(separator: ", "))); handing them back anyway")
         }
         do { try await store.releaseTasks(owner: instance) } catch {
             logger.warning("could not hand back this instance's tasks (they are taken over when their leases run out): \(ErrorText.describe(error))")

@@ -15,7 +15,7 @@ import NIOCore
 /// - `/redirect?to=<url>`: a 302 there; `/missing`: 404.
 final class OriginServer: @unchecked Sendable {
     let port: Int
-    private let task: BackgroundService
+    private let runner: BackgroundService
     private let box: NIOLockedValueBox<State>
 
     struct State {
@@ -150,17 +150,17 @@ final class OriginServer: @unchecked Sendable {
         logger.logLevel = .critical
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                               onServerRunning: { channel in cont.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        let task = BackgroundService(app, logger: logger)
+        let runner = BackgroundService(app, logger: logger)
         var port = 0
         for await p in stream { port = p; break }
-        return OriginServer(port: port, task: task, box: box)
+        return OriginServer(port: port, runner: runner, box: box)
     }
 
-    private init(port: Int, task: BackgroundService, box: NIOLockedValueBox<State>) {
-        self.port = port; self.task = task; self.box = box
+    private init(port: Int, runner: BackgroundService, box: NIOLockedValueBox<State>) {
+        self.port = port; self.runner = runner; self.box = box
     }
 
     func stop() async {
-        await task.stop()
+        await runner.stop()
     }
 }
